@@ -1,0 +1,107 @@
+/**
+ * Configuration from flags and environment (flags win). No other module reads the
+ * environment or the command line.
+ */
+
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+
+/** The registry's settings, frozen. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** Absolute path of the storage root. */
+  readonly dataDir: string;
+  /** Largest accepted manifest body in bytes (413 above it). */
+  readonly maxManifestBytes: number;
+  /** Upload sessions untouched for this long are purged (milliseconds). */
+  readonly uploadMaxAgeMs: number;
+  /** How often stale sessions are looked for (milliseconds). */
+  readonly purgeIntervalMs: number;
+  /** Whether to log one line per request. */
+  readonly logRequests: boolean;
+}
+
+/** Defaults, used by tests as a base. */
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 5000,
+  dataDir: "./data",
+  maxManifestBytes: 4 * 1024 * 1024,
+  uploadMaxAgeMs: 24 * 60 * 60 * 1000,
+  purgeIntervalMs: 60 * 60 * 1000,
+  logRequests: false,
+} as const;
+
+/** Text printed by `--help`. */
+export const USAGE = `Usage: deno task start [options]
+
+Options (environment variable in brackets; flags win):
+  --host HOST                 address to listen on [REGISTRY_HOST] (default ${DEFAULTS.host})
+  --port PORT                 port to listen on, 0 for any free port [REGISTRY_PORT] (default ${DEFAULTS.port})
+  --data DIR                  storage root [REGISTRY_DATA_DIR] (default ${DEFAULTS.dataDir})
+  --max-manifest-bytes N      largest manifest accepted [REGISTRY_MAX_MANIFEST_BYTES] (default ${DEFAULTS.maxManifestBytes})
+  --upload-max-age SECONDS    purge upload sessions idle this long [REGISTRY_UPLOAD_MAX_AGE] (default ${
+  DEFAULTS.uploadMaxAgeMs / 1000
+})
+  --log-requests              log one line per request [REGISTRY_LOG_REQUESTS=1]
+  --help                      print this text
+`;
+
+/** Thrown for a bad flag or variable; main prints it with the usage. */
+export class ConfigError extends Error {}
+
+function integer(value: string, what: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(`Invalid ${what} ${JSON.stringify(value)}: expected ${min}..${max}`);
+  }
+  return Number(value);
+}
+
+/**
+ * Builds the configuration from command-line arguments and environment variables.
+ * Returns "help" when `--help` was given; throws ConfigError on a bad value.
+ */
+export function loadConfig(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Config | "help" {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      options: {
+        host: { type: "string" },
+        port: { type: "string" },
+        data: { type: "string" },
+        "max-manifest-bytes": { type: "string" },
+        "upload-max-age": { type: "string" },
+        "log-requests": { type: "boolean" },
+        help: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  if (parsed.help) return "help";
+  const pick = (flag: string | undefined, name: string) => flag ?? env[name] ?? undefined;
+  const port = pick(parsed.port, "REGISTRY_PORT");
+  const manifest = pick(parsed["max-manifest-bytes"], "REGISTRY_MAX_MANIFEST_BYTES");
+  const age = pick(parsed["upload-max-age"], "REGISTRY_UPLOAD_MAX_AGE");
+  const uploadMaxAgeMs = age === undefined
+    ? DEFAULTS.uploadMaxAgeMs
+    : integer(age, "upload max age", 1, 10 * 365 * 86400) * 1000;
+  return Object.freeze({
+    host: pick(parsed.host, "REGISTRY_HOST") ?? DEFAULTS.host,
+    port: port === undefined ? DEFAULTS.port : integer(port, "port", 0, 65535),
+    dataDir: resolve(pick(parsed.data, "REGISTRY_DATA_DIR") ?? DEFAULTS.dataDir),
+    maxManifestBytes: manifest === undefined
+      ? DEFAULTS.maxManifestBytes
+      : integer(manifest, "max manifest bytes", 1, 1024 * 1024 * 1024),
+    uploadMaxAgeMs,
+    purgeIntervalMs: Math.min(DEFAULTS.purgeIntervalMs, uploadMaxAgeMs),
+    logRequests: parsed["log-requests"] === true || env.REGISTRY_LOG_REQUESTS === "1",
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * Blob routes (stories 006, 007, 012): blob GET/HEAD/DELETE and the upload session routes
+ * POST (start, monolithic, mount), PATCH, PUT, GET (status) and DELETE (cancel).
+ */
+
+import { parseDigest } from "../digest/digest.ts";
+import { parseRepositoryName, parseUploadId } from "../http/params.ts";
+import { parseContentRange, resolveRange, uploadRange } from "../http/ranges.ts";
+import { contentLength } from "../http/request.ts";
+import { content, empty } from "../http/responses.ts";
+import type { Route, RouteContext } from "../router.ts";
+import type { Chunk, UploadStatus } from "../services/uploads.ts";
+import type { Services } from "../services/registry.ts";
+import type { Digest, RepositoryName } from "../types/oci.ts";
+
+const NAME = "(?<name>.+)";
+
+/** The blob and upload routes over the registry's services. */
+export function blobRoutes(services: Services): Route[] {
+  const { blobs, uploads } = services;
+
+  const blobHeaders = (digest: Digest, length: number) => ({
+    "Content-Length": String(length),
+    "Content-Type": "application/octet-stream",
+    "Docker-Content-Digest": digest,
+    "Accept-Ranges": "bytes",
+    "Cache-Control": "max-age=31536000",
+    "ETag": `"${digest}"`,
+  });
+
+  const sessionResponse = (status: number, name: RepositoryName, s: UploadStatus) =>
+    empty(status, {
+      Location: `/v2/${name}/blobs/uploads/${s.id}`,
+      "Docker-Upload-UUID": s.id,
+      Range: uploadRange(s.size),
+    });
+
+  const created = (name: RepositoryName, digest: Digest) =>
+    empty(201, { Location: `/v2/${name}/blobs/${digest}`, "Docker-Content-Digest": digest });
+
+  const chunkOf = ({ request }: RouteContext): Chunk => ({
+    body: request.body,
+    range: parseContentRange(request.headers.get("content-range")),
+    contentLength: contentLength(request),
+  });
+
+  const target = ({ params }: RouteContext) => ({
+    name: parseRepositoryName(params.name),
+    digest: parseDigest(params.digest),
+  });
+
+  const session = ({ params }: RouteContext) => ({
+    name: parseRepositoryName(params.name),
+    id: parseUploadId(params.uuid),
+  });
+
+  return [
+    {
+      path: "/v2/<name>/blobs/uploads/",
+      pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/?$`),
+      methods: {
+        async POST(ctx) {
+          const name = parseRepositoryName(ctx.params.name);
+          const mount = ctx.query.get("mount");
+          const from = ctx.query.get("from");
+          if (mount !== null && from !== null) {
+            const digest = parseDigest(mount);
+            if (await blobs.mount(name, parseRepositoryName(from), digest)) {
+              return created(name, digest);
+            }
+          }
+          const digest = ctx.query.get("digest");
+          if (digest !== null) {
+            return created(
+              name,
+              await uploads.uploadWhole(name, parseDigest(digest), chunkOf(ctx)),
+            );
+          }
+          return sessionResponse(202, name, await uploads.start(name));
+        },
+      },
+    },
+    {
+      path: "/v2/<name>/blobs/uploads/<uuid>",
+      pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/(?<uuid>[^/]+)$`),
+      methods: {
+        async GET(ctx) {
+          const { name, id } = session(ctx);
+          return sessionResponse(204, name, await uploads.status(name, id));
+        },
+        async PATCH(ctx) {
+          const { name, id } = session(ctx);
+          return sessionResponse(202, name, await uploads.append(name, id, chunkOf(ctx)));
+        },
+        async PUT(ctx) {
+          const { name, id } = session(ctx);
+          const digest = parseDigest(ctx.query.get("digest"));
+          return created(name, await uploads.complete(name, id, digest, chunkOf(ctx)));
+        },
+        async DELETE(ctx) {
+          const { name, id } = session(ctx);
+          await uploads.cancel(name, id);
+          return empty(204);
+        },
+      },
+    },
+    {
+      path: "/v2/<name>/blobs/<digest>",
+      pattern: new RegExp(`^/v2/${NAME}/blobs/(?<digest>[^/]+)$`),
+      methods: {
+        async HEAD(ctx) {
+          const { name, digest } = target(ctx);
+          return empty(200, blobHeaders(digest, await blobs.size(name, digest)));
+        },
+        async GET(ctx) {
+          const { name, digest } = target(ctx);
+          const range = ctx.request.headers.get("range");
+          const blob = await blobs.open(name, digest, (size) => resolveRange(range, size));
+          if (blob.span === null) {
+            return content(200, blob.stream, blobHeaders(digest, blob.size));
+          }
+          const { start, end } = blob.span;
+          return content(206, blob.stream, {
+            ...blobHeaders(digest, end - start + 1),
+            "Content-Range": `bytes ${start}-${end}/${blob.size}`,
+          });
+        },
+        async DELETE(ctx) {
+          const { name, digest } = target(ctx);
+          await blobs.delete(name, digest);
+          return empty(202);
+        },
+      },
+    },
+  ];
+}

@@ -1,0 +1,300 @@
+/**
+ * Upload sessions: start, append chunks (hashing while writing and saving the hash state at
+ * every chunk boundary), report progress, complete into the blob store, cancel, and recover
+ * or purge sessions left by a crash.
+ */
+
+import { createHash } from "node:crypto";
+import { digestAlgorithm, digestHex, makeDigest } from "../digest/digest.ts";
+import {
+  createSha256,
+  decodeSha256State,
+  encodeSha256State,
+  type Sha256,
+  type Sha256State,
+} from "../digest/sha256.ts";
+import { RegistryError } from "../errors.ts";
+import type { ChunkRange } from "../http/ranges.ts";
+import type { BlobStore } from "../storage/blobs.ts";
+import { KeyedMutex } from "../storage/lock.ts";
+import type { MetadataStore } from "../storage/repositories.ts";
+import type { StoredSession, UploadStore } from "../storage/uploads.ts";
+import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";
+
+/** Where a session stands: its id and how many bytes it safely holds. */
+export interface UploadStatus {
+  readonly id: UploadId;
+  readonly size: number;
+}
+
+/** A chunk as the route received it. */
+export interface Chunk {
+  readonly body: ReadableStream<Uint8Array> | null;
+  readonly range: ChunkRange | null;
+  readonly contentLength: number | null;
+}
+
+/** Options of the upload service. */
+export interface UploadServiceOptions {
+  /** Sessions not started or written to within this many milliseconds are purged. */
+  readonly maxAgeMs: number;
+  /** The clock. */
+  readonly now?: () => Date;
+  /** Hash backend override (tests). */
+  readonly backend?: "native" | "portable";
+}
+
+const EMPTY_STATE = encodeSha256State(createSha256(undefined).exportState());
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Registry semantics of blob upload sessions. */
+export class UploadService {
+  readonly #uploads: UploadStore;
+  readonly #blobs: BlobStore;
+  readonly #meta: MetadataStore;
+  readonly #options: UploadServiceOptions;
+  readonly #locks = new KeyedMutex();
+  readonly #now: () => Date;
+
+  /** Makes the service over its stores. */
+  constructor(
+    stores: { uploads: UploadStore; blobs: BlobStore; meta: MetadataStore },
+    options: UploadServiceOptions,
+  ) {
+    this.#uploads = stores.uploads;
+    this.#blobs = stores.blobs;
+    this.#meta = stores.meta;
+    this.#options = options;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  /** Opens a new empty session in a repository. */
+  async start(name: RepositoryName): Promise<UploadStatus> {
+    const id = crypto.randomUUID() as UploadId;
+    await this.#uploads.create(id, name, this.#now(), EMPTY_STATE);
+    return { id, size: 0 };
+  }
+
+  /** Reports the bytes a session safely holds; throws BLOB_UPLOAD_UNKNOWN. */
+  async status(name: RepositoryName, id: UploadId): Promise<UploadStatus> {
+    if (this.#locks.isBusy(id)) {
+      // A chunk is being written: report what the last saved state covers, touch nothing.
+      const stored = await this.#stored(name, id);
+      const state = tryDecode(stored.hashState);
+      return { id, size: state ? Math.min(state.length, stored.dataSize) : 0 };
+    }
+    return await this.#locks.run(id, async () => {
+      const { state } = await this.#load(name, id);
+      return { id, size: state.length };
+    });
+  }
+
+  /** Appends one chunk; throws 416 for a chunk that does not continue the data, SIZE_INVALID. */
+  append(name: RepositoryName, id: UploadId, chunk: Chunk): Promise<UploadStatus> {
+    return this.#locks.run(id, async () => {
+      const { state } = await this.#load(name, id);
+      const hasher = createSha256(state, this.#hashOptions());
+      await this.#write(id, hasher, chunk);
+      return { id, size: hasher.length };
+    });
+  }
+
+  /**
+   * Appends an optional final chunk, verifies the digest of all bytes, commits the blob by
+   * rename and links it into the repository. On a digest mismatch the session is removed and
+   * DIGEST_INVALID thrown; nothing is stored.
+   */
+  complete(name: RepositoryName, id: UploadId, digest: Digest, chunk: Chunk): Promise<Digest> {
+    return this.#locks.run(id, async () => {
+      const { state } = await this.#load(name, id);
+      const hasher = createSha256(state, this.#hashOptions());
+      const hasBody = chunk.body !== null && chunk.contentLength !== 0;
+      if (hasBody || chunk.range !== null) await this.#write(id, hasher, chunk);
+      const actual = await this.#digestOf(id, hasher, digest);
+      if (actual !== digest) {
+        await this.#uploads.remove(id);
+        throw new RegistryError(
+          "DIGEST_INVALID",
+          `Upload content has digest "${actual}", not the given "${digest}"`,
+          { detail: { expected: digest, actual } },
+        );
+      }
+      await this.#blobs.adopt(this.#uploads.dataPath(id), digest);
+      await this.#meta.linkLayer(name, digest);
+      await this.#uploads.remove(id);
+      return digest;
+    });
+  }
+
+  /** Uploads a whole blob in one request (POST `?digest=` with a body). */
+  async uploadWhole(name: RepositoryName, digest: Digest, chunk: Chunk): Promise<Digest> {
+    const { id } = await this.start(name);
+    try {
+      return await this.complete(name, id, digest, chunk);
+    } finally {
+      await this.#uploads.remove(id);
+    }
+  }
+
+  /** Cancels a session and removes its folder; throws BLOB_UPLOAD_UNKNOWN. */
+  cancel(name: RepositoryName, id: UploadId): Promise<void> {
+    return this.#locks.run(id, async () => {
+      await this.#stored(name, id);
+      await this.#uploads.remove(id);
+    });
+  }
+
+  /**
+   * Reconciles every session after a restart (truncating bytes past the saved state, or
+   * re-hashing `data` when the state is missing or wrong) and purges stale or broken ones.
+   */
+  async recover(): Promise<{ resumed: number; purged: number }> {
+    let resumed = 0;
+    let purged = 0;
+    for (const name of await this.#uploads.list()) {
+      if (!UUID_RE.test(name)) continue;
+      const id = name as UploadId;
+      const outcome = await this.#locks.run(id, async () => {
+        const stored = await this.#uploads.get(id);
+        if (stored === null || this.#isStale(stored)) {
+          await this.#uploads.remove(id);
+          return "purged";
+        }
+        await this.#reconcile(stored);
+        return "resumed";
+      });
+      if (outcome === "purged") purged++;
+      else resumed++;
+    }
+    return { resumed, purged };
+  }
+
+  /** Purges sessions older than the maximum age that no request is using. */
+  async purgeStale(): Promise<number> {
+    let purged = 0;
+    for (const name of await this.#uploads.list()) {
+      if (!UUID_RE.test(name) || this.#locks.isBusy(name)) continue;
+      const id = name as UploadId;
+      const removed = await this.#locks.run(id, async () => {
+        const stored = await this.#uploads.get(id);
+        if (stored !== null && !this.#isStale(stored)) return false;
+        return await this.#uploads.remove(id);
+      });
+      if (removed) purged++;
+    }
+    return purged;
+  }
+
+  #isStale(stored: StoredSession): boolean {
+    const started = Date.parse(stored.startedAt);
+    const touched = Math.max(Number.isNaN(started) ? 0 : started, stored.modifiedAt);
+    return this.#now().getTime() - touched > this.#options.maxAgeMs;
+  }
+
+  #hashOptions(): { backend?: "native" | "portable" } {
+    return this.#options.backend ? { backend: this.#options.backend } : {};
+  }
+
+  /** Reads a session of this repository; throws BLOB_UPLOAD_UNKNOWN otherwise. */
+  async #stored(name: RepositoryName, id: UploadId): Promise<StoredSession> {
+    const stored = await this.#uploads.get(id);
+    if (stored === null || stored.repository !== name) {
+      throw new RegistryError("BLOB_UPLOAD_UNKNOWN", `Unknown upload "${id}" in "${name}"`, {
+        detail: { uuid: id },
+      });
+    }
+    return stored;
+  }
+
+  /** Reads a session and makes its state trustworthy. Call under the session's lock. */
+  async #load(name: RepositoryName, id: UploadId): Promise<{ state: Sha256State }> {
+    const stored = await this.#stored(name, id);
+    return { state: await this.#reconcile(stored) };
+  }
+
+  /** Trust the saved state only at the exact offset; otherwise truncate or re-hash. */
+  async #reconcile(stored: StoredSession): Promise<Sha256State> {
+    const state = tryDecode(stored.hashState);
+    if (state && state.length === stored.dataSize) return state;
+    if (state && state.length < stored.dataSize) {
+      // Bytes past the state come from a chunk that was never acknowledged.
+      await this.#uploads.truncate(stored.id, state.length);
+      return state;
+    }
+    const hasher = createSha256(undefined, this.#hashOptions());
+    for await (const chunk of await this.#uploads.readData(stored.id)) hasher.update(chunk);
+    const fresh = hasher.exportState();
+    await this.#uploads.saveHashState(stored.id, encodeSha256State(fresh));
+    return fresh;
+  }
+
+  /** Validates a chunk against the session, streams it to disk and saves the new state. */
+  async #write(id: UploadId, hasher: Sha256, chunk: Chunk): Promise<void> {
+    const offset = hasher.length;
+    const { range, contentLength } = chunk;
+    let expected = contentLength;
+    if (range !== null) {
+      if (range.start !== offset) {
+        throw new RegistryError(
+          "BLOB_UPLOAD_INVALID",
+          `Chunk range ${range.start}-${range.end} does not continue upload "${id}" at offset ${offset}`,
+          { status: 416, headers: { Range: offset === 0 ? "0-0" : `0-${offset - 1}` } },
+        );
+      }
+      const declared = range.end - range.start + 1;
+      if (contentLength !== null && contentLength !== declared) {
+        throw new RegistryError(
+          "SIZE_INVALID",
+          `Content-Range ${range.start}-${range.end} declares ${declared} bytes but Content-Length is ${contentLength}`,
+        );
+      }
+      expected = declared;
+    }
+    const written = await this.#uploads.append(id, offset, hashed(chunk.body, hasher, expected));
+    if (expected !== null && written !== expected) {
+      await this.#uploads.truncate(id, offset);
+      throw new RegistryError(
+        "SIZE_INVALID",
+        `Chunk for upload "${id}" carried ${written} bytes, ${expected} were declared`,
+      );
+    }
+    if (written > 0 || range !== null) {
+      await this.#uploads.saveHashState(id, encodeSha256State(hasher.exportState()));
+    }
+  }
+
+  async #digestOf(id: UploadId, hasher: Sha256, wanted: Digest): Promise<Digest> {
+    if (digestAlgorithm(wanted) === "sha256") return makeDigest("sha256", hasher.digestHex());
+    const sha512 = createHash("sha512");
+    for await (const chunk of await this.#uploads.readData(id)) sha512.update(chunk);
+    const hex = sha512.digest("hex");
+    return hex === digestHex(wanted) ? wanted : makeDigest("sha512", hex);
+  }
+}
+
+/** Hashes chunks as they pass and stops at one byte past `limit`. */
+async function* hashed(
+  body: ReadableStream<Uint8Array> | null,
+  hasher: Sha256,
+  limit: number | null,
+): AsyncGenerator<Uint8Array> {
+  if (body === null) return;
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (limit !== null && total > limit) {
+      throw new RegistryError("SIZE_INVALID", `Chunk is larger than the ${limit} bytes declared`);
+    }
+    hasher.update(chunk);
+    yield chunk;
+  }
+}
+
+function tryDecode(text: string | null): Sha256State | null {
+  if (text === null) return null;
+  try {
+    return decodeSha256State(text);
+  } catch {
+    return null;
+  }
+}
