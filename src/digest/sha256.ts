@@ -47,6 +47,11 @@ export interface Sha256State {
 export interface Sha256 {
   /** Feeds bytes. */
   update(data: Uint8Array): void;
+  /**
+   * Feeds bytes off the JS thread where the backend can (native: a pool thread). `data` must
+   * not change until the promise settles, and calls must not overlap; throws like `update`.
+   */
+  updateAsync(data: Uint8Array): Promise<void>;
   /** Bytes hashed so far. */
   readonly length: number;
   /** Canonical state; does not finalize; the hasher can keep going. */

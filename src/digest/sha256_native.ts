@@ -25,6 +25,13 @@ const LIBRARY_PATHS = [
 const SYMBOLS = {
   SHA256_Init: { parameters: ["buffer"], result: "i32" },
   SHA256_Update: { parameters: ["buffer", "buffer", "usize"], result: "i32" },
+  /** The same function run on a pool thread, off the JS thread (returns a promise). */
+  SHA256_Update_nonblocking: {
+    name: "SHA256_Update",
+    parameters: ["buffer", "buffer", "usize"],
+    result: "i32",
+    nonblocking: true,
+  },
   SHA256_Final: { parameters: ["buffer", "buffer"], result: "i32" },
 } as const;
 
@@ -132,6 +139,8 @@ class NativeSha256 implements Sha256 {
   #u32 = new Uint32Array(this.#ctx.buffer);
   #length = 0;
   #done = false;
+  /** True while a nonblocking update runs on another thread and owns the context. */
+  #busy = false;
 
   constructor(s: Symbols, state?: Sha256State) {
     this.#s = s;
@@ -153,7 +162,7 @@ class NativeSha256 implements Sha256 {
   }
 
   update(data: Uint8Array): void {
-    if (this.#done) throw new Error("SHA-256 hasher already finalized");
+    this.#check();
     const n = data.length;
     if (n === 0) return;
     if (this.#s.SHA256_Update(this.#ctx, data, BigInt(n)) !== 1) {
@@ -162,8 +171,28 @@ class NativeSha256 implements Sha256 {
     this.#length += n;
   }
 
-  exportState(): Sha256State {
+  async updateAsync(data: Uint8Array): Promise<void> {
+    this.#check();
+    const n = data.length;
+    if (n === 0) return;
+    this.#busy = true;
+    let result: number;
+    try {
+      result = await this.#s.SHA256_Update_nonblocking(this.#ctx, data, BigInt(n));
+    } finally {
+      this.#busy = false;
+    }
+    if (result !== 1) throw new Error("SHA256_Update failed");
+    this.#length += n;
+  }
+
+  #check(): void {
     if (this.#done) throw new Error("SHA-256 hasher already finalized");
+    if (this.#busy) throw new Error("SHA-256 hasher is busy with an asynchronous update");
+  }
+
+  exportState(): Sha256State {
+    this.#check();
     const num = this.#u32[OFF_NUM]!;
     return {
       words: Array.from(this.#u32.subarray(0, 8)),
@@ -173,7 +202,7 @@ class NativeSha256 implements Sha256 {
   }
 
   digestHex(): string {
-    if (this.#done) throw new Error("SHA-256 hasher already finalized");
+    this.#check();
     this.#done = true;
     if (this.#s.SHA256_Final(OUT, this.#ctx) !== 1) {
       throw new Error("SHA256_Final failed");

@@ -115,6 +115,16 @@ export class PortableSha256 implements Sha256 {
     return this.#length;
   }
 
+  /** Feeds bytes on the JS thread (this backend has no other); throws like `update`. */
+  updateAsync(data: Uint8Array): Promise<void> {
+    try {
+      this.update(data);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   /** Feeds bytes; throws an Error after finalization. */
   update(data: Uint8Array): void {
     if (this.#done) throw new Error("SHA-256 hasher already finalized");

@@ -250,7 +250,12 @@ export class UploadService {
       }
       expected = declared;
     }
-    const written = await this.#uploads.append(id, offset, hashed(chunk.body, hasher, expected));
+    const written = await this.#uploads.append(
+      id,
+      offset,
+      limited(chunk.body, expected),
+      (batch) => hasher.updateAsync(batch),
+    );
     if (expected !== null && written !== expected) {
       await this.#uploads.truncate(id, offset);
       throw new RegistryError(
@@ -272,10 +277,9 @@ export class UploadService {
   }
 }
 
-/** Hashes chunks as they pass and stops at one byte past `limit`. */
-async function* hashed(
+/** Passes chunks through and throws SIZE_INVALID at the first byte past `limit`. */
+async function* limited(
   body: ReadableStream<Uint8Array> | null,
-  hasher: Sha256,
   limit: number | null,
 ): AsyncGenerator<Uint8Array> {
   if (body === null) return;
@@ -285,7 +289,6 @@ async function* hashed(
     if (limit !== null && total > limit) {
       throw new RegistryError("SIZE_INVALID", `Chunk is larger than the ${limit} bytes declared`);
     }
-    hasher.update(chunk);
     yield chunk;
   }
 }

@@ -17,8 +17,8 @@ import {
   readTextOrNull,
   removeIfExists,
   syncDir,
-  writeAll,
 } from "./fs.ts";
+import { BatchWriter } from "./batch_writer.ts";
 import type { Paths } from "./paths.ts";
 
 /** The small files of a session as stored, before any interpretation. */
@@ -34,8 +34,8 @@ export interface StoredSession {
   readonly modifiedAt: number;
 }
 
-/** Writes are batched into buffers of this size before they reach the file. */
-const WRITE_BATCH = 4 * 1024 * 1024;
+/** Writes are batched into (two) buffers of this size before they reach the file. */
+const WRITE_BATCH = 1024 * 1024;
 
 /** What the upload service needs from session storage. */
 export interface UploadStore {
@@ -48,8 +48,16 @@ export interface UploadStore {
   ): Promise<void>;
   /** Reads a session's small files and data size; null when the session does not exist. */
   get(id: UploadId): Promise<StoredSession | null>;
-  /** Appends chunks at `offset`, flushes, and returns the bytes written; on error truncates back. */
-  append(id: UploadId, offset: number, chunks: AsyncIterable<Uint8Array>): Promise<number>;
+  /**
+   * Appends chunks at `offset`, flushes, and returns the bytes written; on error truncates
+   * back. `observe` sees every written batch in order, concurrently with its write.
+   */
+  append(
+    id: UploadId,
+    offset: number,
+    chunks: AsyncIterable<Uint8Array>,
+    observe?: (batch: Uint8Array) => Promise<void>,
+  ): Promise<number>;
   /** Cuts `data` to `size` bytes and flushes. */
   truncate(id: UploadId, size: number): Promise<void>;
   /** Replaces `hashstate` atomically. */
@@ -113,34 +121,22 @@ export class FsUploadStore implements UploadStore {
   }
 
   /** @inheritdoc */
-  async append(id: UploadId, offset: number, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+  async append(
+    id: UploadId,
+    offset: number,
+    chunks: AsyncIterable<Uint8Array>,
+    observe?: (batch: Uint8Array) => Promise<void>,
+  ): Promise<number> {
     const file = await Deno.open(this.#paths.uploadFile(id, "data"), { write: true });
-    let written = 0;
+    const writer = new BatchWriter(file, WRITE_BATCH, observe ?? null);
     try {
       await file.seek(offset, Deno.SeekMode.Start);
-      const batch = new Uint8Array(WRITE_BATCH);
-      let filled = 0;
-      for await (const chunk of chunks) {
-        if (filled > 0 && filled + chunk.length > WRITE_BATCH) {
-          await writeAll(file, batch.subarray(0, filled));
-          written += filled;
-          filled = 0;
-        }
-        if (chunk.length >= WRITE_BATCH) {
-          await writeAll(file, chunk);
-          written += chunk.length;
-        } else {
-          batch.set(chunk, filled);
-          filled += chunk.length;
-        }
-      }
-      if (filled > 0) {
-        await writeAll(file, batch.subarray(0, filled));
-        written += filled;
-      }
+      for await (const chunk of chunks) await writer.push(chunk);
+      await writer.flush();
       await file.syncData();
-      return written;
+      return writer.written;
     } catch (error) {
+      await writer.flush().catch(() => {});
       await file.truncate(offset).catch(() => {});
       throw error;
     } finally {
