@@ -5,6 +5,7 @@
 
 import type { Config } from "./config.ts";
 import { errorBody, RegistryError } from "./errors.ts";
+import { API_VERSION_HEADER, headerList, type HeaderValues } from "./http/responses.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
 import { blobRoutes } from "./routes/blobs.ts";
 import { listingRoutes } from "./routes/listings.ts";
@@ -25,8 +26,6 @@ export interface AppOptions extends ServiceOptions {
   /** Where unexpected errors and request lines go (default: console.error). */
   readonly log?: (line: string) => void;
 }
-
-const API_VERSION = "registry/2.0";
 
 /**
  * Builds the registry over `config.dataDir`: creates the folders, recovers or purges upload
@@ -54,12 +53,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     try {
       const path = rawPath(request.url);
       const { handler, params } = matchRoute(routes, request.method, path);
-      const query = new URL(request.url).searchParams;
+      const query = request.url.includes("?")
+        ? new URL(request.url).searchParams
+        : new URLSearchParams();
       response = await handler({ request, query, params });
     } catch (error) {
       response = errorResponse(error, request, log);
     }
-    response.headers.set("Docker-Distribution-API-Version", API_VERSION);
+    if (!response.headers.has(API_VERSION_HEADER)) {
+      response.headers.set(API_VERSION_HEADER, "registry/2.0");
+    }
     if (config.logRequests) log(`${request.method} ${request.url} ${response.status}`);
     return response;
   };
@@ -72,11 +75,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 function errorResponse(error: unknown, request: Request, log: (line: string) => void): Response {
   let status = 500;
   let body: string;
-  const headers = new Headers({ "Content-Type": "application/json" });
+  let extra: HeaderValues = {};
   if (error instanceof RegistryError) {
     status = error.status;
     body = errorBody(error.code, error.message, error.detail);
-    for (const [k, v] of Object.entries(error.headers)) headers.set(k, v);
+    extra = error.headers;
   } else {
     log(
       `unexpected error on ${request.method} ${request.url}: ${
@@ -85,12 +88,12 @@ function errorResponse(error: unknown, request: Request, log: (line: string) => 
     );
     body = errorBody("UNKNOWN", "Internal error; see the registry log");
   }
-  // A HEAD response carries the headers of the error but no body.
-  if (request.method === "HEAD") {
-    headers.set("Content-Length", "0");
-    return new Response(null, { status, headers });
-  }
   const bytes = new TextEncoder().encode(body);
-  headers.set("Content-Length", String(bytes.length));
-  return new Response(bytes, { status, headers });
+  // A HEAD response carries the headers of the error but no body.
+  const headers = headerList({
+    "Content-Type": "application/json",
+    "Content-Length": request.method === "HEAD" ? "0" : String(bytes.length),
+    ...extra,
+  });
+  return new Response(request.method === "HEAD" ? null : bytes, { status, headers });
 }

@@ -1,7 +1,9 @@
 /**
- * The route table as data. Repository names contain `/`, so each pattern is anchored at the
- * end of the path and the name is whatever precedes the fixed suffix. A known path with an
- * unknown method answers 405 with `Allow`; an unknown path answers 404.
+ * The route table as data. Repository names contain `/`, so routes are matched from the end
+ * of the path: the last segment is the route's parameter (or a fixed word), the segments
+ * before it must end with the route's marker (`/blobs`, `/manifests`, ...), and whatever
+ * precedes the marker after `/v2/` is the name. So `/v2/a/b/blobs/<digest>` has name `a/b`.
+ * A known path with an unknown method answers 405 with `Allow`; an unknown path 404.
  */
 
 import { RegistryError } from "./errors.ts";
@@ -20,8 +22,14 @@ export type Handler = (ctx: RouteContext) => Promise<Response>;
 export interface Route {
   /** A readable form of the path, e.g. `/v2/<name>/blobs/<digest>`. */
   readonly path: string;
-  /** The pattern over the raw (undecoded) path; named groups become params. */
-  readonly pattern: RegExp;
+  /** Routes without a name: the exact paths they answer. */
+  readonly exact?: readonly string[];
+  /** Routes with a name: what the path ends with before its last segment, e.g. `/blobs`. */
+  readonly marker?: string;
+  /** The name of the last segment's parameter, e.g. `digest`... */
+  readonly param?: string;
+  /** ...or the fixed last segment, e.g. `list` (`""` for a trailing slash). */
+  readonly last?: string;
   readonly methods: Readonly<Partial<Record<string, Handler>>>;
 }
 
@@ -31,20 +39,49 @@ export interface Match {
   readonly params: Record<string, string>;
 }
 
+const PREFIX = "/v2/";
+
 /** The raw path of a request URL, without query or fragment, not decoded or normalized. */
 export function rawPath(url: string): string {
   const afterScheme = url.indexOf("://");
   const start = url.indexOf("/", afterScheme < 0 ? 0 : afterScheme + 3);
   if (start < 0) return "/";
-  const end = url.slice(start).search(/[?#]/);
-  return end < 0 ? url.slice(start) : url.slice(start, start + end);
+  let end = url.indexOf("?", start);
+  const hash = url.indexOf("#", start);
+  if (end < 0 || (hash >= 0 && hash < end)) end = hash;
+  return end < 0 ? url.slice(start) : url.slice(start, end);
+}
+
+/** A path split once: everything before its last segment, and that segment. */
+interface SplitPath {
+  readonly path: string;
+  readonly head: string;
+  readonly tail: string;
+}
+
+function matchOne(route: Route, { path, head, tail }: SplitPath): Record<string, string> | null {
+  if (route.exact) return route.exact.includes(path) ? {} : null;
+  const marker = route.marker;
+  if (!marker || !head.endsWith(marker) || head.length <= PREFIX.length + marker.length) {
+    return null;
+  }
+  if (route.param !== undefined ? tail === "" : tail !== route.last) return null;
+  const params: Record<string, string> = {
+    name: head.slice(PREFIX.length, head.length - marker.length),
+  };
+  if (route.param !== undefined) params[route.param] = tail;
+  return params;
 }
 
 /** Finds the handler for a method and raw path; throws a 404 or a 405 RegistryError. */
 export function matchRoute(routes: readonly Route[], method: string, path: string): Match {
+  const slash = path.startsWith(PREFIX) ? path.lastIndexOf("/") : -1;
+  const split = slash < 0
+    ? { path, head: "", tail: "" }
+    : { path, head: path.slice(0, slash), tail: path.slice(slash + 1) };
   for (const route of routes) {
-    const m = route.pattern.exec(path);
-    if (!m) continue;
+    const params = matchOne(route, split);
+    if (params === null) continue;
     const verb = method === "HEAD" && !route.methods.HEAD ? "" : method;
     const handler = route.methods[verb];
     if (!handler) {
@@ -55,7 +92,7 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
         { status: 405, headers: { Allow: allow } },
       );
     }
-    return { handler, params: { ...m.groups } };
+    return { handler, params };
   }
   throw new RegistryError("UNSUPPORTED", `No route for ${JSON.stringify(path.slice(0, 200))}`, {
     status: 404,

@@ -13,8 +13,6 @@ import type { Chunk, UploadStatus } from "../services/uploads.ts";
 import type { Services } from "../services/registry.ts";
 import type { Digest, RepositoryName } from "../types/oci.ts";
 
-const NAME = "(?<name>.+)";
-
 /** The blob and upload routes over the registry's services. */
 export function blobRoutes(services: Services): Route[] {
   const { blobs, uploads } = services;
@@ -57,7 +55,8 @@ export function blobRoutes(services: Services): Route[] {
   return [
     {
       path: "/v2/<name>/blobs/uploads/",
-      pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/?$`),
+      marker: "/blobs/uploads",
+      last: "",
       methods: {
         async POST(ctx) {
           const name = parseRepositoryName(ctx.params.name);
@@ -82,7 +81,8 @@ export function blobRoutes(services: Services): Route[] {
     },
     {
       path: "/v2/<name>/blobs/uploads/<uuid>",
-      pattern: new RegExp(`^/v2/${NAME}/blobs/uploads/(?<uuid>[^/]+)$`),
+      marker: "/blobs/uploads",
+      param: "uuid",
       methods: {
         async GET(ctx) {
           const { name, id } = session(ctx);
@@ -106,7 +106,8 @@ export function blobRoutes(services: Services): Route[] {
     },
     {
       path: "/v2/<name>/blobs/<digest>",
-      pattern: new RegExp(`^/v2/${NAME}/blobs/(?<digest>[^/]+)$`),
+      marker: "/blobs",
+      param: "digest",
       methods: {
         async HEAD(ctx) {
           const { name, digest } = target(ctx);

@@ -21,14 +21,14 @@ export function listingRoutes(services: Services): Route[] {
   return [
     {
       path: "/v2/",
-      pattern: /^\/v2\/?$/,
+      exact: ["/v2/", "/v2"],
       methods: {
         GET: () => Promise.resolve(jsonText(200, "{}")),
       },
     },
     {
       path: "/v2/_catalog",
-      pattern: /^\/v2\/_catalog$/,
+      exact: ["/v2/_catalog"],
       methods: {
         async GET({ query }) {
           const page = parsePage(query, "UNSUPPORTED");
@@ -41,7 +41,8 @@ export function listingRoutes(services: Services): Route[] {
     },
     {
       path: "/v2/<name>/tags/list",
-      pattern: /^\/v2\/(?<name>.+)\/tags\/list$/,
+      marker: "/tags",
+      last: "list",
       methods: {
         async GET({ params, query }) {
           const name = parseRepositoryName(params.name);
@@ -55,7 +56,8 @@ export function listingRoutes(services: Services): Route[] {
     },
     {
       path: "/v2/<name>/referrers/<digest>",
-      pattern: /^\/v2\/(?<name>.+)\/referrers\/(?<digest>[^/]+)$/,
+      marker: "/referrers",
+      param: "digest",
       methods: {
         async GET({ params, query }) {
           const name = parseRepositoryName(params.name);

@@ -27,7 +27,8 @@ export function manifestRoutes(services: Services): Route[] {
 
   return [{
     path: "/v2/<name>/manifests/<reference>",
-    pattern: /^\/v2\/(?<name>.+)\/manifests\/(?<reference>[^/]+)$/,
+    marker: "/manifests",
+    param: "reference",
     methods: {
       async PUT(ctx) {
         const { name, reference } = target(ctx);
