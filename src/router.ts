@@ -73,6 +73,14 @@ function matchOne(route: Route, { path, head, tail }: SplitPath): Record<string,
   return params;
 }
 
+function withoutBody(get: Handler): Handler {
+  return async (ctx) => {
+    const response = await get(ctx);
+    await response.body?.cancel();
+    return new Response(null, { status: response.status, headers: response.headers });
+  };
+}
+
 /** Finds the handler for a method and raw path; throws a 404 or a 405 RegistryError. */
 export function matchRoute(routes: readonly Route[], method: string, path: string): Match {
   const slash = path.startsWith(PREFIX) ? path.lastIndexOf("/") : -1;
@@ -82,8 +90,9 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
   for (const route of routes) {
     const params = matchOne(route, split);
     if (params === null) continue;
-    const verb = method === "HEAD" && !route.methods.HEAD ? "" : method;
-    const handler = route.methods[verb];
+    // A route without its own HEAD answers HEAD from GET, without the body.
+    const fromGet = method === "HEAD" && !route.methods.HEAD ? route.methods.GET : undefined;
+    const handler = fromGet ? withoutBody(fromGet) : route.methods[method];
     if (!handler) {
       const allow = Object.keys(route.methods).join(", ");
       throw new RegistryError(

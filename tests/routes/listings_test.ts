@@ -65,6 +65,18 @@ Deno.test("tags/list pages in lexical order with n, last and Link", async (t) =>
   });
 });
 
+Deno.test("HEAD answers from GET where a route has no HEAD of its own", async () => {
+  await using reg = await tempRegistry();
+  const base = await reg.fetch("/v2/", { method: "HEAD" });
+  assert.equal(base.status, 200);
+  assert.equal(base.headers.get("content-length"), "2");
+  assert.equal(base.headers.get("docker-distribution-api-version"), "registry/2.0");
+  assert.equal((await base.arrayBuffer()).byteLength, 0);
+  const tags = await reg.fetch("/v2/ghost/tags/list", { method: "HEAD" });
+  assert.equal(tags.status, 404);
+  assert.equal((await tags.arrayBuffer()).byteLength, 0);
+});
+
 Deno.test("tags/list of an unknown repository is 404 NAME_UNKNOWN; of a repo with blobs only, []", async () => {
   await using reg = await tempRegistry();
   const res = await reg.fetch("/v2/ghost/tags/list");
