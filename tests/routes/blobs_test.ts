@@ -344,3 +344,30 @@ async function rawStatus(base: string, method: string, path: string): Promise<nu
     conn.close();
   }
 }
+
+Deno.test("a sha512 digest is accepted for a blob upload and read back", async () => {
+  await using reg = await tempRegistry();
+  const bytes = randomBytes(5000);
+  const { createHash } = await import("node:crypto");
+  const digest = `sha512:${createHash("sha512").update(bytes).digest("hex")}`;
+  const start = await reg.fetch("/v2/app/blobs/uploads/", { method: "POST" });
+  await start.body?.cancel();
+  const put = await reg.fetch(`${start.headers.get("location")}?digest=${digest}`, {
+    method: "PUT",
+    body: bytes,
+  });
+  assert.equal(put.status, 201);
+  assert.equal(put.headers.get("docker-content-digest"), digest);
+  const get = await reg.fetch(`/v2/app/blobs/${digest}`);
+  assert.equal(get.status, 200);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+  const wrong = `sha512:${"0".repeat(128)}`;
+  const start2 = await reg.fetch("/v2/app/blobs/uploads/", { method: "POST" });
+  await start2.body?.cancel();
+  const bad = await reg.fetch(`${start2.headers.get("location")}?digest=${wrong}`, {
+    method: "PUT",
+    body: bytes,
+  });
+  assert.equal(bad.status, 400);
+  assert.equal(await errorCode(bad), "DIGEST_INVALID");
+});

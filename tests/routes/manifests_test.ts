@@ -308,3 +308,16 @@ Deno.test("DELETE by digest removes the revision and every tag pointing to it", 
   assert.equal(still.status, 200);
   await still.body?.cancel();
 });
+
+Deno.test("a manifest PUT by sha512 digest is stored and served by that digest", async () => {
+  await using reg = await tempRegistry();
+  const { bytes } = await ociManifest(await pushImageBlobs(reg, "app"));
+  const { createHash } = await import("node:crypto");
+  const digest = `sha512:${createHash("sha512").update(bytes).digest("hex")}`;
+  const put = await putManifest(reg, "app", digest, bytes);
+  assert.equal(put.status, 201);
+  assert.equal(put.headers.get("docker-content-digest"), digest);
+  const get = await reg.fetch(`/v2/app/manifests/${digest}`);
+  assert.equal(get.status, 200);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+});
