@@ -29,13 +29,27 @@ async function main(): Promise<number> {
       );
     },
   }, app);
-  const stop = () => {
-    console.log("shutting down: finishing in-flight requests");
+  // Deno 2.9's server.shutdown() makes the bodies of requests in flight unreadable
+  // (denoland/deno#36809), so the app drains first (new requests get 503, requests in
+  // flight get the grace period), and only then does the server stop listening.
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) Deno.exit(0); // a second signal: stop waiting
+    stopping = true;
+    const grace = config.shutdownGraceMs;
+    console.log(`shutting down: finishing in-flight requests (at most ${grace / 1000} s)`);
     app.close();
-    server.shutdown();
+    const hard = setTimeout(() => {
+      console.log("shutdown: grace period over, exiting");
+      Deno.exit(0);
+    }, grace + 3000);
+    Deno.unrefTimer(hard);
+    await app.drain(grace);
+    await server.shutdown();
   };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  const onSignal = () => void stop();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   await server.finished;
   return 0;
 }

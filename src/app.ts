@@ -5,6 +5,8 @@
 
 import type { Config } from "./config.ts";
 import { errorBody, RegistryError } from "./errors.ts";
+import { storageFailure } from "./http/failures.ts";
+import { BodyGuard, checkHeaderSize } from "./http/limits.ts";
 import { API_VERSION_HEADER, headerList, type HeaderValues } from "./http/responses.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
 import { blobRoutes } from "./routes/blobs.ts";
@@ -19,6 +21,12 @@ export interface App {
   readonly services: Services;
   /** Stops background timers. */
   close(): void;
+  /**
+   * Starts a graceful stop: new requests get 503 at once; requests in flight get `graceMs`
+   * to finish, then the bodies still being read are cut (503; uploads stay at their last
+   * acknowledged offset). Resolves when no handler runs any more (or 1 s after the cut).
+   */
+  drain(graceMs: number): Promise<void>;
 }
 
 /** Options of `createApp` beyond the configuration. */
@@ -48,31 +56,75 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }, config.purgeIntervalMs);
   Deno.unrefTimer(timer);
 
-  const handle = async (request: Request): Promise<Response> => {
+  const bodies = new BodyGuard(config.bodyIdleTimeoutMs);
+  let inFlight = 0;
+  let draining = false;
+  const settled: (() => void)[] = [];
+
+  const handle = async (incoming: Request): Promise<Response> => {
     let response: Response;
+    let request = incoming;
+    let release = () => {};
+    inFlight++;
     try {
+      if (draining) throw shuttingDown();
+      checkHeaderSize(request, config.maxHeaderBytes);
       const path = rawPath(request.url);
       const { handler, params } = matchRoute(routes, request.method, path);
       const query = request.url.includes("?")
         ? new URL(request.url).searchParams
         : new URLSearchParams();
+      // After routing: the guarded request's URL is parsed again, so normalized.
+      ({ request, release } = bodies.wrap(request));
       response = await handler({ request, query, params });
     } catch (error) {
       response = errorResponse(error, request, log);
+    } finally {
+      release();
+      if (--inFlight === 0) settled.splice(0).forEach((wake) => wake());
     }
     if (!response.headers.has(API_VERSION_HEADER)) {
       response.headers.set(API_VERSION_HEADER, "registry/2.0");
     }
-    if (config.logRequests) log(`${request.method} ${request.url} ${response.status}`);
+    if (config.logRequests) log(`${incoming.method} ${incoming.url} ${response.status}`);
     return response;
   };
   return Object.assign(handle, {
     services,
     close: () => clearInterval(timer),
+    async drain(graceMs: number) {
+      draining = true;
+      const idle = async (ms: number) => {
+        if (inFlight === 0) return;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          new Promise<void>((wake) => settled.push(wake)),
+          new Promise<void>((wake) => (timer = setTimeout(wake, ms))),
+        ]);
+        clearTimeout(timer);
+      };
+      await idle(graceMs);
+      if (inFlight === 0) return;
+      bodies.abortAll(shuttingDown());
+      await idle(1000);
+    },
   });
 }
 
-function errorResponse(error: unknown, request: Request, log: (line: string) => void): Response {
+function shuttingDown(): RegistryError {
+  return new RegistryError("UNKNOWN", "The registry is shutting down; retry the request", {
+    status: 503,
+    headers: { "Retry-After": "1", Connection: "close" },
+  });
+}
+
+function errorResponse(failure: unknown, request: Request, log: (line: string) => void): Response {
+  let error = failure;
+  const storage = storageFailure(error);
+  if (storage) {
+    log(`storage failure on ${request.method} ${request.url}: ${failure}`);
+    error = storage;
+  }
   let status = 500;
   let body: string;
   let extra: HeaderValues = {};

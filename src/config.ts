@@ -20,6 +20,12 @@ export interface Config {
   readonly purgeIntervalMs: number;
   /** Whether to log one line per request. */
   readonly logRequests: boolean;
+  /** Largest accepted request head (all header lines) in bytes (431 above it). */
+  readonly maxHeaderBytes: number;
+  /** A request body that sends nothing for this long is cut (408), in milliseconds. */
+  readonly bodyIdleTimeoutMs: number;
+  /** On SIGTERM/SIGINT, in-flight requests get this long to finish (milliseconds). */
+  readonly shutdownGraceMs: number;
 }
 
 /** Defaults, used by tests as a base. */
@@ -31,6 +37,9 @@ export const DEFAULTS = {
   uploadMaxAgeMs: 24 * 60 * 60 * 1000,
   purgeIntervalMs: 60 * 60 * 1000,
   logRequests: false,
+  maxHeaderBytes: 32 * 1024,
+  bodyIdleTimeoutMs: 60 * 1000,
+  shutdownGraceMs: 30 * 1000,
 } as const;
 
 /** Text printed by `--help`. */
@@ -43,6 +52,13 @@ Options (environment variable in brackets; flags win):
   --max-manifest-bytes N      largest manifest accepted [REGISTRY_MAX_MANIFEST_BYTES] (default ${DEFAULTS.maxManifestBytes})
   --upload-max-age SECONDS    purge upload sessions idle this long [REGISTRY_UPLOAD_MAX_AGE] (default ${
   DEFAULTS.uploadMaxAgeMs / 1000
+})
+  --max-header-bytes N        largest request head accepted [REGISTRY_MAX_HEADER_BYTES] (default ${DEFAULTS.maxHeaderBytes})
+  --body-idle-timeout SECONDS cut a request body idle this long [REGISTRY_BODY_IDLE_TIMEOUT] (default ${
+  DEFAULTS.bodyIdleTimeoutMs / 1000
+})
+  --shutdown-grace SECONDS    time in-flight requests get on SIGTERM [REGISTRY_SHUTDOWN_GRACE] (default ${
+  DEFAULTS.shutdownGraceMs / 1000
 })
   --log-requests              log one line per request [REGISTRY_LOG_REQUESTS=1]
   --help                      print this text
@@ -76,6 +92,9 @@ export function loadConfig(
         data: { type: "string" },
         "max-manifest-bytes": { type: "string" },
         "upload-max-age": { type: "string" },
+        "max-header-bytes": { type: "string" },
+        "body-idle-timeout": { type: "string" },
+        "shutdown-grace": { type: "string" },
         "log-requests": { type: "boolean" },
         help: { type: "boolean" },
       },
@@ -103,5 +122,32 @@ export function loadConfig(
     uploadMaxAgeMs,
     purgeIntervalMs: Math.min(DEFAULTS.purgeIntervalMs, uploadMaxAgeMs),
     logRequests: parsed["log-requests"] === true || env.REGISTRY_LOG_REQUESTS === "1",
+    ...limits(parsed, env),
   });
+}
+
+/** The request limits: header cap, body idle timeout and shutdown grace. */
+function limits(
+  parsed: Record<string, string | boolean | undefined>,
+  env: Readonly<Record<string, string | undefined>>,
+): Pick<Config, "maxHeaderBytes" | "bodyIdleTimeoutMs" | "shutdownGraceMs"> {
+  const value = (flag: string, name: string) => {
+    const given = parsed[flag];
+    return typeof given === "string" ? given : env[name];
+  };
+  const header = value("max-header-bytes", "REGISTRY_MAX_HEADER_BYTES");
+  const idle = value("body-idle-timeout", "REGISTRY_BODY_IDLE_TIMEOUT");
+  const grace = value("shutdown-grace", "REGISTRY_SHUTDOWN_GRACE");
+  return {
+    // Deno's server refuses request heads above about 64 KiB before the registry sees them.
+    maxHeaderBytes: header === undefined
+      ? DEFAULTS.maxHeaderBytes
+      : integer(header, "max header bytes", 1024, 60 * 1024),
+    bodyIdleTimeoutMs: idle === undefined
+      ? DEFAULTS.bodyIdleTimeoutMs
+      : integer(idle, "body idle timeout", 1, 24 * 3600) * 1000,
+    shutdownGraceMs: grace === undefined
+      ? DEFAULTS.shutdownGraceMs
+      : integer(grace, "shutdown grace", 0, 3600) * 1000,
+  };
 }

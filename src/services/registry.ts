@@ -3,11 +3,11 @@
  */
 
 import type { Config } from "../config.ts";
-import { FsBlobStore } from "../storage/blobs.ts";
-import { ensureDir } from "../storage/fs.ts";
+import { type BlobStore, FsBlobStore } from "../storage/blobs.ts";
+import { canonicalRoot, ensureDir } from "../storage/fs.ts";
 import { Paths } from "../storage/paths.ts";
-import { FsMetadataStore } from "../storage/repositories.ts";
-import { FsUploadStore } from "../storage/uploads.ts";
+import { FsMetadataStore, type MetadataStore } from "../storage/repositories.ts";
+import { FsUploadStore, type UploadStore } from "../storage/uploads.ts";
 import { BlobService } from "./blobs.ts";
 import { ListingService } from "./listings.ts";
 import { ManifestService } from "./manifests.ts";
@@ -28,6 +28,12 @@ export interface ServiceOptions {
   readonly now?: () => Date;
   /** Force a SHA-256 backend (tests). */
   readonly hashBackend?: "native" | "portable";
+  /** Stores replacing the filesystem ones (tests inject faults this way). */
+  readonly stores?: {
+    readonly blobs?: BlobStore;
+    readonly uploads?: UploadStore;
+    readonly meta?: MetadataStore;
+  };
 }
 
 /** Creates the data root folders and the services over them. Throws if the root is unusable. */
@@ -35,13 +41,14 @@ export async function createServices(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<Services> {
-  const paths = new Paths(config.dataDir);
+  // Canonical, so that storage can refuse any symbolic link planted under the root.
+  const paths = new Paths(await canonicalRoot(config.dataDir));
   for (const dir of [paths.blobsDir, paths.uploadsDir, paths.repositoriesDir]) {
     await ensureDir(dir);
   }
-  const blobs = new FsBlobStore(paths);
-  const meta = new FsMetadataStore(paths);
-  const uploads = new FsUploadStore(paths);
+  const blobs = options.stores?.blobs ?? new FsBlobStore(paths);
+  const meta = options.stores?.meta ?? new FsMetadataStore(paths);
+  const uploads = options.stores?.uploads ?? new FsUploadStore(paths);
   return {
     config,
     blobs: new BlobService({ blobs, meta }),

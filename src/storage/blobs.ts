@@ -6,7 +6,15 @@
 
 import { dirname } from "node:path/posix";
 import type { Digest } from "../types/oci.ts";
-import { atomicWrite, ensureDir, isNotFound, readFileOrNull, syncDir } from "./fs.ts";
+import {
+  atomicWrite,
+  ensureDir,
+  isNotFound,
+  lstatOrNull,
+  readFileOrNull,
+  refuseLinks,
+  syncDir,
+} from "./fs.ts";
 import type { Paths } from "./paths.ts";
 
 /** An open blob: its size and a stream of the requested bytes. */
@@ -47,8 +55,8 @@ export class FsBlobStore implements BlobStore {
     const cached = this.#sizes.get(digest);
     if (cached !== undefined) return cached;
     try {
-      const info = await Deno.stat(this.#paths.blob(digest));
-      if (!info.isFile) return null;
+      const info = await lstatOrNull(this.#paths.blob(digest));
+      if (info === null || !info.isFile) return null;
       this.#remember(digest, info.size);
       return info.size;
     } catch (error) {
@@ -63,6 +71,7 @@ export class FsBlobStore implements BlobStore {
     span?: { start: number; length: number },
   ): Promise<BlobReader | null> {
     let file: Deno.FsFile;
+    await refuseLinks(this.#paths.blob(digest));
     try {
       file = await Deno.open(this.#paths.blob(digest), { read: true });
     } catch (error) {

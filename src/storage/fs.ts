@@ -11,9 +11,76 @@ export function isNotFound(error: unknown): boolean {
   return error instanceof Deno.errors.NotFound;
 }
 
-/** Creates a directory and its parents; no error when it exists. */
-export async function ensureDir(path: string): Promise<void> {
+/**
+ * Thrown when a path under the data root passes through a symbolic link. The registry never
+ * makes links, so one was planted; following it could read or write outside the root.
+ */
+export class LinkedPathError extends Error {
+  /** Like the OS errors' codes, for the error mapping. */
+  readonly code = "ELINKED";
+
+  /** Makes the error for the path and the link met on the way. */
+  constructor(path: string, link: string) {
+    super(`Refusing to follow the symbolic link "${link}" on the way to "${path}"`);
+    this.name = "LinkedPathError";
+  }
+}
+
+/**
+ * Creates the data root if needed and returns its canonical path (no symbolic link in it), the
+ * base that `refuseLinks` checks every path under the root against.
+ */
+export async function canonicalRoot(path: string): Promise<string> {
   await Deno.mkdir(path, { recursive: true });
+  return await Deno.realPath(path);
+}
+
+/**
+ * Throws LinkedPathError when a folder on the way to `path` is a symbolic link, or (with
+ * `leaf`) when `path` itself is one. `path` must be canonical up to the data root, which
+ * `canonicalRoot` ensures; folders that do not exist yet are fine.
+ */
+export async function refuseLinks(path: string, leaf = true): Promise<void> {
+  for (let dir = dirname(path); dir !== dirname(dir); dir = dirname(dir)) {
+    try {
+      if ((await Deno.realPath(dir)) !== dir) throw new LinkedPathError(path, dir);
+      break;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+  if (leaf) {
+    try {
+      if ((await Deno.lstat(path)).isSymlink) throw new LinkedPathError(path, path);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+  }
+}
+
+/**
+ * Creates a directory and its parents; no error when it exists. The parent of every folder
+ * it creates is flushed, so a new folder's entry survives a power cut like its files do.
+ * Throws LinkedPathError instead of creating anything through a symbolic link.
+ */
+export async function ensureDir(path: string): Promise<void> {
+  const missing: string[] = [];
+  let existing = path;
+  for (; existing !== dirname(existing); existing = dirname(existing)) {
+    try {
+      const info = await Deno.lstat(existing);
+      if (info.isSymlink) throw new LinkedPathError(path, existing);
+      if (info.isDirectory) break;
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+    }
+    missing.push(existing);
+  }
+  const real = await Deno.realPath(existing);
+  if (real !== existing) throw new LinkedPathError(path, existing);
+  if (missing.length === 0) return;
+  await Deno.mkdir(path, { recursive: true });
+  for (const dir of missing.reverse()) await syncDir(dirname(dir));
 }
 
 /** Flushes a directory's entries (new names, renames) to disk. */
@@ -57,8 +124,9 @@ export async function atomicWrite(path: string, data: Uint8Array | string): Prom
   await syncDir(dir);
 }
 
-/** Reads a small text file, or null when it does not exist. */
+/** Reads a small text file, or null when it does not exist; throws LinkedPathError. */
 export async function readTextOrNull(path: string): Promise<string | null> {
+  await refuseLinks(path);
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
@@ -67,8 +135,9 @@ export async function readTextOrNull(path: string): Promise<string | null> {
   }
 }
 
-/** Reads a small file, or null when it does not exist. */
+/** Reads a small file, or null when it does not exist; throws LinkedPathError. */
 export async function readFileOrNull(path: string): Promise<Uint8Array<ArrayBuffer> | null> {
+  await refuseLinks(path);
   try {
     return await Deno.readFile(path);
   } catch (error) {
@@ -77,8 +146,9 @@ export async function readFileOrNull(path: string): Promise<Uint8Array<ArrayBuff
   }
 }
 
-/** Stats a path, or null when it does not exist (follows no symlink). */
+/** Stats a path, or null when it does not exist (follows no link; throws LinkedPathError). */
 export async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
+  await refuseLinks(path, false);
   try {
     return await Deno.lstat(path);
   } catch (error) {
@@ -87,8 +157,9 @@ export async function lstatOrNull(path: string): Promise<Deno.FileInfo | null> {
   }
 }
 
-/** Removes a file or folder (recursively); true when something was removed. */
+/** Removes a file or folder (recursively); true when something was removed. Throws LinkedPathError. */
 export async function removeIfExists(path: string, recursive = false): Promise<boolean> {
+  await refuseLinks(path, false);
   try {
     await Deno.remove(path, { recursive });
     return true;
@@ -98,9 +169,10 @@ export async function removeIfExists(path: string, recursive = false): Promise<b
   }
 }
 
-/** Lists the entry names of a folder, or null when it does not exist. */
+/** Lists the entry names of a folder, or null when it does not exist; throws LinkedPathError. */
 export async function readDirNames(path: string): Promise<string[] | null> {
   const names: string[] = [];
+  await refuseLinks(path);
   try {
     for await (const entry of Deno.readDir(path)) names.push(entry.name);
   } catch (error) {

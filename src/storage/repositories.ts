@@ -7,7 +7,7 @@
  * same methods that write them; a cache miss always falls back to the disk.
  */
 
-import { join } from "node:path/posix";
+import { dirname, join } from "node:path/posix";
 import { isDigest } from "../digest/digest.ts";
 import { isRepositoryName, isTag } from "../http/params.ts";
 import type { Digest, RepositoryName, Tag } from "../types/oci.ts";
@@ -20,6 +20,7 @@ import {
   removeIfExists,
   syncDir,
 } from "./fs.ts";
+import { KeyedMutex } from "./lock.ts";
 import type { Paths } from "./paths.ts";
 
 /** What a repository records about one of its manifest revisions. */
@@ -64,6 +65,8 @@ export class FsMetadataStore implements MetadataStore {
   readonly #tagLists = new Map<string, Tag[]>();
   readonly #revisions = new Map<string, RevisionRecord>();
   #repositories: RepositoryName[] | null = null;
+  /** Serializes the writers of one file, so the caches follow the disk's order of renames. */
+  readonly #writers = new KeyedMutex();
 
   /** Makes a store over a path mapper. */
   constructor(paths: Paths) {
@@ -81,17 +84,21 @@ export class FsMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
-  async linkLayer(name: RepositoryName, digest: Digest): Promise<void> {
-    if (await this.hasLayer(name, digest)) return;
-    await atomicWrite(this.#paths.layerLink(name, digest), digest);
-    this.#remember(this.#links, `${name}@${digest}`);
-    this.#addRepository(name);
+  linkLayer(name: RepositoryName, digest: Digest): Promise<void> {
+    return this.#writers.run(`${name}@${digest}`, async () => {
+      if (await this.hasLayer(name, digest)) return;
+      await atomicWrite(this.#paths.layerLink(name, digest), digest);
+      this.#remember(this.#links, `${name}@${digest}`);
+      this.#addRepository(name);
+    });
   }
 
   /** @inheritdoc */
-  async unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
-    this.#links.delete(`${name}@${digest}`);
-    return await removeIfExists(this.#paths.layerLink(name, digest));
+  unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
+    return this.#writers.run(`${name}@${digest}`, () => {
+      this.#links.delete(`${name}@${digest}`);
+      return removeDurably(this.#paths.layerLink(name, digest));
+    });
   }
 
   /** @inheritdoc */
@@ -107,16 +114,20 @@ export class FsMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
-  async putRevision(name: RepositoryName, digest: Digest, record: RevisionRecord): Promise<void> {
-    await atomicWrite(this.#paths.revision(name, digest), JSON.stringify(record));
-    this.#remember(this.#revisions, `${name}@${digest}`, record);
-    this.#addRepository(name);
+  putRevision(name: RepositoryName, digest: Digest, record: RevisionRecord): Promise<void> {
+    return this.#writers.run(`${name}@@${digest}`, async () => {
+      await atomicWrite(this.#paths.revision(name, digest), JSON.stringify(record));
+      this.#remember(this.#revisions, `${name}@${digest}`, record);
+      this.#addRepository(name);
+    });
   }
 
   /** @inheritdoc */
-  async deleteRevision(name: RepositoryName, digest: Digest): Promise<boolean> {
-    this.#revisions.delete(`${name}@${digest}`);
-    return await removeIfExists(this.#paths.revision(name, digest));
+  deleteRevision(name: RepositoryName, digest: Digest): Promise<boolean> {
+    return this.#writers.run(`${name}@@${digest}`, () => {
+      this.#revisions.delete(`${name}@${digest}`);
+      return removeDurably(this.#paths.revision(name, digest));
+    });
   }
 
   /** @inheritdoc */
@@ -132,25 +143,29 @@ export class FsMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
-  async putTag(name: RepositoryName, tag: Tag, digest: Digest): Promise<void> {
-    await atomicWrite(this.#paths.tag(name, tag), digest);
-    this.#remember(this.#tags, `${name}:${tag}`, digest);
-    const list = this.#tagLists.get(name);
-    if (list && !list.includes(tag)) insertSorted(list, tag);
-    this.#addRepository(name);
+  putTag(name: RepositoryName, tag: Tag, digest: Digest): Promise<void> {
+    return this.#writers.run(`${name}:${tag}`, async () => {
+      await atomicWrite(this.#paths.tag(name, tag), digest);
+      this.#remember(this.#tags, `${name}:${tag}`, digest);
+      const list = this.#tagLists.get(name);
+      if (list && !list.includes(tag)) insertSorted(list, tag);
+      this.#addRepository(name);
+    });
   }
 
   /** @inheritdoc */
-  async deleteTag(name: RepositoryName, tag: Tag): Promise<boolean> {
-    this.#tags.delete(`${name}:${tag}`);
-    const list = this.#tagLists.get(name);
-    if (list) {
-      const at = list.indexOf(tag);
-      if (at >= 0) list.splice(at, 1);
-    }
-    const removed = await removeIfExists(this.#paths.tag(name, tag));
-    if (removed) await syncDir(this.#paths.tagsDir(name));
-    return removed;
+  deleteTag(name: RepositoryName, tag: Tag): Promise<boolean> {
+    return this.#writers.run(`${name}:${tag}`, async () => {
+      this.#tags.delete(`${name}:${tag}`);
+      const list = this.#tagLists.get(name);
+      if (list) {
+        const at = list.indexOf(tag);
+        if (at >= 0) list.splice(at, 1);
+      }
+      const removed = await removeIfExists(this.#paths.tag(name, tag));
+      if (removed) await syncDir(this.#paths.tagsDir(name));
+      return removed;
+    });
   }
 
   /** @inheritdoc */
@@ -229,6 +244,13 @@ export class FsMetadataStore implements MetadataStore {
 /** Byte-wise (code unit) order, the "lexical" order of the spec. */
 export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Removes a file and flushes its folder, so an acknowledged delete survives a power cut. */
+async function removeDurably(path: string): Promise<boolean> {
+  const removed = await removeIfExists(path);
+  if (removed) await syncDir(dirname(path));
+  return removed;
 }
 
 function insertSorted<T extends string>(list: T[], value: T): void {
