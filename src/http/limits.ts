@@ -60,49 +60,52 @@ export class BodyGuard {
     const source = request.body.getReader();
     const idleMs = this.#idleMs;
     const active = this.#active;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    // One repeating check per body instead of a timer per chunk: a chunk only stores a time.
+    let waitingSince: number | null = null;
     let ended = false;
     let stop: (error: RegistryError) => void = () => {};
+    const watchdog = setInterval(() => {
+      if (waitingSince !== null && Date.now() - waitingSince >= idleMs) stop(stalled(idleMs));
+    }, Math.max(5, Math.min(1000, idleMs / 4)));
+    const finish = () => {
+      ended = true;
+      clearInterval(watchdog);
+      active.delete(stop);
+    };
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
         stop = (error) => {
           if (ended) return;
-          ended = true;
-          clearTimeout(timer);
-          active.delete(stop);
+          finish();
           controller.error(error);
           source.cancel(error).catch(() => {});
         };
         active.add(stop);
       },
       async pull(controller) {
-        timer = setTimeout(() => stop(stalled(idleMs)), idleMs);
+        waitingSince = Date.now();
         let next: ReadableStreamReadResult<Uint8Array>;
         try {
           next = await source.read();
         } catch (error) {
           if (!ended) {
-            ended = true;
-            active.delete(stop);
+            finish();
             controller.error(broken(error));
           }
           return;
         } finally {
-          clearTimeout(timer);
+          waitingSince = null;
         }
         if (ended) return;
         if (next.done) {
-          ended = true;
-          active.delete(stop);
+          finish();
           controller.close();
         } else {
           controller.enqueue(next.value);
         }
       },
       cancel(reason) {
-        ended = true;
-        clearTimeout(timer);
-        active.delete(stop);
+        finish();
         return source.cancel(reason);
       },
     }, { highWaterMark: 0 });
@@ -113,7 +116,7 @@ export class BodyGuard {
       duplex: "half",
     } as RequestInit);
     const release = () => {
-      clearTimeout(timer);
+      clearInterval(watchdog);
       active.delete(stop);
     };
     return { request: guarded, release };
