@@ -11,18 +11,20 @@ export interface ChunkRange {
   readonly end: number;
 }
 
-const CONTENT_RANGE_RE = /^(?:bytes[ =])?([0-9]{1,15})-([0-9]{1,15})(?:\/(?:[0-9]{1,15}|\*))?$/;
+const CONTENT_RANGE_RE = /^(?:bytes[ =])?([0-9]{1,15})-([0-9]{1,15})(?:\/([0-9]{1,15}|\*))?$/;
 
 /**
  * Parses a PATCH `Content-Range`: `<start>-<end>` or `bytes <start>-<end>[/<total>]`.
- * Returns null when absent; throws 416 BLOB_UPLOAD_INVALID when malformed or end < start.
+ * Returns null when absent; throws 416 BLOB_UPLOAD_INVALID when malformed, when end < start,
+ * or when a numeric total does not exceed end (invalid per RFC 9110 section 14.4).
  */
 export function parseContentRange(value: string | null): ChunkRange | null {
   if (value === null) return null;
   const m = CONTENT_RANGE_RE.exec(value.trim());
   const start = m ? Number(m[1]) : NaN;
   const end = m ? Number(m[2]) : NaN;
-  if (!m || end < start) {
+  const total = m && m[3] !== undefined && m[3] !== "*" ? Number(m[3]) : Infinity;
+  if (!m || end < start || total <= end) {
     throw new RegistryError(
       "BLOB_UPLOAD_INVALID",
       `Invalid Content-Range ${JSON.stringify(value.slice(0, 100))}: expected <start>-<end>`,
