@@ -6,6 +6,7 @@
 import type { Config } from "./config.ts";
 import { errorBody, RegistryError } from "./errors.ts";
 import { storageFailure } from "./http/failures.ts";
+import type { BodyReader } from "./http/body.ts";
 import { BodyGuard, checkHeaderSize } from "./http/limits.ts";
 import { API_VERSION_HEADER, headerList, type HeaderValues } from "./http/responses.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
@@ -61,10 +62,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   let draining = false;
   const settled: (() => void)[] = [];
 
-  const handle = async (incoming: Request): Promise<Response> => {
+  const handle = async (request: Request): Promise<Response> => {
     let response: Response;
-    let request = incoming;
-    let release = () => {};
+    let body: BodyReader | null = null;
     inFlight++;
     try {
       if (draining) throw shuttingDown();
@@ -74,19 +74,18 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       const query = request.url.includes("?")
         ? new URL(request.url).searchParams
         : new URLSearchParams();
-      // After routing: the guarded request's URL is parsed again, so normalized.
-      ({ request, release } = bodies.wrap(request));
-      response = await handler({ request, query, params });
+      body = bodies.open(request);
+      response = await handler({ request, body, query, params });
     } catch (error) {
       response = errorResponse(error, request, log);
     } finally {
-      release();
+      bodies.release(body);
       if (--inFlight === 0) settled.splice(0).forEach((wake) => wake());
     }
     if (!response.headers.has(API_VERSION_HEADER)) {
       response.headers.set(API_VERSION_HEADER, "registry/2.0");
     }
-    if (config.logRequests) log(`${incoming.method} ${incoming.url} ${response.status}`);
+    if (config.logRequests) log(`${request.method} ${request.url} ${response.status}`);
     return response;
   };
   return Object.assign(handle, {

@@ -7,10 +7,13 @@
  */
 
 import { RegistryError } from "./errors.ts";
+import type { ByteSource } from "./storage/byte_source.ts";
 
-/** What a handler receives: the request, its query, and the raw path captures. */
+/** What a handler receives: the request, its body, its query, and the raw path captures. */
 export interface RouteContext {
   readonly request: Request;
+  /** The request body, read into caller buffers; null when there is none. */
+  readonly body: ByteSource | null;
   readonly query: URLSearchParams;
   readonly params: Readonly<Record<string, string>>;
 }

@@ -8,6 +8,7 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import { BodyReader } from "./body.ts";
 
 /** The size of the request headers as sent: each `name: value\r\n`. */
 export function headerBytes(request: Request): number {
@@ -29,113 +30,64 @@ export function checkHeaderSize(request: Request, limit: number): void {
 }
 
 /**
- * Wraps request bodies so that a body read fails with 408 after `idleMs` without data, and so
- * that every body still being read can be ended at once (503) when the registry stops. The
- * failed read makes the upload code cut the chunk back to the last acknowledged offset and
- * release the session.
+ * Opens request bodies as `BodyReader`s and watches them: a read that waits for data longer
+ * than `idleMs` fails with 408, and every body still being read can be ended at once (503)
+ * when the registry stops. The failed read makes the upload code cut the chunk back to the
+ * last acknowledged offset and release the session. One timer serves every body.
  */
 export class BodyGuard {
   readonly #idleMs: number;
-  readonly #active = new Set<(error: RegistryError) => void>();
+  readonly #active = new Set<BodyReader>();
+  #timer: ReturnType<typeof setInterval> | null = null;
 
   /** Makes a guard with an idle timeout in milliseconds. */
   constructor(idleMs: number) {
     this.#idleMs = idleMs;
   }
 
-  /** How many request bodies are being read now. */
+  /** How many request bodies are open now. */
   get active(): number {
     return this.#active.size;
   }
 
-  /**
-   * Returns the request with its body guarded (the request itself when it has no body), and
-   * `release`, to call once the handler is done with the request. The new request's URL is
-   * parsed again (so `..` and `%2e%2e` are normalized): route on the original one.
-   */
-  wrap(request: Request): { request: Request; release: () => void } {
+  /** The request's body as a watched reader, or null when it has none. */
+  open(request: Request): BodyReader | null {
     if (request.body === null || request.method === "GET" || request.method === "HEAD") {
-      return { request, release: () => {} };
+      return null;
     }
-    const source = request.body.getReader();
-    const idleMs = this.#idleMs;
-    const active = this.#active;
-    // One repeating check per body instead of a timer per chunk: a chunk only stores a time.
-    let waitingSince: number | null = null;
-    let ended = false;
-    let stop: (error: RegistryError) => void = () => {};
-    const watchdog = setInterval(() => {
-      if (waitingSince !== null && Date.now() - waitingSince >= idleMs) stop(stalled(idleMs));
-    }, Math.max(5, Math.min(1000, idleMs / 4)));
-    const finish = () => {
-      ended = true;
-      clearInterval(watchdog);
-      active.delete(stop);
-    };
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        stop = (error) => {
-          if (ended) return;
-          finish();
-          controller.error(error);
-          source.cancel(error).catch(() => {});
-        };
-        active.add(stop);
-      },
-      async pull(controller) {
-        waitingSince = Date.now();
-        let next: ReadableStreamReadResult<Uint8Array>;
-        try {
-          next = await source.read();
-        } catch (error) {
-          if (!ended) {
-            finish();
-            controller.error(broken(error));
-          }
-          return;
-        } finally {
-          waitingSince = null;
-        }
-        if (ended) return;
-        if (next.done) {
-          finish();
-          controller.close();
-        } else {
-          controller.enqueue(next.value);
-        }
-      },
-      cancel(reason) {
-        finish();
-        return source.cancel(reason);
-      },
-    }, { highWaterMark: 0 });
-    const guarded = new Request(request.url, {
-      method: request.method,
-      headers: request.headers,
-      body,
-      duplex: "half",
-    } as RequestInit);
-    const release = () => {
-      clearInterval(watchdog);
-      active.delete(stop);
-    };
-    return { request: guarded, release };
+    const reader = new BodyReader(request.body);
+    this.#active.add(reader);
+    if (this.#timer === null) {
+      const every = Math.max(5, Math.min(1000, this.#idleMs / 4));
+      this.#timer = setInterval(() => this.#check(), every);
+      Deno.unrefTimer(this.#timer);
+    }
+    return reader;
+  }
+
+  /** Stops watching a reader once its handler is done, and discards what it did not read. */
+  release(reader: BodyReader | null): void {
+    if (reader === null) return;
+    this.#active.delete(reader);
+    reader.close();
+    if (this.#active.size === 0 && this.#timer !== null) {
+      clearInterval(this.#timer);
+      this.#timer = null;
+    }
   }
 
   /** Ends every body still being read with `error` (the registry is stopping). */
   abortAll(error: RegistryError): void {
-    for (const stop of [...this.#active]) stop(error);
+    for (const reader of this.#active) reader.abort(error);
   }
-}
 
-/** A body read failed: the client closed the connection or sent a malformed body. */
-function broken(error: unknown): RegistryError {
-  return new RegistryError(
-    "BLOB_UPLOAD_INVALID",
-    "Request body could not be read to its end: the client closed the connection or sent a " +
-      "malformed body",
-    { status: 400, headers: { Connection: "close" }, cause: error },
-  );
+  #check(): void {
+    const now = Date.now();
+    for (const reader of this.#active) {
+      const since = reader.waitingSince;
+      if (since !== null && now - since >= this.#idleMs) reader.abort(stalled(this.#idleMs));
+    }
+  }
 }
 
 function stalled(idleMs: number): RegistryError {

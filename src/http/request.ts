@@ -3,6 +3,8 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import type { ByteSource } from "../storage/byte_source.ts";
+import { readAll } from "./body.ts";
 
 /** The request's `Content-Length`, or null when absent; throws SIZE_INVALID when malformed. */
 export function contentLength(request: Request): number | null {
@@ -18,7 +20,11 @@ export function contentLength(request: Request): number | null {
  * Reads a body whole, up to `limit` bytes; throws 413 SIZE_INVALID above it, before reading
  * more than `limit + 1` bytes. Only for small documents such as manifests.
  */
-export async function readLimited(request: Request, limit: number): Promise<Uint8Array> {
+export async function readLimited(
+  request: Request,
+  body: ByteSource | null,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer>> {
   const tooLarge = () =>
     new RegistryError("SIZE_INVALID", `Body is larger than the ${limit} bytes allowed`, {
       status: 413,
@@ -26,19 +32,6 @@ export async function readLimited(request: Request, limit: number): Promise<Uint
     });
   const declared = contentLength(request);
   if (declared !== null && declared > limit) throw tooLarge();
-  if (request.body === null) return new Uint8Array(0);
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of request.body) {
-    total += chunk.length;
-    if (total > limit) throw tooLarge();
-    parts.push(chunk);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  if (body === null) return new Uint8Array(0);
+  return await readAll(body, limit, tooLarge);
 }

@@ -36,8 +36,8 @@ export function blobRoutes(services: Services): Route[] {
   const created = (name: RepositoryName, digest: Digest) =>
     empty(201, { Location: `/v2/${name}/blobs/${digest}`, "Docker-Content-Digest": digest });
 
-  const chunkOf = ({ request }: RouteContext): Chunk => ({
-    body: request.body,
+  const chunkOf = ({ request, body }: RouteContext): Chunk => ({
+    body,
     range: parseContentRange(request.headers.get("content-range")),
     contentLength: contentLength(request),
   });

@@ -32,7 +32,7 @@ export function manifestRoutes(services: Services): Route[] {
     methods: {
       async PUT(ctx) {
         const { name, reference } = target(ctx);
-        const bytes = await readLimited(ctx.request, config.maxManifestBytes);
+        const bytes = await readLimited(ctx.request, ctx.body, config.maxManifestBytes);
         const contentType = ctx.request.headers.get("content-type");
         const result = await manifests.put(name, reference, { bytes, contentType });
         return empty(201, {

@@ -18,6 +18,7 @@ import type { ChunkRange } from "../http/ranges.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import { KeyedMutex } from "../storage/lock.ts";
 import type { MetadataStore } from "../storage/repositories.ts";
+import type { ByteSource } from "../storage/byte_source.ts";
 import type { StoredSession, UploadStore } from "../storage/uploads.ts";
 import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";
 
@@ -29,7 +30,7 @@ export interface UploadStatus {
 
 /** A chunk as the route received it. */
 export interface Chunk {
-  readonly body: ReadableStream<Uint8Array> | null;
+  readonly body: ByteSource | null;
   readonly range: ChunkRange | null;
   readonly contentLength: number | null;
 }
@@ -277,20 +278,23 @@ export class UploadService {
   }
 }
 
-/** Passes chunks through and throws SIZE_INVALID at the first byte past `limit`. */
-async function* limited(
-  body: ReadableStream<Uint8Array> | null,
-  limit: number | null,
-): AsyncGenerator<Uint8Array> {
-  if (body === null) return;
+const EMPTY_SOURCE: ByteSource = { read: (into) => Promise.resolve(into.subarray(0, 0)) };
+
+/** A source that throws SIZE_INVALID as soon as more than `limit` bytes were read. */
+function limited(body: ByteSource | null, limit: number | null): ByteSource {
+  if (body === null) return EMPTY_SOURCE;
+  if (limit === null) return body;
   let total = 0;
-  for await (const chunk of body) {
-    total += chunk.length;
-    if (limit !== null && total > limit) {
-      throw new RegistryError("SIZE_INVALID", `Chunk is larger than the ${limit} bytes declared`);
-    }
-    yield chunk;
-  }
+  return {
+    async read(into) {
+      const view = await body.read(into);
+      total += view.length;
+      if (total > limit) {
+        throw new RegistryError("SIZE_INVALID", `Chunk is larger than the ${limit} bytes declared`);
+      }
+      return view;
+    },
+  };
 }
 
 function tryDecode(text: string | null): Sha256State | null {

@@ -1,33 +1,30 @@
 /**
- * Coalesces small chunks into large writes and overlaps them with the caller: while one
- * batch is being written (on Deno's blocking pool), the next one fills (and the caller hashes
- * its chunks on the JS thread). Two buffers of `batchSize` bytes per writer, whatever the
- * size of the upload.
+ * Streams a `ByteSource` into an open file in large batches, overlapping the work: the
+ * source reads straight into one of two buffers while the other is being written (on Deno's
+ * blocking pool) and observed (e.g. hashed on a pool thread). Nothing is allocated or copied
+ * per chunk, and memory stays at two buffers whatever the size of the upload.
  */
 
+import type { ByteSource } from "./byte_source.ts";
 import { writeAll } from "./fs.ts";
 
 /** Bytes between two background write-back starts. */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
-/** Sequential writer of chunks into an open file at its current position. */
+/** Sequential writer of a source into an open file at its current position. */
 export class BatchWriter {
   readonly #file: Deno.FsFile;
-  readonly #buffers: [Uint8Array, Uint8Array];
-  #current = 0;
-  #filled = 0;
+  readonly #buffers: [Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>];
+  readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
   #inFlight: Promise<void> | null = null;
   #failure: unknown = null;
   #written = 0;
   #syncedUpTo = 0;
   #syncing: Promise<void> | null = null;
 
-  readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
-
   /**
    * Makes a writer over an open file, with two buffers of `batchSize` bytes. `observe` sees
-   * every batch, in order, while it is being written (e.g. to hash it on another thread);
-   * the batch is not reused before both settle.
+   * every batch, in order, while it is being written; a batch is not reused before both settle.
    */
   constructor(
     file: Deno.FsFile,
@@ -44,30 +41,34 @@ export class BatchWriter {
     return this.#written;
   }
 
-  /** Queues a chunk; may wait for an earlier write. Throws what a write threw. */
-  async push(chunk: Uint8Array): Promise<void> {
-    const buffer = this.#buffers[this.#current];
-    if (this.#filled > 0 && this.#filled + chunk.length > buffer.length) await this.#submitBuffer();
-    if (chunk.length >= buffer.length) {
-      await this.#submit(chunk);
-      return;
+  /** Reads the source to its end, writing batch by batch; throws what the source or a write threw. */
+  async writeFrom(source: ByteSource): Promise<void> {
+    let current = 0;
+    let ended = false;
+    while (!ended) {
+      let buffer = this.#buffers[current];
+      let filled = 0;
+      while (filled < buffer.length) {
+        const view = await source.read(buffer.subarray(filled));
+        // A BYOB read transfers the buffer: keep the one it came back in.
+        buffer = new Uint8Array(view.buffer);
+        if (view.length === 0) {
+          ended = true;
+          break;
+        }
+        filled += view.length;
+      }
+      this.#buffers[current] = buffer;
+      if (filled > 0) await this.#submit(buffer.subarray(0, filled));
+      current = 1 - current;
     }
-    this.#buffers[this.#current].set(chunk, this.#filled);
-    this.#filled += chunk.length;
+    await this.flush();
   }
 
-  /** Writes what is buffered and waits for every write. Throws what a write threw. */
+  /** Waits for every write, observation and background flush. Throws what a write threw. */
   async flush(): Promise<void> {
-    if (this.#filled > 0) await this.#submitBuffer();
     await this.#settle();
     if (this.#syncing) await this.#syncing;
-  }
-
-  async #submitBuffer(): Promise<void> {
-    const data = this.#buffers[this.#current].subarray(0, this.#filled);
-    await this.#submit(data);
-    this.#current = 1 - this.#current;
-    this.#filled = 0;
   }
 
   /** Starts writing `data` once the previous write is done; does not wait for this one. */

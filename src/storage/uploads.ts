@@ -19,6 +19,7 @@ import {
   syncDir,
 } from "./fs.ts";
 import { BatchWriter } from "./batch_writer.ts";
+import type { ByteSource } from "./byte_source.ts";
 import type { Paths } from "./paths.ts";
 
 /** The small files of a session as stored, before any interpretation. */
@@ -49,13 +50,14 @@ export interface UploadStore {
   /** Reads a session's small files and data size; null when the session does not exist. */
   get(id: UploadId): Promise<StoredSession | null>;
   /**
-   * Appends chunks at `offset`, flushes, and returns the bytes written; on error truncates
-   * back. `observe` sees every written batch in order, concurrently with its write.
+   * Appends everything `source` yields at `offset`, flushes, and returns the bytes written;
+   * on error truncates back. `observe` sees every written batch in order, concurrently with
+   * its write.
    */
   append(
     id: UploadId,
     offset: number,
-    chunks: AsyncIterable<Uint8Array>,
+    source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
   ): Promise<number>;
   /** Cuts `data` to `size` bytes and flushes. */
@@ -124,15 +126,14 @@ export class FsUploadStore implements UploadStore {
   async append(
     id: UploadId,
     offset: number,
-    chunks: AsyncIterable<Uint8Array>,
+    source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
   ): Promise<number> {
     const file = await Deno.open(this.#paths.uploadFile(id, "data"), { write: true });
     const writer = new BatchWriter(file, WRITE_BATCH, observe ?? null);
     try {
       await file.seek(offset, Deno.SeekMode.Start);
-      for await (const chunk of chunks) await writer.push(chunk);
-      await writer.flush();
+      await writer.writeFrom(source);
       await file.syncData();
       return writer.written;
     } catch (error) {

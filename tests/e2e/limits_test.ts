@@ -6,6 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { ByteSource } from "../../src/storage/byte_source.ts";
 import { FsUploadStore, type UploadStore } from "../../src/storage/uploads.ts";
 import { FsBlobStore } from "../../src/storage/blobs.ts";
 import { Paths } from "../../src/storage/paths.ts";
@@ -333,17 +334,20 @@ class FullDiskUploads extends FsUploadStore implements UploadStore {
     return super.append(...args);
   }
 
-  async *#failAfterSome(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  #failAfterSome(source: ByteSource): ByteSource {
     let total = 0;
-    for await (const chunk of chunks) {
-      total += chunk.length;
-      if (total > 64 * 1024) {
-        throw Object.assign(new Error("No space left on device (os error 28)"), {
-          code: "ENOSPC",
-        });
-      }
-      yield chunk;
-    }
+    return {
+      async read(into) {
+        const view = await source.read(into);
+        total += view.length;
+        if (total > 64 * 1024) {
+          throw Object.assign(new Error("No space left on device (os error 28)"), {
+            code: "ENOSPC",
+          });
+        }
+        return view;
+      },
+    };
   }
 }
 
