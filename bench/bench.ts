@@ -1,0 +1,400 @@
+/**
+ * `deno task bench`: our registry against CNCF Distribution 2.8.2, side by side in one run
+ * (issue 5). Starts both on free loopback ports with fresh data roots, fills the page cache,
+ * measures the machine's ceilings, runs every workload against both (interleaved run by run,
+ * alternating which goes first), and prints the ceilings, the results table with ratios and
+ * targets, and the resources each server used.
+ *
+ * Usage: deno run -A bench/bench.ts [--full] [--runs 3] [--only push-mono,pull,...]
+ *          [--seconds N] [--dir PARENT] [--keep] [--json FILE] [--profile DIR]
+ *
+ *   --full      1 GiB blobs, 8×128 MiB parallel pushes, 10 s load runs (default: quick mode,
+ *               256 MiB blobs, 8×32 MiB, 5 s load runs)
+ *   --runs N    runs per workload and server (at least 3 for the table; default 3)
+ *   --only LIST comma-separated workload names
+ *   --seconds N seconds per request-rate run
+ *   --dir DIR   where the temporary data roots go (default: the system temp folder); the disk
+ *               ceiling is measured there
+ *   --keep      keep the data roots and logs
+ *   --json FILE also write all samples as JSON
+ *   --max-run-seconds N  stop a push run after N s (quick 40, full 300) and report the
+ *               client's sending rate as an upper bound; that server's remaining runs of that
+ *               workload are skipped
+ *   --skip-ceilings  no page-cache fill and no ceilings (for profiling runs; the push target
+ *               then ignores the disk)
+ *   --profile DIR  run our registry with `--cpu-prof --cpu-prof-dir=DIR` (written on exit)
+ *
+ * It installs nothing: when a tool is missing it says what to install and exits 1.
+ */
+
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import {
+  diskWrite,
+  fillPageCache,
+  loopbackTcp,
+  opensslSha256,
+  run as runCommand,
+  runLoadProcess,
+  sinkFileGet,
+  sinkIntake,
+  startSink,
+} from "./ceilings.ts";
+import {
+  type Ceilings,
+  ceilingsTable,
+  resourcesTable,
+  resultsTable,
+  type Sample,
+  type WorkloadResult,
+} from "./report.ts";
+import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
+import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = dirname(BENCH_DIR);
+const INSTALL_HINT = "apt-get install docker-registry wrk hey iperf3";
+
+function which(cmd: string): string | null {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (!dir) continue;
+    const path = join(dir, cmd);
+    try {
+      const info = Deno.statSync(path);
+      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return path;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+function meminfoKiB(key: string): number {
+  const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(Deno.readTextFileSync("/proc/meminfo"));
+  return m ? Number(m[1]) : 0;
+}
+
+function loadAverage(): string {
+  return Deno.readTextFileSync("/proc/loadavg").split(" ").slice(0, 3).join(" ");
+}
+
+async function machine(dataParent: string, distBinary: string): Promise<string[]> {
+  const cpuinfo = Deno.readTextFileSync("/proc/cpuinfo");
+  const model = /^model name\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? "unknown CPU";
+  const shaNi = /^flags\s*:.*\bsha_ni\b/m.test(cpuinfo);
+  const df = (await runCommand("df", ["-P", "-T", dataParent]).catch(() => ({ stdout: "" }))).stdout
+    .trim().split("\n").pop() ?? "";
+  const dist = (await runCommand(distBinary, ["--version"]).catch(() => ({ stdout: "?" }))).stdout
+    .trim();
+  return [
+    `CPU: ${navigator.hardwareConcurrency} × ${model}${shaNi ? " (SHA extensions)" : ""}; RAM ${
+      (meminfoKiB("MemTotal") / 1024 / 1024).toFixed(1)
+    } GiB`,
+    `Data roots under ${dataParent}: ${df.replace(/\s+/g, " ")}`,
+    `Deno ${Deno.version.deno} (V8 ${Deno.version.v8}); ${dist}`,
+  ];
+}
+
+async function measureCeilings(
+  root: string,
+  o: {
+    full: boolean;
+    ddMiB: number;
+    loadSeconds: number;
+    master: Uint8Array;
+    frame: number;
+    rx: Uint8Array;
+  },
+  ceilings: Ceilings,
+): Promise<Ceilings> {
+  const { full, ddMiB, loadSeconds, master, frame, rx } = o;
+  // Fill the page cache (issue 5: pushes run ~1.5x slower on RAM never used as page cache).
+  const availGiB = meminfoKiB("MemAvailable") / 1024 / 1024;
+  const fillGiB = Math.max(1, Math.min(full ? 16 : 4, Math.floor(availGiB - 3)));
+  const fillSeconds = await fillPageCache(root, fillGiB * GiB);
+  console.log(
+    `Page cache filled: wrote and deleted a ${fillGiB} GiB file in ${fillSeconds.toFixed(1)} s.\n`,
+  );
+
+  // Ceilings.
+  for (let i = 0; i < 3; i++) {
+    ceilings.diskMiBs.push(await diskWrite(root, ddMiB));
+    (ceilings.sha256MiBs as number[]).push(await opensslSha256());
+  }
+  ceilings.loopbackMiBs.push(await loopbackTcp(full ? 10 : 3));
+  const sinkFile = join(root, "sink-file.bin");
+  await Deno.writeFile(sinkFile, master);
+  const sink = await startSink(BENCH_DIR, sinkFile);
+  let sinkHead;
+  try {
+    for (let i = 0; i < 3; i++) {
+      ceilings.sinkLengthMiBs.push(await sinkIntake(sink.base, master, null));
+      ceilings.sinkChunkedMiBs.push(await sinkIntake(sink.base, master, frame));
+      ceilings.sinkFileGetMiBs.push(await sinkFileGet(sink.base, rx, master.length));
+    }
+    sinkHead = await runLoadProcess(BENCH_DIR, [
+      "--url",
+      `${sink.base}/v2/x/blobs/sha256:0`,
+      "--method",
+      "HEAD",
+      "--conns",
+      "64",
+      "--seconds",
+      String(Math.min(loadSeconds, 5)),
+    ]);
+  } finally {
+    await sink.stop();
+    await Deno.remove(sinkFile).catch(() => {});
+  }
+  const allCeilings: Ceilings = { ...ceilings, sinkHead };
+  console.log("## Machine ceilings (this run)\n");
+  console.log(
+    ceilingsTable(allCeilings, {
+      ddMiB,
+      frameKiB: frame / 1024,
+      loadSeconds: Math.min(loadSeconds, 5),
+    }),
+  );
+  console.log("");
+
+  return allCeilings;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      full: { type: "boolean", default: false },
+      runs: { type: "string", default: "3" },
+      only: { type: "string" },
+      seconds: { type: "string" },
+      dir: { type: "string" },
+      keep: { type: "boolean", default: false },
+      json: { type: "string" },
+      profile: { type: "string" },
+      "max-run-seconds": { type: "string" },
+      "skip-ceilings": { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      "Usage: deno task bench [--full] [--runs N] [--only a,b] [--seconds N] [--dir D] [--keep] [--json F] [--profile D]",
+    );
+    return 0;
+  }
+  const started = performance.now();
+  const full = values.full;
+  const runs = Math.max(1, Number(values.runs));
+  const blobSize = full ? GiB : 256 * MiB;
+  const parallelSize = full ? 128 * MiB : 32 * MiB;
+  const loadSeconds = values.seconds ? Number(values.seconds) : full ? 10 : 5;
+  const frame = 32 * 1024;
+  const ddMiB = blobSize / MiB;
+  // A server whose run of a workload takes longer than this is not run again on that
+  // workload (the table says so), so that a pathological case cannot stall the benchmark.
+  const maxRunSeconds = values["max-run-seconds"]
+    ? Number(values["max-run-seconds"])
+    : full
+    ? 300
+    : 40;
+
+  // Tools: installs nothing, says what is missing.
+  const distBinary = which("docker-registry") ??
+    (Deno.statSync("/usr/bin/docker-registry").isFile ? "/usr/bin/docker-registry" : null);
+  const missing = [
+    ...(distBinary ? [] : ["docker-registry"]),
+    ...["iperf3", "openssl", "dd", "sync", "df"].filter((t) => which(t) === null),
+  ];
+  if (missing.length > 0) {
+    console.error(`Missing: ${missing.join(", ")}. Install them, e.g.:\n  ${INSTALL_HINT}`);
+    if (missing.some((t) => ["openssl", "dd", "sync", "df"].includes(t))) {
+      console.error("  apt-get install openssl coreutils");
+    }
+    return 1;
+  }
+
+  const parent = values.dir ?? (Deno.env.get("TMPDIR") || "/tmp");
+  const root = await Deno.makeTempDir({ dir: parent, prefix: "registry-bench-" });
+  console.log(
+    `# Registry benchmark: ours vs CNCF Distribution (${full ? "full" : "quick"} mode)\n`,
+  );
+  console.log(
+    full
+      ? `Full mode: ${blobSize / MiB} MiB blobs, push-parallel 8 × ${
+        parallelSize / MiB
+      } MiB, ${loadSeconds} s load runs, ${runs} runs each.`
+      : `Quick mode: ${blobSize / MiB} MiB blobs (not 1 GiB), push-parallel 8 × ${
+        parallelSize / MiB
+      } MiB (not 128 MiB), ${loadSeconds} s load runs (not 10 s), ${runs} runs each. \`--full\` for the issue's sizes.`,
+  );
+  console.log(
+    `Clients: pushes and pulls use bench/http1.ts (a raw HTTP/1.1 client over Deno.connect writing from and reading into memory buffers; push-stream sends ${
+      frame / 1024
+    } KiB chunks like Go's net/http); request-rate workloads use bench/load.ts in its own process.`,
+  );
+  for (const line of await machine(parent, distBinary!)) console.log(line);
+  console.log(
+    `Load average at start: ${loadAverage()} (the machine may be shared; see the spread)`,
+  );
+  console.log(`Working folder: ${root}\n`);
+
+  let ours: Server | null = null;
+  let dist: Server | null = null;
+  try {
+    // Test data: generated and hashed once, outside every timed section.
+    let t0 = performance.now();
+    const master = makeData(blobSize);
+    const blob: Blob = { bytes: master, digest: sha256(master) };
+    const parallel: Blob[] = Array.from({ length: 8 }, (_, i) => {
+      const bytes = master.subarray(i * parallelSize, (i + 1) * parallelSize);
+      return { bytes, digest: sha256(bytes) };
+    });
+    const rx = new Uint8Array(blobSize);
+    console.log(
+      `Test data generated and hashed in ${
+        ((performance.now() - t0) / 1000).toFixed(1)
+      } s (untimed).`,
+    );
+
+    const ceilings: Ceilings = {
+      diskMiBs: [],
+      sha256MiBs: [],
+      loopbackMiBs: [],
+      sinkLengthMiBs: [],
+      sinkChunkedMiBs: [],
+      sinkFileGetMiBs: [],
+      sinkHead: null,
+    };
+    const allCeilings = values["skip-ceilings"]
+      ? ceilings
+      : await measureCeilings(root, { full, ddMiB, loadSeconds, master, frame, rx }, ceilings);
+
+    // Servers.
+    const profileFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [];
+    ours = await startOurs(join(root, "ours"), root, {
+      repoRoot: REPO_ROOT,
+      denoFlags: profileFlags,
+    });
+    dist = await startDistribution(distBinary!, join(root, "distribution"), root);
+    console.log(
+      `ours at ${ours.base} (pid ${ours.pid}), Distribution at ${dist.base} (pid ${dist.pid})\n`,
+    );
+
+    const only = values.only ? new Set(values.only.split(",").map((s) => s.trim())) : null;
+    const all = workloads({
+      blob,
+      parallel,
+      frame,
+      chunkedParts: 16,
+      rangeParts: 4,
+      loadSeconds,
+      runTimeoutSeconds: maxRunSeconds,
+      benchDir: BENCH_DIR,
+      rx,
+    });
+    const chosen = all.filter((w) => only === null || only.has(w.name));
+    if (only !== null && chosen.length !== only.size) {
+      console.error(`Unknown workload in --only; known: ${all.map((w) => w.name).join(", ")}`);
+      return 2;
+    }
+
+    const results: WorkloadResult[] = [];
+    for (const w of chosen) {
+      t0 = performance.now();
+      for (const s of [ours!, dist!]) await w.setup?.(s);
+      const result: WorkloadResult = {
+        name: w.name,
+        metrics: w.metrics,
+        transfer: w.transfer,
+        ours: [],
+        distribution: [],
+      };
+      const capped = new Set<string>();
+      for (let r = 0; r < runs; r++) {
+        const order: Server[] = r % 2 === 0 ? [ours!, dist!] : [dist!, ours!];
+        for (let s of order) {
+          if (capped.has(s.name)) continue;
+          const sampler = new Sampler(s.pid);
+          sampler.start();
+          let out;
+          let usage;
+          try {
+            out = await w.run(s, r);
+          } finally {
+            usage = sampler.stop();
+          }
+          const sample: Sample = {
+            metrics: out.metrics,
+            seconds: out.seconds,
+            clientCpu: out.clientCpu,
+            peakRssMiB: usage.peakRssMiB,
+            serverCpu: usage.cpuSeconds,
+            ...(out.note ? { note: out.note } : {}),
+          };
+          (s.name === "ours" ? result.ours : result.distribution).push(sample);
+          if (out.timedOut) {
+            // The server may go on working through what it had received: start it afresh.
+            console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
+            s = await s.restart();
+            if (s.name === "ours") ours = s;
+            else dist = s;
+          }
+          await w.after?.(s);
+          if (out.seconds >= maxRunSeconds && r < runs - 1) {
+            capped.add(s.name);
+            console.log(
+              `  ${w.name}: ${s.name} run took ${
+                out.seconds.toFixed(0)
+              } s (limit ${maxRunSeconds} s); its remaining runs are skipped (--max-run-seconds)`,
+            );
+          }
+        }
+      }
+      results.push(result);
+      const line = w.metrics.map((m) =>
+        `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
+          result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
+        }`
+      ).join("; ");
+      console.log(`${w.name}: ${line} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+
+    console.log("\n## Results\n");
+    console.log(resultsTable(results, allCeilings, runs));
+    console.log("\n## Resources per workload (peak RSS: max over runs; CPU: median over runs)\n");
+    console.log(resourcesTable(results));
+    console.log(`\nLoad average at end: ${loadAverage()}`);
+    console.log(`Total time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    if (values.json) {
+      await Deno.writeTextFile(
+        values.json,
+        JSON.stringify(
+          { mode: full ? "full" : "quick", runs, blobSize, ceilings: allCeilings, results },
+          null,
+          2,
+        ),
+      );
+    }
+    return 0;
+  } catch (error) {
+    console.error(`\nBenchmark failed: ${error instanceof Error ? error.stack : error}`);
+    for (const s of [ours, dist]) {
+      if (s) {
+        const log = await Deno.readTextFile(s.logPath).catch(() => "");
+        console.error(`--- ${s.name} log (tail) ---\n${log.slice(-1500)}`);
+      }
+    }
+    return 1;
+  } finally {
+    await ours?.stop();
+    await dist?.stop();
+    if (values.keep) console.log(`Kept ${root}`);
+    else await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) Deno.exit(await main());

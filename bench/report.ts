@@ -1,0 +1,195 @@
+/**
+ * Statistics, targets (issue 5) and the Markdown tables the benchmark prints.
+ */
+
+import type { LoadResult } from "./load.ts";
+import type { Metric } from "./workloads.ts";
+
+/** One measured run of one workload on one server. */
+export interface Sample {
+  readonly metrics: Record<string, number>;
+  readonly seconds: number;
+  readonly clientCpu: number;
+  readonly peakRssMiB: number;
+  readonly serverCpu: number;
+  readonly note?: string;
+}
+
+/** All runs of one workload. */
+export interface WorkloadResult {
+  readonly name: string;
+  readonly metrics: readonly Metric[];
+  readonly transfer: boolean;
+  readonly ours: Sample[];
+  readonly distribution: Sample[];
+}
+
+/** The machine's ceilings measured in the run. */
+export interface Ceilings {
+  readonly diskMiBs: number[];
+  readonly sha256MiBs: number[];
+  readonly loopbackMiBs: number[];
+  readonly sinkLengthMiBs: number[];
+  readonly sinkChunkedMiBs: number[];
+  readonly sinkFileGetMiBs: number[];
+  readonly sinkHead: LoadResult | null;
+}
+
+/** Median, min and max of a list of numbers. */
+export function stats(values: number[]): { median: number; min: number; max: number } {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length === 0 ? NaN : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median, min: s[0] ?? NaN, max: s[s.length - 1] ?? NaN };
+}
+
+function num(x: number, unit: string): string {
+  if (!Number.isFinite(x)) return "—";
+  if (unit === "ms") return x < 10 ? x.toFixed(2) : x.toFixed(1);
+  return x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(1);
+}
+
+/** "median (min–max)". */
+export function spread(values: number[], unit: string, expectedRuns = 0): string {
+  const { median, min, max } = stats(values);
+  if (values.length === 1 && expectedRuns > 1) return `${num(median, unit)} (1 run only)`;
+  const few = values.length < expectedRuns ? `, ${values.length} runs` : "";
+  return `${num(median, unit)} (${num(min, unit)}–${num(max, unit)}${few})`;
+}
+
+interface Target {
+  readonly text: string;
+  readonly met: boolean | null;
+}
+
+const PUSH_SINGLE = new Set(["push-mono", "push-stream", "push-chunked"]);
+
+/** The target of a workload's metric from issue 5, and whether ours meets it. */
+export function targetFor(
+  workload: string,
+  metric: Metric,
+  ours: number,
+  dist: number,
+  ceilings: Ceilings,
+): Target {
+  const ratioTarget = (k: number) => ({ text: `≥ ${k}× Dist`, met: ours >= k * dist });
+  if (PUSH_SINGLE.has(workload)) {
+    const disk = stats(ceilings.diskMiBs).median;
+    const byRatio = 2.5 * dist;
+    const byDisk = 0.8 * disk;
+    const value = Number.isFinite(byDisk) ? Math.min(byRatio, byDisk) : byRatio;
+    const which = value === byRatio ? "2.5× Dist" : "80% of disk";
+    return { text: `≥ ${num(value, "MiB/s")} MiB/s (${which})`, met: ours >= value };
+  }
+  if (workload === "push-parallel") return ratioTarget(2);
+  if (workload === "pull") return ratioTarget(0.9);
+  if (workload === "head-blob" || workload === "get-manifest") {
+    if (metric.key === "req/s") return ratioTarget(10);
+    return { text: "≤ 10 ms", met: ours <= 10 };
+  }
+  if (workload === "tags-list" && metric.key === "req/s") return ratioTarget(5);
+  return { text: "—", met: null };
+}
+
+function metCell(met: boolean | null): string {
+  return met === null ? "—" : met ? "yes" : "**no**";
+}
+
+/** The main table: one row per workload metric, plus the memory row. */
+export function resultsTable(results: WorkloadResult[], ceilings: Ceilings, runs: number): string {
+  const rows: string[] = [
+    "| workload | ours median (min–max) | Distribution median (min–max) | ratio ours/Dist | target | met? |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of results) {
+    for (const m of r.metrics) {
+      const o = r.ours.map((s) => s.metrics[m.key]!);
+      const d = r.distribution.map((s) => s.metrics[m.key]!);
+      const om = stats(o).median;
+      const dm = stats(d).median;
+      const t = targetFor(r.name, m, om, dm, ceilings);
+      rows.push(
+        `| ${r.name} ${m.key} | ${spread(o, m.unit, runs)} | ${spread(d, m.unit, runs)} | ${
+          (om / dm).toFixed(2)
+        } | ${t.text} | ${metCell(t.met)} |`,
+      );
+    }
+  }
+  const transfers = results.filter((r) => r.transfer);
+  if (transfers.length > 0) {
+    const o = transfers.flatMap((r) => r.ours.map((s) => s.peakRssMiB));
+    const d = transfers.flatMap((r) => r.distribution.map((s) => s.peakRssMiB));
+    const om = Math.max(...o);
+    const dm = Math.max(...d);
+    rows.push(
+      `| memory: peak RSS MiB, push/pull | ${num(om, "MiB")} (max of ${o.length} runs) | ${
+        num(dm, "MiB")
+      } (max of ${d.length} runs) | ${(om / dm).toFixed(2)} | ≤ 120 MiB | ${metCell(om <= 120)} |`,
+    );
+  }
+  return rows.join("\n");
+}
+
+/** Per-workload resources: peak RSS, server CPU (cores busy), client CPU, notes. */
+export function resourcesTable(results: WorkloadResult[]): string {
+  const rows: string[] = [
+    "| workload | peak RSS MiB ours / Dist | server CPU cores ours / Dist | client CPU cores (ours run / Dist run) | notes |",
+    "| --- | --- | --- | --- | --- |",
+  ];
+  const cores = (s: Sample[], f: (x: Sample) => number) =>
+    stats(s.map((x) => f(x) / x.seconds)).median.toFixed(2);
+  for (const r of results) {
+    const rss = (s: Sample[]) => num(Math.max(...s.map((x) => x.peakRssMiB)), "MiB");
+    const notes = [
+      ...new Set([
+        ...r.ours.map((s) => s.note ? `ours ${s.note}` : ""),
+        ...r.distribution.map((s) => s.note ? `Dist ${s.note}` : ""),
+      ].filter(Boolean)),
+    ].join("; ");
+    rows.push(
+      `| ${r.name} | ${rss(r.ours)} / ${rss(r.distribution)} | ${
+        cores(r.ours, (x) => x.serverCpu)
+      } / ${cores(r.distribution, (x) => x.serverCpu)} | ${cores(r.ours, (x) => x.clientCpu)} / ${
+        cores(r.distribution, (x) => x.clientCpu)
+      } | ${notes} |`,
+    );
+  }
+  return rows.join("\n");
+}
+
+/** The ceilings table. */
+export function ceilingsTable(
+  c: Ceilings,
+  sizes: { ddMiB: number; frameKiB: number; loadSeconds: number },
+): string {
+  const rows = [
+    "| ceiling | median (min–max) | how |",
+    "| --- | --- | --- |",
+    `| disk write + fdatasync | ${
+      spread(c.diskMiBs, "MiB/s")
+    } MiB/s | \`dd if=/dev/zero bs=1M count=${sizes.ddMiB} conv=fdatasync\` into the data root's filesystem, ${c.diskMiBs.length} runs |`,
+    `| SHA-256, 16 KiB blocks | ${
+      spread(c.sha256MiBs, "MiB/s")
+    } MiB/s | \`openssl speed -seconds 1 -bytes 16384 -evp sha256\`, ${c.sha256MiBs.length} runs |`,
+    `| loopback TCP | ${
+      spread(c.loopbackMiBs, "MiB/s")
+    } MiB/s | \`iperf3 -s -1\` + \`iperf3 -c 127.0.0.1\` |`,
+    `| bare Deno.serve intake, Content-Length body | ${
+      spread(c.sinkLengthMiBs, "MiB/s")
+    } MiB/s | bench client → bench/sink.ts draining the body |`,
+    `| bare Deno.serve intake, chunked ${sizes.frameKiB} KiB frames | ${
+      spread(c.sinkChunkedMiBs, "MiB/s")
+    } MiB/s | same, as push-stream sends it |`,
+    `| bare Deno.serve file GET | ${
+      spread(c.sinkFileGetMiBs, "MiB/s")
+    } MiB/s | bench client ← bench/sink.ts answering \`new Response(file.readable)\` (page-cached file), as pull reads it |`,
+  ];
+  if (c.sinkHead) {
+    rows.push(
+      `| bare Deno.serve HEAD, 64 conns | ${num(c.sinkHead.rps, "req/s")} req/s, p99 ${
+        num(c.sinkHead.p99, "ms")
+      } ms | bench/load.ts → bench/sink.ts, ${sizes.loadSeconds} s |`,
+    );
+  }
+  return rows.join("\n");
+}

@@ -1,0 +1,311 @@
+/**
+ * Starting, sampling and stopping the two registries under test: ours (`deno run main.ts`)
+ * and CNCF Distribution (`docker-registry serve CONFIG.yml`), each on a free loopback port
+ * with a fresh data root, with their output going to log files in the bench folder.
+ */
+
+import { join } from "node:path";
+
+/** One registry process under test. */
+export interface Server {
+  /** "ours" or "distribution". */
+  readonly name: string;
+  /** `http://127.0.0.1:PORT`. */
+  readonly base: string;
+  readonly pid: number;
+  readonly dataDir: string;
+  readonly logPath: string;
+  /** Where the committed bytes of a sha256 blob live on disk (for cleanup between runs). */
+  blobPath(hex: string): string;
+  /** Stops the process (SIGTERM, then SIGKILL after 15 s; at once with `force`). */
+  stop(force?: boolean): Promise<void>;
+  /** Kills the process and starts a new one on the same data root (new port and pid). */
+  restart(): Promise<Server>;
+}
+
+/** Finds a free loopback TCP port. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Copies a stream into a file, line-agnostic; resolves at the end of the stream. */
+async function pump(stream: ReadableStream<Uint8Array>, file: Deno.FsFile): Promise<void> {
+  try {
+    for await (const chunk of stream) await file.write(chunk);
+  } catch {
+    // the process went away
+  }
+}
+
+async function stopChild(child: Deno.ChildProcess, force = false): Promise<void> {
+  try {
+    child.kill(force ? "SIGKILL" : "SIGTERM");
+  } catch {
+    return; // already gone
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  }, 15_000);
+  await child.status;
+  clearTimeout(timer);
+}
+
+async function waitReady(base: string, child: Deno.ChildProcess, logPath: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  let exited = false;
+  child.status.then(() => exited = true);
+  while (Date.now() < deadline && !exited) {
+    try {
+      const res = await fetch(`${base}/v2/`);
+      await res.body?.cancel();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const log = await Deno.readTextFile(logPath).catch(() => "");
+  throw new Error(`Server at ${base} did not become ready; log ${logPath}:\n${log.slice(-2000)}`);
+}
+
+/** Options for starting our registry. */
+export interface OursOptions {
+  /** The repository root (where main.ts is). */
+  readonly repoRoot: string;
+  /** Extra `deno run` flags, e.g. `--cpu-prof`. */
+  readonly denoFlags?: string[];
+}
+
+/**
+ * Starts our registry with `--port 0` and parses the port from its
+ * `registry listening on http://HOST:PORT/v2/` line.
+ */
+export async function startOurs(
+  dataDir: string,
+  logDir: string,
+  opts: OursOptions,
+): Promise<Server> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  const logPath = join(logDir, "ours.log");
+  const log = await Deno.open(logPath, { append: true, create: true });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-ffi",
+      ...(opts.denoFlags ?? []),
+      join(opts.repoRoot, "main.ts"),
+      "--port",
+      "0",
+      "--data",
+      dataDir,
+    ],
+    cwd: opts.repoRoot,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errDone = pump(child.stderr, log);
+  // Read stdout until the listening line, then keep copying it into the log.
+  const reader = child.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  let base: string | null = null;
+  const deadline = Date.now() + 30_000;
+  while (base === null && Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+    const m = /registry listening on http:\/\/([^/\s]+):(\d+)\/v2\//.exec(text);
+    if (m) base = `http://127.0.0.1:${m[2]}`;
+  }
+  await log.write(new TextEncoder().encode(text));
+  reader.releaseLock();
+  const outDone = pump(child.stdout, log);
+  if (base === null) {
+    await stopChild(child);
+    await Promise.all([errDone, outDone]);
+    log.close();
+    const tail = await Deno.readTextFile(logPath).catch(() => "");
+    throw new Error(`Our registry did not print its listening line; log:\n${tail.slice(-2000)}`);
+  }
+  await waitReady(base, child, logPath);
+  return {
+    name: "ours",
+    base,
+    pid: child.pid,
+    dataDir,
+    logPath,
+    blobPath: (hex) => join(dataDir, "blobs", "sha256", hex.slice(0, 2), hex),
+    stop: async (force = false) => {
+      await stopChild(child, force);
+      await Promise.all([errDone, outDone]);
+      log.close();
+    },
+    restart: async () => {
+      await stopChild(child, true);
+      await Promise.all([errDone, outDone]);
+      log.close();
+      return await startOurs(dataDir, logDir, opts);
+    },
+  };
+}
+
+/** The Distribution configuration the benchmark writes (filesystem storage, delete on). */
+export function distributionConfig(dataDir: string, port: number): string {
+  // As the Debian package's /etc/docker/registry/config.yml (filesystem storage, in-memory
+  // blob descriptor cache, delete enabled), minus auth and the storage health check, and with
+  // request logging off: our registry does not log requests by default either.
+  return [
+    "version: 0.1",
+    "log:",
+    "  level: error",
+    "  accesslog:",
+    "    disabled: true",
+    "storage:",
+    "  cache:",
+    "    blobdescriptor: inmemory",
+    "  filesystem:",
+    `    rootdirectory: ${dataDir}`,
+    "  delete:",
+    "    enabled: true",
+    "  maintenance:",
+    "    uploadpurging:",
+    "      enabled: false",
+    "http:",
+    `  addr: 127.0.0.1:${port}`,
+    "",
+  ].join("\n");
+}
+
+/** Starts CNCF Distribution with a config file written next to its data root. */
+export async function startDistribution(
+  binary: string,
+  dataDir: string,
+  logDir: string,
+): Promise<Server> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  const port = freePort();
+  const configPath = join(logDir, "distribution.yml");
+  await Deno.writeTextFile(configPath, distributionConfig(dataDir, port));
+  const logPath = join(logDir, "distribution.log");
+  const log = await Deno.open(logPath, { append: true, create: true });
+  const child = new Deno.Command(binary, {
+    args: ["serve", configPath],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const done = Promise.all([pump(child.stdout, log), pump(child.stderr, log)]);
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitReady(base, child, logPath);
+  } catch (error) {
+    await stopChild(child);
+    await done;
+    log.close();
+    throw error;
+  }
+  return {
+    name: "distribution",
+    base,
+    pid: child.pid,
+    dataDir,
+    logPath,
+    blobPath: (hex) =>
+      join(dataDir, "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex),
+    stop: async (force = false) => {
+      await stopChild(child, force);
+      await done;
+      log.close();
+    },
+    restart: async () => {
+      await stopChild(child, true);
+      await done;
+      log.close();
+      return await startDistribution(binary, dataDir, logDir);
+    },
+  };
+}
+
+/** CPU time of a process (all threads) in seconds, from /proc/PID/stat; null when gone. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // fields[0] is field 3 (state); utime and stime are fields 14 and 15, in clock ticks.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
+function statusKiB(pid: number, key: string): number | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Peak resident memory and CPU use of one process over an interval. */
+export interface Usage {
+  readonly peakRssMiB: number;
+  readonly cpuSeconds: number;
+}
+
+/**
+ * Samples a process: resets its VmHWM (writing 5 to /proc/PID/clear_refs) at start, polls
+ * VmRSS every 10 ms, and at stop reports max(VmHWM, polled VmRSS) and the CPU time used.
+ */
+export class Sampler {
+  readonly #pid: number;
+  #peakKiB = 0;
+  #cpu0 = 0;
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /** Makes a sampler for one process. */
+  constructor(pid: number) {
+    this.#pid = pid;
+  }
+
+  /** Starts sampling. */
+  start(): void {
+    try {
+      Deno.writeTextFileSync(`/proc/${this.#pid}/clear_refs`, "5");
+    } catch {
+      // not permitted: polling alone gives the peak
+    }
+    this.#peakKiB = statusKiB(this.#pid, "VmRSS") ?? 0;
+    this.#cpu0 = cpuSeconds(this.#pid) ?? 0;
+    this.#timer = setInterval(() => {
+      const rss = statusKiB(this.#pid, "VmRSS");
+      if (rss !== null && rss > this.#peakKiB) this.#peakKiB = rss;
+    }, 10);
+  }
+
+  /** Stops sampling and reports. */
+  stop(): Usage {
+    clearInterval(this.#timer);
+    const hwm = statusKiB(this.#pid, "VmHWM") ?? 0;
+    const rss = statusKiB(this.#pid, "VmRSS") ?? 0;
+    const peak = Math.max(this.#peakKiB, hwm, rss);
+    return {
+      peakRssMiB: peak / 1024,
+      cpuSeconds: (cpuSeconds(this.#pid) ?? this.#cpu0) - this.#cpu0,
+    };
+  }
+}
