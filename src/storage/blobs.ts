@@ -85,6 +85,8 @@ export class FsBlobStore implements BlobStore {
         return { size, stream: file.readable };
       }
       await file.seek(span.start, Deno.SeekMode.Start);
+      // A span to the end (containerd's resume, `bytes=N-`) is streamed by the runtime.
+      if (span.start + span.length === size) return { size, stream: file.readable };
       return { size, stream: limitedStream(file, span.length) };
     } catch (error) {
       file.close();
