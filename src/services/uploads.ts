@@ -251,13 +251,14 @@ export class UploadService {
       }
       expected = declared;
     }
-    const written = await this.#uploads.append(
+    const { written, flushed } = await this.#uploads.append(
       id,
       offset,
       limited(chunk.body, expected),
       (batch) => hasher.updateAsync(batch),
     );
     if (expected !== null && written !== expected) {
+      await flushed.catch(() => {});
       await this.#uploads.truncate(id, offset);
       throw new RegistryError(
         "SIZE_INVALID",
@@ -265,7 +266,12 @@ export class UploadService {
       );
     }
     if (written > 0 || range !== null) {
-      await this.#uploads.saveHashState(id, encodeSha256State(hasher.exportState()));
+      // The data flush and the new state's write run together; the state is renamed into
+      // place only once the data it covers is on disk.
+      const state = encodeSha256State(hasher.exportState());
+      await this.#uploads.saveHashState(id, state, flushed);
+    } else {
+      await flushed;
     }
   }
 

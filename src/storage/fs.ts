@@ -104,8 +104,14 @@ export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<voi
 /**
  * Replaces a file atomically: writes a temporary file in the same folder, flushes it,
  * renames it over the target and flushes the folder. A crash leaves the old or the new file.
+ * With `after`, the rename also waits for that promise (e.g. the flush of the data a state
+ * file describes), which runs meanwhile; if it rejects, nothing is replaced and it rethrows.
  */
-export async function atomicWrite(path: string, data: Uint8Array | string): Promise<void> {
+export async function atomicWrite(
+  path: string,
+  data: Uint8Array | string,
+  options: { after?: Promise<void> } = {},
+): Promise<void> {
   const dir = dirname(path);
   await ensureDir(dir);
   const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
@@ -120,6 +126,14 @@ export async function atomicWrite(path: string, data: Uint8Array | string): Prom
     throw error;
   }
   file.close();
+  if (options.after) {
+    try {
+      await options.after;
+    } catch (error) {
+      await removeIfExists(tmp);
+      throw error;
+    }
+  }
   await Deno.rename(tmp, path);
   await syncDir(dir);
 }

@@ -50,20 +50,21 @@ export interface UploadStore {
   /** Reads a session's small files and data size; null when the session does not exist. */
   get(id: UploadId): Promise<StoredSession | null>;
   /**
-   * Appends everything `source` yields at `offset`, flushes, and returns the bytes written;
-   * on error truncates back. `observe` sees every written batch in order, concurrently with
-   * its write.
+   * Appends everything `source` yields at `offset` and returns the bytes written, with
+   * `flushed`: the flush of `data` to disk, already started (await it, or pass it to
+   * `saveHashState`, before acknowledging the bytes). On error truncates back. `observe` sees
+   * every written batch in order, concurrently with its write.
    */
   append(
     id: UploadId,
     offset: number,
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
-  ): Promise<number>;
+  ): Promise<{ written: number; flushed: Promise<void> }>;
   /** Cuts `data` to `size` bytes and flushes. */
   truncate(id: UploadId, size: number): Promise<void>;
-  /** Replaces `hashstate` atomically. */
-  saveHashState(id: UploadId, text: string): Promise<void>;
+  /** Replaces `hashstate` atomically, renaming it only once `after` (a data flush) resolved. */
+  saveHashState(id: UploadId, text: string, after?: Promise<void>): Promise<void>;
   /** Streams `data` from the start (for re-hashing after a crash). */
   readData(id: UploadId): Promise<ReadableStream<Uint8Array>>;
   /** The path of `data`, for committing it into the blob store by rename. */
@@ -128,21 +129,21 @@ export class FsUploadStore implements UploadStore {
     offset: number,
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
-  ): Promise<number> {
+  ): Promise<{ written: number; flushed: Promise<void> }> {
     const file = await Deno.open(this.#paths.uploadFile(id, "data"), { write: true });
     const writer = new BatchWriter(file, WRITE_BATCH, observe ?? null);
     try {
       await file.seek(offset, Deno.SeekMode.Start);
       await writer.writeFrom(source);
-      await file.syncData();
-      return writer.written;
     } catch (error) {
       await writer.flush().catch(() => {});
       await file.truncate(offset).catch(() => {});
-      throw error;
-    } finally {
       file.close();
+      throw error;
     }
+    const flushed = file.syncData().finally(() => file.close());
+    flushed.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
+    return { written: writer.written, flushed };
   }
 
   /** @inheritdoc */
@@ -157,8 +158,8 @@ export class FsUploadStore implements UploadStore {
   }
 
   /** @inheritdoc */
-  saveHashState(id: UploadId, text: string): Promise<void> {
-    return atomicWrite(this.#paths.uploadFile(id, "hashstate"), text);
+  saveHashState(id: UploadId, text: string, after?: Promise<void>): Promise<void> {
+    return atomicWrite(this.#paths.uploadFile(id, "hashstate"), text, after ? { after } : {});
   }
 
   /** @inheritdoc */

@@ -413,12 +413,13 @@ export function unflushedAcks(
   for (let line of log.split("\n")) {
     const tid = line.split(" ")[0];
     if (line.includes("<unfinished ...>")) {
-      partial.set(tid, line.replace("<unfinished ...>", ""));
+      partial.set(tid, line.replace(/\s*<unfinished \.\.\.>\s*$/, ""));
       continue;
     }
     const resumed = /^\S+\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
     if (resumed) {
-      line = (partial.get(tid) ?? "") + resumed[1];
+      // strace pads a resumed call's result: `<... fdatasync resumed>)          = 0`.
+      line = (partial.get(tid) ?? "") + resumed[1].replace(/^\s*\)\s+=/, ") =");
       partial.delete(tid);
     }
     let m;

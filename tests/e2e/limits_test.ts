@@ -329,7 +329,7 @@ Deno.test({
 class FullDiskUploads extends FsUploadStore implements UploadStore {
   full = false;
 
-  override append(...args: Parameters<UploadStore["append"]>): Promise<number> {
+  override append(...args: Parameters<UploadStore["append"]>): ReturnType<UploadStore["append"]> {
     if (this.full) args[2] = this.#failAfterSome(args[2]);
     return super.append(...args);
   }
