@@ -45,11 +45,6 @@ export class BodyGuard {
     this.#idleMs = idleMs;
   }
 
-  /** How many request bodies are open now. */
-  get active(): number {
-    return this.#active.size;
-  }
-
   /** The request's body as a watched reader, or null when it has none. */
   open(request: Request): BodyReader | null {
     if (request.body === null || request.method === "GET" || request.method === "HEAD") {

@@ -78,15 +78,19 @@ export interface Page {
 }
 
 /** Parses `n` and `last` query parameters; throws a 400 naming the bad value. */
-export function parsePage(params: URLSearchParams, code: "NAME_INVALID" | "UNSUPPORTED"): Page {
+export function parsePage(params: URLSearchParams): Page {
   const rawN = params.get("n");
   let n: number | null = null;
   if (rawN !== null) {
     if (!/^[0-9]{1,9}$/.test(rawN)) {
-      throw new RegistryError(code, `Invalid page size n=${quote(rawN)}: expected 0 or more`, {
-        status: 400,
-        detail: { n: rawN.slice(0, 100) },
-      });
+      throw new RegistryError(
+        "UNSUPPORTED",
+        `Invalid page size n=${quote(rawN)}: expected 0 or more`,
+        {
+          status: 400,
+          detail: { n: rawN.slice(0, 100) },
+        },
+      );
     }
     n = Math.min(Number(rawN), MAX_PAGE_SIZE);
   }

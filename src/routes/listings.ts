@@ -31,7 +31,7 @@ export function listingRoutes(services: Services): Route[] {
       exact: ["/v2/_catalog"],
       methods: {
         async GET({ query }) {
-          const page = parsePage(query, "UNSUPPORTED");
+          const page = parsePage(query);
           const result = await listings.catalog(page);
           return jsonText(200, JSON.stringify({ repositories: result.items }), {
             Link: nextLink("/v2/_catalog", page.n, result),
@@ -46,7 +46,7 @@ export function listingRoutes(services: Services): Route[] {
       methods: {
         async GET({ params, query }) {
           const name = parseRepositoryName(params.name);
-          const page = parsePage(query, "UNSUPPORTED");
+          const page = parsePage(query);
           const result = await listings.tags(name, page);
           return jsonText(200, JSON.stringify({ name, tags: result.items }), {
             Link: nextLink(`/v2/${name}/tags/list`, page.n, result),

@@ -11,7 +11,6 @@ import type { RepositoryName, UploadId } from "../types/oci.ts";
 import {
   atomicWrite,
   ensureDir,
-  isNotFound,
   lstatOrNull,
   readDirNames,
   readTextOrNull,
@@ -182,11 +181,6 @@ export class FsUploadStore implements UploadStore {
 
   /** @inheritdoc */
   async list(): Promise<string[]> {
-    try {
-      return (await readDirNames(this.#paths.uploadsDir)) ?? [];
-    } catch (error) {
-      if (isNotFound(error)) return [];
-      throw error;
-    }
+    return (await readDirNames(this.#paths.uploadsDir)) ?? [];
   }
 }

@@ -85,13 +85,6 @@ export interface ImageIndex {
 /** A parsed, validated manifest of either kind. */
 export type Manifest = ImageManifest | ImageIndex;
 
-/** What the registry records about a stored manifest revision. */
-export interface ManifestRecord {
-  readonly digest: Digest;
-  readonly mediaType: string;
-  readonly size: number;
-}
-
 /** The OCI error codes (distribution-spec) plus UNKNOWN for unexpected failures. */
 export type ErrorCode =
   | "BLOB_UNKNOWN"
