@@ -1,10 +1,11 @@
 /**
- * Starts the registry: reads the configuration, builds the app, serves it with Deno.serve,
+ * Starts the registry: reads the configuration, builds the app, serves it (src/serve.ts),
  * and shuts down gracefully on SIGINT/SIGTERM.
  */
 
 import { createApp } from "./src/app.ts";
 import { ConfigError, loadConfig, USAGE } from "./src/config.ts";
+import { serve } from "./src/serve.ts";
 
 async function main(): Promise<number> {
   let config;
@@ -20,18 +21,14 @@ async function main(): Promise<number> {
     return 0;
   }
   const app = await createApp(config);
-  const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
-    onListen: ({ hostname, port }) => {
-      console.log(
-        `registry listening on http://${hostname}:${port}/v2/, storing in ${config.dataDir}`,
-      );
-    },
-  }, app);
-  // Deno 2.9's server.shutdown() makes the bodies of requests in flight unreadable
-  // (denoland/deno#36809), so the app drains first (new requests get 503, requests in
-  // flight get the grace period), and only then does the server stop listening.
+  const server = serve(app, config, ({ hostname, port }) => {
+    console.log(
+      `registry listening on http://${hostname}:${port}/v2/, storing in ${config.dataDir}`,
+    );
+  });
+  // The app drains first (new requests get 503, requests in flight get the grace period),
+  // and only then does the server stop listening: Deno.serve's shutdown() makes the bodies
+  // of requests in flight unreadable (denoland/deno#36809).
   let stopping = false;
   const stop = async () => {
     if (stopping) Deno.exit(0); // a second signal: stop waiting

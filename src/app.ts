@@ -6,18 +6,25 @@
 import type { Config } from "./config.ts";
 import { errorBody, RegistryError } from "./errors.ts";
 import { storageFailure } from "./http/failures.ts";
-import type { BodyReader } from "./http/body.ts";
+import { BodyReader, type RequestBody } from "./http/body.ts";
 import { BodyGuard, checkHeaderSize } from "./http/limits.ts";
-import { API_VERSION_HEADER, headerList, type HeaderValues } from "./http/responses.ts";
+import type { IncomingRequest } from "./http/request.ts";
+import { API_VERSION_HEADER, content, type HeaderValues } from "./http/responses.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
 import { blobRoutes } from "./routes/blobs.ts";
 import { listingRoutes } from "./routes/listings.ts";
 import { manifestRoutes } from "./routes/manifests.ts";
 import { createServices, type ServiceOptions, type Services } from "./services/registry.ts";
 
-/** The registry: a request handler with a way to stop its background work. */
+/**
+ * The registry: a request handler with a way to stop its background work. Called with a
+ * `Request` it is a `Deno.serve` handler; `handle` takes a request whose body comes apart
+ * (our HTTP/1.1 server's).
+ */
 export interface App {
   (request: Request): Promise<Response>;
+  /** Answers a request whose body (null: none) is read from `body`. */
+  handle(request: IncomingRequest, body: RequestBody | null): Promise<Response>;
   /** The services behind the handler. */
   readonly services: Services;
   /** Stops background timers. */
@@ -62,9 +69,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   let draining = false;
   const settled: (() => void)[] = [];
 
-  const handle = async (request: Request): Promise<Response> => {
+  const handle = async (
+    request: IncomingRequest,
+    source: RequestBody | null,
+  ): Promise<Response> => {
     let response: Response;
-    let body: BodyReader | null = null;
+    const body = bodies.open(source, request.method);
     inFlight++;
     try {
       if (draining) throw shuttingDown();
@@ -74,7 +84,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       const query = request.url.includes("?")
         ? new URL(request.url).searchParams
         : new URLSearchParams();
-      body = bodies.open(request);
       response = await handler({ request, body, query, params });
     } catch (error) {
       response = errorResponse(error, request, log);
@@ -88,7 +97,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     if (config.logRequests) log(`${request.method} ${request.url} ${response.status}`);
     return response;
   };
-  return Object.assign(handle, {
+  const serveHandler = (request: Request) =>
+    handle(request, request.body === null ? null : new BodyReader(request.body));
+  return Object.assign(serveHandler, {
+    handle,
     services,
     close: () => clearInterval(timer),
     async drain(graceMs: number) {
@@ -117,7 +129,11 @@ function shuttingDown(): RegistryError {
   });
 }
 
-function errorResponse(failure: unknown, request: Request, log: (line: string) => void): Response {
+function errorResponse(
+  failure: unknown,
+  request: IncomingRequest,
+  log: (line: string) => void,
+): Response {
   let error = failure;
   const storage = storageFailure(error);
   if (storage) {
@@ -141,10 +157,9 @@ function errorResponse(failure: unknown, request: Request, log: (line: string) =
   }
   const bytes = new TextEncoder().encode(body);
   // A HEAD response carries the headers of the error but no body.
-  const headers = headerList({
+  return content(status, request.method === "HEAD" ? null : bytes, {
     "Content-Type": "application/json",
     "Content-Length": request.method === "HEAD" ? "0" : String(bytes.length),
     ...extra,
   });
-  return new Response(request.method === "HEAD" ? null : bytes, { status, headers });
 }

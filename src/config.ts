@@ -26,6 +26,8 @@ export interface Config {
   readonly bodyIdleTimeoutMs: number;
   /** On SIGTERM/SIGINT, in-flight requests get this long to finish (milliseconds). */
   readonly shutdownGraceMs: number;
+  /** The HTTP server: ours on `Deno.listen` (`builtin`) or `Deno.serve` (`deno`). */
+  readonly server: "builtin" | "deno";
 }
 
 /** Defaults, used by tests as a base. */
@@ -40,6 +42,7 @@ export const DEFAULTS = {
   maxHeaderBytes: 32 * 1024,
   bodyIdleTimeoutMs: 60 * 1000,
   shutdownGraceMs: 30 * 1000,
+  server: "builtin",
 } as const;
 
 /** Text printed by `--help`. */
@@ -61,6 +64,8 @@ Options (environment variable in brackets; flags win):
   DEFAULTS.shutdownGraceMs / 1000
 })
   --log-requests              log one line per request [REGISTRY_LOG_REQUESTS=1]
+  --server builtin|deno       HTTP server: the registry's own HTTP/1.1 server, or Deno.serve
+                              (slow on chunked uploads in Deno 2.9) [REGISTRY_SERVER] (default builtin)
   --help                      print this text
 `;
 
@@ -96,6 +101,7 @@ export function loadConfig(
         "body-idle-timeout": { type: "string" },
         "shutdown-grace": { type: "string" },
         "log-requests": { type: "boolean" },
+        server: { type: "string" },
         help: { type: "boolean" },
       },
       strict: true,
@@ -109,6 +115,10 @@ export function loadConfig(
   const port = pick(parsed.port, "REGISTRY_PORT");
   const manifest = pick(parsed["max-manifest-bytes"], "REGISTRY_MAX_MANIFEST_BYTES");
   const age = pick(parsed["upload-max-age"], "REGISTRY_UPLOAD_MAX_AGE");
+  const server = pick(parsed.server, "REGISTRY_SERVER") ?? DEFAULTS.server;
+  if (server !== "builtin" && server !== "deno") {
+    throw new ConfigError(`Invalid server ${JSON.stringify(server)}: expected builtin or deno`);
+  }
   const uploadMaxAgeMs = age === undefined
     ? DEFAULTS.uploadMaxAgeMs
     : integer(age, "upload max age", 1, 10 * 365 * 86400) * 1000;
@@ -122,6 +132,7 @@ export function loadConfig(
     uploadMaxAgeMs,
     purgeIntervalMs: Math.min(DEFAULTS.purgeIntervalMs, uploadMaxAgeMs),
     logRequests: parsed["log-requests"] === true || env.REGISTRY_LOG_REQUESTS === "1",
+    server,
     ...limits(parsed, env),
   });
 }
@@ -139,7 +150,7 @@ function limits(
   const idle = value("body-idle-timeout", "REGISTRY_BODY_IDLE_TIMEOUT");
   const grace = value("shutdown-grace", "REGISTRY_SHUTDOWN_GRACE");
   return {
-    // Deno's server refuses request heads above about 64 KiB before the registry sees them.
+    // Deno.serve refuses request heads above about 64 KiB before the registry sees them.
     maxHeaderBytes: header === undefined
       ? DEFAULTS.maxHeaderBytes
       : integer(header, "max header bytes", 1024, 60 * 1024),

@@ -7,11 +7,13 @@
  */
 
 import { RegistryError } from "./errors.ts";
+import type { IncomingRequest } from "./http/request.ts";
+import { headersOnly } from "./http/responses.ts";
 import type { ByteSource } from "./storage/byte_source.ts";
 
 /** What a handler receives: the request, its body, its query, and the raw path captures. */
 export interface RouteContext {
-  readonly request: Request;
+  readonly request: IncomingRequest;
   /** The request body, read into caller buffers; null when there is none. */
   readonly body: ByteSource | null;
   readonly query: URLSearchParams;
@@ -80,7 +82,7 @@ function withoutBody(get: Handler): Handler {
   return async (ctx) => {
     const response = await get(ctx);
     await response.body?.cancel();
-    return new Response(null, { status: response.status, headers: response.headers });
+    return headersOnly(response);
   };
 }
 

@@ -16,8 +16,18 @@ import type { ByteSource } from "../storage/byte_source.ts";
  */
 const BYOB_VIEW = 64 * 1024;
 
-/** A request body read into caller-provided buffers. */
-export class BodyReader implements ByteSource {
+/** A request body as the app reads it: a `ByteSource` the body guard can watch and end. */
+export interface RequestBody extends ByteSource {
+  /** Since when (epoch ms) a read has been waiting for data, or null when none is. */
+  readonly waitingSince: number | null;
+  /** Ends the body: the pending and every later read throw `error`. */
+  abort(error: RegistryError): void;
+  /** Releases the body when the handler is done with it (unread data is discarded). */
+  close(): void;
+}
+
+/** A request body stream (`Deno.serve`'s) read into caller-provided buffers. */
+export class BodyReader implements RequestBody {
   readonly #byob: ReadableStreamBYOBReader | null;
   readonly #plain: ReadableStreamDefaultReader<Uint8Array> | null;
   #leftover: Uint8Array | null = null;

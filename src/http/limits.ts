@@ -3,22 +3,23 @@
  * a guard on request bodies that ends a body read when the client sends nothing for a while
  * (or when the registry shuts down), so a stalled client cannot hold an upload lock forever.
  *
- * Deno's HTTP server itself refuses request heads above about 64 KiB, or with more than 100
- * fields, with a bare `400`; the cap here is lower and answers with an OCI error body.
+ * The HTTP server itself refuses heads above its own cap or with more than 100 fields (ours
+ * with 431, Deno.serve with a bare 400); the cap here is lower and answers with an OCI error.
  */
 
 import { RegistryError } from "../errors.ts";
-import { BodyReader } from "./body.ts";
+import type { RequestBody } from "./body.ts";
+import type { IncomingRequest } from "./request.ts";
 
 /** The size of the request headers as sent: each `name: value\r\n`. */
-export function headerBytes(request: Request): number {
+export function headerBytes(request: IncomingRequest): number {
   let total = 0;
   for (const [name, value] of request.headers) total += name.length + value.length + 4;
   return total;
 }
 
 /** Throws 431 SIZE_INVALID when the request headers are larger than `limit` bytes. */
-export function checkHeaderSize(request: Request, limit: number): void {
+export function checkHeaderSize(request: IncomingRequest, limit: number): void {
   const size = headerBytes(request);
   if (size > limit) {
     throw new RegistryError(
@@ -37,7 +38,7 @@ export function checkHeaderSize(request: Request, limit: number): void {
  */
 export class BodyGuard {
   readonly #idleMs: number;
-  readonly #active = new Set<BodyReader>();
+  readonly #active = new Set<RequestBody>();
   #timer: ReturnType<typeof setInterval> | null = null;
 
   /** Makes a guard with an idle timeout in milliseconds. */
@@ -45,12 +46,13 @@ export class BodyGuard {
     this.#idleMs = idleMs;
   }
 
-  /** The request's body as a watched reader, or null when it has none. */
-  open(request: Request): BodyReader | null {
-    if (request.body === null || request.method === "GET" || request.method === "HEAD") {
+  /** Watches a request body (none for GET and HEAD: it is ignored); returns what to read. */
+  open(reader: RequestBody | null, method: string): RequestBody | null {
+    if (reader === null) return null;
+    if (method === "GET" || method === "HEAD") {
+      reader.close();
       return null;
     }
-    const reader = new BodyReader(request.body);
     this.#active.add(reader);
     if (this.#timer === null) {
       const every = Math.max(5, Math.min(1000, this.#idleMs / 4));
@@ -61,7 +63,7 @@ export class BodyGuard {
   }
 
   /** Stops watching a reader once its handler is done, and discards what it did not read. */
-  release(reader: BodyReader | null): void {
+  release(reader: RequestBody | null): void {
     if (reader === null) return;
     this.#active.delete(reader);
     reader.close();

@@ -6,8 +6,19 @@ import { RegistryError } from "../errors.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
 import { readAll } from "./body.ts";
 
+/**
+ * A request as the routes see it: what a `Request` offers, without its body (which reaches
+ * them as a `ByteSource`). Both `Deno.serve`'s requests and our HTTP/1.1 server's are one.
+ */
+export interface IncomingRequest {
+  readonly method: string;
+  /** `http://<host><target>`, the target as sent (not normalized). */
+  readonly url: string;
+  readonly headers: Headers;
+}
+
 /** The request's `Content-Length`, or null when absent; throws SIZE_INVALID when malformed. */
-export function contentLength(request: Request): number | null {
+export function contentLength(request: IncomingRequest): number | null {
   const value = request.headers.get("content-length");
   if (value === null) return null;
   if (!/^[0-9]{1,15}$/.test(value.trim())) {
@@ -21,7 +32,7 @@ export function contentLength(request: Request): number | null {
  * more than `limit + 1` bytes. Only for small documents such as manifests.
  */
 export async function readLimited(
-  request: Request,
+  request: IncomingRequest,
   body: ByteSource | null,
   limit: number,
 ): Promise<Uint8Array<ArrayBuffer>> {

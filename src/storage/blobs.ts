@@ -15,6 +15,7 @@ import {
   refuseLinks,
   syncDir,
 } from "./fs.ts";
+import { fileStream } from "./file_stream.ts";
 import type { Paths } from "./paths.ts";
 
 /** An open blob: its size and a stream of the requested bytes. */
@@ -37,7 +38,6 @@ export interface BlobStore {
   adopt(source: string, digest: Digest): Promise<void>;
 }
 
-const CHUNK = 256 * 1024;
 const MAX_CACHED_SIZES = 100_000;
 
 /** The filesystem blob store. Blob sizes are cached: blobs are immutable and never deleted. */
@@ -82,12 +82,10 @@ export class FsBlobStore implements BlobStore {
       const { size } = await file.stat();
       this.#remember(digest, size);
       if (!span || (span.start === 0 && span.length === size)) {
-        return { size, stream: file.readable };
+        return { size, stream: fileStream(file, size) };
       }
       await file.seek(span.start, Deno.SeekMode.Start);
-      // A span to the end (containerd's resume, `bytes=N-`) is streamed by the runtime.
-      if (span.start + span.length === size) return { size, stream: file.readable };
-      return { size, stream: limitedStream(file, span.length) };
+      return { size, stream: fileStream(file, span.length) };
     } catch (error) {
       file.close();
       throw error;
@@ -118,37 +116,4 @@ export class FsBlobStore implements BlobStore {
     if (this.#sizes.size >= MAX_CACHED_SIZES) this.#sizes.clear();
     this.#sizes.set(digest, size);
   }
-}
-
-/** A stream of the next `length` bytes of an open file; closes the file when done or cancelled. */
-function limitedStream(file: Deno.FsFile, length: number): ReadableStream<Uint8Array> {
-  let remaining = length;
-  let closed = false;
-  const close = () => {
-    if (!closed) {
-      closed = true;
-      file.close();
-    }
-  };
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (remaining <= 0) {
-        close();
-        controller.close();
-        return;
-      }
-      const buffer = new Uint8Array(Math.min(CHUNK, remaining));
-      const n = await file.read(buffer);
-      if (n === null || n === 0) {
-        close();
-        controller.error(new Error("Blob file ended before the requested range"));
-        return;
-      }
-      remaining -= n;
-      controller.enqueue(n === buffer.length ? buffer : buffer.subarray(0, n));
-    },
-    cancel() {
-      close();
-    },
-  });
 }

@@ -1,11 +1,12 @@
 /**
- * Test helpers: a registry served by a real `Deno.serve` on 127.0.0.1 port 0 over a fresh
+ * Test helpers: a registry served by its real HTTP server on 127.0.0.1 port 0 over a fresh
  * temporary data root, and a registry run as a separate `deno` process (for SIGKILL tests).
  */
 
 import { fileURLToPath } from "node:url";
 import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
+import { serve } from "../../src/serve.ts";
 
 /** A running registry over a temporary data root; disposing stops it and removes the root. */
 export interface TempRegistry extends AsyncDisposable {
@@ -31,7 +32,7 @@ export async function tempRegistry(options: TempRegistryOptions = {}): Promise<T
   const logs: string[] = [];
   const config: Config = { ...DEFAULTS, port: 0, ...options.config, dataDir };
   const app = await createApp(config, { log: (line) => logs.push(line), ...options });
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app);
+  const server = serve(app, { ...config, host: "127.0.0.1" });
   const url = `http://127.0.0.1:${server.addr.port}`;
   return {
     url,

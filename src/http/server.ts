@@ -1,0 +1,473 @@
+/**
+ * The registry's HTTP/1.1 server on `Deno.listen`: keep-alive and pipelined requests,
+ * `Content-Length` and chunked request bodies read straight into the upload buffers,
+ * `Expect: 100-continue`, and responses written from bytes or, for blobs, from the open file
+ * in large reads.
+ *
+ * Why not `Deno.serve`: in Deno 2.9.6 its request bodies sent with chunked transfer encoding
+ * in small frames (Go's `net/http` sends 32 KiB frames: Docker, podman, skopeo, buildah)
+ * slow to a few MiB/s, and hold growing memory, as soon as the reader pauses at all, e.g. to
+ * write to disk (BENCHMARKS.md). The handler is the same either way: `--http deno` serves the
+ * app with `Deno.serve`.
+ */
+
+import { RegistryError } from "../errors.ts";
+import type { RequestBody } from "./body.ts";
+import type { IncomingRequest } from "./request.ts";
+import { bodyOf, type ResponseBody } from "./responses.ts";
+import { takeFile } from "../storage/file_stream.ts";
+import { BadRequest, type Head, readHead, Wire, WireBody } from "./wire.ts";
+
+/** Answers one request; `body` is null when the request has none. */
+export type Handler = (request: IncomingRequest, body: RequestBody | null) => Promise<Response>;
+
+/** Where and how to serve. */
+export interface ServerOptions {
+  readonly hostname: string;
+  readonly port: number;
+  /** Largest request head (request line and fields) read; above it 431 (default 64 KiB). */
+  readonly maxHeadBytes?: number;
+  /** Time a client gets to send a whole request head once it started one (default 60 s). */
+  readonly headTimeoutMs?: number;
+  /** An idle keep-alive connection is closed after this long (default 120 s). */
+  readonly keepAliveTimeoutMs?: number;
+  /** Called once listening. */
+  readonly onListen?: (addr: Deno.NetAddr) => void;
+  /** Where failures outside any request go (default: console.error). */
+  readonly log?: (line: string) => void;
+}
+
+/** A running server. */
+export interface Http1Server {
+  readonly addr: Deno.NetAddr;
+  /** Resolves when the server has stopped and every connection is closed. */
+  readonly finished: Promise<void>;
+  /**
+   * Stops accepting, closes idle connections, lets requests in flight finish (their
+   * connections close after the response), and resolves when every connection is closed.
+   */
+  shutdown(): Promise<void>;
+}
+
+/** Largest unread request body the server reads and discards to keep a connection. */
+const DRAIN_BYTES = 1024 * 1024;
+/** Bytes read from a blob file per read when sending it. */
+const FILE_READ_BYTES = 1024 * 1024;
+/** A response body up to this size is sent with its head in one write. */
+const COALESCE_BYTES = 64 * 1024;
+/** How long a closing connection keeps reading (and discarding) before the final close. */
+const LINGER_MS = 2000;
+
+/** A connection's state, as the idle sweep sees it. */
+interface Connection {
+  readonly wire: Wire;
+  /** What it is doing: waiting for a request (`idle`, `head` once bytes came) or serving one. */
+  phase: "idle" | "head" | "busy";
+  /** Since when it is in its phase (epoch ms). */
+  since: number;
+}
+
+/** Serves `handler` over HTTP/1.1 on a TCP listener. */
+export function serveHttp1(options: ServerOptions, handler: Handler): Http1Server {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const maxHeadBytes = options.maxHeadBytes ?? 64 * 1024;
+  const headTimeoutMs = options.headTimeoutMs ?? 60_000;
+  const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 120_000;
+  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  const addr = listener.addr as Deno.NetAddr;
+  const authority = addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+  const connections = new Set<Connection>();
+  let closing = false;
+  let allClosed: (() => void) | null = null;
+
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const c of connections) {
+      const limit = c.phase === "idle" ? keepAliveTimeoutMs : headTimeoutMs;
+      if (c.phase !== "busy" && now - c.since >= limit) closeQuietly(c.wire.conn);
+    }
+  }, Math.max(10, Math.min(1000, headTimeoutMs / 4, keepAliveTimeoutMs / 4)));
+  Deno.unrefTimer(sweep);
+
+  const serveConnection = async (conn: Deno.TcpConn) => {
+    const c: Connection = { wire: new Wire(conn), phase: "idle", since: Date.now() };
+    connections.add(c);
+    try {
+      conn.setNoDelay(true);
+      while (!closing && await serveOne(c)) {
+        c.phase = "idle";
+        c.since = Date.now();
+      }
+    } catch (error) {
+      if (!isDisconnect(error)) log(`connection failed: ${error}`);
+    } finally {
+      closeQuietly(conn);
+      connections.delete(c);
+      if (closing && connections.size === 0) allClosed?.();
+    }
+  };
+
+  /** Serves one request; true when the connection can take another. */
+  const serveOne = async (c: Connection): Promise<boolean> => {
+    const wire = c.wire;
+    let head: Head | null;
+    try {
+      head = await readHead(wire, maxHeadBytes, authority, () => {
+        c.phase = "head";
+        c.since = Date.now();
+      });
+    } catch (error) {
+      if (!(error instanceof BadRequest)) throw error;
+      await writeResponse(wire, plainError(error.status, error.message), false, false, false);
+      await lingerClose(wire);
+      return false;
+    }
+    if (head === null) return false;
+    c.phase = "busy";
+    c.since = Date.now();
+    const { framing } = head;
+    const sendContinue = head.expectContinue ? () => wire.write(CONTINUE) : null;
+    const body = framing.kind === "none"
+      ? null
+      : new WireBody(wire, framing.kind === "length" ? framing.length : null, sendContinue);
+    const response = await handler(head.request, body);
+    let keepAlive = head.keepAlive && !closing && !wantsClose(response);
+    // What the handler left of the body must be read off the connection before the next
+    // request: drained when small and already coming, else the connection closes.
+    if (keepAlive && body !== null && !body.done) {
+      keepAlive = !body.broken && !body.unrequested && await drain(body);
+    }
+    const complete = await writeResponse(
+      wire,
+      response,
+      head.request.method === "HEAD",
+      keepAlive,
+      head.http10,
+    );
+    if (!complete) return false;
+    if (!keepAlive) {
+      // The client may still be sending a body: read it away for a moment so that the close
+      // does not reset the connection before the client has read the response.
+      if (body !== null && !body.done) await lingerClose(wire);
+      return false;
+    }
+    return true;
+  };
+
+  const accept = async () => {
+    try {
+      for await (const conn of listener) {
+        if (closing) {
+          closeQuietly(conn);
+          continue;
+        }
+        void serveConnection(conn);
+      }
+    } catch (error) {
+      if (!closing) log(`listener failed: ${error}`);
+    }
+  };
+
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const accepting = accept();
+  options.onListen?.(addr);
+
+  return {
+    addr,
+    finished,
+    async shutdown() {
+      if (!closing) {
+        closing = true;
+        clearInterval(sweep);
+        try {
+          listener.close();
+        } catch { /* already closed */ }
+        const done = new Promise<void>((resolve) => (allClosed = resolve));
+        for (const c of connections) if (c.phase !== "busy") closeQuietly(c.wire.conn);
+        if (connections.size > 0) await done;
+        await accepting;
+        finish();
+      }
+      await finished;
+    },
+  };
+}
+
+const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
+
+/**
+ * Reads and discards the rest of a body if it is at most DRAIN_BYTES and arrives within
+ * LINGER_MS; false otherwise (the connection must close).
+ */
+async function drain(body: WireBody): Promise<boolean> {
+  const scratch = new Uint8Array(64 * 1024);
+  let total = 0;
+  const timer = setTimeout(() => body.abort(DRAIN_TIMEOUT), LINGER_MS);
+  try {
+    while (!body.done) {
+      const view = await body.read(scratch);
+      total += view.length;
+      if (view.length === 0) break;
+      if (total > DRAIN_BYTES) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const DRAIN_TIMEOUT = new RegistryError("UNKNOWN", "Request body not sent in time", {
+  status: 408,
+});
+
+/** Half-closes, reads what the client still sends for a moment, then closes. */
+async function lingerClose(wire: Wire): Promise<void> {
+  const conn = wire.conn;
+  try {
+    await conn.closeWrite();
+  } catch {
+    return;
+  }
+  const timer = setTimeout(() => closeQuietly(conn), LINGER_MS);
+  try {
+    const scratch = new Uint8Array(64 * 1024);
+    while ((await conn.read(scratch)) !== null) { /* discard */ }
+  } catch {
+    /* closed */
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function wantsClose(response: Response): boolean {
+  const value = response.headers.get("connection");
+  return value !== null && value.toLowerCase().includes("close");
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.Interrupted ||
+    (error instanceof Error && error.message.startsWith("Connection closed"));
+}
+
+/** A plain OCI-style error for a request the server refuses before the app sees it. */
+function plainError(status: number, message: string): Response {
+  const body = JSON.stringify({ errors: [{ code: "UNKNOWN", message, detail: null }] });
+  return new Response(body, {
+    status,
+    headers: {
+      "Content-Type": "application/json",
+      "Docker-Distribution-API-Version": "registry/2.0",
+    },
+  });
+}
+
+const REASONS: Record<number, string> = {
+  200: "OK",
+  201: "Created",
+  202: "Accepted",
+  204: "No Content",
+  206: "Partial Content",
+  307: "Temporary Redirect",
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  409: "Conflict",
+  411: "Length Required",
+  413: "Content Too Large",
+  414: "URI Too Long",
+  416: "Range Not Satisfiable",
+  417: "Expectation Failed",
+  429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  503: "Service Unavailable",
+  505: "HTTP Version Not Supported",
+};
+
+const encoder = new TextEncoder();
+let dateSecond = 0;
+let dateText = "";
+
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
+}
+
+/** The response head; `length` null means a body of unknown length. */
+function headText(
+  response: Response,
+  length: number | null,
+  keepAlive: boolean,
+  http10: boolean,
+  chunked: boolean,
+): string {
+  const status = response.status;
+  let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n`;
+  for (const [name, value] of response.headers) {
+    if (
+      name === "content-length" || name === "connection" || name === "transfer-encoding" ||
+      name === "keep-alive" || name === "date"
+    ) continue;
+    text += `${name}: ${value}\r\n`;
+  }
+  if (length !== null) text += `content-length: ${length}\r\n`;
+  if (chunked) text += "transfer-encoding: chunked\r\n";
+  if (!keepAlive) text += "connection: close\r\n";
+  else if (http10) text += "connection: keep-alive\r\n";
+  return `${text}date: ${httpDate()}\r\n\r\n`;
+}
+
+/**
+ * Writes a response. HEAD responses keep the handler's `Content-Length` and send no body.
+ * Returns false when the body could not be sent whole (the connection must close).
+ */
+async function writeResponse(
+  wire: Wire,
+  response: Response,
+  isHead: boolean,
+  keepAlive: boolean,
+  http10: boolean,
+): Promise<boolean> {
+  const status = response.status;
+  const noBody = isHead || status === 204 || status === 304 || (status >= 100 && status < 200);
+  let body: ResponseBody | undefined = bodyOf(response);
+  if (body === undefined) {
+    body = response.body === null ? null : new Uint8Array(await response.arrayBuffer());
+  }
+  if (noBody) {
+    if (body instanceof ReadableStream) await discard(body);
+    const declared = response.headers.get("content-length");
+    const length = status === 204 || status < 200 ? null : Number(declared ?? 0);
+    await wire.write(encoder.encode(headText(response, length, keepAlive, http10, false)));
+    return true;
+  }
+  if (body === null || body instanceof Uint8Array) {
+    const bytes = body ?? new Uint8Array(0);
+    const head = encoder.encode(headText(response, bytes.length, keepAlive, http10, false));
+    if (bytes.length <= COALESCE_BYTES) {
+      const both = new Uint8Array(head.length + bytes.length);
+      both.set(head);
+      both.set(bytes, head.length);
+      await wire.write(both);
+    } else {
+      await wire.write(head);
+      await wire.write(bytes);
+    }
+    return true;
+  }
+  const file = takeFile(body);
+  if (file !== undefined) {
+    await wire.write(encoder.encode(headText(response, file.length, keepAlive, http10, false)));
+    return await sendFile(wire, file.file, file.length);
+  }
+  return await sendStream(wire, response, body, keepAlive, http10);
+}
+
+/** Copies `length` bytes of a file from its position to the socket, then closes the file. */
+async function sendFile(wire: Wire, file: Deno.FsFile, length: number): Promise<boolean> {
+  try {
+    const buffers = [new Uint8Array(FILE_READ_BYTES), new Uint8Array(FILE_READ_BYTES)];
+    let remaining = length;
+    let current = 0;
+    let reading: Promise<number | null> | null = remaining > 0
+      ? file.read(buffers[0].subarray(0, Math.min(FILE_READ_BYTES, remaining)))
+      : null;
+    while (reading !== null) {
+      const n = await reading;
+      if (n === null || n === 0) return false; // the file is shorter than promised
+      remaining -= n;
+      const chunk = buffers[current].subarray(0, n);
+      current = 1 - current;
+      // Read the next piece while this one is being sent.
+      reading = remaining > 0
+        ? file.read(buffers[current].subarray(0, Math.min(FILE_READ_BYTES, remaining)))
+        : null;
+      try {
+        await wire.write(chunk);
+      } catch (error) {
+        await reading?.catch(() => null);
+        throw error;
+      }
+    }
+    return true;
+  } finally {
+    try {
+      file.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** Sends a stream body: exact length when declared, chunked (close-delimited for 1.0) if not. */
+async function sendStream(
+  wire: Wire,
+  response: Response,
+  stream: ReadableStream<Uint8Array>,
+  keepAlive: boolean,
+  http10: boolean,
+): Promise<boolean> {
+  const declared = response.headers.get("content-length");
+  const length = declared !== null && /^[0-9]{1,15}$/.test(declared) ? Number(declared) : null;
+  const chunked = length === null && !http10;
+  const closeAfter = length === null && http10;
+  await wire.write(
+    encoder.encode(headText(response, length, keepAlive && !closeAfter, http10, chunked)),
+  );
+  let sent = 0;
+  const reader = stream.getReader();
+  try {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      if (value.length === 0) continue;
+      if (length !== null && sent + value.length > length) return false;
+      sent += value.length;
+      if (chunked) await wire.write(encoder.encode(`${value.length.toString(16)}\r\n`));
+      await wire.write(value);
+      if (chunked) await wire.write(CRLF);
+    }
+    if (chunked) await wire.write(LAST_CHUNK);
+    return !closeAfter && (length === null || sent === length);
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    if (isDisconnect(error)) throw error;
+    return false;
+  }
+}
+
+const CRLF = encoder.encode("\r\n");
+const LAST_CHUNK = encoder.encode("0\r\n\r\n");
+
+async function discard(stream: ReadableStream<Uint8Array>): Promise<void> {
+  const file = takeFile(stream);
+  if (file !== undefined) {
+    try {
+      file.file.close();
+    } catch { /* closed */ }
+    return;
+  }
+  await stream.cancel().catch(() => {});
+}
