@@ -9,7 +9,7 @@ import { storageFailure } from "./http/failures.ts";
 import { BodyReader, type RequestBody } from "./http/body.ts";
 import { BodyGuard, checkHeaderSize } from "./http/limits.ts";
 import type { IncomingRequest } from "./http/request.ts";
-import { API_VERSION_HEADER, content, type HeaderValues } from "./http/responses.ts";
+import { content, type HeaderValues, type Reply, toResponse } from "./http/responses.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
 import { blobRoutes } from "./routes/blobs.ts";
 import { listingRoutes } from "./routes/listings.ts";
@@ -24,7 +24,7 @@ import { createServices, type ServiceOptions, type Services } from "./services/r
 export interface App {
   (request: Request): Promise<Response>;
   /** Answers a request whose body (null: none) is read from `body`. */
-  handle(request: IncomingRequest, body: RequestBody | null): Promise<Response>;
+  handle(request: IncomingRequest, body: RequestBody | null): Promise<Reply>;
   /** The services behind the handler. */
   readonly services: Services;
   /** Stops background timers. */
@@ -72,8 +72,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const handle = async (
     request: IncomingRequest,
     source: RequestBody | null,
-  ): Promise<Response> => {
-    let response: Response;
+  ): Promise<Reply> => {
+    let response: Reply;
     const body = bodies.open(source, request.method);
     inFlight++;
     try {
@@ -91,14 +91,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       bodies.release(body);
       if (--inFlight === 0) settled.splice(0).forEach((wake) => wake());
     }
-    if (!response.headers.has(API_VERSION_HEADER)) {
-      response.headers.set(API_VERSION_HEADER, "registry/2.0");
-    }
     if (config.logRequests) log(`${request.method} ${request.url} ${response.status}`);
     return response;
   };
-  const serveHandler = (request: Request) =>
-    handle(request, request.body === null ? null : new BodyReader(request.body));
+  const serveHandler = async (request: Request) =>
+    toResponse(
+      await handle(request, request.body === null ? null : new BodyReader(request.body)),
+    );
   return Object.assign(serveHandler, {
     handle,
     services,
@@ -133,7 +132,7 @@ function errorResponse(
   failure: unknown,
   request: IncomingRequest,
   log: (line: string) => void,
-): Response {
+): Reply {
   let error = failure;
   const storage = storageFailure(error);
   if (storage) {

@@ -8,7 +8,7 @@
 
 import { RegistryError } from "./errors.ts";
 import type { IncomingRequest } from "./http/request.ts";
-import { headersOnly } from "./http/responses.ts";
+import { headersOnly, type Reply } from "./http/responses.ts";
 import type { ByteSource } from "./storage/byte_source.ts";
 
 /** What a handler receives: the request, its body, its query, and the raw path captures. */
@@ -21,7 +21,7 @@ export interface RouteContext {
 }
 
 /** A request handler for one route and method. */
-export type Handler = (ctx: RouteContext) => Promise<Response>;
+export type Handler = (ctx: RouteContext) => Promise<Reply>;
 
 /** One entry of the route table. */
 export interface Route {
@@ -80,9 +80,9 @@ function matchOne(route: Route, { path, head, tail }: SplitPath): Record<string,
 
 function withoutBody(get: Handler): Handler {
   return async (ctx) => {
-    const response = await get(ctx);
-    await response.body?.cancel();
-    return headersOnly(response);
+    const reply = await get(ctx);
+    if (reply.body instanceof ReadableStream) await reply.body.cancel();
+    return headersOnly(reply);
   };
 }
 

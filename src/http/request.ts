@@ -14,7 +14,35 @@ export interface IncomingRequest {
   readonly method: string;
   /** `http://<host><target>`, the target as sent (not normalized). */
   readonly url: string;
-  readonly headers: Headers;
+  readonly headers: HeaderFields;
+}
+
+/** Request header fields as the routes read them (a `Headers` is one). */
+export interface HeaderFields extends Iterable<[string, string]> {
+  /** The value of a field by case-insensitive name (repeated fields joined by ", "), or null. */
+  get(name: string): string | null;
+}
+
+/** Header fields parsed by our server: a map by lower-case name, cheaper than `Headers`. */
+export class FieldMap implements HeaderFields {
+  readonly #fields = new Map<string, string>();
+
+  /** Adds a field; a repeated name joins its values with ", ". */
+  append(name: string, value: string): void {
+    const key = name.toLowerCase();
+    const known = this.#fields.get(key);
+    this.#fields.set(key, known === undefined ? value : `${known}, ${value}`);
+  }
+
+  /** @inheritdoc */
+  get(name: string): string | null {
+    return this.#fields.get(name.toLowerCase()) ?? null;
+  }
+
+  /** The fields, names in lower case. */
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.#fields.entries();
+  }
 }
 
 /** The request's `Content-Length`, or null when absent; throws SIZE_INVALID when malformed. */

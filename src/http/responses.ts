@@ -1,24 +1,19 @@
 /**
- * Response builders. Every response carries `Docker-Distribution-API-Version`. Bodies are
- * never compressed: digests are over the stored bytes. Each builder also records the body it
- * was given (`bodyOf`), so our HTTP/1.1 server writes bytes and files without going through
- * the `Response`'s stream.
+ * Replies: what handlers answer, as plain data (status, header list, body), written by our
+ * HTTP/1.1 server without building a `Response`, and turned into one for `Deno.serve`. Every
+ * reply carries `Docker-Distribution-API-Version`. Bodies are never compressed: digests are
+ * over the stored bytes.
  */
 
-/** The body a response was built with. */
-export type ResponseBody = Uint8Array | ReadableStream<Uint8Array> | null;
+/** A reply body: bytes, a stream (blob files: see storage/file_stream.ts), or none. */
+export type ResponseBody = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 
-const bodies = new WeakMap<Response, ResponseBody>();
-
-/** The body a response from these builders was made with; undefined for other responses. */
-export function bodyOf(response: Response): ResponseBody | undefined {
-  return bodies.get(response);
-}
-
-function make(status: number, body: ResponseBody, headers: [string, string][]): Response {
-  const response = new Response(body as BodyInit | null, { status, headers });
-  bodies.set(response, body);
-  return response;
+/** A handler's answer. */
+export interface Reply {
+  readonly status: number;
+  /** Header fields in order, names as written. */
+  readonly headers: readonly (readonly [string, string])[];
+  readonly body: ResponseBody;
 }
 
 /** Response header values; undefined entries are left out. */
@@ -28,7 +23,7 @@ export type HeaderValues = Record<string, string | undefined>;
 export const API_VERSION_HEADER = "Docker-Distribution-API-Version";
 const API_VERSION = "registry/2.0";
 
-/** The header list of a response: the given values plus the API version. */
+/** The header list of a reply: the given values plus the API version. */
 export function headerList(values: HeaderValues): [string, string][] {
   const list: [string, string][] = [[API_VERSION_HEADER, API_VERSION]];
   for (const key in values) {
@@ -38,31 +33,48 @@ export function headerList(values: HeaderValues): [string, string][] {
   return list;
 }
 
-/** A response with no body (202, 204, 201, HEAD), `Content-Length: 0` unless given. */
-export function empty(status: number, headers: HeaderValues = {}): Response {
-  return make(status, null, headerList({ "Content-Length": "0", ...headers }));
+/** A reply's header value by case-insensitive name, or null. */
+export function headerOf(reply: Reply, name: string): string | null {
+  const lower = name.toLowerCase();
+  for (const [key, value] of reply.headers) if (key.toLowerCase() === lower) return value;
+  return null;
 }
 
-/** A JSON response from already-serialized text. */
-export function jsonText(status: number, text: string, headers: HeaderValues = {}): Response {
-  const bytes = new TextEncoder().encode(text);
-  return make(
+/** A reply with no body (202, 204, 201, HEAD), `Content-Length: 0` unless given. */
+export function empty(status: number, headers: HeaderValues = {}): Reply {
+  return { status, headers: headerList({ "Content-Length": "0", ...headers }), body: null };
+}
+
+const encoder = new TextEncoder();
+
+/** A JSON reply from already-serialized text. */
+export function jsonText(status: number, text: string, headers: HeaderValues = {}): Reply {
+  const bytes = encoder.encode(text);
+  return {
     status,
-    bytes,
-    headerList({
+    headers: headerList({
       "Content-Type": "application/json",
       "Content-Length": String(bytes.length),
       ...headers,
     }),
-  );
+    body: bytes,
+  };
 }
 
-/** A response carrying bytes or a stream with an exact length and type. */
-export function content(status: number, body: ResponseBody, headers: HeaderValues): Response {
-  return make(status, body, headerList(headers));
+/** A reply carrying bytes or a stream with an exact length and type. */
+export function content(status: number, body: ResponseBody, headers: HeaderValues): Reply {
+  return { status, headers: headerList(headers), body };
 }
 
-/** A response without a body carrying another response's status and headers (HEAD from GET). */
-export function headersOnly(response: Response): Response {
-  return make(response.status, null, [...response.headers]);
+/** A reply without a body carrying another reply's status and headers (HEAD from GET). */
+export function headersOnly(reply: Reply): Reply {
+  return { status: reply.status, headers: reply.headers, body: null };
+}
+
+/** The reply as a `Response`, for `Deno.serve`. */
+export function toResponse(reply: Reply): Response {
+  return new Response(reply.body, {
+    status: reply.status,
+    headers: reply.headers as [string, string][],
+  });
 }

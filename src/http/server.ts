@@ -14,12 +14,12 @@
 import { RegistryError } from "../errors.ts";
 import type { RequestBody } from "./body.ts";
 import type { IncomingRequest } from "./request.ts";
-import { bodyOf, type ResponseBody } from "./responses.ts";
+import { headerOf, type Reply } from "./responses.ts";
 import { takeFile } from "../storage/file_stream.ts";
 import { BadRequest, type Head, readHead, Wire, WireBody } from "./wire.ts";
 
 /** Answers one request; `body` is null when the request has none. */
-export type Handler = (request: IncomingRequest, body: RequestBody | null) => Promise<Response>;
+export type Handler = (request: IncomingRequest, body: RequestBody | null) => Promise<Reply>;
 
 /** Where and how to serve. */
 export interface ServerOptions {
@@ -97,6 +97,7 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
     try {
       conn.setNoDelay(true);
       while (!closing && await serveOne(c)) {
+        c.wire.relax();
         c.phase = "idle";
         c.since = Date.now();
       }
@@ -244,8 +245,8 @@ async function lingerClose(wire: Wire): Promise<void> {
   }
 }
 
-function wantsClose(response: Response): boolean {
-  const value = response.headers.get("connection");
+function wantsClose(response: Reply): boolean {
+  const value = headerOf(response, "connection");
   return value !== null && value.toLowerCase().includes("close");
 }
 
@@ -265,15 +266,16 @@ function isDisconnect(error: unknown): boolean {
 }
 
 /** A plain OCI-style error for a request the server refuses before the app sees it. */
-function plainError(status: number, message: string): Response {
+function plainError(status: number, message: string): Reply {
   const body = JSON.stringify({ errors: [{ code: "UNKNOWN", message, detail: null }] });
-  return new Response(body, {
+  return {
     status,
-    headers: {
-      "Content-Type": "application/json",
-      "Docker-Distribution-API-Version": "registry/2.0",
-    },
-  });
+    headers: [
+      ["Docker-Distribution-API-Version", "registry/2.0"],
+      ["Content-Type", "application/json"],
+    ],
+    body: encoder.encode(body),
+  };
 }
 
 const REASONS: Record<number, string> = {
@@ -317,9 +319,18 @@ function httpDate(): string {
   return dateText;
 }
 
+/** Header fields the server writes itself. */
+const FRAMING = new Set([
+  "content-length",
+  "connection",
+  "transfer-encoding",
+  "keep-alive",
+  "date",
+]);
+
 /** The response head; `length` null means a body of unknown length. */
 function headText(
-  response: Response,
+  response: Reply,
   length: number | null,
   keepAlive: boolean,
   http10: boolean,
@@ -328,10 +339,7 @@ function headText(
   const status = response.status;
   let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n`;
   for (const [name, value] of response.headers) {
-    if (
-      name === "content-length" || name === "connection" || name === "transfer-encoding" ||
-      name === "keep-alive" || name === "date"
-    ) continue;
+    if (FRAMING.has(name.toLowerCase())) continue;
     text += `${name}: ${value}\r\n`;
   }
   if (length !== null) text += `content-length: ${length}\r\n`;
@@ -347,20 +355,17 @@ function headText(
  */
 async function writeResponse(
   wire: Wire,
-  response: Response,
+  response: Reply,
   isHead: boolean,
   keepAlive: boolean,
   http10: boolean,
 ): Promise<boolean> {
   const status = response.status;
   const noBody = isHead || status === 204 || status === 304 || (status >= 100 && status < 200);
-  let body: ResponseBody | undefined = bodyOf(response);
-  if (body === undefined) {
-    body = response.body === null ? null : new Uint8Array(await response.arrayBuffer());
-  }
+  const body = response.body;
   if (noBody) {
     if (body instanceof ReadableStream) await discard(body);
-    const declared = response.headers.get("content-length");
+    const declared = headerOf(response, "content-length");
     const length = status === 204 || status < 200 ? null : Number(declared ?? 0);
     await wire.write(encoder.encode(headText(response, length, keepAlive, http10, false)));
     return true;
@@ -390,11 +395,14 @@ async function writeResponse(
 /** Copies `length` bytes of a file from its position to the socket, then closes the file. */
 async function sendFile(wire: Wire, file: Deno.FsFile, length: number): Promise<boolean> {
   try {
-    const buffers = [new Uint8Array(FILE_READ_BYTES), new Uint8Array(FILE_READ_BYTES)];
+    // Small blobs (configs, manifests) get buffers of their size; a second one only when the
+    // reads overlap the sends.
+    const size = Math.max(1, Math.min(FILE_READ_BYTES, length));
+    const buffers = [new Uint8Array(size), new Uint8Array(length > size ? size : 0)];
     let remaining = length;
     let current = 0;
     let reading: Promise<number | null> | null = remaining > 0
-      ? file.read(buffers[0].subarray(0, Math.min(FILE_READ_BYTES, remaining)))
+      ? file.read(buffers[0].subarray(0, Math.min(size, remaining)))
       : null;
     while (reading !== null) {
       const n = await reading;
@@ -404,7 +412,7 @@ async function sendFile(wire: Wire, file: Deno.FsFile, length: number): Promise<
       current = 1 - current;
       // Read the next piece while this one is being sent.
       reading = remaining > 0
-        ? file.read(buffers[current].subarray(0, Math.min(FILE_READ_BYTES, remaining)))
+        ? file.read(buffers[current].subarray(0, Math.min(size, remaining)))
         : null;
       try {
         await wire.write(chunk);
@@ -424,12 +432,12 @@ async function sendFile(wire: Wire, file: Deno.FsFile, length: number): Promise<
 /** Sends a stream body: exact length when declared, chunked (close-delimited for 1.0) if not. */
 async function sendStream(
   wire: Wire,
-  response: Response,
+  response: Reply,
   stream: ReadableStream<Uint8Array>,
   keepAlive: boolean,
   http10: boolean,
 ): Promise<boolean> {
-  const declared = response.headers.get("content-length");
+  const declared = headerOf(response, "content-length");
   const length = declared !== null && /^[0-9]{1,15}$/.test(declared) ? Number(declared) : null;
   const chunked = length === null && !http10;
   const closeAfter = length === null && http10;

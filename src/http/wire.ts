@@ -11,10 +11,12 @@
 
 import { RegistryError } from "../errors.ts";
 import type { RequestBody } from "./body.ts";
-import type { IncomingRequest } from "./request.ts";
+import { FieldMap, type IncomingRequest } from "./request.ts";
 
-/** Bytes read from the socket at a time into the connection buffer. */
-const BUFFER_BYTES = 256 * 1024;
+/** A connection's read buffer between requests (heads are small). */
+const IDLE_BUFFER = 16 * 1024;
+/** The read buffer while a chunked body streams through it, and the most it grows to. */
+const BODY_BUFFER = 256 * 1024;
 /** The longest chunk-size line or trailer field accepted. */
 const MAX_LINE = 8 * 1024;
 /** The most header fields accepted in a request head. */
@@ -48,7 +50,7 @@ export interface Head {
 /** A connection's socket with a read buffer; heads and bodies read through it. */
 export class Wire {
   readonly conn: Deno.Conn;
-  buffer = new Uint8Array(BUFFER_BYTES);
+  buffer = new Uint8Array(IDLE_BUFFER);
   start = 0;
   end = 0;
 
@@ -62,15 +64,39 @@ export class Wire {
     return this.end - this.start;
   }
 
+  /** Makes the buffer `size` bytes (at least what is buffered), keeping the buffered bytes. */
+  resize(size: number): void {
+    const next = new Uint8Array(Math.max(size, this.buffered));
+    next.set(this.buffer.subarray(this.start, this.end));
+    this.end -= this.start;
+    this.start = 0;
+    this.buffer = next;
+  }
+
+  /** Back to the small buffer after a large body, so idle connections hold little memory. */
+  relax(): void {
+    if (this.buffer.length > IDLE_BUFFER && this.buffered <= IDLE_BUFFER) this.resize(IDLE_BUFFER);
+  }
+
+  /** Grows the buffer for a chunked body, which streams through it. */
+  widen(): void {
+    if (this.buffer.length < BODY_BUFFER) this.resize(BODY_BUFFER);
+  }
+
   /** Reads more bytes into the buffer; false at the end of the stream. */
   async fill(): Promise<boolean> {
     if (this.start === this.end) {
       this.start = this.end = 0;
     } else if (this.end === this.buffer.length) {
-      if (this.start === 0) throw new Error("Wire buffer full");
-      this.buffer.copyWithin(0, this.start, this.end);
-      this.end -= this.start;
-      this.start = 0;
+      if (this.start > 0) {
+        this.buffer.copyWithin(0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+      } else if (this.buffer.length < BODY_BUFFER) {
+        this.resize(this.buffer.length * 2);
+      } else {
+        throw new Error("Connection buffer full");
+      }
     }
     const n = await this.conn.read(this.buffer.subarray(this.end));
     if (n === null || n === 0) return false;
@@ -183,7 +209,7 @@ function parseHead(text: string, defaultAuthority: string): Head {
   if (lines.length - 1 > MAX_FIELDS) {
     throw new BadRequest(431, `More than ${MAX_FIELDS} header fields`);
   }
-  const headers = new Headers();
+  const headers = new FieldMap();
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -297,6 +323,7 @@ export class WireBody implements RequestBody {
     this.#left = length ?? 0;
     this.#state = length === null ? "size" : length > 0 ? "data" : "done";
     this.#continue = sendContinue;
+    if (this.#chunked) wire.widen();
     this.#failed = new Promise<never>((_, reject) => (this.#fail = reject));
     this.#failed.catch(() => {});
   }

@@ -74,6 +74,7 @@ export async function spawnRegistry(
       "--allow-write",
       "--allow-env",
       "--allow-ffi",
+      "--v8-flags=--max-semi-space-size=4", // as `deno task start`
       `${PROJECT_ROOT}main.ts`,
       "--port",
       "0",
