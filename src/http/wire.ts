@@ -292,6 +292,14 @@ function unreadable(message: string, cause?: unknown): RegistryError {
   );
 }
 
+/** The value of a hex digit's byte, or -1. */
+function hexValue(byte: number): number {
+  if (byte >= 48 && byte <= 57) return byte - 48;
+  const lower = byte | 0x20;
+  if (lower >= 97 && lower <= 102) return lower - 87;
+  return -1;
+}
+
 type ChunkState = "size" | "data" | "data-end" | "trailers" | "done";
 
 /**
@@ -410,13 +418,14 @@ export class WireBody implements RequestBody {
     return n;
   }
 
+  /** Chunked: copies data out of the connection buffer, across as many frames as it holds. */
   async #readChunked(into: Uint8Array): Promise<number> {
     const wire = this.#wire;
     let filled = 0;
     while (filled < into.length && this.#state !== "done") {
       if (this.#state === "data") {
         if (wire.buffered === 0) {
-          if (filled > 0) break;
+          if (filled > 0) break; // return what is at hand rather than wait
           if (!(await wire.fill())) throw unreadable("the client closed the connection");
         }
         const n = Math.min(wire.buffered, this.#left, into.length - filled);
@@ -427,43 +436,56 @@ export class WireBody implements RequestBody {
         if (this.#left === 0) this.#state = "data-end";
         continue;
       }
-      // size, data-end and trailers read whole lines
-      const line = await this.#line(filled > 0);
-      if (line === null) break; // not buffered yet; return what was read
-      if (this.#state === "data-end") {
-        if (line !== "") throw unreadable("a chunk is longer than its size");
-        this.#state = "size";
-      } else if (this.#state === "size") {
-        const match = /^([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?$/.exec(line);
-        if (!match) throw unreadable("malformed chunk size");
-        this.#left = parseInt(match[1], 16);
-        this.#state = this.#left === 0 ? "trailers" : "data";
-      } else {
-        // trailers: ignored, up to an empty line
-        this.#trailerBytes += line.length + 2;
-        if (this.#trailerBytes > MAX_TRAILERS) throw unreadable("trailers too large");
-        if (line === "") this.#state = "done";
+      // size, data-end and trailers: one whole line from the connection buffer
+      const lf = wire.buffer.subarray(wire.start, wire.end).indexOf(10);
+      if (lf < 0) {
+        if (wire.buffered > MAX_LINE) throw unreadable("chunk line too long");
+        if (filled > 0) break;
+        if (!(await wire.fill())) throw unreadable("the client closed the connection");
+        continue;
       }
+      this.#line(wire.buffer, wire.start, wire.start + lf);
+      wire.start += lf + 1;
     }
     return filled;
   }
 
-  /** The next CRLF-terminated line; null when it is not buffered and `noWait`. */
-  async #line(noWait: boolean): Promise<string | null> {
-    const wire = this.#wire;
-    while (true) {
-      const lf = wire.buffer.subarray(wire.start, wire.end).indexOf(10);
-      if (lf >= 0) {
-        if (lf === 0 || wire.buffer[wire.start + lf - 1] !== 13) {
-          throw unreadable("a chunk line does not end with CRLF");
-        }
-        const line = latin1(wire.buffer.subarray(wire.start, wire.start + lf - 1));
-        wire.start += lf + 1;
-        return line;
+  /**
+   * Applies one line of the chunked framing, `bytes[from, lf)` where `bytes[lf]` is its LF:
+   * the CRLF after a chunk's data, a chunk-size line, or a trailer field (ignored).
+   */
+  #line(bytes: Uint8Array, from: number, lf: number): void {
+    if (lf === from || bytes[lf - 1] !== 13) {
+      throw unreadable("a chunk line does not end with CRLF");
+    }
+    const end = lf - 1;
+    if (this.#state === "data-end") {
+      if (end !== from) throw unreadable("a chunk is longer than its size");
+      this.#state = "size";
+    } else if (this.#state === "size") {
+      let size = 0;
+      let i = from;
+      for (; i < end; i++) {
+        const digit = hexValue(bytes[i]);
+        if (digit < 0) break;
+        size = size * 16 + digit;
       }
-      if (wire.buffered > MAX_LINE) throw unreadable("chunk line too long");
-      if (noWait) return null;
-      if (!(await wire.fill())) throw unreadable("the client closed the connection");
+      // 13 hex digits stay exact in a double; nobody sends a chunk of 4 PiB
+      if (i === from || i - from > 13) throw unreadable("malformed chunk size");
+      while (i < end && (bytes[i] === 32 || bytes[i] === 9)) i++;
+      if (i < end && bytes[i] !== 59) throw unreadable("malformed chunk size"); // ";" starts an extension
+      for (; i < end; i++) {
+        if ((bytes[i] < 32 && bytes[i] !== 9) || bytes[i] === 127) {
+          throw unreadable("control character in a chunk extension");
+        }
+      }
+      this.#left = size;
+      this.#state = size === 0 ? "trailers" : "data";
+    } else {
+      // trailers: ignored, up to an empty line
+      this.#trailerBytes += end - from + 2;
+      if (this.#trailerBytes > MAX_TRAILERS) throw unreadable("trailers too large");
+      if (end === from) this.#state = "done";
     }
   }
 }
