@@ -6,6 +6,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { empty } from "../../src/http/responses.ts";
+import { serveHttp1 } from "../../src/http/server.ts";
 import { randomBytes, sha256Digest, tempRegistry } from "../helpers/registry.ts";
 import { chunkedEncoding, concat, startUpload } from "../helpers/uploads.ts";
 
@@ -370,4 +372,31 @@ Deno.test("--server deno: the same app on Deno.serve takes a chunked push and se
   });
   assert.equal(range.status, 206);
   assert.deepEqual(new Uint8Array(await range.arrayBuffer()), bytes.subarray(5));
+});
+
+Deno.test("a request head left unfinished is cut after the head timeout; idle keep-alive connections close", async () => {
+  await using reg = await tempRegistry({ config: { bodyIdleTimeoutMs: 300 } });
+  const started = Date.now();
+  const raw = await exchange(portOf(reg.url), ["GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: "], {
+    timeoutMs: 5000,
+  });
+  const waited = Date.now() - started;
+  assert.equal(raw.length, 0, "no answer to half a head");
+  assert.ok(waited >= 250 && waited < 4000, `closed after ${waited} ms`);
+
+  const server = serveHttp1(
+    { hostname: "127.0.0.1", port: 0, keepAliveTimeoutMs: 300 },
+    () => Promise.resolve(empty(200)),
+  );
+  try {
+    const idleStart = Date.now();
+    const answers = parseAnswers(
+      await exchange(server.addr.port, ["GET / HTTP/1.1\r\nHost: x\r\n\r\n"], { timeoutMs: 5000 }),
+    );
+    const idle = Date.now() - idleStart;
+    assert.deepEqual(answers.map((a) => a.status), [200]);
+    assert.ok(idle >= 250 && idle < 4000, `idle connection closed after ${idle} ms`);
+  } finally {
+    await server.shutdown();
+  }
 });
