@@ -36,7 +36,9 @@ export function serve(
     // The app answers heads over `maxHeaderBytes` with 431 and an OCI error; the server's
     // own cap only bounds what it buffers.
     maxHeadBytes: config.maxHeaderBytes + 16 * 1024,
-    headTimeoutMs: config.bodyIdleTimeoutMs,
+    // a request head is small: it gets at most 30 s (less when bodies get less)
+    headTimeoutMs: Math.min(config.bodyIdleTimeoutMs, 30_000),
+    writeTimeoutMs: config.bodyIdleTimeoutMs,
     onListen,
   }, app.handle);
 }

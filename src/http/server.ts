@@ -31,6 +31,8 @@ export interface ServerOptions {
   readonly headTimeoutMs?: number;
   /** An idle keep-alive connection is closed after this long (default 120 s). */
   readonly keepAliveTimeoutMs?: number;
+  /** A response write that makes no progress this long closes the connection (default 60 s). */
+  readonly writeTimeoutMs?: number;
   /** Called once listening. */
   readonly onListen?: (addr: Deno.NetAddr) => void;
   /** Where failures outside any request go (default: console.error). */
@@ -73,6 +75,7 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
   const maxHeadBytes = options.maxHeadBytes ?? 64 * 1024;
   const headTimeoutMs = options.headTimeoutMs ?? 60_000;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 120_000;
+  const writeTimeoutMs = options.writeTimeoutMs ?? 60_000;
   const listener = Deno.listen({ hostname: options.hostname, port: options.port });
   const addr = listener.addr as Deno.NetAddr;
   const authority = addr.hostname.includes(":")
@@ -85,10 +88,16 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
   const sweep = setInterval(() => {
     const now = Date.now();
     for (const c of connections) {
+      const writing = c.wire.writingSince;
+      if (c.phase === "busy") {
+        // a client that stops reading its response
+        if (writing !== null && now - writing >= writeTimeoutMs) closeQuietly(c.wire.conn);
+        continue;
+      }
       const limit = c.phase === "idle" ? keepAliveTimeoutMs : headTimeoutMs;
-      if (c.phase !== "busy" && now - c.since >= limit) closeQuietly(c.wire.conn);
+      if (now - c.since >= limit) closeQuietly(c.wire.conn);
     }
-  }, Math.max(10, Math.min(1000, headTimeoutMs / 4, keepAliveTimeoutMs / 4)));
+  }, Math.max(10, Math.min(1000, headTimeoutMs / 4, keepAliveTimeoutMs / 4, writeTimeoutMs / 4)));
   Deno.unrefTimer(sweep);
 
   const serveConnection = async (conn: Deno.TcpConn) => {
@@ -149,25 +158,31 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
     );
     if (!complete) return false;
     if (!keepAlive) {
-      // The client may still be sending a body: read it away for a moment so that the close
-      // does not reset the connection before the client has read the response.
-      if (body !== null && !body.done) await lingerClose(wire);
+      // The client may still be sending (a body, pipelined requests): read it away for a
+      // moment so that the close does not reset the connection before the response is read.
+      if ((body !== null && !body.done) || wire.buffered > 0) await lingerClose(wire);
       return false;
     }
     return true;
   };
 
   const accept = async () => {
-    try {
-      for await (const conn of listener) {
-        if (closing) {
-          closeQuietly(conn);
-          continue;
-        }
-        void serveConnection(conn);
+    while (!closing) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closing || error instanceof Deno.errors.BadResource) return;
+        // e.g. EMFILE: keep accepting once descriptors are free again
+        log(`accept failed: ${error}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
       }
-    } catch (error) {
-      if (!closing) log(`listener failed: ${error}`);
+      if (closing) {
+        closeQuietly(conn);
+        continue;
+      }
+      void serveConnection(conn);
     }
   };
 
@@ -306,6 +321,7 @@ const REASONS: Record<number, string> = {
 };
 
 const encoder = new TextEncoder();
+const DIGITS = /^[0-9]{1,15}$/;
 let dateSecond = 0;
 let dateText = "";
 
@@ -318,6 +334,9 @@ function httpDate(): string {
   }
   return dateText;
 }
+
+// deno-lint-ignore no-control-regex
+const UNSAFE_FIELD = /[\x00-\x08\x0a-\x1f\x7f]/;
 
 /** Header fields the server writes itself. */
 const FRAMING = new Set([
@@ -340,6 +359,8 @@ function headText(
   let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n`;
   for (const [name, value] of response.headers) {
     if (FRAMING.has(name.toLowerCase())) continue;
+    // a field that could split the response is dropped (handlers only send checked values)
+    if (UNSAFE_FIELD.test(name) || UNSAFE_FIELD.test(value)) continue;
     text += `${name}: ${value}\r\n`;
   }
   if (length !== null) text += `content-length: ${length}\r\n`;
@@ -366,7 +387,9 @@ async function writeResponse(
   if (noBody) {
     if (body instanceof ReadableStream) await discard(body);
     const declared = headerOf(response, "content-length");
-    const length = status === 204 || status < 200 ? null : Number(declared ?? 0);
+    const length = status === 204 || status < 200 || declared === null || !DIGITS.test(declared)
+      ? null
+      : Number(declared);
     await wire.write(encoder.encode(headText(response, length, keepAlive, http10, false)));
     return true;
   }
@@ -386,7 +409,12 @@ async function writeResponse(
   }
   const file = takeFile(body);
   if (file !== undefined) {
-    await wire.write(encoder.encode(headText(response, file.length, keepAlive, http10, false)));
+    try {
+      await wire.write(encoder.encode(headText(response, file.length, keepAlive, http10, false)));
+    } catch (error) {
+      closeFile(file.file);
+      throw error;
+    }
     return await sendFile(wire, file.file, file.length);
   }
   return await sendStream(wire, response, body, keepAlive, http10);
@@ -423,10 +451,14 @@ async function sendFile(wire: Wire, file: Deno.FsFile, length: number): Promise<
     }
     return true;
   } finally {
-    try {
-      file.close();
-    } catch { /* closed */ }
+    closeFile(file);
   }
+}
+
+function closeFile(file: Deno.FsFile): void {
+  try {
+    file.close();
+  } catch { /* closed */ }
 }
 
 /** Sends a stream body: exact length when declared, chunked (close-delimited for 1.0) if not. */
@@ -438,15 +470,15 @@ async function sendStream(
   http10: boolean,
 ): Promise<boolean> {
   const declared = headerOf(response, "content-length");
-  const length = declared !== null && /^[0-9]{1,15}$/.test(declared) ? Number(declared) : null;
+  const length = declared !== null && DIGITS.test(declared) ? Number(declared) : null;
   const chunked = length === null && !http10;
   const closeAfter = length === null && http10;
-  await wire.write(
-    encoder.encode(headText(response, length, keepAlive && !closeAfter, http10, chunked)),
-  );
   let sent = 0;
   const reader = stream.getReader();
   try {
+    await wire.write(
+      encoder.encode(headText(response, length, keepAlive && !closeAfter, http10, chunked)),
+    );
     while (true) {
       const { value, done } = await reader.read();
       if (done) break;
@@ -472,9 +504,7 @@ const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 async function discard(stream: ReadableStream<Uint8Array>): Promise<void> {
   const file = takeFile(stream);
   if (file !== undefined) {
-    try {
-      file.file.close();
-    } catch { /* closed */ }
+    closeFile(file.file);
     return;
   }
   await stream.cancel().catch(() => {});

@@ -53,6 +53,8 @@ export class Wire {
   buffer = new Uint8Array(IDLE_BUFFER);
   start = 0;
   end = 0;
+  /** While a write is pending: when it last made progress (epoch ms); else null. */
+  writingSince: number | null = null;
 
   /** Wraps a connection. */
   constructor(conn: Deno.Conn) {
@@ -107,7 +109,15 @@ export class Wire {
   /** Writes all of `bytes`. */
   async write(bytes: Uint8Array): Promise<void> {
     let offset = 0;
-    while (offset < bytes.length) offset += await this.conn.write(bytes.subarray(offset));
+    this.writingSince = Date.now();
+    try {
+      while (offset < bytes.length) {
+        offset += await this.conn.write(bytes.subarray(offset));
+        this.writingSince = Date.now();
+      }
+    } finally {
+      this.writingSince = null;
+    }
   }
 }
 
@@ -118,6 +128,7 @@ const TARGET = /^[\x21-\x7e]+$/;
 const AUTHORITY = /^[A-Za-z0-9.\-_~%!$&'()*+;=:\[\]]+$/;
 const DIGITS = /^[0-9]{1,15}$/;
 const ascii = new TextDecoder();
+let lastAuthority = "";
 
 /** Bytes as a string, one character per byte (ASCII fast path; latin1 otherwise). */
 function latin1(bytes: Uint8Array): string {
@@ -237,7 +248,12 @@ function parseHead(text: string, defaultAuthority: string): Head {
     authority = defaultAuthority;
   }
   if (authority === "") authority = defaultAuthority;
-  if (!AUTHORITY.test(authority)) throw new BadRequest(400, "Malformed Host");
+  if (authority !== lastAuthority) {
+    if (!AUTHORITY.test(authority) || !URL.canParse(`http://${authority}/`)) {
+      throw new BadRequest(400, "Malformed Host");
+    }
+    lastAuthority = authority; // clients send the same Host on every request: check it once
+  }
 
   const connection = (headers.get("connection") ?? "").toLowerCase();
   const tokens = connection.split(",").map((token) => token.trim());
@@ -380,7 +396,12 @@ export class WireBody implements RequestBody {
     }
   }
 
-  /** Ends the body: the pending and every later read throw `error`. */
+  /**
+   * Ends the body: the pending and every later read throw `error`. A socket read already
+   * under way is abandoned, not stopped: it may still fill the caller's buffer (BatchWriter
+   * makes fresh buffers per upload, so nothing reuses them) and the connection is closed
+   * after the response (`broken`).
+   */
   abort(error: RegistryError): void {
     if (this.#failure) return;
     this.#failure = error;
@@ -465,15 +486,20 @@ export class WireBody implements RequestBody {
     } else if (this.#state === "size") {
       let size = 0;
       let i = from;
+      while (i < end - 1 && bytes[i] === 48) i++; // leading zeros
+      const digits = i;
       for (; i < end; i++) {
         const digit = hexValue(bytes[i]);
         if (digit < 0) break;
         size = size * 16 + digit;
       }
       // 13 hex digits stay exact in a double; nobody sends a chunk of 4 PiB
-      if (i === from || i - from > 13) throw unreadable("malformed chunk size");
+      if (i === from || i - digits > 13) throw unreadable("malformed chunk size");
+      // whitespace only before an extension (";" starts one)
       while (i < end && (bytes[i] === 32 || bytes[i] === 9)) i++;
-      if (i < end && bytes[i] !== 59) throw unreadable("malformed chunk size"); // ";" starts an extension
+      if (i < end ? bytes[i] !== 59 : bytes[i - 1] === 32 || bytes[i - 1] === 9) {
+        throw unreadable("malformed chunk size");
+      }
       for (; i < end; i++) {
         if ((bytes[i] < 32 && bytes[i] !== 9) || bytes[i] === 127) {
           throw unreadable("control character in a chunk extension");

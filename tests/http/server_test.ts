@@ -153,6 +153,7 @@ Deno.test("a malformed or cut chunked body is 400 and the session stays at its l
     ["data longer than its size", "3\r\nabcdef\r\n0\r\n\r\n", false],
     ["size line with a bare LF", "3\nabc\r\n0\r\n\r\n", false],
     ["size too large to be real", "1000000000000000\r\nabc", false],
+    ["whitespace after the size without an extension", "3 \r\nabc\r\n0\r\n\r\n", false],
     [
       "the client closes in the middle",
       concat(encoder.encode("8000\r\n"), randomBytes(5000)),
@@ -223,6 +224,8 @@ Deno.test("framing that could smuggle a request is refused with 400 and the conn
     "GET v2/ HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET /v2/ HTTP/2.0\r\nHost: x\r\n\r\n",
     "GET /v2/ HTTP/1.1\r\nHost: a/b\r\n\r\n",
+    "GET /v2/_catalog?n=1 HTTP/1.1\r\nHost: a:99999\r\n\r\n",
+    "GET http://[::1/v2/_catalog?n=1 HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET /v2/\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET /v2/ HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n",
   ];
@@ -399,4 +402,37 @@ Deno.test("a request head left unfinished is cut after the head timeout; idle ke
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("a client that stops reading a response is disconnected after the write timeout", async () => {
+  await using reg = await tempRegistry({ config: { bodyIdleTimeoutMs: 400 } });
+  const bytes = randomBytes(48 * 1024 * 1024);
+  const digest = await sha256Digest(bytes);
+  const { location } = await startUpload(reg, "wire/stall");
+  const put = await reg.fetch(`${location}?digest=${digest}`, { method: "PUT", body: bytes });
+  await put.body?.cancel();
+  assert.equal(put.status, 201);
+
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(reg.url) });
+  try {
+    await conn.write(
+      encoder.encode(`GET /v2/wire/stall/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // read nothing
+    let received = 0;
+    const buffer = new Uint8Array(1024 * 1024);
+    while (true) {
+      const n = await conn.read(buffer).catch(() => null);
+      if (n === null) break;
+      received += n;
+    }
+    // The server gave up: what reached the socket buffers before it stopped, not the blob.
+    assert.ok(received < bytes.length, `received ${received} of ${bytes.length}`);
+  } finally {
+    conn.close();
+  }
+  // The registry still serves.
+  const head = await reg.fetch(`/v2/wire/stall/blobs/${digest}`, { method: "HEAD" });
+  await head.body?.cancel();
+  assert.equal(head.status, 200);
 });
