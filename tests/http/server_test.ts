@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { empty } from "../../src/http/responses.ts";
 import { serveHttp1 } from "../../src/http/server.ts";
+import { portOf } from "../helpers/raw_http.ts";
 import { randomBytes, sha256Digest, tempRegistry } from "../helpers/registry.ts";
 import { chunkedEncoding, concat, startUpload } from "../helpers/uploads.ts";
 
@@ -81,10 +82,6 @@ function parseAnswers(bytes: Uint8Array, heads: boolean[] = []): Answer[] {
     if (status === 100) heads.splice(answers.length - 1, 0, false);
   }
   return answers;
-}
-
-function portOf(url: string): number {
-  return Number(new URL(url).port);
 }
 
 function json(answer: Answer): { errors?: { code: string; message: string }[] } {
