@@ -363,11 +363,11 @@ function headText(
     if (UNSAFE_FIELD.test(name) || UNSAFE_FIELD.test(value)) continue;
     text += `${name}: ${value}\r\n`;
   }
-  if (length !== null) text += `content-length: ${length}\r\n`;
-  if (chunked) text += "transfer-encoding: chunked\r\n";
-  if (!keepAlive) text += "connection: close\r\n";
-  else if (http10) text += "connection: keep-alive\r\n";
-  return `${text}date: ${httpDate()}\r\n\r\n`;
+  if (length !== null) text += `Content-Length: ${length}\r\n`;
+  if (chunked) text += "Transfer-Encoding: chunked\r\n";
+  if (!keepAlive) text += "Connection: close\r\n";
+  else if (http10) text += "Connection: keep-alive\r\n";
+  return `${text}Date: ${httpDate()}\r\n\r\n`;
 }
 
 /**

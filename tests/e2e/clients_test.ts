@@ -30,19 +30,20 @@ import {
   Workspace,
 } from "../helpers/clients.ts";
 import { type TempRegistry, tempRegistry } from "../helpers/registry.ts";
+import {
+  DOCKER_CONFIG,
+  DOCKER_LAYER as DOCKER_LAYER_GZIP,
+  DOCKER_LIST,
+  DOCKER_MANIFEST,
+  OCI_CONFIG,
+  OCI_INDEX,
+  OCI_LAYER as OCI_LAYER_GZIP,
+  OCI_MANIFEST,
+} from "../helpers/media_types.ts";
 
 const TOOLS: Tool[] = ["skopeo", "podman", "buildah"];
 const BIG_LAYER = 100 * 1024 * 1024;
 const TLS = "--tls-verify=false";
-
-const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";
-const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json";
-const DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const unique = (what: string) => text(`${what} ${crypto.randomUUID()}\n`);

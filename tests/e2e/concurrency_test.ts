@@ -13,8 +13,7 @@ import {
   type TempRegistry,
   tempRegistry,
 } from "../helpers/registry.ts";
-
-const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
+import { OCI_MANIFEST as MANIFEST_TYPE } from "../helpers/media_types.ts";
 
 /** Pushes a blob with POST, one PATCH per piece (no Content-Range) and an empty PUT. */
 async function pushChunked(

@@ -14,11 +14,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkStore } from "../helpers/store_check.ts";
 import { type RegistryProcess, sha256Digest, spawnRegistry } from "../helpers/registry.ts";
+import { OCI_MANIFEST as MANIFEST_TYPE } from "../helpers/media_types.ts";
 
 const ITERATIONS = Number(Deno.env.get("CRASH_ITERATIONS") ?? 30);
 const SEED = Number(Deno.env.get("CRASH_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 const WORKERS = 4;
-const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
 
 /** mulberry32: a small seeded PRNG, so a failing run can be replayed (timing aside). */
 function prng(seed: number): () => number {

@@ -10,16 +10,18 @@
 
 import assert from "node:assert/strict";
 import { randomBytes, sha256Digest, type TempRegistry, tempRegistry } from "../helpers/registry.ts";
+import {
+  DOCKER_CONFIG,
+  DOCKER_LAYER,
+  DOCKER_LIST,
+  DOCKER_MANIFEST,
+  OCI_CONFIG,
+  OCI_INDEX,
+  OCI_LAYER,
+  OCI_MANIFEST,
+} from "../helpers/media_types.ts";
 
 const API_VERSION = "registry/2.0";
-const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json";
-const DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /** The Accept header Docker (classic) sends for a manifest GET. */
 const DOCKER_ACCEPT = [

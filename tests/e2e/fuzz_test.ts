@@ -21,11 +21,10 @@ import {
   tempRegistry,
 } from "../helpers/registry.ts";
 import { checkStore, listTree, storeFingerprint } from "../helpers/store_check.ts";
+import { OCI_INDEX as INDEX_TYPE, OCI_MANIFEST as MANIFEST_TYPE } from "../helpers/media_types.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 4000);
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Math.floor(Math.random() * 2 ** 31));
-const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
-const INDEX_TYPE = "application/vnd.oci.image.index.v1+json";
 const CODES = new Set([
   "BLOB_UNKNOWN",
   "BLOB_UPLOAD_INVALID",

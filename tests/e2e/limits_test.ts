@@ -19,8 +19,7 @@ import {
   tempRegistry,
 } from "../helpers/registry.ts";
 import { checkStore, listTree } from "../helpers/store_check.ts";
-
-const MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json";
+import { OCI_MANIFEST as MANIFEST_TYPE } from "../helpers/media_types.ts";
 
 interface ErrorBody {
   errors: { code: string; message: string }[];

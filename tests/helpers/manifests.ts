@@ -3,6 +3,7 @@
  */
 
 import { pushBlob, randomBytes, sha256Digest, type TempRegistry } from "./registry.ts";
+import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "./media_types.ts";
 
 /** A descriptor as manifests carry it. */
 export interface TestDescriptor {
@@ -22,7 +23,7 @@ export async function pushImageBlobs(
     JSON.stringify({ architecture: "amd64", os: "linux", nonce: crypto.randomUUID() }),
   );
   const config = {
-    mediaType: options.configType ?? "application/vnd.oci.image.config.v1+json",
+    mediaType: options.configType ?? OCI_CONFIG,
     digest: await pushBlob(reg, name, configBytes),
     size: configBytes.length,
   };
@@ -30,7 +31,7 @@ export async function pushImageBlobs(
   for (let i = 0; i < (options.layers ?? 1); i++) {
     const bytes = randomBytes(1000 + i);
     layers.push({
-      mediaType: options.layerType ?? "application/vnd.oci.image.layer.v1.tar+gzip",
+      mediaType: options.layerType ?? OCI_LAYER,
       digest: await pushBlob(reg, name, bytes),
       size: bytes.length,
     });
@@ -45,7 +46,7 @@ export async function ociManifest(
 ): Promise<{ bytes: Uint8Array<ArrayBuffer>; digest: string }> {
   const body = {
     schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    mediaType: OCI_MANIFEST,
     config: parts.config,
     layers: parts.layers,
     ...extra,
@@ -68,7 +69,7 @@ export async function putManifest(
   name: string,
   reference: string,
   bytes: Uint8Array<ArrayBuffer>,
-  contentType = "application/vnd.oci.image.manifest.v1+json",
+  contentType = OCI_MANIFEST,
 ): Promise<Response> {
   return await reg.fetch(`/v2/${name}/manifests/${reference}`, {
     method: "PUT",

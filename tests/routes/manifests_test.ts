@@ -2,11 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { jsonBytes, ociManifest, pushImageBlobs, putManifest } from "../helpers/manifests.ts";
 import { errorCode, randomBytes, sha256Digest, tempRegistry } from "../helpers/registry.ts";
-
-const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
+import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../helpers/media_types.ts";
 
 Deno.test("PUT by tag: 201, Location by digest, Docker-Content-Digest, exact bytes stored", async (t) => {
   await using reg = await tempRegistry();
