@@ -6,6 +6,9 @@ import { RegistryError } from "../errors.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
 import { readAll } from "./body.ts";
 
+/** A decimal length or count as HTTP carries it (15 digits stay exact in a double). */
+export const DECIMAL = /^[0-9]{1,15}$/;
+
 /**
  * A request as the routes see it: what a `Request` offers, without its body (which reaches
  * them as a `ByteSource`). Both `Deno.serve`'s requests and our HTTP/1.1 server's are one.
@@ -49,7 +52,7 @@ export class FieldMap implements HeaderFields {
 export function contentLength(request: IncomingRequest): number | null {
   const value = request.headers.get("content-length");
   if (value === null) return null;
-  if (!/^[0-9]{1,15}$/.test(value.trim())) {
+  if (!DECIMAL.test(value.trim())) {
     throw new RegistryError("SIZE_INVALID", `Invalid Content-Length ${JSON.stringify(value)}`);
   }
   return Number(value.trim());

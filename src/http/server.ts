@@ -7,14 +7,14 @@
  * Why not `Deno.serve`: in Deno 2.9.6 its request bodies sent with chunked transfer encoding
  * in small frames (Go's `net/http` sends 32 KiB frames: Docker, podman, skopeo, buildah)
  * slow to a few MiB/s, and hold growing memory, as soon as the reader pauses at all, e.g. to
- * write to disk (BENCHMARKS.md). The handler is the same either way: `--http deno` serves the
+ * write to disk (BENCHMARKS.md). The handler is the same either way: `--server deno` serves the
  * app with `Deno.serve`.
  */
 
-import { RegistryError } from "../errors.ts";
+import { errorBody, RegistryError } from "../errors.ts";
 import type { RequestBody } from "./body.ts";
-import type { IncomingRequest } from "./request.ts";
-import { headerOf, type Reply } from "./responses.ts";
+import { DECIMAL, type IncomingRequest } from "./request.ts";
+import { content, headerOf, type Reply } from "./responses.ts";
 import { takeFile } from "../storage/file_stream.ts";
 import { BadRequest, type Head, readHead, Wire, WireBody } from "./wire.ts";
 
@@ -280,17 +280,11 @@ function isDisconnect(error: unknown): boolean {
     (error instanceof Error && error.message.startsWith("Connection closed"));
 }
 
-/** A plain OCI-style error for a request the server refuses before the app sees it. */
+/** An OCI error for a request the server refuses before the app sees it. */
 function plainError(status: number, message: string): Reply {
-  const body = JSON.stringify({ errors: [{ code: "UNKNOWN", message, detail: null }] });
-  return {
-    status,
-    headers: [
-      ["Docker-Distribution-API-Version", "registry/2.0"],
-      ["Content-Type", "application/json"],
-    ],
-    body: encoder.encode(body),
-  };
+  return content(status, encoder.encode(errorBody("UNKNOWN", message, null)), {
+    "Content-Type": "application/json",
+  });
 }
 
 const REASONS: Record<number, string> = {
@@ -321,7 +315,6 @@ const REASONS: Record<number, string> = {
 };
 
 const encoder = new TextEncoder();
-const DIGITS = /^[0-9]{1,15}$/;
 let dateSecond = 0;
 let dateText = "";
 
@@ -347,13 +340,12 @@ const FRAMING = new Set([
   "date",
 ]);
 
-/** The response head; `length` null means a body of unknown length. */
+/** The response head; `length` null means no `Content-Length` (204, 1xx, HEAD without one). */
 function headText(
   response: Reply,
   length: number | null,
   keepAlive: boolean,
   http10: boolean,
-  chunked: boolean,
 ): string {
   const status = response.status;
   let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\n`;
@@ -364,7 +356,6 @@ function headText(
     text += `${name}: ${value}\r\n`;
   }
   if (length !== null) text += `Content-Length: ${length}\r\n`;
-  if (chunked) text += "Transfer-Encoding: chunked\r\n";
   if (!keepAlive) text += "Connection: close\r\n";
   else if (http10) text += "Connection: keep-alive\r\n";
   return `${text}Date: ${httpDate()}\r\n\r\n`;
@@ -387,15 +378,15 @@ async function writeResponse(
   if (noBody) {
     if (body instanceof ReadableStream) await discard(body);
     const declared = headerOf(response, "content-length");
-    const length = status === 204 || status < 200 || declared === null || !DIGITS.test(declared)
+    const length = status === 204 || status < 200 || declared === null || !DECIMAL.test(declared)
       ? null
       : Number(declared);
-    await wire.write(encoder.encode(headText(response, length, keepAlive, http10, false)));
+    await wire.write(encoder.encode(headText(response, length, keepAlive, http10)));
     return true;
   }
   if (body === null || body instanceof Uint8Array) {
     const bytes = body ?? new Uint8Array(0);
-    const head = encoder.encode(headText(response, bytes.length, keepAlive, http10, false));
+    const head = encoder.encode(headText(response, bytes.length, keepAlive, http10));
     if (bytes.length <= COALESCE_BYTES) {
       const both = new Uint8Array(head.length + bytes.length);
       both.set(head);
@@ -410,14 +401,16 @@ async function writeResponse(
   const file = takeFile(body);
   if (file !== undefined) {
     try {
-      await wire.write(encoder.encode(headText(response, file.length, keepAlive, http10, false)));
+      await wire.write(encoder.encode(headText(response, file.length, keepAlive, http10)));
     } catch (error) {
       closeFile(file.file);
       throw error;
     }
     return await sendFile(wire, file.file, file.length);
   }
-  return await sendStream(wire, response, body, keepAlive, http10);
+  // Handlers stream nothing but blob files (storage/file_stream.ts).
+  await discard(body);
+  throw new Error("A response stream that is not a blob file");
 }
 
 /** Copies `length` bytes of a file from its position to the socket, then closes the file. */
@@ -460,46 +453,6 @@ function closeFile(file: Deno.FsFile): void {
     file.close();
   } catch { /* closed */ }
 }
-
-/** Sends a stream body: exact length when declared, chunked (close-delimited for 1.0) if not. */
-async function sendStream(
-  wire: Wire,
-  response: Reply,
-  stream: ReadableStream<Uint8Array>,
-  keepAlive: boolean,
-  http10: boolean,
-): Promise<boolean> {
-  const declared = headerOf(response, "content-length");
-  const length = declared !== null && DIGITS.test(declared) ? Number(declared) : null;
-  const chunked = length === null && !http10;
-  const closeAfter = length === null && http10;
-  let sent = 0;
-  const reader = stream.getReader();
-  try {
-    await wire.write(
-      encoder.encode(headText(response, length, keepAlive && !closeAfter, http10, chunked)),
-    );
-    while (true) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      if (value.length === 0) continue;
-      if (length !== null && sent + value.length > length) return false;
-      sent += value.length;
-      if (chunked) await wire.write(encoder.encode(`${value.length.toString(16)}\r\n`));
-      await wire.write(value);
-      if (chunked) await wire.write(CRLF);
-    }
-    if (chunked) await wire.write(LAST_CHUNK);
-    return !closeAfter && (length === null || sent === length);
-  } catch (error) {
-    await reader.cancel().catch(() => {});
-    if (isDisconnect(error)) throw error;
-    return false;
-  }
-}
-
-const CRLF = encoder.encode("\r\n");
-const LAST_CHUNK = encoder.encode("0\r\n\r\n");
 
 async function discard(stream: ReadableStream<Uint8Array>): Promise<void> {
   const file = takeFile(stream);

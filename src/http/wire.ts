@@ -11,7 +11,7 @@
 
 import { RegistryError } from "../errors.ts";
 import type { RequestBody } from "./body.ts";
-import { FieldMap, type IncomingRequest } from "./request.ts";
+import { DECIMAL, FieldMap, type IncomingRequest } from "./request.ts";
 
 /** A connection's read buffer between requests (heads are small). */
 const IDLE_BUFFER = 16 * 1024;
@@ -126,7 +126,6 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 const TARGET = /^[\x21-\x7e]+$/;
 const AUTHORITY = /^[A-Za-z0-9.\-_~%!$&'()*+;=:\[\]]+$/;
-const DIGITS = /^[0-9]{1,15}$/;
 const ascii = new TextDecoder();
 let lastAuthority = "";
 
@@ -287,7 +286,7 @@ function parseHead(text: string, defaultAuthority: string): Head {
     }
     framing = { kind: "chunked" };
   } else if (contentLength !== null) {
-    if (!DIGITS.test(contentLength)) throw new BadRequest(400, "Malformed Content-Length");
+    if (!DECIMAL.test(contentLength)) throw new BadRequest(400, "Malformed Content-Length");
     const length = Number(contentLength);
     if (length > 0) framing = { kind: "length", length };
   }
