@@ -1,11 +1,12 @@
 /**
- * `serve(app, config)`: the app on the configured HTTP server, our HTTP/1.1 server on
- * `Deno.listen` (the default) or `Deno.serve`. Used by main.ts and the tests.
+ * `serve(app, config)`: the app on the configured HTTP server, the built-in HTTP/1.1 server
+ * on `Deno.listen` (src/server/, the default) or `Deno.serve`. Used by main.ts and the tests.
  */
 
 import type { App } from "./app.ts";
 import type { Config } from "./config.ts";
-import { serveHttp1 } from "./http/server.ts";
+import { TransportBody } from "./http/body.ts";
+import { serveHttp1 } from "./server/mod.ts";
 
 /** A listening server. */
 export interface Serving {
@@ -34,11 +35,11 @@ export function serve(
     hostname: config.host,
     port: config.port,
     // The app answers heads over `maxHeaderBytes` with 431 and an OCI error; the server's
-    // own cap only bounds what it buffers.
+    // own cap (answered with a plain-text 431) only bounds what it buffers.
     maxHeadBytes: config.maxHeaderBytes + 16 * 1024,
     // a request head is small: it gets at most 30 s (less when bodies get less)
     headTimeoutMs: Math.min(config.bodyIdleTimeoutMs, 30_000),
     writeTimeoutMs: config.bodyIdleTimeoutMs,
     onListen,
-  }, app.handle);
+  }, (request, body) => app.handle(request, body === null ? null : new TransportBody(body)));
 }

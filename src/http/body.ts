@@ -1,10 +1,12 @@
 /**
- * Request bodies as `ByteSource`s: read with a BYOB reader straight into the caller's
- * buffers (no allocation or copy per chunk), and abortable, so the body guard can end a
- * stalled or interrupted body with a clear error.
+ * Request bodies as `ByteSource`s, abortable so the body guard can end a stalled or
+ * interrupted body with a clear error: the built-in server's bodies (whose transport errors
+ * become OCI errors here), and `Deno.serve`'s body streams read with a BYOB reader straight
+ * into the caller's buffers (no allocation or copy per chunk).
  */
 
 import { RegistryError } from "../errors.ts";
+import { HttpError, type RequestBody } from "../server/mod.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
 
 /**
@@ -16,14 +18,57 @@ import type { ByteSource } from "../storage/byte_source.ts";
  */
 const BYOB_VIEW = 64 * 1024;
 
-/** A request body as the app reads it: a `ByteSource` the body guard can watch and end. */
-export interface RequestBody extends ByteSource {
-  /** Since when (epoch ms) a read has been waiting for data, or null when none is. */
-  readonly waitingSince: number | null;
-  /** Ends the body: the pending and every later read throw `error`. */
-  abort(error: RegistryError): void;
-  /** Releases the body when the handler is done with it (unread data is discarded). */
-  close(): void;
+/**
+ * A request body as the app reads it: a `ByteSource` the body guard can watch and end.
+ * Defined by the transport (src/server/types.ts).
+ */
+export type { RequestBody } from "../server/mod.ts";
+
+/** The OCI error for a body that could not be read to its end. */
+function unreadable(detail: string, cause?: unknown): RegistryError {
+  return new RegistryError(
+    "BLOB_UPLOAD_INVALID",
+    `Request body could not be read to its end: ${detail}`,
+    { status: 400, headers: { Connection: "close" }, cause },
+  );
+}
+
+/**
+ * A body of the built-in server, its transport failures (malformed framing, a body cut short)
+ * turned into BLOB_UPLOAD_INVALID, so the app handles them as it does `Deno.serve`'s. The
+ * server answers such a request itself (plain text) whatever the app replies.
+ */
+export class TransportBody implements RequestBody {
+  readonly #body: RequestBody;
+
+  /** Wraps a body of the server. */
+  constructor(body: RequestBody) {
+    this.#body = body;
+  }
+
+  /** @inheritdoc */
+  get waitingSince(): number | null {
+    return this.#body.waitingSince;
+  }
+
+  /** @inheritdoc */
+  async read(into: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+    try {
+      return await this.#body.read(into);
+    } catch (error) {
+      throw error instanceof HttpError ? unreadable(error.message, error) : error;
+    }
+  }
+
+  /** @inheritdoc */
+  abort(error: Error): void {
+    this.#body.abort(error);
+  }
+
+  /** @inheritdoc */
+  close(): void {
+    this.#body.close();
+  }
 }
 
 /** A request body stream (`Deno.serve`'s) read into caller-provided buffers. */
@@ -32,7 +77,7 @@ export class BodyReader implements RequestBody {
   readonly #plain: ReadableStreamDefaultReader<Uint8Array> | null;
   #leftover: Uint8Array | null = null;
   #scratch: Uint8Array<ArrayBuffer> | null = null;
-  #failure: RegistryError | null = null;
+  #failure: Error | null = null;
   #waitingSince: number | null = null;
 
   /** Wraps a body stream; uses a BYOB reader when the stream is a byte stream. */
@@ -70,19 +115,14 @@ export class BodyReader implements RequestBody {
     } catch (error) {
       if (this.#failure) throw this.#failure;
       if (error instanceof RegistryError) throw error;
-      throw new RegistryError(
-        "BLOB_UPLOAD_INVALID",
-        "Request body could not be read to its end: the client closed the connection or " +
-          "sent a malformed body",
-        { status: 400, headers: { Connection: "close" }, cause: error },
-      );
+      throw unreadable("the client closed the connection or sent a malformed body", error);
     } finally {
       this.#waitingSince = null;
     }
   }
 
   /** Ends the body: the pending and every later read throw `error`. */
-  abort(error: RegistryError): void {
+  abort(error: Error): void {
     if (this.#failure) return;
     this.#failure = error;
     (this.#byob ?? this.#plain)?.cancel(error).catch(() => {});

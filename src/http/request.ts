@@ -4,6 +4,7 @@
 
 import { RegistryError } from "../errors.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
+import type { IncomingRequest } from "../server/mod.ts";
 import { readAll } from "./body.ts";
 
 /** A decimal length or count as HTTP carries it (15 digits stay exact in a double). */
@@ -11,42 +12,10 @@ export const DECIMAL = /^[0-9]{1,15}$/;
 
 /**
  * A request as the routes see it: what a `Request` offers, without its body (which reaches
- * them as a `ByteSource`). Both `Deno.serve`'s requests and our HTTP/1.1 server's are one.
+ * them as a `ByteSource`). Both `Deno.serve`'s requests and the built-in server's are one.
+ * Defined by the transport (src/server/types.ts).
  */
-export interface IncomingRequest {
-  readonly method: string;
-  /** `http://<host><target>`, the target as sent (not normalized). */
-  readonly url: string;
-  readonly headers: HeaderFields;
-}
-
-/** Request header fields as the routes read them (a `Headers` is one). */
-export interface HeaderFields extends Iterable<[string, string]> {
-  /** The value of a field by case-insensitive name (repeated fields joined by ", "), or null. */
-  get(name: string): string | null;
-}
-
-/** Header fields parsed by our server: a map by lower-case name, cheaper than `Headers`. */
-export class FieldMap implements HeaderFields {
-  readonly #fields = new Map<string, string>();
-
-  /** Adds a field; a repeated name joins its values with ", ". */
-  append(name: string, value: string): void {
-    const key = name.toLowerCase();
-    const known = this.#fields.get(key);
-    this.#fields.set(key, known === undefined ? value : `${known}, ${value}`);
-  }
-
-  /** @inheritdoc */
-  get(name: string): string | null {
-    return this.#fields.get(name.toLowerCase()) ?? null;
-  }
-
-  /** The fields, names in lower case. */
-  [Symbol.iterator](): IterableIterator<[string, string]> {
-    return this.#fields.entries();
-  }
-}
+export type { HeaderFields, IncomingRequest } from "../server/mod.ts";
 
 /** The request's `Content-Length`, or null when absent; throws SIZE_INVALID when malformed. */
 export function contentLength(request: IncomingRequest): number | null {

@@ -1,18 +1,20 @@
 /**
- * Replies: what handlers answer, as plain data (status, header list, body), written by our
- * HTTP/1.1 server without building a `Response`, and turned into one for `Deno.serve`. Every
- * reply carries `Docker-Distribution-API-Version`. Bodies are never compressed: digests are
- * over the stored bytes.
+ * Replies: what handlers answer, as plain data (status, header list, body), written by the
+ * built-in HTTP/1.1 server (src/server/) without building a `Response`, and turned into one
+ * for `Deno.serve`. Every reply carries `Docker-Distribution-API-Version`. Bodies are never
+ * compressed: digests are over the stored bytes.
  */
 
-/** A reply body: bytes, a stream (blob files: see storage/file_stream.ts), or none. */
+import type { Reply as TransportReply } from "../server/mod.ts";
+
+/** A reply body: bytes, a stream of bytes (blob files: storage/file_stream.ts), or none. */
 export type ResponseBody = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 
-/** A handler's answer. */
-export interface Reply {
-  readonly status: number;
-  /** Header fields in order, names as written. */
-  readonly headers: readonly (readonly [string, string])[];
+/**
+ * A handler's answer: the transport's reply, with bytes a `Response` can also carry. A
+ * stream with a `Content-Length` is sent as exactly that many bytes.
+ */
+export interface Reply extends TransportReply {
   readonly body: ResponseBody;
 }
 
