@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { Sha256, Sha256State } from "./sha256.ts";
+import type { Sha256, Sha256State } from "./sha256_types.ts";
 import { SHA256_IV, toHex } from "./sha256_portable.ts";
 
 const LIBRARY_PATHS = [

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Sha256, Sha256State } from "./sha256.ts";
+import type { Sha256, Sha256State } from "./sha256_types.ts";
 
 // deno-fmt-ignore
 const K = new Int32Array([
