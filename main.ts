@@ -5,6 +5,7 @@
 
 import { createApp } from "./src/app.ts";
 import { ConfigError, loadConfig, USAGE } from "./src/config.ts";
+import { StartupError } from "./src/errors.ts";
 import { serve } from "./src/serve.ts";
 
 async function main(): Promise<number> {
@@ -20,7 +21,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const app = await createApp(config);
+  let app;
+  try {
+    app = await createApp(config);
+  } catch (error) {
+    if (!(error instanceof StartupError)) throw error;
+    console.error(error.message);
+    return 2;
+  }
   const server = serve(app, config, ({ hostname, port }) => {
     console.log(
       `registry listening on http://${hostname}:${port}/v2/, storing in ${config.dataDir}`,

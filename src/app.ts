@@ -27,7 +27,7 @@ export interface App {
   handle(request: IncomingRequest, body: RequestBody | null): Promise<Reply>;
   /** The services behind the handler. */
   readonly services: Services;
-  /** Stops background timers. */
+  /** Stops background timers and releases the data root. */
   close(): void;
   /**
    * Starts a graceful stop: new requests get 503 at once; requests in flight get `graceMs`
@@ -101,7 +101,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   return Object.assign(serveHandler, {
     handle,
     services,
-    close: () => clearInterval(timer),
+    close: () => {
+      clearInterval(timer);
+      services.close();
+    },
     async drain(graceMs: number) {
       draining = true;
       const idle = async (ms: number) => {

@@ -28,6 +28,11 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** The HTTP server: ours on `Deno.listen` (`builtin`) or `Deno.serve` (`deno`). */
   readonly server: "builtin" | "deno";
+  /**
+   * A mount without `from` links the blob from any repository holding it (201) when on;
+   * off, it opens a normal upload session (202).
+   */
+  readonly automaticMount: boolean;
 }
 
 /** Defaults, used by tests as a base. */
@@ -43,6 +48,7 @@ export const DEFAULTS = {
   bodyIdleTimeoutMs: 60 * 1000,
   shutdownGraceMs: 30 * 1000,
   server: "builtin",
+  automaticMount: true,
 } as const;
 
 /** Text printed by `--help`. */
@@ -63,6 +69,8 @@ Options (environment variable in brackets; flags win):
   --shutdown-grace SECONDS    time in-flight requests get on SIGTERM [REGISTRY_SHUTDOWN_GRACE] (default ${
   DEFAULTS.shutdownGraceMs / 1000
 })
+  --automatic-mount on|off    a mount without "from" links the blob from any repository that
+                              holds it [REGISTRY_AUTOMATIC_MOUNT] (default on)
   --log-requests              log one line per request [REGISTRY_LOG_REQUESTS=1]
   --server builtin|deno       HTTP server: the registry's own HTTP/1.1 server, or Deno.serve
                               (slow on chunked uploads in Deno 2.9) [REGISTRY_SERVER] (default builtin)
@@ -102,6 +110,7 @@ export function loadConfig(
         "shutdown-grace": { type: "string" },
         "log-requests": { type: "boolean" },
         server: { type: "string" },
+        "automatic-mount": { type: "string" },
         help: { type: "boolean" },
       },
       strict: true,
@@ -119,6 +128,12 @@ export function loadConfig(
   if (server !== "builtin" && server !== "deno") {
     throw new ConfigError(`Invalid server ${JSON.stringify(server)}: expected builtin or deno`);
   }
+  const mountSetting = pick(parsed["automatic-mount"], "REGISTRY_AUTOMATIC_MOUNT") ?? "on";
+  if (!["on", "off", "true", "false"].includes(mountSetting)) {
+    throw new ConfigError(
+      `Invalid automatic mount ${JSON.stringify(mountSetting)}: expected on or off`,
+    );
+  }
   const uploadMaxAgeMs = age === undefined
     ? DEFAULTS.uploadMaxAgeMs
     : integer(age, "upload max age", 1, 10 * 365 * 86400) * 1000;
@@ -133,6 +148,7 @@ export function loadConfig(
     purgeIntervalMs: Math.min(DEFAULTS.purgeIntervalMs, uploadMaxAgeMs),
     logRequests: parsed["log-requests"] === true || env.REGISTRY_LOG_REQUESTS === "1",
     server,
+    automaticMount: mountSetting === "on" || mountSetting === "true",
     ...limits(parsed, env),
   });
 }

@@ -60,3 +60,15 @@ export function errorBody(code: ErrorCode, message: string, detail?: unknown): s
   if (detail !== undefined) entry.detail = detail;
   return JSON.stringify({ errors: [entry] });
 }
+
+/**
+ * A reason the registry cannot start (a held data-root lock, a data root of a newer format,
+ * a port in use): `main.ts` prints its message as one line and exits with code 2.
+ */
+export class StartupError extends Error {
+  /** Makes the error with the line to print. */
+  constructor(message: string) {
+    super(message);
+    this.name = "StartupError";
+  }
+}

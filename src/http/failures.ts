@@ -35,7 +35,9 @@ export function storageFailure(error: unknown): RegistryError | null {
   else return null;
   const known = KNOWN[code];
   if (!known) return null;
-  return new RegistryError("UNKNOWN", known.message, {
+  // A client's name too long for the filesystem is the client's mistake: a 4xx with a spec
+  // code. Everything else is the registry's trouble: a 5xx, which alone may say UNKNOWN.
+  return new RegistryError(known.status < 500 ? "NAME_INVALID" : "UNKNOWN", known.message, {
     status: known.status,
     detail: { reason: code },
     cause: error,

@@ -3,8 +3,9 @@
  * a guard on request bodies that ends a body read when the client sends nothing for a while
  * (or when the registry shuts down), so a stalled client cannot hold an upload lock forever.
  *
- * The HTTP server itself refuses heads above its own cap or with more than 100 fields (ours
- * with 431, Deno.serve with a bare 400); the cap here is lower and answers with an OCI error.
+ * The HTTP server itself refuses heads above its own cap or with more than 100 fields (the
+ * built-in one with a plain-text 431, Deno.serve with a bare 400); the cap here is lower and
+ * answers 431 with an OCI error, SIZE_INVALID (the spec's code for a size out of bounds).
  */
 
 import { RegistryError } from "../errors.ts";

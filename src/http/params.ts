@@ -5,26 +5,17 @@
 
 import { isDigest } from "../digest/digest.ts";
 import { RegistryError } from "../errors.ts";
-import type { Reference, RepositoryName, Tag, UploadId } from "../types/oci.ts";
+import { isRepositoryName, isTag, isUploadId } from "../types/names.ts";
+import type { Reference, RepositoryName, UploadId } from "../types/oci.ts";
+import type { Page } from "../types/spans.ts";
 
-// distribution-spec name grammar; components start with [a-z0-9], so they can never
-// collide with the storage layer's `_layers`/`_manifests` folders.
-const COMPONENT = "[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*";
-const NAME_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
-const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-/** Longest accepted repository name (the spec bounds `host/name` at 255 characters). */
-export const MAX_NAME_LENGTH = 255;
+export type { Page };
+
 /** Largest accepted page size `n`. */
 export const MAX_PAGE_SIZE = 10_000;
 
 function quote(value: string): string {
   return JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);
-}
-
-/** Whether a string is a valid repository name. */
-export function isRepositoryName(value: string): value is RepositoryName {
-  return value.length <= MAX_NAME_LENGTH && NAME_RE.test(value);
 }
 
 /** Parses a repository name; throws NAME_INVALID. */
@@ -37,13 +28,13 @@ export function parseRepositoryName(value: string): RepositoryName {
   return value;
 }
 
-/** Whether a string is a valid tag. */
-export function isTag(value: string): value is Tag {
-  return TAG_RE.test(value);
-}
-
-/** Parses a manifest reference (tag or digest); throws MANIFEST_INVALID-free 400s by kind. */
-export function parseReference(value: string): Reference {
+/**
+ * Parses a manifest reference (tag or digest). A malformed digest throws DIGEST_INVALID. A
+ * reference that can be neither throws MANIFEST_INVALID (400) for a write (`forWrite`), and
+ * MANIFEST_UNKNOWN (404) for a read or delete: no manifest can exist under it, and the OCI
+ * conformance suite expects 404 there.
+ */
+export function parseReference(value: string, { forWrite = false } = {}): Reference {
   if (value.includes(":")) {
     if (!isDigest(value)) {
       throw new RegistryError("DIGEST_INVALID", `Invalid digest reference ${quote(value)}`, {
@@ -53,28 +44,24 @@ export function parseReference(value: string): Reference {
     return { kind: "digest", digest: value };
   }
   if (!isTag(value)) {
-    throw new RegistryError("MANIFEST_INVALID", `Invalid tag ${quote(value)}`, {
-      detail: { tag: value.slice(0, 300) },
-      status: 400,
-    });
+    const detail = { tag: value.slice(0, 300) };
+    throw forWrite
+      ? new RegistryError("MANIFEST_INVALID", `Invalid tag ${quote(value)}`, { detail })
+      : new RegistryError("MANIFEST_UNKNOWN", `No manifest can be named ${quote(value)}`, {
+        detail,
+      });
   }
   return { kind: "tag", tag: value };
 }
 
 /** Parses an upload id; an id that is not ours is simply unknown (404 BLOB_UPLOAD_UNKNOWN). */
 export function parseUploadId(value: string): UploadId {
-  if (!UUID_RE.test(value)) {
+  if (!isUploadId(value)) {
     throw new RegistryError("BLOB_UPLOAD_UNKNOWN", `Unknown upload ${quote(value)}`, {
       detail: { uuid: value.slice(0, 100) },
     });
   }
-  return value as UploadId;
-}
-
-/** A page request: at most `n` items strictly after `last`. */
-export interface Page {
-  readonly n: number | null;
-  readonly last: string | null;
+  return value;
 }
 
 /** Parses `n` and `last` query parameters; throws a 400 naming the bad value. */

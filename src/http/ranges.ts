@@ -4,12 +4,9 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import type { ByteSpan, ChunkRange } from "../types/spans.ts";
 
-/** An inclusive byte span `start..end` declared by a chunk. */
-export interface ChunkRange {
-  readonly start: number;
-  readonly end: number;
-}
+export type { ByteSpan, ChunkRange };
 
 const CONTENT_RANGE_RE = /^(?:bytes[ =])?([0-9]{1,15})-([0-9]{1,15})(?:\/([0-9]{1,15}|\*))?$/;
 
@@ -37,12 +34,6 @@ export function parseContentRange(value: string | null): ChunkRange | null {
 /** The progress header value for a session holding `size` bytes (`0-0` when empty). */
 export function uploadRange(size: number): string {
   return `0-${Math.max(0, size - 1)}`;
-}
-
-/** A satisfiable byte span of a blob, inclusive. */
-export interface ByteSpan {
-  readonly start: number;
-  readonly end: number;
 }
 
 /**

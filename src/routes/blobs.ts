@@ -62,9 +62,11 @@ export function blobRoutes(services: Services): Route[] {
           const name = parseRepositoryName(ctx.params.name);
           const mount = ctx.query.get("mount");
           const from = ctx.query.get("from");
-          if (mount !== null && from !== null) {
+          // Without `from`, a mount looks in every repository when automatic mount is on
+          // (content discovery); otherwise it falls back to a new session.
+          if (mount !== null && (from !== null || services.config.automaticMount)) {
             const digest = parseDigest(mount);
-            if (await blobs.mount(name, parseRepositoryName(from), digest)) {
+            if (await blobs.mount(name, from === null ? null : parseRepositoryName(from), digest)) {
               return created(name, digest);
             }
           }

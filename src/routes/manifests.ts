@@ -13,9 +13,9 @@ import type { Services } from "../services/registry.ts";
 export function manifestRoutes(services: Services): Route[] {
   const { manifests, config } = services;
 
-  const target = ({ params }: RouteContext) => ({
+  const target = ({ params }: RouteContext, forWrite = false) => ({
     name: parseRepositoryName(params.name),
-    reference: parseReference(params.reference),
+    reference: parseReference(params.reference, { forWrite }),
   });
 
   const headers = (info: ManifestInfo) => ({
@@ -31,7 +31,7 @@ export function manifestRoutes(services: Services): Route[] {
     param: "reference",
     methods: {
       async PUT(ctx) {
-        const { name, reference } = target(ctx);
+        const { name, reference } = target(ctx, true);
         const bytes = await readLimited(ctx.request, ctx.body, config.maxManifestBytes);
         const contentType = ctx.request.headers.get("content-type");
         const result = await manifests.put(name, reference, { bytes, contentType });

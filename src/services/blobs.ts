@@ -1,22 +1,32 @@
 /**
  * Blob semantics: a blob is visible in a repository only through that repository's link.
+ * Unlinks and mounts run under the repository lock the manifest service takes, so a blob a
+ * stored manifest needs is never unlinked under it.
  */
 
 import { RegistryError } from "../errors.ts";
-import type { ByteSpan } from "../http/ranges.ts";
-import type { BlobReader, BlobStore } from "../storage/blobs.ts";
-import type { MetadataStore } from "../storage/repositories.ts";
+import type { BlobStore } from "../storage/blobs.ts";
+import type { ObjectReader } from "../storage/driver.ts";
+import type { LockManager } from "../storage/lock.ts";
+import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import type { Digest, RepositoryName } from "../types/oci.ts";
+import type { ByteSpan } from "../types/spans.ts";
+import { Dependents } from "./dependents.ts";
+import { repositoryLock } from "./locks.ts";
 
 /** Registry semantics of blobs: stat, read, unlink and cross-repository mount. */
 export class BlobService {
   readonly #blobs: BlobStore;
   readonly #meta: MetadataStore;
+  readonly #locks: LockManager;
+  readonly #dependents: Dependents;
 
-  /** Makes the service over its stores. */
-  constructor(stores: { blobs: BlobStore; meta: MetadataStore }) {
+  /** Makes the service over its stores and the lock manager shared with the manifests. */
+  constructor(stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager }) {
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
+    this.#locks = stores.locks;
+    this.#dependents = new Dependents(stores);
   }
 
   /** Size of a blob linked in the repository; throws BLOB_UNKNOWN. */
@@ -34,7 +44,7 @@ export class BlobService {
     name: RepositoryName,
     digest: Digest,
     pick: (size: number) => ByteSpan | null,
-  ): Promise<BlobReader & { span: ByteSpan | null }> {
+  ): Promise<ObjectReader & { span: ByteSpan | null }> {
     const size = await this.size(name, digest);
     const span = pick(size);
     const reader = await this.#blobs.open(
@@ -45,17 +55,52 @@ export class BlobService {
     return { ...reader, span };
   }
 
-  /** Unlinks a blob from a repository (the bytes stay for others); throws BLOB_UNKNOWN. */
-  async delete(name: RepositoryName, digest: Digest): Promise<void> {
-    if (!(await this.#meta.unlinkLayer(name, digest))) throw unknownBlob(name, digest);
+  /**
+   * Unlinks a blob from a repository (the bytes stay for others). Throws BLOB_UNKNOWN, and
+   * UNSUPPORTED (405, detail: the manifest) while a stored manifest of the repository names
+   * the blob: unlinking it would break that manifest.
+   */
+  delete(name: RepositoryName, digest: Digest): Promise<void> {
+    return this.#locks.run(repositoryLock(name), async () => {
+      if (!(await this.#meta.hasLayer(name, digest))) throw unknownBlob(name, digest);
+      const manifest = await this.#dependents.first(name, digest, "blob");
+      if (manifest !== null) {
+        throw new RegistryError(
+          "UNSUPPORTED",
+          `Blob "${digest}" is used by manifest "${manifest}" in "${name}"; delete the manifest first`,
+          { detail: { digest, manifest } },
+        );
+      }
+      if (!(await this.#meta.unlinkLayer(name, digest))) throw unknownBlob(name, digest);
+    });
   }
 
-  /** Links a blob of `from` into `name` without copying; false when `from` does not have it. */
-  async mount(name: RepositoryName, from: RepositoryName, digest: Digest): Promise<boolean> {
-    if (!(await this.#meta.hasLayer(from, digest))) return false;
-    if ((await this.#blobs.size(digest)) === null) return false;
-    await this.#meta.linkLayer(name, digest);
-    return true;
+  /**
+   * Links a blob into `name` without copying, from `from`, or (`from` null) from any
+   * repository that holds it; false when no such repository holds it.
+   */
+  async mount(name: RepositoryName, from: RepositoryName | null, digest: Digest): Promise<boolean> {
+    const source = from ?? await this.#anyHolder(digest);
+    if (source === null || !(await this.#meta.hasLayer(source, digest))) return false;
+    return await this.#locks.run(repositoryLock(name), async () => {
+      if ((await this.#blobs.size(digest)) === null) return false;
+      await this.#meta.linkLayer(name, digest);
+      return true;
+    });
+  }
+
+  /** Links a freshly committed blob into a repository, under the repository lock. */
+  link(name: RepositoryName, digest: Digest): Promise<void> {
+    return this.#locks.run(repositoryLock(name), () => this.#meta.linkLayer(name, digest));
+  }
+
+  /** A repository in which the blob is linked, or null. */
+  async #anyHolder(digest: Digest): Promise<RepositoryName | null> {
+    if ((await this.#blobs.size(digest)) === null) return null;
+    for (const repository of await this.#meta.listRepositories()) {
+      if (await this.#meta.hasLayer(repository, digest)) return repository;
+    }
+    return null;
   }
 }
 

@@ -3,9 +3,9 @@
  */
 
 import { RegistryError } from "../errors.ts";
-import type { Page } from "../http/params.ts";
-import type { MetadataStore } from "../storage/repositories.ts";
+import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { type Digest, MediaType, type RepositoryName } from "../types/oci.ts";
+import type { Page } from "../types/spans.ts";
 
 /** One page of a sorted list, and the `last` value to ask for the next page, if any. */
 export interface PageResult<T> {

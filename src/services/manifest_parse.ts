@@ -5,9 +5,20 @@
 
 import { isDigest } from "../digest/digest.ts";
 import { RegistryError } from "../errors.ts";
-import { type Descriptor, type Manifest, MANIFEST_MEDIA_TYPES, MediaType } from "../types/oci.ts";
+import {
+  type Descriptor,
+  type Digest,
+  type Manifest,
+  MANIFEST_MEDIA_TYPES,
+  MediaType,
+} from "../types/oci.ts";
 
 const INDEX_TYPES = new Set<string>([MediaType.ociIndex, MediaType.dockerManifestList]);
+
+/** Whether a manifest media type is an index (OCI index or Docker manifest list). */
+export function isIndexMediaType(mediaType: string): boolean {
+  return INDEX_TYPES.has(mediaType);
+}
 
 function invalid(message: string, detail?: unknown): RegistryError {
   return new RegistryError("MANIFEST_INVALID", message, detail === undefined ? {} : { detail });
@@ -115,6 +126,16 @@ export function parseManifest(bytes: Uint8Array, contentType: string | null): Ma
 export function artifactTypeOf(manifest: Manifest): string | undefined {
   if (manifest.artifactType !== undefined) return manifest.artifactType;
   return manifest.kind === "manifest" ? manifest.config.mediaType : undefined;
+}
+
+/**
+ * What a manifest needs in its repository: an index's child manifests; an image manifest's
+ * config and the layers the registry must hold (not foreign ones).
+ */
+export function referencesOf(manifest: Manifest): Digest[] {
+  if (manifest.kind === "index") return manifest.manifests.map((child) => child.digest);
+  const layers = manifest.layers.filter((layer) => !isExternalLayer(layer));
+  return [manifest.config.digest, ...layers.map((layer) => layer.digest)];
 }
 
 /** Whether a layer may live outside the registry (foreign or non-distributable with URLs). */

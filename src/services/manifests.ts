@@ -1,15 +1,26 @@
 /**
  * Manifest semantics: store exact bytes by digest as a repository revision, move tags,
  * index referrers by subject, resolve references, and delete tags or revisions.
+ *
+ * The consistency guarantee is enforced here: every write of a repository's manifests and
+ * tags runs under that repository's lock (the same lock the blob service takes to unlink or
+ * mount), so these operations are linearizable per repository and at every instant a tag
+ * names a stored revision, a stored index's children are stored, a stored image manifest's
+ * blobs are linked (and their bytes exist), and the referrers index lists exactly the stored
+ * manifests with that subject. Reads take no lock: each reads objects that are replaced
+ * atomically, in an order (tag, then revision, then bytes) that the writers never break.
  */
 
 import { createHash } from "node:crypto";
 import { digestAlgorithm, makeDigest } from "../digest/digest.ts";
 import { RegistryError } from "../errors.ts";
 import type { BlobStore } from "../storage/blobs.ts";
-import type { MetadataStore, RevisionRecord } from "../storage/repositories.ts";
+import type { LockManager } from "../storage/lock.ts";
+import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
 import type { Descriptor, Digest, Manifest, Reference, RepositoryName } from "../types/oci.ts";
-import { artifactTypeOf, isExternalLayer, parseManifest } from "./manifest_parse.ts";
+import { Dependents } from "./dependents.ts";
+import { repositoryLock } from "./locks.ts";
+import { artifactTypeOf, isExternalLayer, parseManifest, referencesOf } from "./manifest_parse.ts";
 
 /** A resolved manifest: its digest and what was recorded about it. */
 export interface ManifestInfo extends RevisionRecord {
@@ -28,13 +39,17 @@ const CACHE_BYTES = 16 * 1024 * 1024;
 export class ManifestService {
   readonly #blobs: BlobStore;
   readonly #meta: MetadataStore;
+  readonly #locks: LockManager;
+  readonly #dependents: Dependents;
   readonly #bytes = new Map<Digest, Uint8Array<ArrayBuffer>>();
   #cachedBytes = 0;
 
-  /** Makes the service over its stores. */
-  constructor(stores: { blobs: BlobStore; meta: MetadataStore }) {
+  /** Makes the service over its stores and the lock manager shared with the blob service. */
+  constructor(stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager }) {
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
+    this.#locks = stores.locks;
+    this.#dependents = new Dependents(stores);
   }
 
   /**
@@ -58,23 +73,25 @@ export class ManifestService {
       );
     }
     const manifest = parseManifest(bytes, body.contentType);
-    await this.#checkReferences(name, manifest);
-    await this.#blobs.write(digest, bytes);
     const subject = manifest.subject?.digest;
-    await this.#meta.putRevision(name, digest, {
+    const record: RevisionRecord = {
       mediaType: manifest.mediaType,
       size: bytes.length,
       ...(subject ? { subject } : {}),
+      refs: referencesOf(manifest),
+    };
+    // Linearizable with deletes, unlinks and mounts of the repository: what is checked here
+    // cannot go before the revision and its tag are written.
+    await this.#locks.run(repositoryLock(name), async () => {
+      await this.#checkReferences(name, manifest);
+      await this.#blobs.write(digest, bytes);
+      await this.#meta.putRevision(name, digest, record);
+      if (subject) {
+        const descriptor = referrerDescriptor(manifest, digest, bytes);
+        await this.#meta.putReferrer(name, subject, digest, descriptor);
+      }
+      if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
     });
-    if (subject) {
-      await this.#meta.putReferrer(
-        name,
-        subject,
-        digest,
-        referrerDescriptor(manifest, digest, bytes),
-      );
-    }
-    if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
     return subject ? { digest, subject } : { digest };
   }
 
@@ -115,22 +132,35 @@ export class ManifestService {
 
   /**
    * Deletes a tag (the manifest stays reachable by digest), or a revision with every tag
-   * pointing to it and its referrers entry. Throws NAME_UNKNOWN or MANIFEST_UNKNOWN.
+   * pointing to it and its referrers entry. Throws NAME_UNKNOWN or MANIFEST_UNKNOWN, and
+   * DENIED (409, detail: the index) for a revision that a stored index of the repository
+   * still lists: deleting it would leave that index incomplete.
    */
-  async delete(name: RepositoryName, reference: Reference): Promise<void> {
-    if (reference.kind === "tag") {
-      await this.resolve(name, reference);
-      await this.#meta.deleteTag(name, reference.tag);
-      return;
-    }
-    const info = await this.resolve(name, reference);
-    for (const tag of [...((await this.#meta.listTags(name)) ?? [])]) {
-      if ((await this.#meta.getTag(name, tag)) === info.digest) {
-        await this.#meta.deleteTag(name, tag);
+  delete(name: RepositoryName, reference: Reference): Promise<void> {
+    return this.#locks.run(repositoryLock(name), async () => {
+      const info = await this.resolve(name, reference);
+      if (reference.kind === "tag") {
+        await this.#meta.deleteTag(name, reference.tag);
+        return;
       }
-    }
-    if (info.subject) await this.#meta.deleteReferrer(name, info.subject, info.digest);
-    await this.#meta.deleteRevision(name, info.digest);
+      const index = await this.#dependents.first(name, info.digest, "child");
+      if (index !== null) {
+        throw new RegistryError(
+          "DENIED",
+          `Manifest "${info.digest}" is listed by index "${index}" in "${name}"; delete the index first`,
+          { status: 409, detail: { digest: info.digest, index } },
+        );
+      }
+      // Tags first, then the referrers entry, then the revision: a reader that found a tag
+      // finds its revision.
+      for (const tag of [...((await this.#meta.listTags(name)) ?? [])]) {
+        if ((await this.#meta.getTag(name, tag)) === info.digest) {
+          await this.#meta.deleteTag(name, tag);
+        }
+      }
+      if (info.subject) await this.#meta.deleteReferrer(name, info.subject, info.digest);
+      await this.#meta.deleteRevision(name, info.digest);
+    });
   }
 
   async #checkReferences(name: RepositoryName, manifest: Manifest): Promise<void> {

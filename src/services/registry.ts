@@ -1,13 +1,22 @@
 /**
- * Wires the stores and services of one registry over one data root.
+ * Wires the stores and services of one registry over one data root: the filesystem driver,
+ * the data-root lock that makes this process the only writer, the format check, the cache
+ * layer that single ownership makes valid, and the lock manager the services share.
  */
 
 import type { Config } from "../config.ts";
-import { type BlobStore, FsBlobStore } from "../storage/blobs.ts";
-import { canonicalRoot, ensureDir } from "../storage/fs.ts";
-import { Paths } from "../storage/paths.ts";
-import { FsMetadataStore, type MetadataStore } from "../storage/repositories.ts";
-import { FsUploadStore, type UploadStore } from "../storage/uploads.ts";
+import { type BlobStore, DriverBlobStore } from "../storage/blobs.ts";
+import { CachedBlobStore, CachedMetadataStore } from "../storage/cache.ts";
+import type { StorageDriver } from "../storage/driver.ts";
+import { FsDriver } from "../storage/drivers/fs.ts";
+import { canonicalRoot, ensureDir } from "../storage/drivers/fs_files.ts";
+import { lockRoot, type RootLock } from "../storage/drivers/fs_lock.ts";
+import { checkFormat } from "../storage/format.ts";
+import { AREAS } from "../storage/keys.ts";
+import { KeyedMutex, type LockManager } from "../storage/lock.ts";
+import { LocalMetadataStore } from "../storage/metadata/local.ts";
+import type { MetadataStore } from "../storage/metadata/metadata.ts";
+import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
 import { BlobService } from "./blobs.ts";
 import { ListingService } from "./listings.ts";
 import { ManifestService } from "./manifests.ts";
@@ -20,6 +29,8 @@ export interface Services {
   readonly uploads: UploadService;
   readonly manifests: ManifestService;
   readonly listings: ListingService;
+  /** Releases the data root (its lock); the services must not be used afterwards. */
+  close(): void;
 }
 
 /** Options of `createServices` beyond the configuration. */
@@ -28,7 +39,12 @@ export interface ServiceOptions {
   readonly now?: () => Date;
   /** Force a SHA-256 backend (tests). */
   readonly hashBackend?: "native" | "portable";
-  /** Stores replacing the filesystem ones (tests inject faults this way). */
+  /**
+   * A driver replacing the filesystem one over `config.dataDir` (tests: the memory driver, or
+   * a driver injecting faults). The caller guarantees this process is its only writer.
+   */
+  readonly driver?: StorageDriver;
+  /** Stores replacing the ones over the driver (tests inject faults this way). */
   readonly stores?: {
     readonly blobs?: BlobStore;
     readonly uploads?: UploadStore;
@@ -36,28 +52,52 @@ export interface ServiceOptions {
   };
 }
 
-/** Creates the data root folders and the services over them. Throws if the root is unusable. */
+/**
+ * Opens the data root (creating it, taking its lock, checking its format) and builds the
+ * services over it. Throws StartupError when another process holds the root or its format is
+ * newer; OS errors when it is unusable.
+ */
 export async function createServices(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<Services> {
-  // Canonical, so that storage can refuse any symbolic link planted under the root.
-  const paths = new Paths(await canonicalRoot(config.dataDir));
-  for (const dir of [paths.blobsDir, paths.uploadsDir, paths.repositoriesDir]) {
-    await ensureDir(dir);
+  let driver = options.driver;
+  let rootLock: RootLock | null = null;
+  if (!driver) {
+    // Canonical, so that the driver can refuse any symbolic link planted under the root.
+    const root = await canonicalRoot(config.dataDir);
+    rootLock = await lockRoot(root);
+    try {
+      for (const area of Object.values(AREAS)) await ensureDir(`${root}/${area}`);
+    } catch (error) {
+      rootLock.release();
+      throw error;
+    }
+    driver = new FsDriver(root);
   }
-  const blobs = options.stores?.blobs ?? new FsBlobStore(paths);
-  const meta = options.stores?.meta ?? new FsMetadataStore(paths);
-  const uploads = options.stores?.uploads ?? new FsUploadStore(paths);
+  try {
+    await checkFormat(driver, config.dataDir);
+  } catch (error) {
+    rootLock?.release();
+    throw error;
+  }
+  // This process is the only writer (the root lock, or the caller's word for an injected
+  // driver): the cache layer is valid.
+  const blobs = options.stores?.blobs ?? new CachedBlobStore(new DriverBlobStore(driver));
+  const meta = options.stores?.meta ??
+    new CachedMetadataStore(new LocalMetadataStore(driver));
+  const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
+  const locks: LockManager = new KeyedMutex();
   return {
     config,
-    blobs: new BlobService({ blobs, meta }),
-    uploads: new UploadService({ uploads, blobs, meta }, {
+    blobs: new BlobService({ blobs, meta, locks }),
+    uploads: new UploadService({ uploads, blobs, meta, locks }, {
       maxAgeMs: config.uploadMaxAgeMs,
       ...(options.now ? { now: options.now } : {}),
       ...(options.hashBackend ? { backend: options.hashBackend } : {}),
     }),
-    manifests: new ManifestService({ blobs, meta }),
+    manifests: new ManifestService({ blobs, meta, locks }),
     listings: new ListingService({ meta }),
+    close: () => rootLock?.release(),
   };
 }

@@ -14,13 +14,15 @@ import {
   type Sha256State,
 } from "../digest/sha256.ts";
 import { RegistryError } from "../errors.ts";
-import type { ChunkRange } from "../http/ranges.ts";
 import type { BlobStore } from "../storage/blobs.ts";
-import { KeyedMutex } from "../storage/lock.ts";
-import type { MetadataStore } from "../storage/repositories.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
+import type { LockManager } from "../storage/lock.ts";
+import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import type { StoredSession, UploadStore } from "../storage/uploads.ts";
+import { isUploadId } from "../types/names.ts";
 import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";
+import type { ChunkRange } from "../types/spans.ts";
+import { repositoryLock, uploadLock } from "./locks.ts";
 
 /** Where a session stands: its id and how many bytes it safely holds. */
 export interface UploadStatus {
@@ -46,7 +48,6 @@ export interface UploadServiceOptions {
 }
 
 const EMPTY_STATE = encodeSha256State(createSha256(undefined).exportState());
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Registry semantics of blob upload sessions. */
 export class UploadService {
@@ -54,17 +55,18 @@ export class UploadService {
   readonly #blobs: BlobStore;
   readonly #meta: MetadataStore;
   readonly #options: UploadServiceOptions;
-  readonly #locks = new KeyedMutex();
+  readonly #locks: LockManager;
   readonly #now: () => Date;
 
-  /** Makes the service over its stores. */
+  /** Makes the service over its stores and the lock manager shared with the other services. */
   constructor(
-    stores: { uploads: UploadStore; blobs: BlobStore; meta: MetadataStore },
+    stores: { uploads: UploadStore; blobs: BlobStore; meta: MetadataStore; locks: LockManager },
     options: UploadServiceOptions,
   ) {
     this.#uploads = stores.uploads;
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
+    this.#locks = stores.locks;
     this.#options = options;
     this.#now = options.now ?? (() => new Date());
   }
@@ -78,13 +80,13 @@ export class UploadService {
 
   /** Reports the bytes a session safely holds; throws BLOB_UPLOAD_UNKNOWN. */
   async status(name: RepositoryName, id: UploadId): Promise<UploadStatus> {
-    if (this.#locks.isBusy(id)) {
+    if (this.#locks.isBusy(uploadLock(id))) {
       // A chunk is being written: report what the last saved state covers, touch nothing.
       const stored = await this.#stored(name, id);
       const state = tryDecode(stored.hashState);
       return { id, size: state ? Math.min(state.length, stored.dataSize) : 0 };
     }
-    return await this.#locks.run(id, async () => {
+    return await this.#locks.run(uploadLock(id), async () => {
       const { state } = await this.#load(name, id);
       return { id, size: state.length };
     });
@@ -92,7 +94,7 @@ export class UploadService {
 
   /** Appends one chunk; throws 416 for a chunk that does not continue the data, SIZE_INVALID. */
   append(name: RepositoryName, id: UploadId, chunk: Chunk): Promise<UploadStatus> {
-    return this.#locks.run(id, async () => {
+    return this.#locks.run(uploadLock(id), async () => {
       const { state } = await this.#load(name, id);
       const hasher = createSha256(state, this.#hashOptions());
       await this.#write(id, hasher, chunk);
@@ -106,7 +108,7 @@ export class UploadService {
    * DIGEST_INVALID thrown; nothing is stored.
    */
   complete(name: RepositoryName, id: UploadId, digest: Digest, chunk: Chunk): Promise<Digest> {
-    return this.#locks.run(id, async () => {
+    return this.#locks.run(uploadLock(id), async () => {
       const { state } = await this.#load(name, id);
       const hasher = createSha256(state, this.#hashOptions());
       const hasBody = chunk.body !== null && chunk.contentLength !== 0;
@@ -120,8 +122,8 @@ export class UploadService {
           { detail: { expected: digest, actual } },
         );
       }
-      await this.#blobs.adopt(this.#uploads.dataPath(id), digest);
-      await this.#meta.linkLayer(name, digest);
+      await this.#blobs.commitUpload(id, digest);
+      await this.#locks.run(repositoryLock(name), () => this.#meta.linkLayer(name, digest));
       await this.#uploads.remove(id);
       return digest;
     });
@@ -139,7 +141,7 @@ export class UploadService {
 
   /** Cancels a session and removes its folder; throws BLOB_UPLOAD_UNKNOWN. */
   cancel(name: RepositoryName, id: UploadId): Promise<void> {
-    return this.#locks.run(id, async () => {
+    return this.#locks.run(uploadLock(id), async () => {
       await this.#stored(name, id);
       await this.#uploads.remove(id);
     });
@@ -153,9 +155,9 @@ export class UploadService {
     let resumed = 0;
     let purged = 0;
     for (const name of await this.#uploads.list()) {
-      if (!UUID_RE.test(name)) continue;
-      const id = name as UploadId;
-      const outcome = await this.#locks.run(id, async () => {
+      if (!isUploadId(name)) continue;
+      const id = name;
+      const outcome = await this.#locks.run(uploadLock(id), async () => {
         const stored = await this.#uploads.get(id);
         if (stored === null || this.#isStale(stored)) {
           await this.#uploads.remove(id);
@@ -174,9 +176,9 @@ export class UploadService {
   async purgeStale(): Promise<number> {
     let purged = 0;
     for (const name of await this.#uploads.list()) {
-      if (!UUID_RE.test(name) || this.#locks.isBusy(name)) continue;
-      const id = name as UploadId;
-      const removed = await this.#locks.run(id, async () => {
+      if (!isUploadId(name) || this.#locks.isBusy(uploadLock(name))) continue;
+      const id = name;
+      const removed = await this.#locks.run(uploadLock(id), async () => {
         const stored = await this.#uploads.get(id);
         if (stored !== null && !this.#isStale(stored)) return false;
         return await this.#uploads.remove(id);

@@ -1,19 +1,19 @@
 /**
- * Streams a `ByteSource` into an open file in large batches, overlapping the work: the
- * source reads straight into one of two buffers while the other is being written (on Deno's
- * blocking pool) and observed (e.g. hashed on a pool thread). Nothing is allocated or copied
- * per chunk, and memory stays at two buffers whatever the size of the upload.
+ * Streams a `ByteSource` into a driver's append writer in large batches, overlapping the
+ * work: the source reads straight into one of two buffers while the other is being written
+ * (on Deno's blocking pool, for files) and observed (e.g. hashed on a pool thread). Nothing is
+ * allocated or copied per chunk, and memory stays at two buffers whatever the upload's size.
  */
 
 import type { ByteSource } from "./byte_source.ts";
-import { writeAll } from "./fs.ts";
+import type { AppendWriter } from "./driver.ts";
 
 /** Bytes between two background write-back starts. */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
-/** Sequential writer of a source into an open file at its current position. */
+/** Sequential writer of a source into an append writer. */
 export class BatchWriter {
-  readonly #file: Deno.FsFile;
+  readonly #file: AppendWriter;
   readonly #buffers: [Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>];
   readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
   #inFlight: Promise<void> | null = null;
@@ -23,11 +23,11 @@ export class BatchWriter {
   #syncing: Promise<void> | null = null;
 
   /**
-   * Makes a writer over an open file, with two buffers of `batchSize` bytes. `observe` sees
+   * Makes a writer over an append writer, with two buffers of `batchSize` bytes. `observe` sees
    * every batch, in order, while it is being written; a batch is not reused before both settle.
    */
   constructor(
-    file: Deno.FsFile,
+    file: AppendWriter,
     batchSize: number,
     observe: ((batch: Uint8Array) => Promise<void>) | null = null,
   ) {
@@ -75,7 +75,7 @@ export class BatchWriter {
   async #submit(data: Uint8Array): Promise<void> {
     await this.#settle();
     const observed = this.#observe ? this.#observe(data) : Promise.resolve();
-    this.#inFlight = Promise.all([writeAll(this.#file, data), observed]).then(
+    this.#inFlight = Promise.all([this.#file.write(data), observed]).then(
       () => {
         this.#written += data.length;
         this.#startWriteback();
@@ -94,7 +94,7 @@ export class BatchWriter {
   #startWriteback(): void {
     if (this.#syncing || this.#written - this.#syncedUpTo < SYNC_EVERY) return;
     const upTo = this.#written;
-    this.#syncing = this.#file.syncData().then(
+    this.#syncing = this.#file.sync().then(
       () => {
         this.#syncedUpTo = upTo;
         this.#syncing = null;

@@ -1,119 +1,82 @@
 /**
- * Content-addressed blob storage: `blobs/<alg>/<xx>/<hex>`. A blob enters the store only by
- * one rename of bytes whose digest was already verified (or by an atomic write of small
- * verified bytes), so a blob file never holds bytes that do not match its name.
+ * Content-addressed blob storage: `blobs/<alg>/<xx>/<hex>` over a storage driver. A blob
+ * enters the store only by one move of upload bytes whose digest was already verified (or by
+ * an atomic write of small verified bytes), so a blob never holds bytes that do not match its
+ * name.
  */
 
-import { dirname } from "node:path/posix";
-import type { Digest } from "../types/oci.ts";
-import {
-  atomicWrite,
-  ensureDir,
-  isNotFound,
-  lstatOrNull,
-  readFileOrNull,
-  refuseLinks,
-  syncDir,
-} from "./fs.ts";
-import { fileStream } from "./file_stream.ts";
-import type { Paths } from "./paths.ts";
+import { isDigest } from "../digest/digest.ts";
+import type { Digest, UploadId } from "../types/oci.ts";
+import type { ObjectReader, Span, StorageDriver } from "./driver.ts";
+import { blobKey, uploadFileKey } from "./keys.ts";
 
-/** An open blob: its size and a stream of the requested bytes. */
-export interface BlobReader {
-  readonly size: number;
-  readonly stream: ReadableStream<Uint8Array>;
-}
-
-/** What the services need from a blob store (a filesystem or, later, an object store). */
+/** What the services need from a blob store. */
 export interface BlobStore {
   /** Size of a blob, or null when it is not stored. */
   size(digest: Digest): Promise<number | null>;
-  /** Opens a blob for streaming, from `start` for `length` bytes (default: all); null when absent. */
-  open(digest: Digest, span?: { start: number; length: number }): Promise<BlobReader | null>;
+  /** Opens a blob for streaming, whole or a span of it; null when absent. */
+  open(digest: Digest, span?: Span): Promise<ObjectReader | null>;
   /** Reads a small blob (a manifest) whole; null when absent. */
   read(digest: Digest): Promise<Uint8Array<ArrayBuffer> | null>;
   /** Stores small verified bytes (a manifest) under their digest. */
   write(digest: Digest, bytes: Uint8Array): Promise<void>;
-  /** Moves a verified, flushed file into the store under its digest (one rename). */
-  adopt(source: string, digest: Digest): Promise<void>;
+  /** Moves the verified, flushed data of an upload session into the store under its digest. */
+  commitUpload(id: UploadId, digest: Digest): Promise<void>;
+  /** Deletes a blob's bytes; false when it was not stored. */
+  delete(digest: Digest): Promise<boolean>;
+  /** Every stored digest, in no particular order. */
+  list(): AsyncIterable<Digest>;
 }
 
-const MAX_CACHED_SIZES = 100_000;
+/** The blob store over a driver; it caches nothing (see cache.ts). */
+export class DriverBlobStore implements BlobStore {
+  readonly #driver: StorageDriver;
 
-/** The filesystem blob store. Blob sizes are cached: blobs are immutable and never deleted. */
-export class FsBlobStore implements BlobStore {
-  readonly #paths: Paths;
-  readonly #sizes = new Map<string, number>();
-
-  /** Makes a store over a path mapper. */
-  constructor(paths: Paths) {
-    this.#paths = paths;
+  /** Makes a store over a driver. */
+  constructor(driver: StorageDriver) {
+    this.#driver = driver;
   }
 
   /** @inheritdoc */
   async size(digest: Digest): Promise<number | null> {
-    const cached = this.#sizes.get(digest);
-    if (cached !== undefined) return cached;
-    try {
-      const info = await lstatOrNull(this.#paths.blob(digest));
-      if (info === null || !info.isFile) return null;
-      this.#remember(digest, info.size);
-      return info.size;
-    } catch (error) {
-      if (isNotFound(error)) return null;
-      throw error;
-    }
+    return (await this.#driver.stat(blobKey(digest)))?.size ?? null;
   }
 
   /** @inheritdoc */
-  async open(
-    digest: Digest,
-    span?: { start: number; length: number },
-  ): Promise<BlobReader | null> {
-    let file: Deno.FsFile;
-    await refuseLinks(this.#paths.blob(digest));
-    try {
-      file = await Deno.open(this.#paths.blob(digest), { read: true });
-    } catch (error) {
-      if (isNotFound(error)) return null;
-      throw error;
-    }
-    try {
-      const { size } = await file.stat();
-      this.#remember(digest, size);
-      if (!span || (span.start === 0 && span.length === size)) {
-        return { size, stream: fileStream(file, size) };
-      }
-      await file.seek(span.start, Deno.SeekMode.Start);
-      return { size, stream: fileStream(file, span.length) };
-    } catch (error) {
-      file.close();
-      throw error;
-    }
+  open(digest: Digest, span?: Span): Promise<ObjectReader | null> {
+    return this.#driver.read(blobKey(digest), span);
   }
 
   /** @inheritdoc */
   read(digest: Digest): Promise<Uint8Array<ArrayBuffer> | null> {
-    return readFileOrNull(this.#paths.blob(digest));
+    return this.#driver.get(blobKey(digest));
   }
 
   /** @inheritdoc */
   async write(digest: Digest, bytes: Uint8Array): Promise<void> {
     if ((await this.size(digest)) === bytes.length) return;
-    await atomicWrite(this.#paths.blob(digest), bytes);
-    this.#remember(digest, bytes.length);
+    await this.#driver.put(blobKey(digest), bytes);
   }
 
   /** @inheritdoc */
-  async adopt(source: string, digest: Digest): Promise<void> {
-    const target = this.#paths.blob(digest);
-    await ensureDir(dirname(target));
-    await Deno.rename(source, target);
-    await syncDir(dirname(target));
+  commitUpload(id: UploadId, digest: Digest): Promise<void> {
+    return this.#driver.move(uploadFileKey(id, "data"), blobKey(digest));
   }
 
-  #remember(digest: Digest, size: number): void {
-    if (this.#sizes.size >= MAX_CACHED_SIZES) this.#sizes.clear();
-    this.#sizes.set(digest, size);
+  /** @inheritdoc */
+  delete(digest: Digest): Promise<boolean> {
+    return this.#driver.delete(blobKey(digest));
+  }
+
+  /** @inheritdoc */
+  async *list(): AsyncIterable<Digest> {
+    for (const algorithm of await this.#driver.list("blobs")) {
+      for (const prefix of await this.#driver.list(`blobs/${algorithm}`)) {
+        for (const hex of await this.#driver.list(`blobs/${algorithm}/${prefix}`)) {
+          const digest = `${algorithm}:${hex}`;
+          if (isDigest(digest)) yield digest;
+        }
+      }
+    }
   }
 }

@@ -1,25 +1,18 @@
 /**
- * Upload session storage (story 012): `uploads/<uuid>/{data,startedat,hashstate,repository}`.
+ * Upload session storage (story 012): `uploads/<uuid>/{data,startedat,hashstate,repository}`
+ * over a storage driver.
  *
  * `data` only grows by appends at the offset recorded in `hashstate`; `hashstate` is
  * replaced atomically after the appended bytes are flushed. So after a crash `data` holds
  * at least the bytes `hashstate` covers; the upload service reconciles the two on start.
- * This module stores bytes and small files; it knows nothing of HTTP or of hashing.
+ * This module stores bytes and small objects; it knows nothing of HTTP or of hashing.
  */
 
 import type { RepositoryName, UploadId } from "../types/oci.ts";
-import {
-  atomicWrite,
-  ensureDir,
-  lstatOrNull,
-  readDirNames,
-  readTextOrNull,
-  removeIfExists,
-  syncDir,
-} from "./fs.ts";
 import { BatchWriter } from "./batch_writer.ts";
 import type { ByteSource } from "./byte_source.ts";
-import type { Paths } from "./paths.ts";
+import type { StorageDriver } from "./driver.ts";
+import { AREAS, type UploadFile, uploadFileKey, uploadKey } from "./keys.ts";
 
 /** The small files of a session as stored, before any interpretation. */
 export interface StoredSession {
@@ -28,18 +21,18 @@ export interface StoredSession {
   readonly startedAt: string;
   /** The `hashstate` text, or null when missing. */
   readonly hashState: string | null;
-  /** The size of `data` on disk. */
+  /** The size of `data`. */
   readonly dataSize: number;
   /** When `data` was last written, in epoch milliseconds. */
   readonly modifiedAt: number;
 }
 
-/** Writes are batched into (two) buffers of this size before they reach the file. */
+/** Writes are batched into (two) buffers of this size before they reach the driver. */
 const WRITE_BATCH = 1024 * 1024;
 
 /** What the upload service needs from session storage. */
 export interface UploadStore {
-  /** Creates a session folder with an empty `data`, its repository, start time and state. */
+  /** Creates a session with an empty `data`, its repository, start time and state. */
   create(
     id: UploadId,
     repository: RepositoryName,
@@ -49,10 +42,10 @@ export interface UploadStore {
   /** Reads a session's small files and data size; null when the session does not exist. */
   get(id: UploadId): Promise<StoredSession | null>;
   /**
-   * Appends everything `source` yields at `offset` and returns the bytes written, with
-   * `flushed`: the flush of `data` to disk, already started (await it, or pass it to
-   * `saveHashState`, before acknowledging the bytes). On error truncates back. `observe` sees
-   * every written batch in order, concurrently with its write.
+   * Appends everything `source` yields at `offset` (cutting what lies past it) and returns
+   * the bytes written, with `flushed`: the flush of `data`, already started (await it, or pass
+   * it to `saveHashState`, before acknowledging the bytes). On error truncates back.
+   * `observe` sees every written batch in order, concurrently with its write.
    */
   append(
     id: UploadId,
@@ -60,27 +53,27 @@ export interface UploadStore {
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
   ): Promise<{ written: number; flushed: Promise<void> }>;
-  /** Cuts `data` to `size` bytes and flushes. */
+  /** Cuts `data` to `size` bytes, durably. */
   truncate(id: UploadId, size: number): Promise<void>;
-  /** Replaces `hashstate` atomically, renaming it only once `after` (a data flush) resolved. */
+  /** Replaces `hashstate` atomically, only once `after` (a data flush) resolved. */
   saveHashState(id: UploadId, text: string, after?: Promise<void>): Promise<void>;
   /** Streams `data` from the start (for re-hashing after a crash). */
   readData(id: UploadId): Promise<ReadableStream<Uint8Array>>;
-  /** The path of `data`, for committing it into the blob store by rename. */
-  dataPath(id: UploadId): string;
-  /** Removes the session folder; true when it existed. */
+  /** Removes the session; true when it existed. */
   remove(id: UploadId): Promise<boolean>;
-  /** Lists the names in the uploads folder (unvalidated). */
+  /** Lists the session names in the uploads area (unvalidated). */
   list(): Promise<string[]>;
 }
 
-/** Upload sessions on the local filesystem. */
-export class FsUploadStore implements UploadStore {
-  readonly #paths: Paths;
+const decoder = new TextDecoder();
 
-  /** Makes a store over a path mapper. */
-  constructor(paths: Paths) {
-    this.#paths = paths;
+/** Upload sessions stored through a driver. */
+export class DriverUploadStore implements UploadStore {
+  readonly #driver: StorageDriver;
+
+  /** Makes a store over a driver. */
+  constructor(driver: StorageDriver) {
+    this.#driver = driver;
   }
 
   /** @inheritdoc */
@@ -90,35 +83,31 @@ export class FsUploadStore implements UploadStore {
     startedAt: Date,
     hashState: string,
   ): Promise<void> {
-    const dir = this.#paths.upload(id);
-    await ensureDir(this.#paths.uploadsDir);
-    await Deno.mkdir(dir);
-    const data = await Deno.open(this.#paths.uploadFile(id, "data"), {
-      write: true,
-      createNew: true,
-    });
-    data.close();
-    await atomicWrite(this.#paths.uploadFile(id, "repository"), repository);
-    await atomicWrite(this.#paths.uploadFile(id, "startedat"), startedAt.toISOString());
-    await atomicWrite(this.#paths.uploadFile(id, "hashstate"), hashState);
-    await syncDir(this.#paths.uploadsDir);
+    await this.#driver.create(uploadFileKey(id, "data"));
+    await Promise.all([
+      this.#driver.put(uploadFileKey(id, "repository"), repository),
+      this.#driver.put(uploadFileKey(id, "startedat"), startedAt.toISOString()),
+      this.#driver.put(uploadFileKey(id, "hashstate"), hashState),
+    ]);
   }
 
   /** @inheritdoc */
   async get(id: UploadId): Promise<StoredSession | null> {
-    const repository = await readTextOrNull(this.#paths.uploadFile(id, "repository"));
+    const repository = await this.#text(id, "repository");
     if (repository === null) return null;
-    const data = await lstatOrNull(this.#paths.uploadFile(id, "data"));
-    if (data === null || !data.isFile) return null;
-    const startedAt = (await readTextOrNull(this.#paths.uploadFile(id, "startedat"))) ?? "";
-    const hashState = await readTextOrNull(this.#paths.uploadFile(id, "hashstate"));
+    const data = await this.#driver.stat(uploadFileKey(id, "data"));
+    if (data === null) return null;
+    const [startedAt, hashState] = await Promise.all([
+      this.#text(id, "startedat"),
+      this.#text(id, "hashstate"),
+    ]);
     return {
       id,
       repository,
-      startedAt,
+      startedAt: startedAt ?? "",
       hashState,
       dataSize: data.size,
-      modifiedAt: data.mtime?.getTime() ?? 0,
+      modifiedAt: data.modifiedAt,
     };
   }
 
@@ -129,58 +118,48 @@ export class FsUploadStore implements UploadStore {
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
   ): Promise<{ written: number; flushed: Promise<void> }> {
-    const file = await Deno.open(this.#paths.uploadFile(id, "data"), { write: true });
+    const file = await this.#driver.append(uploadFileKey(id, "data"), offset);
     const writer = new BatchWriter(file, WRITE_BATCH, observe ?? null);
     try {
-      await file.seek(offset, Deno.SeekMode.Start);
       await writer.writeFrom(source);
     } catch (error) {
       await writer.flush().catch(() => {});
-      await file.truncate(offset).catch(() => {});
       file.close();
+      await this.#driver.truncate(uploadFileKey(id, "data"), offset).catch(() => {});
       throw error;
     }
-    const flushed = file.syncData().finally(() => file.close());
+    const flushed = file.sync().finally(() => file.close());
     flushed.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
     return { written: writer.written, flushed };
   }
 
   /** @inheritdoc */
-  async truncate(id: UploadId, size: number): Promise<void> {
-    const file = await Deno.open(this.#paths.uploadFile(id, "data"), { write: true });
-    try {
-      await file.truncate(size);
-      await file.syncData();
-    } finally {
-      file.close();
-    }
+  truncate(id: UploadId, size: number): Promise<void> {
+    return this.#driver.truncate(uploadFileKey(id, "data"), size);
   }
 
   /** @inheritdoc */
   saveHashState(id: UploadId, text: string, after?: Promise<void>): Promise<void> {
-    return atomicWrite(this.#paths.uploadFile(id, "hashstate"), text, after ? { after } : {});
+    return this.#driver.put(uploadFileKey(id, "hashstate"), text, after ? { after } : {});
   }
 
   /** @inheritdoc */
-  async readData(id: UploadId): Promise<ReadableStream<Uint8Array>> {
-    const file = await Deno.open(this.#paths.uploadFile(id, "data"), { read: true });
-    return file.readable;
+  readData(id: UploadId): Promise<ReadableStream<Uint8Array>> {
+    return this.#driver.readAll(uploadFileKey(id, "data"));
   }
 
   /** @inheritdoc */
-  dataPath(id: UploadId): string {
-    return this.#paths.uploadFile(id, "data");
+  remove(id: UploadId): Promise<boolean> {
+    return this.#driver.deleteAll(uploadKey(id));
   }
 
   /** @inheritdoc */
-  async remove(id: UploadId): Promise<boolean> {
-    const removed = await removeIfExists(this.#paths.upload(id), true);
-    if (removed) await syncDir(this.#paths.uploadsDir).catch(() => {});
-    return removed;
+  list(): Promise<string[]> {
+    return this.#driver.list(AREAS.uploads);
   }
 
-  /** @inheritdoc */
-  async list(): Promise<string[]> {
-    return (await readDirNames(this.#paths.uploadsDir)) ?? [];
+  async #text(id: UploadId, file: UploadFile): Promise<string | null> {
+    const bytes = await this.#driver.get(uploadFileKey(id, file));
+    return bytes === null ? null : decoder.decode(bytes);
   }
 }

@@ -6,10 +6,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ByteSource } from "../../src/storage/byte_source.ts";
-import { FsUploadStore, type UploadStore } from "../../src/storage/uploads.ts";
-import { FsBlobStore } from "../../src/storage/blobs.ts";
-import { Paths } from "../../src/storage/paths.ts";
+import type { AppendWriter } from "../../src/storage/driver.ts";
+import { FsDriver } from "../../src/storage/drivers/fs.ts";
+import { canonicalRoot } from "../../src/storage/drivers/fs_files.ts";
 import { portOf, rawRequest, readResponse, writeAllTo } from "../helpers/raw_http.ts";
 import {
   pushBlob,
@@ -324,46 +323,41 @@ Deno.test({
   },
 });
 
-/** An upload store whose writes fail with ENOSPC while `full` is set (an injected fault). */
-class FullDiskUploads extends FsUploadStore implements UploadStore {
+/** A filesystem driver whose upload writes fail with ENOSPC while `full` is set (a fault). */
+class FullDiskDriver extends FsDriver {
   full = false;
 
-  override append(...args: Parameters<UploadStore["append"]>): ReturnType<UploadStore["append"]> {
-    if (this.full) args[2] = this.#failAfterSome(args[2]);
-    return super.append(...args);
-  }
-
-  #failAfterSome(source: ByteSource): ByteSource {
+  override async append(key: string, offset: number): Promise<AppendWriter> {
+    const writer = await super.append(key, offset);
+    if (!this.full) return writer;
     let total = 0;
     return {
-      async read(into) {
-        const view = await source.read(into);
-        total += view.length;
+      ...writer,
+      write(bytes) {
+        total += bytes.length;
         if (total > 64 * 1024) {
-          throw Object.assign(new Error("No space left on device (os error 28)"), {
-            code: "ENOSPC",
-          });
+          return Promise.reject(
+            Object.assign(new Error("No space left on device (os error 28)"), {
+              code: "ENOSPC",
+            }),
+          );
         }
-        return view;
+        return writer.write(bytes);
       },
     };
   }
 }
 
-Deno.test("an injected ENOSPC from the upload store gives the same clean 507 and heals", async (t) => {
+Deno.test("an injected ENOSPC from the storage driver gives the same clean 507 and heals", async (t) => {
   const dataDir = await Deno.makeTempDir({ prefix: "registry-enospc-" });
   try {
-    const paths = new Paths(dataDir);
-    const uploads = new FullDiskUploads(paths);
-    await using reg = await tempRegistry({
-      dataDir,
-      stores: { uploads, blobs: new FsBlobStore(paths) },
-    });
+    const driver = new FullDiskDriver(await canonicalRoot(dataDir));
+    await using reg = await tempRegistry({ dataDir, driver });
     await fullDiskScenario(t, reg, () => {
-      uploads.full = true;
+      driver.full = true;
       return Promise.resolve();
     }, () => {
-      uploads.full = false;
+      driver.full = false;
       return Promise.resolve();
     });
   } finally {

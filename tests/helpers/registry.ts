@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { type App, type AppOptions, createApp } from "../../src/app.ts";
 import { type Config, DEFAULTS } from "../../src/config.ts";
 import { serve } from "../../src/serve.ts";
+import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 
 /** A running registry over a temporary data root; disposing stops it and removes the root. */
 export interface TempRegistry extends AsyncDisposable {
@@ -44,6 +45,39 @@ export async function tempRegistry(options: TempRegistryOptions = {}): Promise<T
       app.close();
       await server.shutdown();
       if (!options.dataDir) await Deno.remove(dataDir, { recursive: true });
+    },
+  };
+}
+
+/** The app over the memory driver, answering requests without a socket. */
+export interface MemoryRegistry extends AsyncDisposable {
+  readonly app: App;
+  readonly driver: MemoryDriver;
+  /** Lines the app logged. */
+  readonly logs: string[];
+  /** Answers a request for `path` (starting with `/v2/`) by calling the app directly. */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+}
+
+/**
+ * Builds the app over a memory driver (a fresh one unless given), for unit tests of routes
+ * and services: no socket, no data root, no data-root lock.
+ */
+export async function memoryRegistry(
+  options: AppOptions & { readonly config?: Partial<Config>; readonly driver?: MemoryDriver } = {},
+): Promise<MemoryRegistry> {
+  const logs: string[] = [];
+  const driver = options.driver ?? new MemoryDriver();
+  const config: Config = { ...DEFAULTS, port: 0, ...options.config, dataDir: "memory" };
+  const app = await createApp(config, { log: (line) => logs.push(line), ...options, driver });
+  return {
+    app,
+    driver,
+    logs,
+    fetch: (path, init) => app(new Request(`http://registry.test${path}`, init)),
+    [Symbol.asyncDispose]() {
+      app.close();
+      return Promise.resolve();
     },
   };
 }

@@ -240,7 +240,7 @@ Deno.test("a body over the manifest cap is 413", async () => {
   assert.ok((await errorCode(put)).length > 0);
 });
 
-Deno.test("unknown manifests, tags and repositories are 404; bad references 400, never 500", async () => {
+Deno.test("unknown manifests, tags and repositories are 404; references that cannot name a manifest 404 on reads, 400 on PUT, never 500", async () => {
   await using reg = await tempRegistry();
   const { bytes } = await ociManifest(await pushImageBlobs(reg, "app"));
   (await putManifest(reg, "app", "v1", bytes)).body?.cancel();
@@ -249,8 +249,9 @@ Deno.test("unknown manifests, tags and repositories are 404; bad references 400,
     [`/v2/app/manifests/sha256:${"0".repeat(64)}`, 404, "MANIFEST_UNKNOWN"],
     ["/v2/ghost/manifests/v1", 404, "NAME_UNKNOWN"],
     ["/v2/app/manifests/sha256:totallywrong", 400, "DIGEST_INVALID"],
-    ["/v2/app/manifests/-bad-tag", 400, "MANIFEST_INVALID"],
-    [`/v2/app/manifests/${"t".repeat(129)}`, 400, "MANIFEST_INVALID"],
+    ["/v2/app/manifests/-bad-tag", 404, "MANIFEST_UNKNOWN"],
+    ["/v2/app/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN"],
+    [`/v2/app/manifests/${"t".repeat(129)}`, 404, "MANIFEST_UNKNOWN"],
     ["/v2/App/manifests/v1", 400, "NAME_INVALID"],
   ];
   for (const [path, status, code] of cases) {
@@ -260,6 +261,14 @@ Deno.test("unknown manifests, tags and repositories are 404; bad references 400,
     const head = await reg.fetch(path, { method: "HEAD" });
     assert.equal(head.status, status, `HEAD ${path}`);
     await head.body?.cancel();
+  }
+  for (const reference of ["-bad-tag", ".INVALID_MANIFEST_NAME", "t".repeat(129)]) {
+    const del = await reg.fetch(`/v2/app/manifests/${reference}`, { method: "DELETE" });
+    assert.equal(del.status, 404, `DELETE ${reference}`);
+    assert.equal(await errorCode(del), "MANIFEST_UNKNOWN");
+    const put = await putManifest(reg, "app", reference, bytes);
+    assert.equal(put.status, 400, `PUT ${reference}`);
+    assert.equal(await errorCode(put), "MANIFEST_INVALID");
   }
 });
 

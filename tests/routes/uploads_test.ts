@@ -639,8 +639,25 @@ Deno.test("POST ?mount&from for a blob the other repository lacks is 202 with a 
   });
 });
 
-Deno.test("POST ?mount without from is 202 with a normal session", async () => {
+Deno.test("POST ?mount without from: 201 from any repository holding the blob when automatic mount is on", async () => {
   await using reg = await tempRegistry();
+  const bytes = randomBytes(3000);
+  const digest = await pushBlob(reg, "base", bytes);
+  const res = await reg.fetch(`/v2/app/blobs/uploads/?mount=${digest}`, { method: "POST" });
+  await res.body?.cancel();
+  assert.equal(res.status, 201);
+  assert.equal(res.headers.get("location"), `/v2/app/blobs/${digest}`);
+  assert.equal(res.headers.get("docker-content-digest"), digest);
+  const get = await reg.fetch(`/v2/app/blobs/${digest}`);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+  const unknown = `sha256:${"1".repeat(64)}`;
+  const none = await reg.fetch(`/v2/app/blobs/uploads/?mount=${unknown}`, { method: "POST" });
+  await none.body?.cancel();
+  assert.equal(none.status, 202, "a blob no repository holds opens a session");
+});
+
+Deno.test("POST ?mount without from is 202 with a normal session when automatic mount is off", async () => {
+  await using reg = await tempRegistry({ config: { automaticMount: false } });
   const bytes = randomBytes(3000);
   const digest = await pushBlob(reg, "base", bytes);
   const res = await reg.fetch(`/v2/app/blobs/uploads/?mount=${digest}`, { method: "POST" });

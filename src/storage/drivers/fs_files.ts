@@ -1,7 +1,7 @@
 /**
- * Filesystem helpers: atomic small-file writes, directory fsync, null-on-missing reads.
- * Stands in for `@std/fs`; nothing else in the project calls `Deno.*` file APIs directly
- * except the storage modules.
+ * Filesystem helpers of the filesystem driver: atomic small-file writes, directory fsync,
+ * null-on-missing reads, refusal of symbolic links. Stands in for `@std/fs`; nothing above the
+ * drivers calls `Deno.*` file APIs.
  */
 
 import { dirname, join } from "node:path/posix";

@@ -1,0 +1,248 @@
+/**
+ * The filesystem driver: a key is a path under one canonical data root. Small objects are
+ * replaced by write-to-temporary, fsync, rename and folder fsync; data is flushed and new
+ * folder entries are flushed before a call returns; a commit is one rename; no symbolic link
+ * under the root is ever followed. Empty folders left by a delete are removed, so `list`
+ * behaves like an object store's.
+ */
+
+import { dirname } from "node:path/posix";
+import {
+  AlreadyExists,
+  type AppendWriter,
+  byteOrder,
+  checkKey,
+  type ListOptions,
+  type ObjectInfo,
+  ObjectMissing,
+  type ObjectReader,
+  page,
+  type PutOptions,
+  type Span,
+  type StorageDriver,
+} from "../driver.ts";
+import { fileStream } from "../file_stream.ts";
+import {
+  atomicWrite,
+  ensureDir,
+  isNotFound,
+  lstatOrNull,
+  readDirNames,
+  readFileOrNull,
+  refuseLinks,
+  removeIfExists,
+  syncDir,
+  writeAll,
+} from "./fs_files.ts";
+
+/** A driver over a folder of the local filesystem. */
+export class FsDriver implements StorageDriver {
+  readonly name = "filesystem";
+  /** The canonical (link-free) absolute path of the root. */
+  readonly root: string;
+
+  /** Makes a driver over a canonical root (see `canonicalRoot`). */
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** The OS path of a key; throws InvalidKey. */
+  #path(key: string, prefix = false): string {
+    checkKey(key, { prefix });
+    return key === "" ? this.root : `${this.root}/${key}`;
+  }
+
+  /** @inheritdoc */
+  get(key: string): Promise<Uint8Array<ArrayBuffer> | null> {
+    return readFileOrNull(this.#path(key));
+  }
+
+  /** @inheritdoc */
+  async put(key: string, bytes: Uint8Array | string, options: PutOptions = {}): Promise<void> {
+    const path = this.#path(key);
+    options.after?.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+    // A delete pruning empty folders may remove the folder between its creation and the
+    // temporary file's: create it again.
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await atomicWrite(path, bytes, options);
+      } catch (error) {
+        if (!isNotFound(error) || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  /** @inheritdoc */
+  async stat(key: string): Promise<ObjectInfo | null> {
+    const info = await lstatOrNull(this.#path(key));
+    if (info === null || !info.isFile) return null;
+    return { size: info.size, modifiedAt: info.mtime?.getTime() ?? 0 };
+  }
+
+  /** @inheritdoc */
+  async read(key: string, span?: Span): Promise<ObjectReader | null> {
+    const path = this.#path(key);
+    await refuseLinks(path);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true });
+    } catch (error) {
+      if (isNotFound(error)) return null;
+      throw error;
+    }
+    try {
+      const { size, isFile } = await file.stat();
+      if (!isFile) {
+        file.close();
+        return null;
+      }
+      if (!span || (span.start === 0 && span.length === size)) {
+        return { size, stream: fileStream(file, size) };
+      }
+      await file.seek(span.start, Deno.SeekMode.Start);
+      return { size, stream: fileStream(file, Math.min(span.length, size - span.start)) };
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /** @inheritdoc */
+  async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
+    const names = (await readDirNames(this.#path(prefix, true))) ?? [];
+    const sorted = names.filter((name) => !name.startsWith(".")).sort(byteOrder);
+    return page(sorted, options);
+  }
+
+  /** @inheritdoc */
+  async delete(key: string): Promise<boolean> {
+    const path = this.#path(key);
+    const removed = await removeIfExists(path);
+    if (removed) {
+      await syncDir(dirname(path));
+      await this.#prune(dirname(key));
+    }
+    return removed;
+  }
+
+  /** @inheritdoc */
+  async deleteAll(prefix: string): Promise<boolean> {
+    checkKey(prefix);
+    const path = this.#path(prefix);
+    const removed = await removeIfExists(path, true);
+    if (removed) {
+      await syncDir(dirname(path));
+      await this.#prune(dirname(prefix));
+    }
+    return removed;
+  }
+
+  /** @inheritdoc */
+  async create(key: string): Promise<void> {
+    const path = this.#path(key);
+    await ensureDir(dirname(path));
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { write: true, createNew: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) throw new AlreadyExists(key);
+      throw error;
+    }
+    file.close();
+    await syncDir(dirname(path));
+  }
+
+  /** @inheritdoc */
+  async append(key: string, offset: number): Promise<AppendWriter> {
+    const path = this.#path(key);
+    await refuseLinks(path);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { write: true });
+    } catch (error) {
+      if (isNotFound(error)) throw new ObjectMissing(key);
+      throw error;
+    }
+    try {
+      await file.truncate(offset);
+      await file.seek(offset, Deno.SeekMode.Start);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    let closed = false;
+    return {
+      write: (bytes) => writeAll(file, bytes),
+      sync: () => file.syncData(),
+      close() {
+        if (!closed) {
+          closed = true;
+          file.close();
+        }
+      },
+    };
+  }
+
+  /** @inheritdoc */
+  async truncate(key: string, size: number): Promise<void> {
+    const path = this.#path(key);
+    await refuseLinks(path);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { write: true });
+    } catch (error) {
+      if (isNotFound(error)) throw new ObjectMissing(key);
+      throw error;
+    }
+    try {
+      await file.truncate(size);
+      await file.syncData();
+    } finally {
+      file.close();
+    }
+  }
+
+  /** @inheritdoc */
+  async move(from: string, to: string): Promise<void> {
+    const source = this.#path(from);
+    const target = this.#path(to);
+    await refuseLinks(source);
+    await refuseLinks(target);
+    for (let attempt = 0;; attempt++) {
+      await ensureDir(dirname(target));
+      try {
+        await Deno.rename(source, target);
+        break;
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+        if ((await lstatOrNull(source)) === null) throw new ObjectMissing(from);
+        if (attempt >= 5) throw error;
+        // the target folder was pruned meanwhile: create it again
+      }
+    }
+    await syncDir(dirname(target));
+  }
+
+  /** @inheritdoc */
+  async readAll(key: string): Promise<ReadableStream<Uint8Array>> {
+    const reader = await this.read(key);
+    if (reader === null) throw new ObjectMissing(key);
+    return reader.stream;
+  }
+
+  /**
+   * Removes the empty folders from `key` up, keeping the top-level ones (`blobs`, `uploads`,
+   * `repositories`). A folder that is not empty, or refilled meanwhile, stops it.
+   */
+  async #prune(key: string): Promise<void> {
+    let at = key;
+    while (at.includes("/")) {
+      try {
+        await Deno.remove(`${this.root}/${at}`);
+      } catch {
+        return;
+      }
+      at = dirname(at);
+    }
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Repository metadata over a storage driver, under `repositories/<name>/`: every write is an
+ * atomic small-object write, every delete is durable. It caches nothing (see `../cache.ts`).
+ */
+
+import { isDigest } from "../../digest/digest.ts";
+import { isRepositoryName, isTag } from "../../types/names.ts";
+import type { Digest, RepositoryName, Tag } from "../../types/oci.ts";
+import type { StorageDriver } from "../driver.ts";
+import {
+  AREAS,
+  layerKey,
+  referrerKey,
+  referrersKey,
+  repositoryKey,
+  revisionKey,
+  revisionsKey,
+  tagKey,
+  tagsKey,
+} from "../keys.ts";
+import type { MetadataStore, RevisionRecord } from "./metadata.ts";
+
+const decoder = new TextDecoder();
+/** The folders that make a folder under `repositories/` a repository. */
+const REPOSITORY_PARTS = new Set(["_layers", "_manifests", "_referrers"]);
+
+/** Repository metadata stored through a driver. */
+export class LocalMetadataStore implements MetadataStore {
+  readonly #driver: StorageDriver;
+
+  /** Makes a store over a driver. */
+  constructor(driver: StorageDriver) {
+    this.#driver = driver;
+  }
+
+  /** @inheritdoc */
+  async hasLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
+    return (await this.#driver.stat(layerKey(name, digest))) !== null;
+  }
+
+  /** @inheritdoc */
+  async linkLayer(name: RepositoryName, digest: Digest): Promise<void> {
+    if (await this.hasLayer(name, digest)) return;
+    await this.#driver.put(layerKey(name, digest), digest);
+  }
+
+  /** @inheritdoc */
+  unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
+    return this.#driver.delete(layerKey(name, digest));
+  }
+
+  /** @inheritdoc */
+  async getRevision(name: RepositoryName, digest: Digest): Promise<RevisionRecord | null> {
+    const bytes = await this.#driver.get(revisionKey(name, digest));
+    return bytes === null ? null : parseRevision(decoder.decode(bytes));
+  }
+
+  /** @inheritdoc */
+  putRevision(name: RepositoryName, digest: Digest, record: RevisionRecord): Promise<void> {
+    return this.#driver.put(revisionKey(name, digest), JSON.stringify(record));
+  }
+
+  /** @inheritdoc */
+  deleteRevision(name: RepositoryName, digest: Digest): Promise<boolean> {
+    return this.#driver.delete(revisionKey(name, digest));
+  }
+
+  /** @inheritdoc */
+  async listRevisions(name: RepositoryName): Promise<readonly Digest[]> {
+    const out: Digest[] = [];
+    const prefix = revisionsKey(name);
+    for (const algorithm of await this.#driver.list(prefix)) {
+      for (const hex of await this.#driver.list(`${prefix}/${algorithm}`)) {
+        const digest = `${algorithm}:${hex}`;
+        if (isDigest(digest)) out.push(digest);
+      }
+    }
+    return out;
+  }
+
+  /** @inheritdoc */
+  async getTag(name: RepositoryName, tag: Tag): Promise<Digest | null> {
+    const bytes = await this.#driver.get(tagKey(name, tag));
+    if (bytes === null) return null;
+    const text = decoder.decode(bytes).trim();
+    return isDigest(text) ? text : null;
+  }
+
+  /** @inheritdoc */
+  putTag(name: RepositoryName, tag: Tag, digest: Digest): Promise<void> {
+    return this.#driver.put(tagKey(name, tag), digest);
+  }
+
+  /** @inheritdoc */
+  deleteTag(name: RepositoryName, tag: Tag): Promise<boolean> {
+    return this.#driver.delete(tagKey(name, tag));
+  }
+
+  /** @inheritdoc */
+  async listTags(name: RepositoryName): Promise<readonly Tag[] | null> {
+    if (!(await this.repositoryExists(name))) return null;
+    return (await this.#driver.list(tagsKey(name))).filter(isTag);
+  }
+
+  /** @inheritdoc */
+  putReferrer(
+    name: RepositoryName,
+    subject: Digest,
+    referrer: Digest,
+    descriptor: string,
+  ): Promise<void> {
+    return this.#driver.put(referrerKey(name, subject, referrer), descriptor);
+  }
+
+  /** @inheritdoc */
+  async deleteReferrer(name: RepositoryName, subject: Digest, referrer: Digest): Promise<void> {
+    await this.#driver.delete(referrerKey(name, subject, referrer));
+  }
+
+  /** @inheritdoc */
+  async listReferrers(name: RepositoryName, subject: Digest): Promise<string[]> {
+    const prefix = referrersKey(name, subject);
+    const out: string[] = [];
+    for (const entry of await this.#driver.list(prefix)) {
+      const bytes = await this.#driver.get(`${prefix}/${entry}`);
+      if (bytes !== null) out.push(decoder.decode(bytes));
+    }
+    return out;
+  }
+
+  /** @inheritdoc */
+  async repositoryExists(name: RepositoryName): Promise<boolean> {
+    const parts = await this.#driver.list(repositoryKey(name));
+    return parts.some((part) => REPOSITORY_PARTS.has(part));
+  }
+
+  /** @inheritdoc */
+  async listRepositories(): Promise<readonly RepositoryName[]> {
+    const found: RepositoryName[] = [];
+    const walk = async (prefix: string, name: string) => {
+      const children = await this.#driver.list(prefix);
+      if (name !== "" && children.some((part) => REPOSITORY_PARTS.has(part))) {
+        if (isRepositoryName(name)) found.push(name);
+      }
+      for (const child of children) {
+        if (child.startsWith("_")) continue;
+        await walk(`${prefix}/${child}`, name ? `${name}/${child}` : child);
+      }
+    };
+    await walk(AREAS.repositories, "");
+    return found.sort();
+  }
+}
+
+/** Parses a revision record; null when it is unreadable. */
+function parseRevision(text: string): RevisionRecord | null {
+  try {
+    const value = JSON.parse(text) as Partial<RevisionRecord>;
+    if (typeof value.mediaType !== "string" || typeof value.size !== "number") return null;
+    const refs = Array.isArray(value.refs) && value.refs.every((d) => isDigest(String(d)))
+      ? { refs: value.refs }
+      : {};
+    return value.subject && isDigest(value.subject)
+      ? { mediaType: value.mediaType, size: value.size, subject: value.subject, ...refs }
+      : { mediaType: value.mediaType, size: value.size, ...refs };
+  } catch {
+    return null;
+  }
+}
