@@ -1,15 +1,22 @@
 /**
- * `createApp(config)`: the registry as a plain request handler. The single place that turns
- * errors into responses.
+ * `createApp(config)`: the registry as a value. The route table and the request pipeline, in
+ * one fixed order (request id → access log → catch → limits and drain → write policy →
+ * handler), with the route matched first so that every step knows the route, the repository
+ * and the action. The catch step is the one place an error becomes a reply.
  */
 
 import type { Config } from "./config.ts";
-import { errorBody, RegistryError } from "./errors.ts";
-import { storageFailure } from "./http/failures.ts";
 import { BodyReader, type RequestBody } from "./http/body.ts";
-import { BodyGuard, checkHeaderSize } from "./http/limits.ts";
 import type { IncomingRequest } from "./http/request.ts";
-import { content, type HeaderValues, type Reply, toResponse } from "./http/responses.ts";
+import { type Reply, toResponse } from "./http/responses.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { accessLog } from "./pipeline/access_log.ts";
+import { clientOf, trustedMatcher } from "./pipeline/client.ts";
+import { actionOf, compose, type RequestContext, type RouteInfo } from "./pipeline/context.ts";
+import { catchErrors } from "./pipeline/errors.ts";
+import { Limits } from "./pipeline/limits.ts";
+import { responseHeaders } from "./pipeline/response_headers.ts";
+import { writePolicy } from "./pipeline/write_policy.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
 import { blobRoutes } from "./routes/blobs.ts";
 import { listingRoutes } from "./routes/listings.ts";
@@ -22,11 +29,13 @@ import { createServices, type ServiceOptions, type Services } from "./services/r
  * (our HTTP/1.1 server's).
  */
 export interface App {
-  (request: Request): Promise<Response>;
+  (request: Request, info?: Deno.ServeHandlerInfo): Promise<Response>;
   /** Answers a request whose body (null: none) is read from `body`. */
   handle(request: IncomingRequest, body: RequestBody | null): Promise<Reply>;
   /** The services behind the handler. */
   readonly services: Services;
+  /** The logger every part of the app writes to. */
+  readonly log: Logger;
   /** Stops background timers and releases the data root. */
   close(): void;
   /**
@@ -39,129 +48,117 @@ export interface App {
 
 /** Options of `createApp` beyond the configuration. */
 export interface AppOptions extends ServiceOptions {
-  /** Where unexpected errors and request lines go (default: console.error). */
+  /** Where finished log lines go, one call per line (default: standard error). */
   readonly log?: (line: string) => void;
 }
 
 /**
- * Builds the registry over `config.dataDir`: creates the folders, recovers or purges upload
- * sessions left by an earlier run, and schedules the stale-session purge.
+ * Builds the registry over `config.dataDir`: opens the storage, recovers or purges upload
+ * sessions left by an earlier run, and schedules the stale-session purge. Throws
+ * StartupError when the data root is held by another process or of a newer format.
  */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
-  const log = options.log ?? ((line: string) => console.error(line));
+  const log = createLogger({
+    level: config.logLevel,
+    format: config.logFormat,
+    ...(options.log ? { sink: options.log } : {}),
+  });
   const services = await createServices(config, options);
   const recovered = await services.uploads.recover();
-  if (recovered.resumed + recovered.purged > 0) {
-    log(`upload sessions: ${recovered.resumed} resumable, ${recovered.purged} purged`);
-  }
+  log.info("upload sessions recovered", {
+    resumable: recovered.resumed,
+    purged: recovered.purged,
+  });
   const routes: Route[] = [
     ...listingRoutes(services),
     ...blobRoutes(services),
     ...manifestRoutes(services),
   ];
-  const timer = setInterval(() => {
-    services.uploads.purgeStale().catch((e) => log(`purge failed: ${e}`));
-  }, config.purgeIntervalMs);
-  Deno.unrefTimer(timer);
+  const timer = config.uploadPurging
+    ? setInterval(async () => {
+      try {
+        const purged = await services.uploads.purgeStale();
+        if (purged > 0) log.info("stale upload sessions purged", { purged });
+      } catch (error) {
+        log.error("upload purge failed", { error: String(error) });
+      }
+    }, config.purgeIntervalMs)
+    : null;
+  if (timer !== null) Deno.unrefTimer(timer);
 
-  const bodies = new BodyGuard(config.bodyIdleTimeoutMs);
-  let inFlight = 0;
-  let draining = false;
-  const settled: (() => void)[] = [];
+  const trusted = trustedMatcher(config.trustedProxies);
+  const limits = new Limits(config);
+  const pipeline = compose([
+    responseHeaders(config, trusted),
+    accessLog(log, config.logRequests),
+    catchErrors(log),
+    limits.step,
+    writePolicy(config),
+  ], dispatch);
 
-  const handle = async (
-    request: IncomingRequest,
-    source: RequestBody | null,
-  ): Promise<Reply> => {
-    let response: Reply;
-    const body = bodies.open(source, request.method);
-    inFlight++;
-    try {
-      if (draining) throw shuttingDown();
-      checkHeaderSize(request, config.maxHeaderBytes);
-      const path = rawPath(request.url);
-      const { handler, params } = matchRoute(routes, request.method, path);
-      const query = request.url.includes("?")
-        ? new URL(request.url).searchParams
-        : new URLSearchParams();
-      response = await handler({ request, body, query, params });
-    } catch (error) {
-      response = errorResponse(error, request, log);
-    } finally {
-      bodies.release(body);
-      if (--inFlight === 0) settled.splice(0).forEach((wake) => wake());
-    }
-    if (config.logRequests) log(`${request.method} ${request.url} ${response.status}`);
-    return response;
+  const handle = (request: IncomingRequest, body: RequestBody | null): Promise<Reply> => {
+    const { client, scheme } = clientOf(request, trusted);
+    const ctx: RequestContext = {
+      id: crypto.randomUUID(),
+      request,
+      body,
+      startedAt: performance.now(),
+      client,
+      scheme,
+      route: routeOf(routes, request),
+      user: null,
+    };
+    return pipeline(ctx);
   };
-  const serveHandler = async (request: Request) =>
-    toResponse(
-      await handle(request, request.body === null ? null : new BodyReader(request.body)),
+  const serveHandler = async (request: Request, info?: Deno.ServeHandlerInfo) => {
+    const remote = (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname;
+    const incoming: IncomingRequest = {
+      method: request.method,
+      url: request.url,
+      headers: request.headers,
+      ...(remote ? { remoteAddress: remote } : {}),
+    };
+    return toResponse(
+      await handle(incoming, request.body === null ? null : new BodyReader(request.body)),
     );
+  };
   return Object.assign(serveHandler, {
     handle,
     services,
+    log,
     close: () => {
-      clearInterval(timer);
+      if (timer !== null) clearInterval(timer);
       services.close();
+      log.flush();
     },
-    async drain(graceMs: number) {
-      draining = true;
-      const idle = async (ms: number) => {
-        if (inFlight === 0) return;
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await Promise.race([
-          new Promise<void>((wake) => settled.push(wake)),
-          new Promise<void>((wake) => (timer = setTimeout(wake, ms))),
-        ]);
-        clearTimeout(timer);
-      };
-      await idle(graceMs);
-      if (inFlight === 0) return;
-      bodies.abortAll(shuttingDown());
-      await idle(1000);
-    },
+    drain: (graceMs: number) => limits.drain(graceMs),
   });
 }
 
-function shuttingDown(): RegistryError {
-  return new RegistryError("UNKNOWN", "The registry is shutting down; retry the request", {
-    status: 503,
-    headers: { "Retry-After": "1", Connection: "close" },
-  });
+/** Matches the request's route; a miss is kept as the error the handler will throw. */
+function routeOf(routes: readonly Route[], request: IncomingRequest): RouteInfo {
+  try {
+    const match = matchRoute(routes, request.method, rawPath(request.url));
+    const name = match.route.name;
+    return {
+      name,
+      repository: match.params.name ?? null,
+      action: actionOf(name, request.method),
+      match,
+      error: null,
+    };
+  } catch (error) {
+    return { name: "unknown", repository: null, action: null, match: null, error };
+  }
 }
 
-function errorResponse(
-  failure: unknown,
-  request: IncomingRequest,
-  log: (line: string) => void,
-): Reply {
-  let error = failure;
-  const storage = storageFailure(error);
-  if (storage) {
-    log(`storage failure on ${request.method} ${request.url}: ${failure}`);
-    error = storage;
-  }
-  let status = 500;
-  let body: string;
-  let extra: HeaderValues = {};
-  if (error instanceof RegistryError) {
-    status = error.status;
-    body = errorBody(error.code, error.message, error.detail);
-    extra = error.headers;
-  } else {
-    log(
-      `unexpected error on ${request.method} ${request.url}: ${
-        error instanceof Error ? error.stack : String(error)
-      }`,
-    );
-    body = errorBody("UNKNOWN", "Internal error; see the registry log");
-  }
-  const bytes = new TextEncoder().encode(body);
-  // A HEAD response carries the headers of the error but no body.
-  return content(status, request.method === "HEAD" ? null : bytes, {
-    "Content-Type": "application/json",
-    "Content-Length": request.method === "HEAD" ? "0" : String(bytes.length),
-    ...extra,
-  });
+/** The final step: runs the matched handler (or throws why none matched). */
+function dispatch(ctx: RequestContext): Promise<Reply> {
+  const { match, error } = ctx.route;
+  if (match === null) throw error;
+  const { request } = ctx;
+  const query = request.url.includes("?")
+    ? new URL(request.url).searchParams
+    : new URLSearchParams();
+  return match.handler({ request, body: ctx.body, query, params: match.params });
 }

@@ -18,8 +18,12 @@ export interface Config {
   readonly uploadMaxAgeMs: number;
   /** How often stale sessions are looked for (milliseconds). */
   readonly purgeIntervalMs: number;
-  /** Whether to log one line per request. */
+  /** Whether to write the access log (one line per request, at `info`). */
   readonly logRequests: boolean;
+  /** The lowest level logged. */
+  readonly logLevel: LogLevel;
+  /** How log lines are written: JSON lines or `key=value` text. */
+  readonly logFormat: "json" | "text";
   /** Largest accepted request head (all header lines) in bytes (431 above it). */
   readonly maxHeaderBytes: number;
   /** A request body that sends nothing for this long is cut (408), in milliseconds. */
@@ -33,6 +37,58 @@ export interface Config {
    * off, it opens a normal upload session (202).
    */
   readonly automaticMount: boolean;
+  /** Whether DELETE of manifests, tags and blobs is allowed (405 UNSUPPORTED when not). */
+  readonly deleteEnabled: boolean;
+  /** Read-only mode: every write answers 405 UNSUPPORTED; reads work. */
+  readonly readOnly: boolean;
+  /** Whether stale upload sessions are purged (`uploadMaxAgeMs`, `purgeIntervalMs`). */
+  readonly uploadPurging: boolean;
+  /** Headers added to every response (`http.headers`). */
+  readonly responseHeaders: Readonly<Record<string, readonly string[]>>;
+  /** The externally visible base URL (`http.host`), for absolute URLs; null: relative ones. */
+  readonly publicUrl: string | null;
+  /** A shared secret (`http.secret`); never logged. */
+  readonly httpSecret: string | null;
+  /**
+   * Addresses (IPs or CIDRs) of reverse proxies whose `X-Forwarded-For` and
+   * `X-Forwarded-Proto` are believed.
+   */
+  readonly trustedProxies: readonly string[];
+  /** The debug listener (`http.debug.addr`: `/metrics`, `/debug/health`), or null. */
+  readonly debugAddr: { readonly host: string; readonly port: number } | null;
+  /** Whether the debug listener serves Prometheus metrics, and where. */
+  readonly metrics: { readonly enabled: boolean; readonly path: string };
+  /** The storage health check (`health.storagedriver`). */
+  readonly storageHealth: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly threshold: number;
+  };
+  /** `/readyz` fails when the data root's file system has less free space than this. */
+  readonly readyMinFreeBytes: number;
+  /** Where events go (`notifications.endpoints`). */
+  readonly notifications: readonly NotificationEndpoint[];
+}
+
+/** Log levels, most severe first. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** One receiver of events, as Distribution's `notifications.endpoints` entries describe it. */
+export interface NotificationEndpoint {
+  readonly name: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+  /** One delivery attempt may take this long. */
+  readonly timeoutMs: number;
+  /** Failures in a row before the endpoint is considered down (backing off). */
+  readonly threshold: number;
+  /** Wait between attempts once the endpoint is down. */
+  readonly backoffMs: number;
+  /** Events whose target has one of these media types are not sent. */
+  readonly ignoredMediaTypes: readonly string[];
+  /** Events with one of these actions (`push`, `pull`, `delete`) are not sent. */
+  readonly ignoredActions: readonly string[];
+  readonly disabled: boolean;
 }
 
 /** Defaults, used by tests as a base. */
@@ -49,7 +105,21 @@ export const DEFAULTS = {
   shutdownGraceMs: 30 * 1000,
   server: "builtin",
   automaticMount: true,
-} as const;
+  logLevel: "info",
+  logFormat: "text",
+  deleteEnabled: true,
+  readOnly: false,
+  uploadPurging: true,
+  responseHeaders: {},
+  publicUrl: null,
+  httpSecret: null,
+  trustedProxies: [],
+  debugAddr: null,
+  metrics: { enabled: false, path: "/metrics" },
+  storageHealth: { enabled: false, intervalMs: 10_000, threshold: 3 },
+  readyMinFreeBytes: 64 * 1024 * 1024,
+  notifications: [],
+} as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
 
 /** Text printed by `--help`. */
 export const USAGE = `Usage: deno task start [options]
@@ -138,6 +208,7 @@ export function loadConfig(
     ? DEFAULTS.uploadMaxAgeMs
     : integer(age, "upload max age", 1, 10 * 365 * 86400) * 1000;
   return Object.freeze({
+    ...DEFAULTS,
     host: pick(parsed.host, "REGISTRY_HOST") ?? DEFAULTS.host,
     port: port === undefined ? DEFAULTS.port : integer(port, "port", 0, 65535),
     dataDir: resolve(pick(parsed.data, "REGISTRY_DATA_DIR") ?? DEFAULTS.dataDir),

@@ -25,6 +25,8 @@ export type Handler = (ctx: RouteContext) => Promise<Reply>;
 
 /** One entry of the route table. */
 export interface Route {
+  /** The route's name in logs and metrics (Distribution's names: `blob`, `manifest`, …). */
+  readonly name: string;
   /** A readable form of the path, e.g. `/v2/<name>/blobs/<digest>`. */
   readonly path: string;
   /** Routes without a name: the exact paths they answer. */
@@ -38,8 +40,9 @@ export interface Route {
   readonly methods: Readonly<Partial<Record<string, Handler>>>;
 }
 
-/** A matched route: the handler and its params. */
+/** A matched route: the route, the handler and its params. */
 export interface Match {
+  readonly route: Route;
   readonly handler: Handler;
   readonly params: Record<string, string>;
 }
@@ -106,7 +109,7 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
         { status: 405, headers: { Allow: allow } },
       );
     }
-    return { handler, params };
+    return { route, handler, params };
   }
   throw new RegistryError("UNSUPPORTED", `No route for ${JSON.stringify(path.slice(0, 200))}`, {
     status: 404,

@@ -225,7 +225,12 @@ Deno.test("HEAD is answered from GET without the body where a route has no HEAD"
         { "Content-Length": "5", "X-From": "get" },
       ),
     );
-  const routes: Route[] = [{ path: "/v2/x", exact: ["/v2/x"], methods: { GET: get } }];
+  const routes: Route[] = [{
+    name: "test",
+    path: "/v2/x",
+    exact: ["/v2/x"],
+    methods: { GET: get },
+  }];
   const { handler } = matchRoute(routes, "HEAD", "/v2/x");
   const reply = await handler({
     request: { method: "HEAD", url: "http://h/v2/x", headers: new Headers() },
@@ -243,7 +248,12 @@ Deno.test("HEAD is answered from GET without the body where a route has no HEAD"
 Deno.test("a route's own HEAD is used over its GET", () => {
   const head: Handler = () => Promise.resolve(jsonText(204, ""));
   const get: Handler = () => Promise.resolve(jsonText(200, "{}"));
-  const routes: Route[] = [{ path: "/v2/x", exact: ["/v2/x"], methods: { GET: get, HEAD: head } }];
+  const routes: Route[] = [{
+    name: "test",
+    path: "/v2/x",
+    exact: ["/v2/x"],
+    methods: { GET: get, HEAD: head },
+  }];
   assert.equal(matchRoute(routes, "HEAD", "/v2/x").handler, head);
   assert.equal(matchRoute(routes, "GET", "/v2/x").handler, get);
 });
@@ -265,8 +275,14 @@ Deno.test("the first matching route wins", () => {
   const first: Handler = () => Promise.resolve(jsonText(200, "1"));
   const second: Handler = () => Promise.resolve(jsonText(200, "2"));
   const routes: Route[] = [
-    { path: "a", marker: "/things", param: "id", methods: { GET: first } },
-    { path: "b", marker: "/things", param: "id", methods: { GET: second, POST: second } },
+    { name: "test", path: "a", marker: "/things", param: "id", methods: { GET: first } },
+    {
+      name: "test",
+      path: "b",
+      marker: "/things",
+      param: "id",
+      methods: { GET: second, POST: second },
+    },
   ];
   assert.equal(matchRoute(routes, "GET", "/v2/n/things/1").handler, first);
   // The first match decides even when it lacks the method.

@@ -54,6 +54,7 @@ export function blobRoutes(services: Services): Route[] {
 
   return [
     {
+      name: "blob_upload",
       path: "/v2/<name>/blobs/uploads/",
       marker: "/blobs/uploads",
       last: "",
@@ -82,6 +83,7 @@ export function blobRoutes(services: Services): Route[] {
       },
     },
     {
+      name: "blob_upload_chunk",
       path: "/v2/<name>/blobs/uploads/<uuid>",
       marker: "/blobs/uploads",
       param: "uuid",
@@ -107,6 +109,7 @@ export function blobRoutes(services: Services): Route[] {
       },
     },
     {
+      name: "blob",
       path: "/v2/<name>/blobs/<digest>",
       marker: "/blobs",
       param: "digest",

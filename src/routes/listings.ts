@@ -20,6 +20,7 @@ export function listingRoutes(services: Services): Route[] {
   const { listings } = services;
   return [
     {
+      name: "base",
       path: "/v2/",
       exact: ["/v2/", "/v2"],
       methods: {
@@ -27,6 +28,7 @@ export function listingRoutes(services: Services): Route[] {
       },
     },
     {
+      name: "catalog",
       path: "/v2/_catalog",
       exact: ["/v2/_catalog"],
       methods: {
@@ -40,6 +42,7 @@ export function listingRoutes(services: Services): Route[] {
       },
     },
     {
+      name: "tags",
       path: "/v2/<name>/tags/list",
       marker: "/tags",
       last: "list",
@@ -55,6 +58,7 @@ export function listingRoutes(services: Services): Route[] {
       },
     },
     {
+      name: "referrers",
       path: "/v2/<name>/referrers/<digest>",
       marker: "/referrers",
       param: "digest",

@@ -26,6 +26,7 @@ export function manifestRoutes(services: Services): Route[] {
   });
 
   return [{
+    name: "manifest",
     path: "/v2/<name>/manifests/<reference>",
     marker: "/manifests",
     param: "reference",

@@ -55,9 +55,13 @@ export class Connection {
   readonly #expired: Promise<never>;
   #expire: (error: HttpError) => void = () => {};
 
+  /** The peer's IP address. */
+  readonly #remote: string;
+
   /** Serves `conn` with the server's options. */
   constructor(conn: Deno.Conn, options: ConnectionOptions) {
     this.conn = conn;
+    this.#remote = (conn.remoteAddr as Deno.NetAddr).hostname ?? "";
     this.#options = options;
     this.reader = new WireReader(conn, Math.max(BODY_BUFFER, options.maxHeadBytes + 1));
     this.writer = new WireWriter(conn);
@@ -124,7 +128,8 @@ export class Connection {
     }
     if (head === null) return false;
     this.#enter("busy");
-    const { request, framing } = head;
+    const { framing } = head;
+    const request = { ...head.request, remoteAddress: this.#remote };
     const sendContinue = head.expectContinue ? () => writer.write(CONTINUE) : null;
     const body = framing.kind === "none"
       ? null

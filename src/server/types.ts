@@ -18,6 +18,8 @@ export interface IncomingRequest {
   readonly url: string;
   /** The header fields. */
   readonly headers: HeaderFields;
+  /** The peer's IP address, when the transport knows it. */
+  readonly remoteAddress?: string;
 }
 
 /**

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { randomBytes, sha256Digest, type TempRegistry, tempRegistry } from "../helpers/registry.ts";
+import { accessEntries } from "../helpers/clients.ts";
 import {
   DOCKER_CONFIG,
   DOCKER_LAYER,
@@ -227,9 +228,9 @@ async function putManifest(
   assert.equal(resolveLoc(res), `/v2/${name}/manifests/${manifest.digest}`);
 }
 
-/** The request lines logged since `mark` as `METHOD path?query STATUS` without the host. */
+/** The requests logged since `mark` as `METHOD path?query STATUS`. */
 function logSince(reg: TempRegistry, mark: number): string[] {
-  return reg.logs.slice(mark).map((line) => line.replace(reg.url, ""));
+  return accessEntries(reg.logs.slice(mark)).map((e) => `${e.method} ${e.path} ${e.status}`);
 }
 
 // --- Pulls ---------------------------------------------------------------------------------

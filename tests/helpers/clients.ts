@@ -408,13 +408,38 @@ export interface LoggedRequest {
 /** Parses the request lines of a registry log (other lines are skipped). */
 export function parseLog(lines: readonly string[]): LoggedRequest[] {
   const out: LoggedRequest[] = [];
-  for (const line of lines) {
-    const m = /^([A-Z]+) (\S+) ([0-9]{3})$/.exec(line);
-    if (!m) continue;
-    const url = new URL(m[2]);
-    out.push({ method: m[1], path: url.pathname, query: url.searchParams, status: Number(m[3]) });
+  for (const entry of accessEntries(lines)) {
+    const url = new URL(entry.path, "http://registry");
+    out.push({
+      method: entry.method,
+      path: url.pathname,
+      query: url.searchParams,
+      status: entry.status,
+    });
   }
   return out;
+}
+
+/** The access log entries among text-format log lines: method, path with query, status. */
+export function accessEntries(
+  lines: readonly string[],
+): { method: string; path: string; status: number }[] {
+  const out: { method: string; path: string; status: number }[] = [];
+  for (const line of lines) {
+    const fields = logFields(line);
+    if (fields.msg !== "request") continue;
+    out.push({ method: fields.method, path: fields.path, status: Number(fields.status) });
+  }
+  return out;
+}
+
+/** The `key=value` fields of a text-format log line (quoted values unquoted). */
+export function logFields(line: string): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
+    fields[m[1]] = m[2].startsWith('"') ? JSON.parse(m[2]) : m[2];
+  }
+  return fields;
 }
 
 /** The registry's host:port for image references. */

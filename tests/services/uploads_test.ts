@@ -289,7 +289,7 @@ Deno.test("after a restart, bytes past the saved state are cut and the upload co
   await w.write(randomBytes(50));
   w.close();
   await using reg = await memoryRegistry({ driver });
-  assert.ok(reg.logs.some((line) => line.includes("1 resumable")), reg.logs.join("\n"));
+  assert.ok(reg.logs.some((line) => line.includes("resumable=1")), reg.logs.join("\n"));
   assert.equal((await driver.stat(uploadFileKey(id, "data")))?.size, 120);
   const { uploads } = reg.app.services;
   assert.equal((await uploads.status(APP, id)).size, 120);
@@ -338,7 +338,7 @@ Deno.test("at start, stale sessions and sessions without their files are purged;
   await driver.put("uploads/not-a-session/data", "x");
   clock += 2 * DAY; // now 8 days old
   await using reg = await memoryRegistry({ driver, now, config });
-  assert.ok(reg.logs.some((line) => line.includes("1 resumable, 2 purged")), reg.logs.join("\n"));
+  assert.ok(reg.logs.some((line) => line.includes("resumable=1 purged=2")), reg.logs.join("\n"));
   assert.deepEqual(await driver.list("uploads"), [fresh, "not-a-session"].sort());
 });
 

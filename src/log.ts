@@ -1,0 +1,116 @@
+/**
+ * The logger: the only writer to the console. Lines are JSON objects (`json`) or `key=value`
+ * text (`text`), each with a time, a level and a message. Lines below the configured level are
+ * dropped before they are built. By default lines go to standard error in batches (at most a
+ * few milliseconds late), so that an access line per request costs no write system call per
+ * request; `flush` writes what is pending (main calls it before exiting).
+ */
+
+/** Log levels, most severe first. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** Extra fields of a log line. */
+export type LogFields = Readonly<Record<string, string | number | boolean | null | undefined>>;
+
+/** Writes log lines. */
+export interface Logger {
+  error(message: string, fields?: LogFields): void;
+  warn(message: string, fields?: LogFields): void;
+  info(message: string, fields?: LogFields): void;
+  debug(message: string, fields?: LogFields): void;
+  /** Whether lines of `level` are written. */
+  enabled(level: LogLevel): boolean;
+  /** Writes every pending line now. */
+  flush(): void;
+}
+
+/** Options of `createLogger`. */
+export interface LoggerOptions {
+  readonly level?: LogLevel;
+  readonly format?: "json" | "text";
+  /** Where finished lines go, one call per line (default: batched writes to stderr). */
+  readonly sink?: (line: string) => void;
+  /** The clock (tests). */
+  readonly now?: () => Date;
+}
+
+const RANK: Readonly<Record<LogLevel, number>> = { error: 0, warn: 1, info: 2, debug: 3 };
+
+/** Makes a logger. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const threshold = RANK[options.level ?? "info"];
+  const json = options.format === "json";
+  const now = options.now ?? (() => new Date());
+  const batch = options.sink ? null : new StderrBatch();
+  const sink = options.sink ?? ((line: string) => batch!.push(line));
+  const write = (level: LogLevel, message: string, fields?: LogFields) => {
+    if (RANK[level] > threshold) return;
+    const time = now().toISOString();
+    sink(json ? jsonLine(time, level, message, fields) : textLine(time, level, message, fields));
+  };
+  return {
+    error: (message, fields) => write("error", message, fields),
+    warn: (message, fields) => write("warn", message, fields),
+    info: (message, fields) => write("info", message, fields),
+    debug: (message, fields) => write("debug", message, fields),
+    enabled: (level) => RANK[level] <= threshold,
+    flush: () => batch?.flush(),
+  };
+}
+
+function jsonLine(time: string, level: LogLevel, msg: string, fields?: LogFields): string {
+  const entry: Record<string, unknown> = { time, level, msg };
+  if (fields) {
+    for (const key in fields) if (fields[key] !== undefined) entry[key] = fields[key];
+  }
+  return JSON.stringify(entry);
+}
+
+const BARE = /^[A-Za-z0-9_.:/@+-]+$/;
+
+function textValue(value: string | number | boolean | null): string {
+  const text = String(value);
+  return BARE.test(text) ? text : JSON.stringify(text);
+}
+
+function textLine(time: string, level: LogLevel, msg: string, fields?: LogFields): string {
+  let line = `time=${time} level=${level} msg=${JSON.stringify(msg)}`;
+  if (fields) {
+    for (const key in fields) {
+      const value = fields[key];
+      if (value !== undefined) line += ` ${key}=${textValue(value)}`;
+    }
+  }
+  return line;
+}
+
+const encoder = new TextEncoder();
+
+/** Lines gathered and written to stderr together, on the next timer tick or when large. */
+class StderrBatch {
+  #lines: string[] = [];
+  #bytes = 0;
+  #timer: ReturnType<typeof setTimeout> | null = null;
+
+  push(line: string): void {
+    this.#lines.push(line);
+    this.#bytes += line.length + 1;
+    if (this.#bytes >= 64 * 1024) this.flush();
+    else if (this.#timer === null) {
+      const timer = setTimeout(() => this.flush(), 5);
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+  }
+
+  flush(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#lines.length === 0) return;
+    const data = encoder.encode(`${this.#lines.join("\n")}\n`);
+    this.#lines = [];
+    this.#bytes = 0;
+    let done = 0;
+    while (done < data.length) done += Deno.stderr.writeSync(data.subarray(done));
+  }
+}
