@@ -3,7 +3,9 @@
  * text (`text`), each with a time, a level and a message. Lines below the configured level are
  * dropped before they are built. By default lines go to standard error in batches (at most a
  * few milliseconds late), so that an access line per request costs no write system call per
- * request; `flush` writes what is pending (main calls it before exiting).
+ * request; `flush` writes what is pending (main calls it before exiting). The log goes to
+ * standard output; only a one-line reason why the registry cannot start goes to standard
+ * error.
  */
 
 /** Log levels, most severe first. */
@@ -28,7 +30,7 @@ export interface Logger {
 export interface LoggerOptions {
   readonly level?: LogLevel;
   readonly format?: "json" | "text";
-  /** Where finished lines go, one call per line (default: batched writes to stderr). */
+  /** Where finished lines go, one call per line (default: batched writes to standard output). */
   readonly sink?: (line: string) => void;
   /** The clock (tests). */
   readonly now?: () => Date;
@@ -41,7 +43,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const threshold = RANK[options.level ?? "info"];
   const json = options.format === "json";
   const now = options.now ?? (() => new Date());
-  const batch = options.sink ? null : new StderrBatch();
+  const batch = options.sink ? null : new StdoutBatch();
   const sink = options.sink ?? ((line: string) => batch!.push(line));
   const write = (level: LogLevel, message: string, fields?: LogFields) => {
     if (RANK[level] > threshold) return;
@@ -86,8 +88,8 @@ function textLine(time: string, level: LogLevel, msg: string, fields?: LogFields
 
 const encoder = new TextEncoder();
 
-/** Lines gathered and written to stderr together, on the next timer tick or when large. */
-class StderrBatch {
+/** Lines gathered and written to standard output together, on the next timer tick or when large. */
+class StdoutBatch {
   #lines: string[] = [];
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
@@ -111,6 +113,6 @@ class StderrBatch {
     this.#lines = [];
     this.#bytes = 0;
     let done = 0;
-    while (done < data.length) done += Deno.stderr.writeSync(data.subarray(done));
+    while (done < data.length) done += Deno.stdout.writeSync(data.subarray(done));
   }
 }

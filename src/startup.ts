@@ -1,0 +1,46 @@
+/**
+ * Why the registry could not start, in one line: the listening address (in use, not local,
+ * unknown host) or the data root (not writable, not a folder, held by another process, of a
+ * newer format). `main.ts` prints the line and exits with code 2, without a stack trace.
+ */
+
+import { StartupError } from "./errors.ts";
+
+/** Formats a host and port for a message or a URL: IPv6 addresses in brackets. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** The one line saying why listening on `host:port` failed, or null for other errors. */
+export function listenFailure(error: unknown, host: string, port: number): string | null {
+  const where = hostPort(host, port);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `cannot listen on ${where}: the address is already in use (another registry?)`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `cannot listen on ${where}: ${host} is not an address of this machine`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `cannot listen on ${where}: permission denied (ports below 1024 need privileges)`;
+  }
+  if (error instanceof URIError || /failed to lookup address/i.test(String(error))) {
+    return `cannot listen on ${where}: unknown host ${JSON.stringify(host)}`;
+  }
+  return null;
+}
+
+/** The one line saying why the data root cannot be used, or null for other errors. */
+export function dataRootFailure(error: unknown, dataDir: string): string | null {
+  if (error instanceof StartupError) return error.message;
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `data root ${dataDir} is not writable: permission denied`;
+  }
+  if (error instanceof Deno.errors.NotADirectory || error instanceof Deno.errors.AlreadyExists) {
+    return `data root ${dataDir} is not a folder (a file is in the way)`;
+  }
+  const code = (error as { code?: unknown })?.code;
+  if (code === "EROFS") return `data root ${dataDir} is on a read-only file system`;
+  if (code === "ENOSPC") return `data root ${dataDir} has no space left`;
+  if (code === "ELINKED") return `data root ${dataDir}: ${(error as Error).message}`;
+  return null;
+}
