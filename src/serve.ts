@@ -4,7 +4,7 @@
  */
 
 import type { App } from "./app.ts";
-import type { Config } from "./config.ts";
+import type { Config } from "./config/mod.ts";
 import { TransportBody } from "./http/body.ts";
 import { serveHttp1 } from "./server/mod.ts";
 

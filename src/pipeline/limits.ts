@@ -5,7 +5,7 @@
  * read are counted for the access log and metrics.
  */
 
-import type { Config } from "../config.ts";
+import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
 import type { RequestBody } from "../http/body.ts";
 import { BodyGuard, checkHeaderSize } from "../http/limits.ts";

@@ -4,7 +4,7 @@
  * how the client reached it (`X-Forwarded-Proto` with the request's `Host`).
  */
 
-import type { Config } from "../config.ts";
+import type { Config } from "../config/mod.ts";
 import type { Reply } from "../http/responses.ts";
 import type { Step } from "./context.ts";
 

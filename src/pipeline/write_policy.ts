@@ -4,7 +4,7 @@
  * (`storage.delete.enabled: false`) every manifest, tag and blob DELETE does. Reads work.
  */
 
-import type { Config } from "../config.ts";
+import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
 import type { Step } from "./context.ts";
 

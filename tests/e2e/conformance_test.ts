@@ -25,7 +25,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Config } from "../../src/config.ts";
+import type { Config } from "../../src/config/mod.ts";
 import { randomBytes, sha256Digest, type TempRegistry, tempRegistry } from "../helpers/registry.ts";
 import { rawRequest } from "../helpers/uploads.ts";
 import { OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST } from "../helpers/media_types.ts";

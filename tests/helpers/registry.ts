@@ -5,7 +5,7 @@
 
 import { fileURLToPath } from "node:url";
 import { type App, type AppOptions, createApp } from "../../src/app.ts";
-import { type Config, DEFAULTS } from "../../src/config.ts";
+import { type Config, DEFAULTS } from "../../src/config/mod.ts";
 import { serve } from "../../src/serve.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import type { Config } from "../../src/config.ts";
+import type { Config } from "../../src/config/mod.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { logFields } from "../helpers/clients.ts";
 import { memoryRegistry, randomBytes } from "../helpers/registry.ts";

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DEFAULTS } from "../../src/config.ts";
+import { DEFAULTS } from "../../src/config/mod.ts";
 import { StartupError } from "../../src/errors.ts";
 import { createServices } from "../../src/services/registry.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";

@@ -1,14 +1,14 @@
 /**
- * Configuration (`loadConfig`): the defaults, every setting from its flag and from its
- * environment variable, flags winning over the environment, `--automatic-mount on|off`,
- * `--help`, and a ConfigError for every invalid value (with fast-check properties for the
- * numeric settings).
+ * Configuration (`loadConfig`) through the flags and legacy variables that predate the
+ * configuration file: the defaults, every setting from its flag and from its variable, flags
+ * winning over the environment, `--automatic-mount on|off`, `--help`, and a ConfigError for
+ * every invalid value (with fast-check properties for the numeric settings).
  */
 
 import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import fc from "fast-check";
-import { type Config, ConfigError, DEFAULTS, loadConfig, USAGE } from "../src/config.ts";
+import { type Config, ConfigError, DEFAULTS, loadConfig, USAGE } from "../../src/config/mod.ts";
 
 function load(args: string[], env: Record<string, string> = {}): Config {
   const config = loadConfig(args, env);
@@ -119,7 +119,7 @@ Deno.test("the defaults are the documented ones", () => {
   assert.equal(DEFAULTS.port, 5000);
   assert.equal(DEFAULTS.server, "builtin");
   assert.equal(DEFAULTS.automaticMount, true);
-  assert.equal(DEFAULTS.logRequests, false);
+  assert.equal(DEFAULTS.logRequests, true, "the access log is on by default");
   assert.equal(DEFAULTS.uploadMaxAgeMs, 86_400_000);
   assert.equal(DEFAULTS.purgeIntervalMs, 3_600_000);
 });
@@ -149,11 +149,14 @@ Deno.test("a relative data directory is made absolute", () => {
   assert.equal(load([], { REGISTRY_DATA_DIR: "./x" }).dataDir, resolve("x"));
 });
 
-Deno.test("--log-requests or REGISTRY_LOG_REQUESTS=1 turns request logging on", () => {
+Deno.test("the access log: on by default; REGISTRY_LOG_REQUESTS=0 turns it off, 1 or --log-requests on", () => {
+  assert.equal(load([]).logRequests, true);
   assert.equal(load(["--log-requests"]).logRequests, true);
   assert.equal(load([], { REGISTRY_LOG_REQUESTS: "1" }).logRequests, true);
+  assert.equal(load([], { REGISTRY_LOG_REQUESTS: "true" }).logRequests, true);
   assert.equal(load([], { REGISTRY_LOG_REQUESTS: "0" }).logRequests, false);
-  assert.equal(load([], { REGISTRY_LOG_REQUESTS: "true" }).logRequests, false);
+  assert.equal(load([], { REGISTRY_LOG_ACCESSLOG_DISABLED: "true" }).logRequests, false);
+  assert.throws(() => load([], { REGISTRY_LOG_REQUESTS: "maybe" }), ConfigError);
 });
 
 Deno.test("--automatic-mount takes on or off (and true or false)", () => {

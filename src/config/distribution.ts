@@ -1,0 +1,91 @@
+/**
+ * The keys of CNCF Distribution's config.yml that this registry does not implement: the ones it
+ * refuses (start fails, exit 2) because ignoring them would weaken security, lose data or serve
+ * the wrong routes, and the ones it ignores with a warning because they are cosmetic or only
+ * matter to Distribution's internals. A key covers everything under it. To implement one, drop
+ * its line here and add its settings to settings.ts.
+ */
+
+/** A Distribution key this registry does not implement, and why it matters. */
+export interface Unsupported {
+  /** The dotted key; it covers every key under it. */
+  readonly key: string;
+  /** Why it is refused or ignored (lower case, no trailing period). */
+  readonly why: string;
+}
+
+const DRIVER = "only the filesystem storage driver is implemented";
+
+/** Keys whose presence stops the registry from starting. */
+export const REFUSED: readonly Unsupported[] = [
+  {
+    key: "auth.htpasswd",
+    why: "authentication is not implemented; without it anyone could push and delete",
+  },
+  {
+    key: "auth.token",
+    why: "authentication is not implemented; without it anyone could push and delete",
+  },
+  {
+    key: "auth.silly",
+    why: "authentication is not implemented; without it anyone could push and delete",
+  },
+  {
+    key: "http.tls",
+    why: "TLS is not implemented; the registry would serve plain HTTP (terminate TLS in a proxy)",
+  },
+  {
+    key: "http.prefix",
+    why: "serving under a path prefix is not implemented; every route would be wrong",
+  },
+  { key: "proxy", why: "pull-through caching is not implemented" },
+  {
+    key: "middleware",
+    why: "middleware is not implemented; requests would bypass what it enforces",
+  },
+  { key: "storage.s3", why: DRIVER },
+  { key: "storage.s3aws", why: DRIVER },
+  { key: "storage.azure", why: DRIVER },
+  { key: "storage.gcs", why: DRIVER },
+  { key: "storage.swift", why: DRIVER },
+  { key: "storage.oss", why: DRIVER },
+  { key: "storage.inmemory", why: DRIVER },
+];
+
+/** Keys that are ignored with one warning at start. */
+export const IGNORED: readonly Unsupported[] = [
+  { key: "loglevel", why: "deprecated in Distribution; use log.level" },
+  { key: "log.fields", why: "extra log fields are not implemented" },
+  { key: "log.hooks", why: "log hooks are not implemented" },
+  { key: "log.reportcaller", why: "caller reporting is not implemented" },
+  { key: "log.accesslog", why: "only log.accesslog.disabled is implemented" },
+  { key: "hooks", why: "log hooks are not implemented" },
+  { key: "storage.cache", why: "metadata is always cached in memory" },
+  { key: "storage.redirect", why: "redirects only apply to object storage drivers" },
+  { key: "storage.tag", why: "tag lookups need no concurrency limit on the filesystem" },
+  { key: "storage.filesystem.maxthreads", why: "file operations use Deno's own thread pool" },
+  { key: "http.http2", why: "HTTP/2 is not implemented; HTTP/1.1 is served" },
+  { key: "http.h2c", why: "HTTP/2 is not implemented; HTTP/1.1 is served" },
+  {
+    key: "http.relativeurls",
+    why: "Location URLs are relative unless http.host or a trusted proxy gives the origin",
+  },
+  { key: "reporting", why: "error reporting services are not implemented" },
+  { key: "redis", why: "Redis caching is not implemented; metadata is cached in memory" },
+  {
+    key: "validation",
+    why: "manifest URL validation is not implemented; foreign layer URLs are accepted",
+  },
+  { key: "compatibility", why: "schema1 manifests are not supported at all" },
+  { key: "catalog", why: "the catalog page size is not configurable" },
+  { key: "policy", why: "repository class policies need token authentication" },
+  { key: "notifications.events", why: "event content is not configurable" },
+  { key: "health.file", why: "file health checks are not implemented" },
+  { key: "health.http", why: "HTTP health checks are not implemented" },
+  { key: "health.tcp", why: "TCP health checks are not implemented" },
+];
+
+/** The refused or ignored entry covering `key`, if any. */
+export function coveredBy(list: readonly Unsupported[], key: string): Unsupported | undefined {
+  return list.find((u) => key === u.key || key.startsWith(`${u.key}.`));
+}

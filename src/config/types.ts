@@ -1,0 +1,124 @@
+/**
+ * The configuration's shape: the `Config` every module reads, its defaults, and the error a
+ * bad setting raises. The settings table (settings.ts) says where each field comes from.
+ */
+
+/** The registry's settings, frozen. */
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** Absolute path of the storage root. */
+  readonly dataDir: string;
+  /** Largest accepted manifest body in bytes (413 above it). */
+  readonly maxManifestBytes: number;
+  /** Upload sessions untouched for this long are purged (milliseconds). */
+  readonly uploadMaxAgeMs: number;
+  /** How often stale sessions are looked for (milliseconds). */
+  readonly purgeIntervalMs: number;
+  /** Whether to write the access log (one line per request, at `info`). */
+  readonly logRequests: boolean;
+  /** The lowest level logged. */
+  readonly logLevel: LogLevel;
+  /** How log lines are written: JSON lines or `key=value` text. */
+  readonly logFormat: "json" | "text";
+  /** Largest accepted request head (all header lines) in bytes (431 above it). */
+  readonly maxHeaderBytes: number;
+  /** A request body that sends nothing for this long is cut (408), in milliseconds. */
+  readonly bodyIdleTimeoutMs: number;
+  /** On SIGTERM/SIGINT, in-flight requests get this long to finish (milliseconds). */
+  readonly shutdownGraceMs: number;
+  /** The HTTP server: ours on `Deno.listen` (`builtin`) or `Deno.serve` (`deno`). */
+  readonly server: "builtin" | "deno";
+  /**
+   * A mount without `from` links the blob from any repository holding it (201) when on;
+   * off, it opens a normal upload session (202).
+   */
+  readonly automaticMount: boolean;
+  /** Whether DELETE of manifests, tags and blobs is allowed (405 UNSUPPORTED when not). */
+  readonly deleteEnabled: boolean;
+  /** Read-only mode: every write answers 405 UNSUPPORTED; reads work. */
+  readonly readOnly: boolean;
+  /** Whether stale upload sessions are purged (`uploadMaxAgeMs`, `purgeIntervalMs`). */
+  readonly uploadPurging: boolean;
+  /** Headers added to every response (`http.headers`). */
+  readonly responseHeaders: Readonly<Record<string, readonly string[]>>;
+  /** The externally visible base URL (`http.host`), for absolute URLs; null: relative ones. */
+  readonly publicUrl: string | null;
+  /** A shared secret (`http.secret`); never logged. */
+  readonly httpSecret: string | null;
+  /**
+   * Addresses (IPs or CIDRs) of reverse proxies whose `X-Forwarded-For` and
+   * `X-Forwarded-Proto` are believed.
+   */
+  readonly trustedProxies: readonly string[];
+  /** The debug listener (`http.debug.addr`: `/metrics`, `/debug/health`), or null. */
+  readonly debugAddr: { readonly host: string; readonly port: number } | null;
+  /** Whether the debug listener serves Prometheus metrics, and where. */
+  readonly metrics: { readonly enabled: boolean; readonly path: string };
+  /** The storage health check (`health.storagedriver`). */
+  readonly storageHealth: {
+    readonly enabled: boolean;
+    readonly intervalMs: number;
+    readonly threshold: number;
+  };
+  /** `/readyz` fails when the data root's file system has less free space than this. */
+  readonly readyMinFreeBytes: number;
+  /** Where events go (`notifications.endpoints`). */
+  readonly notifications: readonly NotificationEndpoint[];
+}
+
+/** Log levels, most severe first. */
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** One receiver of events, as Distribution's `notifications.endpoints` entries describe it. */
+export interface NotificationEndpoint {
+  readonly name: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, readonly string[]>>;
+  /** One delivery attempt may take this long. */
+  readonly timeoutMs: number;
+  /** Failures in a row before the endpoint is considered down (backing off). */
+  readonly threshold: number;
+  /** Wait between attempts once the endpoint is down. */
+  readonly backoffMs: number;
+  /** Events whose target has one of these media types are not sent. */
+  readonly ignoredMediaTypes: readonly string[];
+  /** Events with one of these actions (`push`, `pull`, `delete`) are not sent. */
+  readonly ignoredActions: readonly string[];
+  readonly disabled: boolean;
+}
+
+/** Defaults, used by tests as a base. */
+export const DEFAULTS = {
+  host: "127.0.0.1",
+  port: 5000,
+  dataDir: "./data",
+  maxManifestBytes: 4 * 1024 * 1024,
+  uploadMaxAgeMs: 24 * 60 * 60 * 1000,
+  purgeIntervalMs: 60 * 60 * 1000,
+  logRequests: true,
+  maxHeaderBytes: 32 * 1024,
+  bodyIdleTimeoutMs: 60 * 1000,
+  shutdownGraceMs: 30 * 1000,
+  server: "builtin",
+  automaticMount: true,
+  logLevel: "info",
+  logFormat: "text",
+  deleteEnabled: true,
+  readOnly: false,
+  uploadPurging: true,
+  responseHeaders: {},
+  publicUrl: null,
+  httpSecret: null,
+  trustedProxies: [],
+  debugAddr: null,
+  metrics: { enabled: false, path: "/metrics" },
+  storageHealth: { enabled: false, intervalMs: 10_000, threshold: 3 },
+  readyMinFreeBytes: 64 * 1024 * 1024,
+  notifications: [],
+} as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
+
+/** A bad flag, variable or file key: one line naming where the value came from. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}

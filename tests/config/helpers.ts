@@ -1,0 +1,159 @@
+/**
+ * Helpers of the configuration tests: temporary configuration files, YAML for dotted keys,
+ * loading with assertions, and a valid value for every setting.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type Config, ConfigError, parseCommandLine } from "../../src/config/mod.ts";
+
+/** The folder of the temporary configuration files (removed at exit). */
+export const DIR = Deno.makeTempDirSync({ prefix: "config-test-" });
+let files = 0;
+
+/** Writes `yaml` to a new file and returns its path. */
+export function file(yaml: string): string {
+  const path = join(DIR, `config-${files++}.yml`);
+  Deno.writeTextFileSync(path, yaml);
+  return path;
+}
+
+/** The YAML text setting dotted keys to raw YAML values (flow style). */
+export function yamlOf(entries: [key: string, value: string][]): string {
+  type Tree = { [part: string]: Tree | string };
+  const root: Tree = {};
+  for (const [key, value] of entries) {
+    const parts = key.split(".");
+    let node = root;
+    for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Tree;
+    node[parts[parts.length - 1]] = value;
+  }
+  const render = (tree: Tree, depth: number): string =>
+    Object.entries(tree).map(([k, v]) =>
+      typeof v === "string"
+        ? `${"  ".repeat(depth)}${k}: ${v}\n`
+        : `${"  ".repeat(depth)}${k}:\n${render(v, depth + 1)}`
+    ).join("");
+  return render(root, 0);
+}
+
+/** The YAML text setting one dotted key. */
+export const nested = (key: string, value: string) => yamlOf([[key, value]]);
+
+/** Loads and expects the "run" action. */
+export function run(args: string[], env: Record<string, string> = {}) {
+  const result = parseCommandLine(args, env);
+  assert.ok(result.action === "run", result.action);
+  return result;
+}
+
+/** The configuration loaded from `args` and `env`. */
+export const load = (args: string[], env: Record<string, string> = {}): Config =>
+  run(args, env).config;
+
+/** Expects a one-line ConfigError matching `message`. */
+export function fails(args: string[], env: Record<string, string>, message: RegExp): void {
+  assert.throws(() => parseCommandLine(args, env), (error: unknown) => {
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.match(error.message, message);
+    assert.ok(!error.message.includes("\n"), "one line");
+    assert.ok(!error.message.endsWith("."), "no trailing period");
+    return true;
+  });
+}
+
+/** For each setting: a valid value (as YAML, also the variable's text) and what it becomes. */
+export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; value: unknown }> =
+  {
+    "http.addr": { yaml: "10.1.2.3:6000", get: (c) => [c.host, c.port], value: ["10.1.2.3", 6000] },
+    "http.host": {
+      yaml: "https://reg.example.com/",
+      get: (c) => c.publicUrl,
+      value: "https://reg.example.com",
+    },
+    "http.secret": { yaml: "s3cret", get: (c) => c.httpSecret, value: "s3cret" },
+    "http.headers": {
+      yaml: "{X-Frame-Options: [DENY], X-A: [a, b]}",
+      get: (c) => c.responseHeaders,
+      value: { "X-Frame-Options": ["DENY"], "X-A": ["a", "b"] },
+    },
+    "http.draintimeout": { yaml: "45s", get: (c) => c.shutdownGraceMs, value: 45_000 },
+    "http.debug.addr": {
+      yaml: "127.0.0.1:5001",
+      get: (c) => c.debugAddr,
+      value: { host: "127.0.0.1", port: 5001 },
+    },
+    "http.debug.prometheus.enabled": { yaml: "true", get: (c) => c.metrics.enabled, value: true },
+    "http.debug.prometheus.path": { yaml: "/m", get: (c) => c.metrics.path, value: "/m" },
+    "log.level": { yaml: "debug", get: (c) => c.logLevel, value: "debug" },
+    "log.formatter": { yaml: "json", get: (c) => c.logFormat, value: "json" },
+    "log.accesslog.disabled": { yaml: "true", get: (c) => c.logRequests, value: false },
+    "storage.filesystem.rootdirectory": { yaml: "/srv/r", get: (c) => c.dataDir, value: "/srv/r" },
+    "storage.delete.enabled": { yaml: "false", get: (c) => c.deleteEnabled, value: false },
+    "storage.maintenance.readonly.enabled": { yaml: "true", get: (c) => c.readOnly, value: true },
+    "storage.maintenance.uploadpurging.enabled": {
+      yaml: "false",
+      get: (c) => c.uploadPurging,
+      value: false,
+    },
+    "storage.maintenance.uploadpurging.age": {
+      yaml: "168h",
+      get: (c) => c.uploadMaxAgeMs,
+      value: 604_800_000,
+    },
+    "storage.maintenance.uploadpurging.interval": {
+      yaml: "10m",
+      get: (c) => c.purgeIntervalMs,
+      value: 600_000,
+    },
+    "storage.maintenance.uploadpurging.dryrun": {
+      yaml: "true",
+      get: (c) => c.uploadPurging,
+      value: false,
+    },
+    "notifications.endpoints": {
+      yaml: "[{name: a, url: 'http://h/e'}]",
+      get: (c) => c.notifications.map((e) => [e.name, e.url]),
+      value: [["a", "http://h/e"]],
+    },
+    "health.storagedriver.enabled": {
+      yaml: "true",
+      get: (c) => c.storageHealth.enabled,
+      value: true,
+    },
+    "health.storagedriver.interval": {
+      yaml: "30s",
+      get: (c) => c.storageHealth.intervalMs,
+      value: 30_000,
+    },
+    "health.storagedriver.threshold": {
+      yaml: "5",
+      get: (c) => c.storageHealth.threshold,
+      value: 5,
+    },
+    "registry.server": { yaml: "deno", get: (c) => c.server, value: "deno" },
+    "registry.automaticmount": { yaml: "false", get: (c) => c.automaticMount, value: false },
+    "registry.limits.maxmanifestbytes": {
+      yaml: "1000",
+      get: (c) => c.maxManifestBytes,
+      value: 1000,
+    },
+    "registry.limits.maxheaderbytes": { yaml: "2048", get: (c) => c.maxHeaderBytes, value: 2048 },
+    "registry.limits.bodyidletimeout": { yaml: "5s", get: (c) => c.bodyIdleTimeoutMs, value: 5000 },
+    "registry.http.trustedproxies": {
+      yaml: "[10.0.0.0/8, '::1']",
+      get: (c) => c.trustedProxies,
+      value: ["10.0.0.0/8", "::1"],
+    },
+    "registry.health.minfreebytes": { yaml: "0", get: (c) => c.readyMinFreeBytes, value: 0 },
+  };
+
+/** Settings that take any text (no variable value is invalid). */
+export const TEXT = ["http.secret", "storage.filesystem.rootdirectory"];
+
+/** Settings with no effect on Config (checked for validation only). */
+export const INERT = ["version", "http.net"];
+
+globalThis.addEventListener("unload", () => {
+  Deno.removeSync(DIR, { recursive: true });
+});

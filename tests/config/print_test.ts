@@ -1,0 +1,56 @@
+/**
+ * What the command line prints (src/config/load.ts): `--help`, `--version` from deno.json, and
+ * `--print-config` with secrets masked, whose unmasked output loads back to the same settings.
+ */
+
+import assert from "node:assert/strict";
+import { parseCommandLine } from "../../src/config/mod.ts";
+import { printConfig } from "../../src/config/load.ts";
+import { USAGE } from "../../src/config/usage.ts";
+import { VERSION } from "../../src/version.ts";
+import { CASES, file, load, yamlOf } from "./helpers.ts";
+
+Deno.test("--help and --version print and need nothing else to be valid", () => {
+  assert.deepEqual(parseCommandLine(["--help"], { REGISTRY_PORT: "x" }), {
+    action: "help",
+    text: USAGE,
+  });
+  const version = parseCommandLine(["--version", "--config", "/nonexistent"], {});
+  assert.deepEqual(version, { action: "version", text: `registry ${VERSION}` });
+  assert.match(VERSION, /^\d+\.\d+\.\d+$/);
+  const deno = JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
+  assert.equal(VERSION, deno.version);
+});
+
+Deno.test("--print-config masks http.secret, Authorization headers and URL credentials", () => {
+  const path = file(`
+http:
+  secret: hunter2-secret
+  host: https://admin:pw1@reg.example.com
+  headers:
+    Authorization: [Basic c2VjcmV0]
+notifications:
+  endpoints:
+    - name: a
+      url: https://user:pw2@hooks.example.com/e
+      headers:
+        authorization: [Bearer tok3n]
+        X-Other: [visible]
+`);
+  const result = parseCommandLine(["--config", path, "--print-config"], {});
+  assert.equal(result.action, "print-config");
+  const text = "text" in result ? result.text : "";
+  for (const secret of ["hunter2-secret", "pw1", "pw2", "c2VjcmV0", "tok3n", "admin", "user:"]) {
+    assert.ok(!text.includes(secret), `${secret} leaked:\n${text}`);
+  }
+  assert.match(text, /secret: "\*{8}"/);
+  assert.match(text, /visible/);
+});
+
+Deno.test("--print-config writes a file that loads to the same configuration", () => {
+  const path = file(yamlOf(Object.entries(CASES).map(([key, c]) => [key, c.yaml])));
+  const config = load(["--config", path], { REGISTRY_PORT: "7000" });
+  const printed = file(printConfig(config, false));
+  assert.deepEqual(load(["--config", printed]), config);
+  assert.deepEqual(load(["--config", file(printConfig(load([]), false))]), load([]));
+});
