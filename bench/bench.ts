@@ -11,7 +11,9 @@
  *   --full      1 GiB blobs, 8×128 MiB parallel pushes, 10 s load runs (default: quick mode,
  *               256 MiB blobs, 8×32 MiB, 5 s load runs)
  *   --runs N    runs per workload and server (at least 3 for the table; default 3)
- *   --only LIST comma-separated workload names
+ *   --only LIST comma-separated workload names; `metrics-scrape` and `access-log` are
+ *               operations rows of ours alone (bench/ops_rows.ts): named alone, they run
+ *               without Distribution and without the ceilings
  *   --seconds N seconds per request-rate run
  *   --dir DIR   where the temporary data roots go (default: the system temp folder); the disk
  *               ceiling is measured there
@@ -49,6 +51,7 @@ import {
   type Sample,
   type WorkloadResult,
 } from "./report.ts";
+import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
 
@@ -202,6 +205,19 @@ async function main(): Promise<number> {
     ? 300
     : 40;
 
+  const onlyNames = values.only ? values.only.split(",").map((s) => s.trim()) : null;
+  const opsChosen = OPS_ROWS.filter((name) => onlyNames === null || onlyNames.includes(name));
+  if (onlyNames !== null && onlyNames.every((name) => OPS_ROWS.includes(name))) {
+    return await runOpsOnly(opsChosen, {
+      repoRoot: REPO_ROOT,
+      benchDir: BENCH_DIR,
+      loadSeconds,
+      runs,
+      parent: values.dir ?? (Deno.env.get("TMPDIR") || "/tmp"),
+      keep: values.keep,
+    });
+  }
+
   // Tools: installs nothing, says what is missing.
   const distBinary = which("docker-registry") ??
     (Deno.statSync("/usr/bin/docker-registry").isFile ? "/usr/bin/docker-registry" : null);
@@ -284,7 +300,7 @@ async function main(): Promise<number> {
       `ours at ${ours.base} (pid ${ours.pid}), Distribution at ${dist.base} (pid ${dist.pid})\n`,
     );
 
-    const only = values.only ? new Set(values.only.split(",").map((s) => s.trim())) : null;
+    const only = onlyNames ? new Set(onlyNames.filter((n) => !OPS_ROWS.includes(n))) : null;
     const all = workloads({
       blob,
       parallel,
@@ -298,7 +314,8 @@ async function main(): Promise<number> {
     });
     const chosen = all.filter((w) => only === null || only.has(w.name));
     if (only !== null && chosen.length !== only.size) {
-      console.error(`Unknown workload in --only; known: ${all.map((w) => w.name).join(", ")}`);
+      const known = [...all.map((w) => w.name), ...OPS_ROWS].join(", ");
+      console.error(`Unknown workload in --only; known: ${known}`);
       return 2;
     }
 
@@ -367,6 +384,17 @@ async function main(): Promise<number> {
     console.log(resultsTable(results, allCeilings, runs));
     console.log("\n## Resources per workload (peak RSS: max over runs; CPU: median over runs)\n");
     console.log(resourcesTable(results));
+    if (opsChosen.length > 0) {
+      console.log("\n## Operations rows (ours only)\n");
+      const opsOptions = {
+        repoRoot: REPO_ROOT,
+        benchDir: BENCH_DIR,
+        workDir: root,
+        loadSeconds,
+        runs,
+      };
+      console.log(await runOpsRows(opsChosen, opsOptions));
+    }
     console.log(`\nLoad average at end: ${loadAverage()}`);
     console.log(`Total time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
     if (values.json) {

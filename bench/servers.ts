@@ -81,6 +81,10 @@ export interface OursOptions {
   readonly repoRoot: string;
   /** Extra `deno run` flags, e.g. `--cpu-prof`. */
   readonly denoFlags?: string[];
+  /** Extra environment variables (settings), e.g. `REGISTRY_LOG_REQUESTS`. */
+  readonly env?: Record<string, string>;
+  /** The log file's name in the log folder (default `ours.log`). */
+  readonly logName?: string;
 }
 
 /**
@@ -93,7 +97,7 @@ export async function startOurs(
   opts: OursOptions,
 ): Promise<Server> {
   await Deno.mkdir(dataDir, { recursive: true });
-  const logPath = join(logDir, "ours.log");
+  const logPath = join(logDir, opts.logName ?? "ours.log");
   const log = await Deno.open(logPath, { append: true, create: true });
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -114,7 +118,7 @@ export async function startOurs(
       dataDir,
     ],
     cwd: opts.repoRoot,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...opts.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -1,0 +1,263 @@
+/**
+ * Operations rows of the benchmark, ours only (Distribution is not involved):
+ *
+ * - `metrics-scrape`: our registry with its debug listener and metrics on; `/metrics` is
+ *   scraped after a warm-up (the same requests on 10 repositories) and again after 10,000
+ *   repositories' worth of traffic (per repository: a manifest GET, a blob HEAD, a tag list,
+ *   and for one in ten a cross-repository mount, a durable write), reporting the scrape time,
+ *   the exposition's size and its series count (which must not grow with repositories).
+ * - `access-log`: the manifest GET rate (bench/load.ts, 64 connections) against two of our
+ *   registries, one with the access log on and one with it off, run by run alternating which
+ *   goes first; the log goes through a pipe into a file, as under a service manager.
+ */
+
+import { join } from "node:path";
+import { runLoadProcess } from "./ceilings.ts";
+import { Http1 } from "./http1.ts";
+import { stats } from "./report.ts";
+import { cpuSeconds, freePort, type Server, startOurs } from "./servers.ts";
+import { type Blob, pushMono, sha256 } from "./workloads.ts";
+
+/** The names `--only` takes for these rows. */
+export const OPS_ROWS: readonly string[] = ["metrics-scrape", "access-log"];
+
+/** What the rows need from the benchmark. */
+export interface OpsOptions {
+  /** The repository root (main.ts). */
+  readonly repoRoot: string;
+  /** The bench/ folder (load.ts). */
+  readonly benchDir: string;
+  /** Where data roots and logs go. */
+  readonly workDir: string;
+  /** Seconds of each load run. */
+  readonly loadSeconds: number;
+  /** Load runs per server. */
+  readonly runs: number;
+  /** Repositories of the scrape row's traffic. */
+  readonly repositories?: number;
+}
+
+const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
+const encoder = new TextEncoder();
+
+/** A small image: config, one 1 KiB layer, and a manifest naming them. */
+function smallImage(): { config: Blob; layer: Blob; manifest: Uint8Array } {
+  const configBytes = encoder.encode(JSON.stringify({ architecture: "amd64", os: "linux" }));
+  const layerBytes = crypto.getRandomValues(new Uint8Array(1024));
+  const config = { bytes: configBytes, digest: sha256(configBytes) };
+  const layer = { bytes: layerBytes, digest: sha256(layerBytes) };
+  const manifest = encoder.encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: {
+      mediaType: "application/vnd.oci.image.config.v1+json",
+      digest: config.digest,
+      size: configBytes.length,
+    },
+    layers: [{
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+      digest: layer.digest,
+      size: layerBytes.length,
+    }],
+  }));
+  return { config, layer, manifest };
+}
+
+async function pushImage(server: Server, repo: string, image: ReturnType<typeof smallImage>) {
+  const conn = await Http1.connect(server.base);
+  try {
+    await pushMono(conn, server.base, repo, image.config);
+    await pushMono(conn, server.base, repo, image.layer);
+    const res = await conn.request("PUT", `/v2/${repo}/manifests/latest`, {
+      body: image.manifest,
+      headers: { "Content-Type": OCI_MANIFEST },
+    });
+    if (res.status !== 201) throw new Error(`PUT manifest ${repo}: HTTP ${res.status}`);
+  } finally {
+    conn.close();
+  }
+}
+
+/** One scrape: milliseconds, bytes, series (sample lines), of which `registry_http_*`. */
+async function scrape(url: string) {
+  const t0 = performance.now();
+  const res = await fetch(url);
+  const text = await res.text();
+  const ms = performance.now() - t0;
+  if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  const lines = text.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
+  const http = lines.filter((l) => l.startsWith("registry_http_")).length;
+  return { ms, bytes: text.length, series: lines.length, http };
+}
+
+async function scrapes(url: string, n: number) {
+  const all = [];
+  for (let i = 0; i < n; i++) all.push(await scrape(url));
+  return { ...all[all.length - 1], ms: stats(all.map((s) => s.ms)) };
+}
+
+async function metricsScrape(opts: OpsOptions): Promise<string[]> {
+  const repositories = opts.repositories ?? 10_000;
+  const debugPort = freePort();
+  const server = await startOurs(join(opts.workDir, "ours-metrics"), opts.workDir, {
+    repoRoot: opts.repoRoot,
+    logName: "ours-metrics.log",
+    env: {
+      REGISTRY_HTTP_DEBUG_ADDR: `127.0.0.1:${debugPort}`,
+      REGISTRY_HTTP_DEBUG_PROMETHEUS_ENABLED: "true",
+    },
+  });
+  const url = `http://127.0.0.1:${debugPort}/metrics`;
+  try {
+    await scrape(url).catch(() => {
+      throw new Error(`No metrics at ${url}: does main.ts start the debug listener?`);
+    });
+    const image = smallImage();
+    await pushImage(server, "base/image", image);
+    const conns = await Promise.all(Array.from({ length: 8 }, () => Http1.connect(server.base)));
+    let requests = 0;
+    const traffic = async (count: number, prefix: string) => {
+      let next = 0;
+      await Promise.all(conns.map(async (conn) => {
+        for (let i = next++; i < count; i = next++) {
+          const repo = `${prefix}${i % 100}/repo${i}`;
+          const steps: [string, string, number][] = [
+            ["GET", `/v2/${repo}/manifests/latest`, 404],
+            ["HEAD", `/v2/${repo}/blobs/${image.config.digest}`, 404],
+            ["GET", `/v2/${repo}/tags/list`, 404],
+          ];
+          if (i % 10 === 0) {
+            const from = `mount=${image.layer.digest}&from=base/image`;
+            steps.push(["POST", `/v2/${repo}/blobs/uploads/?${from}`, 201]);
+          }
+          for (const [method, path, status] of steps) {
+            const res = await conn.request(method, path);
+            if (res.status !== status) throw new Error(`${method} ${path}: HTTP ${res.status}`);
+            requests++;
+          }
+        }
+      }));
+    };
+    await traffic(10, "warm");
+    await scrapes(url, 5); // warm-up, and the blob bytes' first walk
+    const before = await scrapes(url, 50);
+    requests = 0;
+    const t0 = performance.now();
+    await traffic(repositories, "org");
+    const trafficSeconds = (performance.now() - t0) / 1000;
+    for (const c of conns) c.close();
+    await new Promise((wake) => setTimeout(wake, 1000)); // let the last writes settle
+    const after = await scrapes(url, 50);
+    const ms = (s: { median: number; min: number; max: number }) =>
+      `${s.median.toFixed(2)} ms (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
+    return [
+      `| metrics-scrape, before traffic | ${before.series} series (registry_http_*: ${before.http}), ${
+        (before.bytes / 1024).toFixed(1)
+      } KiB | ${ms(before.ms)} |`,
+      `| metrics-scrape, after ${repositories} repositories (${requests} requests in ${
+        trafficSeconds.toFixed(1)
+      } s) | ${after.series} series (registry_http_*: ${after.http}), ${
+        (after.bytes / 1024).toFixed(1)
+      } KiB | ${ms(after.ms)} |`,
+    ];
+  } finally {
+    await server.stop();
+  }
+}
+
+async function accessLog(opts: OpsOptions): Promise<string[]> {
+  const servers: Record<string, Server> = {};
+  try {
+    for (const mode of ["on", "off"]) {
+      servers[mode] = await startOurs(join(opts.workDir, `ours-log-${mode}`), opts.workDir, {
+        repoRoot: opts.repoRoot,
+        logName: `ours-log-${mode}.log`,
+        env: { REGISTRY_LOG_REQUESTS: mode === "on" ? "1" : "0" },
+      });
+    }
+    const image = smallImage();
+    for (const s of Object.values(servers)) await pushImage(s, "bench/image", image);
+    const results: Record<string, { rps: number[]; p99: number[]; cpuUs: number[] }> = {
+      on: { rps: [], p99: [], cpuUs: [] },
+      off: { rps: [], p99: [], cpuUs: [] },
+    };
+    for (let r = 0; r < opts.runs; r++) {
+      for (const mode of r % 2 === 0 ? ["on", "off"] : ["off", "on"]) {
+        const cpu0 = cpuSeconds(servers[mode].pid) ?? 0;
+        const out = await runLoadProcess(opts.benchDir, [
+          "--url",
+          `${servers[mode].base}/v2/bench/image/manifests/latest`,
+          "--method",
+          "GET",
+          "--conns",
+          "64",
+          "--seconds",
+          String(opts.loadSeconds),
+          "--header",
+          `Accept: ${OCI_MANIFEST}`,
+          "--expect-length",
+          String(image.manifest.length),
+        ]);
+        if (out.failed > 0) throw new Error(`access-log ${mode}: ${out.firstFailure}`);
+        results[mode].rps.push(out.rps);
+        results[mode].p99.push(out.p99);
+        const cpu = (cpuSeconds(servers[mode].pid) ?? cpu0) - cpu0;
+        results[mode].cpuUs.push(cpu / out.requests * 1e6);
+      }
+    }
+    const logged = await Deno.readTextFile(servers.on.logPath);
+    const lines = logged.split("\n").filter((l) => l.includes("request")).length;
+    if (lines === 0) throw new Error("The access log wrote nothing with REGISTRY_LOG_REQUESTS=1");
+    const on = stats(results.on.rps);
+    const off = stats(results.off.rps);
+    const row = (mode: string, s: { median: number; min: number; max: number }) =>
+      `| get-manifest, access log ${mode} | ${s.median.toFixed(0)} req/s (${s.min.toFixed(0)}–${
+        s.max.toFixed(0)
+      }), p99 ${stats(results[mode].p99).median.toFixed(2)} ms, server CPU ${
+        stats(results[mode].cpuUs).median.toFixed(1)
+      } µs/request | ${opts.runs} runs |`;
+    return [
+      row("on", on),
+      row("off", off),
+      `| access log cost | rate on/off = ${(on.median / off.median).toFixed(3)}; CPU per request ${
+        (stats(results.on.cpuUs).median - stats(results.off.cpuUs).median).toFixed(1)
+      } µs more | ${lines} log lines |`,
+    ];
+  } finally {
+    for (const s of Object.values(servers)) await s.stop();
+  }
+}
+
+/** Runs the chosen operations rows and returns their table (markdown). */
+export async function runOpsRows(names: readonly string[], opts: OpsOptions): Promise<string> {
+  const rows = ["| Row | Figure | Time / runs |", "|---|---|---|"];
+  for (const name of names) {
+    const t0 = performance.now();
+    rows.push(...(name === "metrics-scrape" ? await metricsScrape(opts) : await accessLog(opts)));
+    console.log(`${name}: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  return rows.join("\n");
+}
+
+/**
+ * Runs only operations rows (`--only` named nothing else): no Distribution, no ceilings.
+ * Returns the exit code.
+ */
+export async function runOpsOnly(
+  names: readonly string[],
+  opts: Omit<OpsOptions, "workDir"> & { readonly parent: string; readonly keep: boolean },
+): Promise<number> {
+  const workDir = await Deno.makeTempDir({ dir: opts.parent, prefix: "registry-bench-ops-" });
+  console.log(`# Registry benchmark: operations rows (ours only)\n`);
+  console.log(`Deno ${Deno.version.deno}; ${navigator.hardwareConcurrency} CPUs; in ${workDir}\n`);
+  try {
+    console.log(`\n${await runOpsRows(names, { ...opts, workDir })}`);
+    return 0;
+  } catch (error) {
+    console.error(`\nBenchmark failed: ${error instanceof Error ? error.stack : error}`);
+    return 1;
+  } finally {
+    if (opts.keep) console.log(`Kept ${workDir}`);
+    else await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+}
