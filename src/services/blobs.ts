@@ -5,6 +5,8 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import { BLOB_MEDIA_TYPE } from "../events/event.ts";
+import { type EventSink, NO_EVENTS } from "../events/sink.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { ObjectReader } from "../storage/driver.ts";
 import type { LockManager } from "../storage/lock.ts";
@@ -20,45 +22,72 @@ export class BlobService {
   readonly #meta: MetadataStore;
   readonly #locks: LockManager;
   readonly #dependents: Dependents;
+  readonly #events: EventSink;
 
-  /** Makes the service over its stores and the lock manager shared with the manifests. */
-  constructor(stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager }) {
+  /**
+   * Makes the service over its stores, the lock manager shared with the manifests, and the
+   * sink of its events (default: none).
+   */
+  constructor(
+    stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager; events?: EventSink },
+  ) {
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
     this.#locks = stores.locks;
     this.#dependents = new Dependents(stores);
+    this.#events = stores.events ?? NO_EVENTS;
+  }
+
+  /** Size of a blob linked in the repository (a HEAD: a pull event, as in Distribution). */
+  async size(name: RepositoryName, digest: Digest): Promise<number> {
+    const size = await this.#size(name, digest);
+    this.#pulled(name, digest, size);
+    return size;
   }
 
   /** Size of a blob linked in the repository; throws BLOB_UNKNOWN. */
-  async size(name: RepositoryName, digest: Digest): Promise<number> {
+  async #size(name: RepositoryName, digest: Digest): Promise<number> {
     const size = (await this.#meta.hasLayer(name, digest)) ? await this.#blobs.size(digest) : null;
     if (size === null) throw unknownBlob(name, digest);
     return size;
   }
 
+  #pulled(name: RepositoryName, digest: Digest, size: number): void {
+    this.#events.pulled({
+      action: "pull",
+      kind: "blob",
+      repository: name,
+      digest,
+      mediaType: BLOB_MEDIA_TYPE,
+      size,
+    });
+  }
+
   /**
    * Opens a linked blob, whole or for the span `pick` chooses once the size is known
-   * (it may throw 416); throws BLOB_UNKNOWN.
+   * (it may throw 416); throws BLOB_UNKNOWN. A pull event.
    */
   async open(
     name: RepositoryName,
     digest: Digest,
     pick: (size: number) => ByteSpan | null,
   ): Promise<ObjectReader & { span: ByteSpan | null }> {
-    const size = await this.size(name, digest);
+    const size = await this.#size(name, digest);
     const span = pick(size);
     const reader = await this.#blobs.open(
       digest,
       span ? { start: span.start, length: span.end - span.start + 1 } : undefined,
     );
     if (reader === null) throw unknownBlob(name, digest);
+    this.#pulled(name, digest, size);
     return { ...reader, span };
   }
 
   /**
    * Unlinks a blob from a repository (the bytes stay for others). Throws BLOB_UNKNOWN, and
    * UNSUPPORTED (405, detail: the manifest) while a stored manifest of the repository names
-   * the blob: unlinking it would break that manifest.
+   * the blob: unlinking it would break that manifest. The delete event is queued durably
+   * before returning.
    */
   delete(name: RepositoryName, digest: Digest): Promise<void> {
     return this.#locks.run(repositoryLock(name), async () => {
@@ -72,19 +101,31 @@ export class BlobService {
         );
       }
       if (!(await this.#meta.unlinkLayer(name, digest))) throw unknownBlob(name, digest);
+      await this.#events.record([{ action: "delete", kind: "blob", repository: name, digest }]);
     });
   }
 
   /**
    * Links a blob into `name` without copying, from `from`, or (`from` null) from any
-   * repository that holds it; false when no such repository holds it.
+   * repository that holds it; false when no such repository holds it. The mount event
+   * (Distribution's, with `fromRepository`) is queued durably before returning true.
    */
   async mount(name: RepositoryName, from: RepositoryName | null, digest: Digest): Promise<boolean> {
     const source = from ?? await this.#anyHolder(digest);
     if (source === null || !(await this.#meta.hasLayer(source, digest))) return false;
     return await this.#locks.run(repositoryLock(name), async () => {
-      if ((await this.#blobs.size(digest)) === null) return false;
+      const size = await this.#blobs.size(digest);
+      if (size === null) return false;
       await this.#meta.linkLayer(name, digest);
+      await this.#events.record([{
+        action: "mount",
+        kind: "blob",
+        repository: name,
+        digest,
+        mediaType: BLOB_MEDIA_TYPE,
+        size,
+        fromRepository: source,
+      }]);
       return true;
     });
   }

@@ -14,6 +14,8 @@
 import { createHash } from "node:crypto";
 import { digestAlgorithm, makeDigest } from "../digest/digest.ts";
 import { RegistryError } from "../errors.ts";
+import type { EventSpec } from "../events/event.ts";
+import { type EventSink, NO_EVENTS } from "../events/sink.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { LockManager } from "../storage/lock.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
@@ -41,19 +43,27 @@ export class ManifestService {
   readonly #meta: MetadataStore;
   readonly #locks: LockManager;
   readonly #dependents: Dependents;
+  readonly #events: EventSink;
   readonly #bytes = new Map<Digest, Uint8Array<ArrayBuffer>>();
   #cachedBytes = 0;
 
-  /** Makes the service over its stores and the lock manager shared with the blob service. */
-  constructor(stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager }) {
+  /**
+   * Makes the service over its stores, the lock manager shared with the blob service, and the
+   * sink of its events (default: none).
+   */
+  constructor(
+    stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager; events?: EventSink },
+  ) {
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
     this.#locks = stores.locks;
     this.#dependents = new Dependents(stores);
+    this.#events = stores.events ?? NO_EVENTS;
   }
 
   /**
-   * Validates and stores a manifest under a tag or digest reference. Throws DIGEST_INVALID
+   * Validates and stores a manifest under a tag or digest reference, and queues its push event
+   * durably before returning. Throws DIGEST_INVALID
    * when a digest reference does not match the body, MANIFEST_INVALID for a malformed body,
    * MANIFEST_BLOB_UNKNOWN (detail: the digest) for a missing blob or child manifest.
    */
@@ -91,12 +101,25 @@ export class ManifestService {
         await this.#meta.putReferrer(name, subject, digest, descriptor);
       }
       if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
+      await this.#events.record([{
+        ...manifestEvent("push", name, digest, record),
+        ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+      }]);
     });
     return subject ? { digest, subject } : { digest };
   }
 
-  /** Resolves a reference to a stored revision; throws NAME_UNKNOWN or MANIFEST_UNKNOWN. */
+  /**
+   * Resolves a reference to a stored revision (a HEAD: a pull event, as in Distribution);
+   * throws NAME_UNKNOWN or MANIFEST_UNKNOWN.
+   */
   async resolve(name: RepositoryName, reference: Reference): Promise<ManifestInfo> {
+    const info = await this.#resolve(name, reference);
+    this.#pulled(name, reference, info);
+    return info;
+  }
+
+  async #resolve(name: RepositoryName, reference: Reference): Promise<ManifestInfo> {
     const digest = reference.kind === "tag"
       ? await this.#meta.getTag(name, reference.tag)
       : reference.digest;
@@ -116,31 +139,42 @@ export class ManifestService {
     );
   }
 
-  /** Resolves a reference and reads the stored bytes; throws as `resolve`. */
+  /** Resolves a reference and reads the stored bytes (a pull event); throws as `resolve`. */
   async get(
     name: RepositoryName,
     reference: Reference,
   ): Promise<ManifestInfo & { bytes: Uint8Array<ArrayBuffer> }> {
-    const info = await this.resolve(name, reference);
+    const info = await this.#resolve(name, reference);
     const bytes = this.#bytes.get(info.digest) ?? await this.#blobs.read(info.digest);
     if (bytes === null) {
       throw new RegistryError("MANIFEST_UNKNOWN", `Manifest "${info.digest}" has no content`);
     }
     this.#remember(info.digest, bytes);
+    this.#pulled(name, reference, info);
     return { ...info, bytes };
+  }
+
+  #pulled(name: RepositoryName, reference: Reference, info: ManifestInfo): void {
+    this.#events.pulled({
+      ...manifestEvent("pull", name, info.digest, info),
+      ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+    });
   }
 
   /**
    * Deletes a tag (the manifest stays reachable by digest), or a revision with every tag
    * pointing to it and its referrers entry. Throws NAME_UNKNOWN or MANIFEST_UNKNOWN, and
    * DENIED (409, detail: the index) for a revision that a stored index of the repository
-   * still lists: deleting it would leave that index incomplete.
+   * still lists: deleting it would leave that index incomplete. The delete events (a tag
+   * delete; or the manifest's, then one per tag it took along, as Distribution sends them)
+   * are queued durably before returning.
    */
   delete(name: RepositoryName, reference: Reference): Promise<void> {
     return this.#locks.run(repositoryLock(name), async () => {
-      const info = await this.resolve(name, reference);
+      const info = await this.#resolve(name, reference);
       if (reference.kind === "tag") {
         await this.#meta.deleteTag(name, reference.tag);
+        await this.#events.record([tagDeleted(name, reference.tag)]);
         return;
       }
       const index = await this.#dependents.first(name, info.digest, "child");
@@ -153,13 +187,19 @@ export class ManifestService {
       }
       // Tags first, then the referrers entry, then the revision: a reader that found a tag
       // finds its revision.
+      const untagged: string[] = [];
       for (const tag of [...((await this.#meta.listTags(name)) ?? [])]) {
         if ((await this.#meta.getTag(name, tag)) === info.digest) {
           await this.#meta.deleteTag(name, tag);
+          untagged.push(tag);
         }
       }
       if (info.subject) await this.#meta.deleteReferrer(name, info.subject, info.digest);
       await this.#meta.deleteRevision(name, info.digest);
+      await this.#events.record([
+        { action: "delete", kind: "manifest", repository: name, digest: info.digest },
+        ...untagged.map((tag) => tagDeleted(name, tag)),
+      ]);
     });
   }
 
@@ -195,6 +235,22 @@ export class ManifestService {
     this.#bytes.set(digest, bytes);
     this.#cachedBytes += bytes.length;
   }
+}
+
+/** A push or pull event of a manifest revision. */
+function manifestEvent(
+  action: "push" | "pull",
+  name: RepositoryName,
+  digest: Digest,
+  record: RevisionRecord,
+): EventSpec {
+  const { mediaType, size } = record;
+  return { action, kind: "manifest", repository: name, digest, mediaType, size };
+}
+
+/** The delete event of a tag. */
+function tagDeleted(name: RepositoryName, tag: string): EventSpec {
+  return { action: "delete", kind: "tag", repository: name, tag };
 }
 
 /** The descriptor of a referrer as the referrers API lists it. */

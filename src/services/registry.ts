@@ -4,11 +4,13 @@
  * layer that single ownership makes valid, and the lock manager the services share.
  */
 
-import type { Config } from "../config.ts";
+import type { Config } from "../config/mod.ts";
+import { type EventSink, NO_EVENTS } from "../events/sink.ts";
 import { type BlobStore, DriverBlobStore } from "../storage/blobs.ts";
 import { CachedBlobStore, CachedMetadataStore } from "../storage/cache.ts";
 import type { StorageDriver } from "../storage/driver.ts";
 import { FsDriver } from "../storage/drivers/fs.ts";
+import { InstrumentedDriver } from "../storage/drivers/instrumented.ts";
 import { canonicalRoot, ensureDir } from "../storage/drivers/fs_files.ts";
 import { lockRoot, type RootLock } from "../storage/drivers/fs_lock.ts";
 import { checkFormat } from "../storage/format.ts";
@@ -29,6 +31,8 @@ export interface Services {
   readonly uploads: UploadService;
   readonly manifests: ManifestService;
   readonly listings: ListingService;
+  /** The driver under the stores (timed and counted when metrics are on: health, metrics). */
+  readonly driver: StorageDriver;
   /** Releases the data root (its lock); the services must not be used afterwards. */
   close(): void;
 }
@@ -50,6 +54,11 @@ export interface ServiceOptions {
     readonly uploads?: UploadStore;
     readonly meta?: MetadataStore;
   };
+  /**
+   * Makes the sink the services report events to, over the opened driver (the app: the event
+   * dispatcher of `notifications.endpoints`; default: none).
+   */
+  readonly eventSink?: (driver: StorageDriver) => Promise<EventSink>;
 }
 
 /**
@@ -75,12 +84,15 @@ export async function createServices(
     }
     driver = new FsDriver(root);
   }
+  let events: EventSink = NO_EVENTS;
   try {
     await checkFormat(driver, config.dataDir);
+    if (options.eventSink) events = await options.eventSink(driver);
   } catch (error) {
     rootLock?.release();
     throw error;
   }
+  if (config.metrics.enabled) driver = new InstrumentedDriver(driver); // storage metrics
   // This process is the only writer (the root lock, or the caller's word for an injected
   // driver): the cache layer is valid.
   const blobs = options.stores?.blobs ?? new CachedBlobStore(new DriverBlobStore(driver));
@@ -90,13 +102,14 @@ export async function createServices(
   const locks: LockManager = new KeyedMutex();
   return {
     config,
-    blobs: new BlobService({ blobs, meta, locks }),
-    uploads: new UploadService({ uploads, blobs, meta, locks }, {
+    driver,
+    blobs: new BlobService({ blobs, meta, locks, events }),
+    uploads: new UploadService({ uploads, blobs, meta, locks, events }, {
       maxAgeMs: config.uploadMaxAgeMs,
       ...(options.now ? { now: options.now } : {}),
       ...(options.hashBackend ? { backend: options.hashBackend } : {}),
     }),
-    manifests: new ManifestService({ blobs, meta, locks }),
+    manifests: new ManifestService({ blobs, meta, locks, events }),
     listings: new ListingService({ meta }),
     close: () => rootLock?.release(),
   };

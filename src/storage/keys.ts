@@ -15,13 +15,20 @@
  *                                                        subject, the digests it references)
  * repositories/<name>/_manifests/tags/<tag>      the digest the tag points to
  * repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> descriptor of a referrer of <hex>
+ * events/<endpoint>/<seq>                        queued events of one notification endpoint
+ *                                                (a Distribution envelope), until delivered
  * ```
+ *
+ * An endpoint's folder is its name when that is a plain `[A-Za-z0-9][A-Za-z0-9_-]*` word of at
+ * most 64 characters, otherwise `_` and 32 hex digits of the name's SHA-256 (so two names never
+ * share a folder); `<seq>` is a 16-digit decimal number, so byte order is delivery order.
  *
  * Names are made of `[a-z0-9]`-initial components, so they never collide with the `_`
  * folders; tags never start with `.`, so the `.tmp-*` files of atomic writes never look
  * like tags.
  */
 
+import { createHash } from "node:crypto";
 import { digestAlgorithm, digestHex } from "../digest/digest.ts";
 import type { Digest, RepositoryName, Tag, UploadId } from "../types/oci.ts";
 
@@ -88,4 +95,36 @@ export function referrersKey(name: RepositoryName, subject: Digest): string {
 /** The descriptor of one referrer of a subject. */
 export function referrerKey(name: RepositoryName, subject: Digest, referrer: Digest): string {
   return `${referrersKey(name, subject)}/${referrer.replace(":", "-")}`;
+}
+
+/** The area holding the event queues, one folder per notification endpoint. */
+export const EVENTS_AREA = "events";
+
+const PLAIN_ENDPOINT = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const SEQ_DIGITS = 16;
+
+/** The prefix of one endpoint's event queue (any endpoint name maps to a valid key part). */
+export function eventQueueKey(endpoint: string): string {
+  const part = PLAIN_ENDPOINT.test(endpoint)
+    ? endpoint
+    : `_${createHash("sha256").update(endpoint).digest("hex").slice(0, 32)}`;
+  return `${EVENTS_AREA}/${part}`;
+}
+
+/** The name of a queued object in its endpoint's folder: the sequence number, zero-padded. */
+export function eventSeqName(seq: number): string {
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`Invalid event sequence ${seq}`);
+  return String(seq).padStart(SEQ_DIGITS, "0");
+}
+
+/** The key of one queued object of an endpoint. */
+export function eventKey(endpoint: string, seq: number): string {
+  return `${eventQueueKey(endpoint)}/${eventSeqName(seq)}`;
+}
+
+/** The sequence number of a queued object's name, or null for a name the queue never makes. */
+export function eventSeqOf(name: string): number | null {
+  if (name.length !== SEQ_DIGITS || !/^[0-9]+$/.test(name)) return null;
+  const seq = Number(name);
+  return Number.isSafeInteger(seq) ? seq : null;
 }
