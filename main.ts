@@ -1,39 +1,83 @@
 /**
- * Starts the registry: reads the configuration, builds the app, serves it (src/serve.ts),
- * and shuts down gracefully on SIGINT/SIGTERM.
+ * Starts the registry: reads the configuration (src/config/: a config.yml, the environment,
+ * the flags), builds the app, serves it (src/serve.ts), and shuts down gracefully on
+ * SIGINT/SIGTERM. A bad setting prints one line and exits with code 2.
  */
 
 import { createApp } from "./src/app.ts";
-import { ConfigError, loadConfig, USAGE } from "./src/config.ts";
-import { StartupError } from "./src/errors.ts";
-import { serve } from "./src/serve.ts";
+import { startDebugServer } from "./src/debug_server.ts";
+import { ConfigError, type Invocation, parseCommandLine } from "./src/config/mod.ts";
+import { createLogger } from "./src/log.ts";
+import { serve, type Serving } from "./src/serve.ts";
+import { dataRootFailure, hostPort, listenFailure } from "./src/startup.ts";
 
 async function main(): Promise<number> {
-  let config;
+  let invocation: Invocation;
   try {
-    config = loadConfig(Deno.args, Deno.env.toObject());
+    invocation = parseCommandLine(Deno.args, Deno.env.toObject());
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    console.error(`${error.message}\n\n${USAGE}`);
+    console.error(`${error.message} (see --help)`);
     return 2;
   }
-  if (config === "help") {
-    console.log(USAGE);
+  if (invocation.action === "help" || invocation.action === "version") {
+    console.log(invocation.text.trimEnd());
+    return 0;
+  }
+  const config = invocation.config;
+  if (invocation.warnings.length > 0) {
+    const log = createLogger({ level: config.logLevel, format: config.logFormat });
+    for (const warning of invocation.warnings) log.warn(warning);
+    log.flush();
+  }
+  if (invocation.action === "print-config") {
+    console.log(invocation.text.trimEnd());
     return 0;
   }
   let app;
   try {
     app = await createApp(config);
   } catch (error) {
-    if (!(error instanceof StartupError)) throw error;
-    console.error(error.message);
+    const line = dataRootFailure(error, config.dataDir);
+    if (line === null) throw error;
+    console.error(line);
     return 2;
   }
-  const server = serve(app, config, ({ hostname, port }) => {
-    console.log(
-      `registry listening on http://${hostname}:${port}/v2/, storing in ${config.dataDir}`,
+  const log = app.log;
+  let debug;
+  try {
+    debug = startDebugServer(app, config); // null when http.debug.addr is not set
+  } catch (error) {
+    const line = listenFailure(error, config.debugAddr!.host, config.debugAddr!.port);
+    if (line === null) throw error;
+    app.close();
+    console.error(`debug listener: ${line}`);
+    return 2;
+  }
+  if (debug) {
+    const paths = `${config.metrics.enabled ? `${config.metrics.path}, ` : ""}/debug/health`;
+    log.info(
+      `debug listener on http://${hostPort(debug.addr.hostname, debug.addr.port)} (${paths})`,
     );
-  });
+  }
+  let server: Serving;
+  try {
+    server = serve(app, config, ({ hostname, port }) => {
+      log.info(
+        `registry listening on http://${
+          hostPort(hostname, port)
+        }/v2/, storing in ${config.dataDir}`,
+      );
+      log.flush();
+    });
+  } catch (error) {
+    const line = listenFailure(error, config.host, config.port);
+    if (line === null) throw error;
+    await debug?.shutdown();
+    app.close();
+    console.error(line);
+    return 2;
+  }
   // The app drains first (new requests get 503, requests in flight get the grace period),
   // and only then does the server stop listening: Deno.serve's shutdown() makes the bodies
   // of requests in flight unreadable (denoland/deno#36809).
@@ -42,15 +86,19 @@ async function main(): Promise<number> {
     if (stopping) Deno.exit(0); // a second signal: stop waiting
     stopping = true;
     const grace = config.shutdownGraceMs;
-    console.log(`shutting down: finishing in-flight requests (at most ${grace / 1000} s)`);
-    app.close();
+    log.info("shutting down: finishing in-flight requests", { grace_s: grace / 1000 });
     const hard = setTimeout(() => {
-      console.log("shutdown: grace period over, exiting");
+      log.warn("shutdown: grace period over, exiting");
+      log.flush();
       Deno.exit(0);
     }, grace + 3000);
     Deno.unrefTimer(hard);
     await app.drain(grace);
     await server.shutdown();
+    await debug?.shutdown();
+    app.close(); // releases the data root only once no request runs
+    log.info("stopped");
+    log.flush();
   };
   const onSignal = () => void stop();
   Deno.addSignalListener("SIGINT", onSignal);

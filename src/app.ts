@@ -1,20 +1,28 @@
 /**
  * `createApp(config)`: the registry as a value. The route table and the request pipeline, in
- * one fixed order (request id → access log → catch → limits and drain → write policy →
- * handler), with the route matched first so that every step knows the route, the repository
- * and the action. The catch step is the one place an error becomes a reply.
+ * one fixed order (response headers with the request id → health probes → access log →
+ * metrics → the catch → limits and drain → write policy → event scope → handler), with the
+ * route matched first so that every step knows the route, the repository and the action. The
+ * catch step is the one place an error becomes a reply. Access control will sit between the
+ * limits and the write policy.
  */
 
-import type { Config } from "./config.ts";
+import type { Config } from "./config/mod.ts";
+import { Notifications } from "./events/notifications.ts";
 import { BodyReader, type RequestBody } from "./http/body.ts";
 import type { IncomingRequest } from "./http/request.ts";
 import { type Reply, toResponse } from "./http/responses.ts";
+import { Health } from "./health/health.ts";
+import { healthRoutes, healthStep } from "./health/routes.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { RegistryMetrics } from "./metrics/registry_metrics.ts";
 import { accessLog } from "./pipeline/access_log.ts";
 import { clientOf, trustedMatcher } from "./pipeline/client.ts";
 import { actionOf, compose, type RequestContext, type RouteInfo } from "./pipeline/context.ts";
 import { catchErrors } from "./pipeline/errors.ts";
+import { eventScope } from "./pipeline/event_scope.ts";
 import { Limits } from "./pipeline/limits.ts";
+import { metricsStep } from "./pipeline/metrics.ts";
 import { responseHeaders } from "./pipeline/response_headers.ts";
 import { writePolicy } from "./pipeline/write_policy.ts";
 import { matchRoute, rawPath, type Route } from "./router.ts";
@@ -36,6 +44,10 @@ export interface App {
   readonly services: Services;
   /** The logger every part of the app writes to. */
   readonly log: Logger;
+  /** The metrics (null when `metrics.enabled` is off). */
+  readonly metrics: RegistryMetrics | null;
+  /** The health checks (`/readyz`, `/debug/health`). */
+  readonly health: Health;
   /** Stops background timers and releases the data root. */
   close(): void;
   /**
@@ -63,13 +75,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     format: config.logFormat,
     ...(options.log ? { sink: options.log } : {}),
   });
-  const services = await createServices(config, options);
+  const notifications = new Notifications(config, { log });
+  const services = await createServices(config, { eventSink: notifications.open, ...options });
   const recovered = await services.uploads.recover();
   log.info("upload sessions recovered", {
     resumable: recovered.resumed,
     purged: recovered.purged,
   });
+  const metrics = config.metrics.enabled ? new RegistryMetrics(services.driver) : null;
+  const health = new Health(config, services.driver, log);
   const routes: Route[] = [
+    ...healthRoutes(health, () => limits.draining),
     ...listingRoutes(services),
     ...blobRoutes(services),
     ...manifestRoutes(services),
@@ -90,10 +106,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const limits = new Limits(config);
   const pipeline = compose([
     responseHeaders(config, trusted),
+    healthStep(),
     accessLog(log, config.logRequests),
+    metricsStep(metrics),
     catchErrors(log),
     limits.step,
     writePolicy(config),
+    eventScope(config.publicUrl, notifications.enabled),
   ], dispatch);
 
   const handle = (request: IncomingRequest, body: RequestBody | null): Promise<Reply> => {
@@ -122,12 +141,17 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await handle(incoming, request.body === null ? null : new BodyReader(request.body)),
     );
   };
+  notifications.start();
   return Object.assign(serveHandler, {
     handle,
     services,
     log,
+    metrics,
+    health,
     close: () => {
+      health.close();
       if (timer !== null) clearInterval(timer);
+      void notifications.close();
       services.close();
       log.flush();
     },

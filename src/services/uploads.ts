@@ -14,6 +14,8 @@ import {
   type Sha256State,
 } from "../digest/sha256.ts";
 import { RegistryError } from "../errors.ts";
+import { BLOB_MEDIA_TYPE } from "../events/event.ts";
+import { type EventSink, NO_EVENTS } from "../events/sink.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
 import type { LockManager } from "../storage/lock.ts";
@@ -57,10 +59,20 @@ export class UploadService {
   readonly #options: UploadServiceOptions;
   readonly #locks: LockManager;
   readonly #now: () => Date;
+  readonly #events: EventSink;
 
-  /** Makes the service over its stores and the lock manager shared with the other services. */
+  /**
+   * Makes the service over its stores, the lock manager shared with the other services, and
+   * the sink of its events (default: none).
+   */
   constructor(
-    stores: { uploads: UploadStore; blobs: BlobStore; meta: MetadataStore; locks: LockManager },
+    stores: {
+      uploads: UploadStore;
+      blobs: BlobStore;
+      meta: MetadataStore;
+      locks: LockManager;
+      events?: EventSink;
+    },
     options: UploadServiceOptions,
   ) {
     this.#uploads = stores.uploads;
@@ -69,12 +81,17 @@ export class UploadService {
     this.#locks = stores.locks;
     this.#options = options;
     this.#now = options.now ?? (() => new Date());
+    this.#events = stores.events ?? NO_EVENTS;
   }
 
   /** Opens a new empty session in a repository. */
   async start(name: RepositoryName): Promise<UploadStatus> {
     const id = crypto.randomUUID() as UploadId;
-    await this.#uploads.create(id, name, this.#now(), EMPTY_STATE);
+    // Under the session's lock: the purge never sees a session whose files are half made.
+    await this.#locks.run(
+      uploadLock(id),
+      () => this.#uploads.create(id, name, this.#now(), EMPTY_STATE),
+    );
     return { id, size: 0 };
   }
 
@@ -104,8 +121,9 @@ export class UploadService {
 
   /**
    * Appends an optional final chunk, verifies the digest of all bytes, commits the blob by
-   * rename and links it into the repository. On a digest mismatch the session is removed and
-   * DIGEST_INVALID thrown; nothing is stored.
+   * rename and links it into the repository; the blob's push event is queued durably before
+   * returning. On a digest mismatch the session is removed and DIGEST_INVALID thrown; nothing
+   * is stored.
    */
   complete(name: RepositoryName, id: UploadId, digest: Digest, chunk: Chunk): Promise<Digest> {
     return this.#locks.run(uploadLock(id), async () => {
@@ -123,7 +141,17 @@ export class UploadService {
         );
       }
       await this.#blobs.commitUpload(id, digest);
-      await this.#locks.run(repositoryLock(name), () => this.#meta.linkLayer(name, digest));
+      await this.#locks.run(repositoryLock(name), async () => {
+        await this.#meta.linkLayer(name, digest);
+        await this.#events.record([{
+          action: "push",
+          kind: "blob",
+          repository: name,
+          digest,
+          mediaType: BLOB_MEDIA_TYPE,
+          size: hasher.length,
+        }]);
+      });
       await this.#uploads.remove(id);
       return digest;
     });
