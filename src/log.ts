@@ -43,11 +43,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const threshold = RANK[options.level ?? "info"];
   const json = options.format === "json";
   const now = options.now ?? (() => new Date());
+  // One ISO string per millisecond, not one per line.
+  let lastMs = -1;
+  let lastIso = "";
+  const isoNow = () => {
+    const date = now();
+    const ms = date.getTime();
+    if (ms !== lastMs) {
+      lastMs = ms;
+      lastIso = date.toISOString();
+    }
+    return lastIso;
+  };
   const batch = options.sink ? null : new StdoutBatch();
   const sink = options.sink ?? ((line: string) => batch!.push(line));
   const write = (level: LogLevel, message: string, fields?: LogFields) => {
     if (RANK[level] > threshold) return;
-    const time = now().toISOString();
+    const time = isoNow();
     sink(json ? jsonLine(time, level, message, fields) : textLine(time, level, message, fields));
   };
   return {
@@ -71,8 +83,9 @@ function jsonLine(time: string, level: LogLevel, msg: string, fields?: LogFields
 const BARE = /^[A-Za-z0-9_.:/@+-]+$/;
 
 function textValue(value: string | number | boolean | null): string {
-  const text = String(value);
-  return BARE.test(text) ? text : JSON.stringify(text);
+  if (typeof value === "number") return Number.isFinite(value) ? String(value) : `"${value}"`;
+  if (typeof value === "boolean" || value === null) return String(value);
+  return BARE.test(value) ? value : JSON.stringify(value);
 }
 
 function textLine(time: string, level: LogLevel, msg: string, fields?: LogFields): string {
