@@ -100,10 +100,15 @@ async function main(): Promise<number> {
     log.info("stopped");
     log.flush();
   };
-  const onSignal = () => void stop();
+  let stopped: Promise<void> | null = null;
+  const onSignal = () => {
+    const stopping = stop();
+    stopped ??= stopping;
+  };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   await server.finished;
+  await stopped; // the drain's last steps: release the data root, flush the log
   return 0;
 }
 
