@@ -270,3 +270,18 @@ export function seriesCount(exposition: string): number {
   for (const line of exposition.split("\n")) if (line !== "" && !line.startsWith("#")) n++;
   return n;
 }
+
+/**
+ * Histogram bounds 1, 2.5 and 5 times each power of ten, from `lowest` to `highest` (both of
+ * that form), as decimal literals would give them (`0.00025`, not a rounding of it).
+ */
+export function decadeBuckets(lowest: number, highest: number): number[] {
+  const out: number[] = [];
+  for (let exponent = Math.floor(Math.log10(lowest)); exponent <= 3; exponent++) {
+    for (const mantissa of [1, 2.5, 5]) {
+      const bound = parseFloat(`${mantissa}e${exponent}`);
+      if (bound >= lowest && bound <= highest) out.push(bound);
+    }
+  }
+  return out;
+}

@@ -17,6 +17,7 @@ import {
   ComputedFamily,
   type Counter,
   CounterFamily,
+  decadeBuckets,
   type Gauge,
   GaugeFamily,
   type Histogram,
@@ -26,24 +27,7 @@ import {
 import { processFamilies } from "./process.ts";
 
 /** Bucket bounds of request durations in seconds: Distribution's, plus 0.5, 1 and 2.5 ms. */
-export const HTTP_DURATION_BUCKETS: readonly number[] = [
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  25,
-  60,
-];
+export const HTTP_DURATION_BUCKETS: readonly number[] = [...decadeBuckets(0.0005, 10), 25, 60];
 
 /** Methods by their label value; any other method is counted as `other`. */
 const METHODS: ReadonlyMap<string, string> = new Map([

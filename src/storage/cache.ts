@@ -317,7 +317,8 @@ export class CachedMetadataStore implements MetadataStore {
   }
 }
 
-function binarySearch(list: readonly string[], value: string): number {
+/** The first index of a sorted list whose value is not below `value`. */
+function lowerBound(list: readonly string[], value: string): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
@@ -325,16 +326,14 @@ function binarySearch(list: readonly string[], value: string): number {
     if (list[mid] < value) lo = mid + 1;
     else hi = mid;
   }
-  return lo < list.length && list[lo] === value ? lo : -1;
+  return lo;
+}
+
+function binarySearch(list: readonly string[], value: string): number {
+  const at = lowerBound(list, value);
+  return at < list.length && list[at] === value ? at : -1;
 }
 
 function insertSorted<T extends string>(list: T[], value: T): void {
-  let lo = 0;
-  let hi = list.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (list[mid] < value) lo = mid + 1;
-    else hi = mid;
-  }
-  list.splice(lo, 0, value);
+  list.splice(lowerBound(list, value), 0, value);
 }

@@ -20,27 +20,13 @@ import {
   type TempRegistry,
   tempRegistry,
 } from "../helpers/registry.ts";
+import { SPEC_ERROR_CODES } from "../helpers/error_codes.ts";
 import { checkStore, listTree, storeFingerprint } from "../helpers/store_check.ts";
 import { OCI_INDEX as INDEX_TYPE, OCI_MANIFEST as MANIFEST_TYPE } from "../helpers/media_types.ts";
 
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 4000);
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Math.floor(Math.random() * 2 ** 31));
-const CODES = new Set([
-  "BLOB_UNKNOWN",
-  "BLOB_UPLOAD_INVALID",
-  "BLOB_UPLOAD_UNKNOWN",
-  "DIGEST_INVALID",
-  "MANIFEST_BLOB_UNKNOWN",
-  "MANIFEST_INVALID",
-  "MANIFEST_UNKNOWN",
-  "NAME_INVALID",
-  "NAME_UNKNOWN",
-  "SIZE_INVALID",
-  "UNAUTHORIZED",
-  "DENIED",
-  "UNSUPPORTED",
-  "TOOMANYREQUESTS",
-]);
+const CODES = SPEC_ERROR_CODES;
 
 /** A registry over `<private parent>/data`, with `<parent>/outside` holding a canary. */
 interface Arena {

@@ -154,15 +154,7 @@ export class FsDriver implements StorageDriver {
 
   /** @inheritdoc */
   async append(key: string, offset: number): Promise<AppendWriter> {
-    const path = this.#path(key);
-    await refuseLinks(path);
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { write: true });
-    } catch (error) {
-      if (isNotFound(error)) throw new ObjectMissing(key);
-      throw error;
-    }
+    const file = await this.#openExisting(key);
     try {
       await file.truncate(offset);
       await file.seek(offset, Deno.SeekMode.Start);
@@ -185,15 +177,7 @@ export class FsDriver implements StorageDriver {
 
   /** @inheritdoc */
   async truncate(key: string, size: number): Promise<void> {
-    const path = this.#path(key);
-    await refuseLinks(path);
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { write: true });
-    } catch (error) {
-      if (isNotFound(error)) throw new ObjectMissing(key);
-      throw error;
-    }
+    const file = await this.#openExisting(key);
     try {
       await file.truncate(size);
       await file.syncData();
@@ -228,6 +212,18 @@ export class FsDriver implements StorageDriver {
     const reader = await this.read(key);
     if (reader === null) throw new ObjectMissing(key);
     return reader.stream;
+  }
+
+  /** Opens an existing object for writing; throws ObjectMissing or LinkedPathError. */
+  async #openExisting(key: string): Promise<Deno.FsFile> {
+    const path = this.#path(key);
+    await refuseLinks(path);
+    try {
+      return await Deno.open(path, { write: true });
+    } catch (error) {
+      if (isNotFound(error)) throw new ObjectMissing(key);
+      throw error;
+    }
   }
 
   /**

@@ -9,7 +9,7 @@
  * timed too. The stat calls made to size a blob change are not timed.
  */
 
-import { type Histogram, HistogramFamily } from "../../metrics/families.ts";
+import { decadeBuckets, type Histogram, HistogramFamily } from "../../metrics/families.ts";
 import { StoredBytes } from "../../metrics/stored_bytes.ts";
 import type {
   AppendWriter,
@@ -23,24 +23,7 @@ import type {
 import { AREAS } from "../keys.ts";
 
 /** Bucket bounds of storage action times, in seconds: 100 µs to 10 s. */
-export const STORAGE_BUCKETS: readonly number[] = [
-  0.0001,
-  0.00025,
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-];
+export const STORAGE_BUCKETS: readonly number[] = decadeBuckets(0.0001, 10);
 
 const ACTIONS = [
   "get",
