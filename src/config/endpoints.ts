@@ -128,13 +128,30 @@ export function maskHeaders(
   );
 }
 
+/** Endpoint headers whose values are shown by `--print-config`; every other value is masked. */
+const PLAIN_ENDPOINT_HEADERS = new Set(["accept", "content-type", "user-agent"]);
+
+/** An endpoint's header values, all masked but the plainly harmless ones. */
+function maskEndpointHeaders(
+  values: Readonly<Record<string, readonly string[]>>,
+): Record<string, string[]> {
+  return Object.fromEntries(
+    Object.entries(values).map((
+      [name, list],
+    ) => [
+      name,
+      PLAIN_ENDPOINT_HEADERS.has(name.toLowerCase()) ? [...list] : list.map(() => "********"),
+    ]),
+  );
+}
+
 /** The endpoints as the configuration file writes them, secrets masked when `mask`. */
 export function showEndpoints(endpoints: readonly NotificationEndpoint[], mask: boolean) {
   return endpoints.map((e) => ({
     name: e.name,
     disabled: e.disabled,
     url: mask ? maskUrl(e.url) : e.url,
-    headers: mask ? maskHeaders(e.headers) : e.headers,
+    headers: mask ? maskEndpointHeaders(e.headers) : e.headers,
     timeout: formatDuration(e.timeoutMs),
     threshold: e.threshold,
     backoff: formatDuration(e.backoffMs),

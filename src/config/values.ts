@@ -204,9 +204,13 @@ export function httpUrl(secretUserinfo: boolean): Parser<string> {
   };
 }
 
-/** A URL with any `user:password@` replaced by `***@`. */
+/** A URL with any `user:password@` replaced by `***@` and every query value by `***`. */
 export function maskUrl(value: string): string {
-  return value.replace(/^([a-z]+:\/\/)[^/@]*@/i, "$1***@");
+  const masked = value.replace(/^([a-z]+:\/\/)[^/@]*@/i, "$1***@");
+  const query = masked.indexOf("?");
+  if (query < 0) return masked;
+  const params = masked.slice(query + 1).replace(/=([^&#]*)/g, "=***");
+  return `${masked.slice(0, query)}?${params}`;
 }
 
 /** A list of scalars (a single scalar is a list of one). */

@@ -286,8 +286,11 @@ export class EventQueue {
     const epoch = this.#spillEpoch;
     const limit = this.#options.window - this.#entries.length;
     const after = this.#cursor < 0 ? undefined : eventSeqName(this.#cursor);
-    const names = await driver.list(this.#prefix, { ...(after ? { after } : {}), limit });
+    // Taken before listing: a spill still being written may be missing from the listing, so
+    // nothing at or past it is read, and the overflow is kept until a refill saw none.
     const stopAt = Math.min(...this.#spilling);
+    const inFlight = this.#spilling.size;
+    const names = await driver.list(this.#prefix, { ...(after ? { after } : {}), limit });
     let complete = names.length < limit;
     for (const name of names) {
       const seq = eventSeqOf(name);
@@ -308,7 +311,7 @@ export class EventQueue {
       }
       this.#entries.push({ seq, key, events, committed: true });
     }
-    if (complete && this.#spilling.size === 0 && epoch === this.#spillEpoch) {
+    if (complete && inFlight === 0 && this.#spilling.size === 0 && epoch === this.#spillEpoch) {
       this.#overflow = false;
     }
   }

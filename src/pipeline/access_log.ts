@@ -17,11 +17,25 @@ export function bytesSent(reply: Reply, method: string): number {
   return Number(headerOf(reply, "content-length") ?? 0);
 }
 
-/** The target of a request URL as sent: its path and query. */
+/** Query parameters of the registry's own routes, logged as sent; any other value is masked. */
+const LOGGED_PARAMETERS = new Set(["digest", "mount", "from", "n", "last", "artifactType"]);
+
+/**
+ * The target of a request URL as sent: its path, and its query with the values of parameters
+ * the registry does not define masked (a client may send `?access_token=…`).
+ */
 function pathOf(url: string): string {
   const scheme = url.indexOf("://");
   const start = url.indexOf("/", scheme < 0 ? 0 : scheme + 3);
-  return start < 0 ? "/" : url.slice(start);
+  if (start < 0) return "/";
+  const query = url.indexOf("?", start);
+  if (query < 0) return url.slice(start);
+  const parts = url.slice(query + 1).split("&").map((part) => {
+    const eq = part.indexOf("=");
+    const name = eq < 0 ? part : part.slice(0, eq);
+    return eq < 0 || LOGGED_PARAMETERS.has(name) ? part : `${name}=***`;
+  });
+  return `${url.slice(start, query)}?${parts.join("&")}`;
 }
 
 /** The access log step (a no-op when disabled or below the log level). */

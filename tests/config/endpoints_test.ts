@@ -69,13 +69,17 @@ Deno.test("errors name the entry and the field", () => {
   for (const [yaml, message] of cases) assert.throws(() => parse(yaml), message, yaml);
 });
 
-Deno.test("shown with credentials masked: Authorization values and URL user:password", () => {
+Deno.test("shown with credentials masked: header values but harmless ones, URL user:password and query", () => {
   const endpoints = parse(
-    "- {name: a, url: 'https://u:pw@h/e', headers: {Authorization: [Bearer t], X-A: [b]}}",
+    "- {name: a, url: 'https://u:pw@h/e', headers: {Authorization: [Bearer t], X-A: [b], Content-Type: [c]}}",
   );
   const [shown] = showEndpoints(endpoints, true);
   assert.equal(shown.url, "https://***@h/e");
-  assert.deepEqual(shown.headers, { Authorization: ["********"], "X-A": ["b"] });
+  assert.deepEqual(shown.headers, {
+    Authorization: ["********"],
+    "X-A": ["********"],
+    "Content-Type": ["c"],
+  });
   const [plain] = showEndpoints(endpoints, false);
   assert.equal(plain.url, "https://u:pw@h/e");
   assert.deepEqual(plain.headers.Authorization, ["Bearer t"]);

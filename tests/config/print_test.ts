@@ -35,12 +35,14 @@ notifications:
       url: https://user:pw2@hooks.example.com/e
       headers:
         authorization: [Bearer tok3n]
-        X-Other: [visible]
+        X-Api-Key: [k3y]
+        Content-Type: [visible]
 `);
   const result = parseCommandLine(["--config", path, "--print-config"], {});
   assert.equal(result.action, "print-config");
   const text = "text" in result ? result.text : "";
-  for (const secret of ["hunter2-secret", "pw1", "pw2", "c2VjcmV0", "tok3n", "admin", "user:"]) {
+  const secrets = ["hunter2-secret", "pw1", "pw2", "c2VjcmV0", "tok3n", "k3y", "admin:", "user:"];
+  for (const secret of secrets) {
     assert.ok(!text.includes(secret), `${secret} leaked:\n${text}`);
   }
   assert.match(text, /secret: "\*{8}"/);

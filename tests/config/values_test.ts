@@ -128,6 +128,7 @@ Deno.test("URLs must be absolute http(s) without query; the trailing slash goes"
   }
   assert.equal(maskUrl("https://user:pw@h/e"), "https://***@h/e");
   assert.equal(maskUrl("https://h/e"), "https://h/e");
+  assert.equal(maskUrl("https://u:p@h/e?token=abc&x=1"), "https://***@h/e?token=***&x=***");
 });
 
 Deno.test("a URL with credentials is not echoed in its error when secret", () => {

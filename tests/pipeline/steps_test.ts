@@ -37,6 +37,11 @@ Deno.test("access log: one line per request with route, repository, status, size
   assert.equal(chunk.route, "blob_upload_chunk");
   assert.equal(chunk.bytes_in, "1234");
   assert.ok(!lines.join("\n").includes("c2VjcmV0"), "the Authorization value is never logged");
+  const mark = reg.logs.length;
+  const tokenInQuery = await reg.fetch("/v2/team/app/tags/list?n=5&access_token=s3cr3t");
+  await tokenInQuery.body?.cancel();
+  const logged = reg.logs.slice(mark).map(logFields).find((f) => f.msg === "request")!;
+  assert.equal(logged.path, "/v2/team/app/tags/list?n=5&access_token=***");
 });
 
 Deno.test("access log: JSON lines when log.formatter is json; nothing when disabled", async () => {

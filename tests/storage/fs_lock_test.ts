@@ -106,3 +106,17 @@ Deno.test("a second registry process on a root in use exits 2 naming the root an
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a .lock that is a symbolic link is refused, and its target is left alone", async () => {
+  const root = await Deno.makeTempDir({ prefix: "lock-link-" });
+  const victim = await Deno.makeTempFile({ prefix: "lock-victim-" });
+  try {
+    await Deno.writeTextFile(victim, "precious data");
+    await Deno.symlink(victim, join(root, ".lock"));
+    await assert.rejects(lockRoot(root), StartupError);
+    assert.equal(await Deno.readTextFile(victim), "precious data");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(victim);
+  }
+});

@@ -81,6 +81,9 @@ export async function ensureDir(path: string): Promise<void> {
   if (missing.length === 0) return;
   await Deno.mkdir(path, { recursive: true });
   for (const dir of missing.reverse()) await syncDir(dirname(dir));
+  // A concurrent prune may have removed `existing` after it was seen, and mkdir made it again:
+  // flush its parent too, so that its entry is as durable as the new folders below it.
+  if (existing !== dirname(existing)) await syncDir(dirname(existing));
 }
 
 /** Flushes a directory's entries (new names, renames) to disk. */

@@ -21,6 +21,10 @@ const heldHere = new Set<string>();
  */
 export async function lockRoot(root: string): Promise<RootLock> {
   const path = `${root}/.lock`;
+  const planted = await Deno.lstat(path).then((info) => !info.isFile, () => false);
+  if (planted) {
+    throw new StartupError(`data root ${root} has a .lock that is not a plain file; remove it`);
+  }
   const file = await Deno.open(path, { read: true, write: true, create: true });
   let locked = false;
   try {
@@ -32,6 +36,12 @@ export async function lockRoot(root: string): Promise<RootLock> {
           /^[0-9]+$/.test(holder) ? ` (PID ${holder})` : ""
         }`,
       );
+    }
+    // Between the check and the open a link could have been planted: write only into the file
+    // that was checked (same inode as the path, which is no link).
+    const [opened, named] = [await file.stat(), await Deno.lstat(path)];
+    if (!named.isFile || opened.ino !== named.ino || opened.dev !== named.dev) {
+      throw new StartupError(`data root ${root} has a .lock that is not a plain file; remove it`);
     }
     await file.truncate(0);
     await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
