@@ -1,15 +1,24 @@
 /**
  * Starts the registry: reads the configuration (src/config/: a config.yml, the environment,
  * the flags), builds the app, serves it (src/serve.ts), and shuts down gracefully on
- * SIGINT/SIGTERM. A bad setting prints one line and exits with code 2.
+ * SIGINT/SIGTERM; SIGHUP re-reads the TLS certificate and key. A bad setting (or certificate)
+ * prints one line and exits with code 2.
  */
 
 import { createApp } from "./src/app.ts";
 import { startDebugServer } from "./src/debug_server.ts";
 import { ConfigError, type Invocation, parseCommandLine } from "./src/config/mod.ts";
 import { createLogger } from "./src/log.ts";
-import { serve, type Serving } from "./src/serve.ts";
-import { dataRootFailure, hostPort, listenFailure } from "./src/startup.ts";
+import { reloadTls, serve, type Serving } from "./src/serve.ts";
+import {
+  dataRootFailure,
+  hostPort,
+  isLoopback,
+  listenFailure,
+  readTlsFiles,
+  tlsFailure,
+  type TlsFiles,
+} from "./src/startup.ts";
 
 async function main(): Promise<number> {
   let invocation: Invocation;
@@ -33,6 +42,24 @@ async function main(): Promise<number> {
   if (invocation.action === "print-config") {
     console.log(invocation.text.trimEnd());
     return 0;
+  }
+  let tls: TlsFiles | null = null;
+  if (config.tls !== null) {
+    if (config.tls.certificate === "" || config.tls.key === "") {
+      const missing = config.tls.key === "" ? "http.tls.key" : "http.tls.certificate";
+      console.error(`Missing ${missing}: http.tls.certificate and http.tls.key go together`);
+      return 2;
+    }
+    try {
+      tls = await readTlsFiles(config.tls);
+      // a throwaway listener checks the pair (and that key and certificate match)
+      Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...tls }).close();
+    } catch (error) {
+      const line = tlsFailure(error, config.tls);
+      if (line === null) throw error;
+      console.error(line);
+      return 2;
+    }
   }
   let app;
   try {
@@ -64,12 +91,18 @@ async function main(): Promise<number> {
   try {
     server = serve(app, config, ({ hostname, port }) => {
       log.info(
-        `registry listening on http://${
+        `registry listening on ${tls ? "https" : "http"}://${
           hostPort(hostname, port)
         }/v2/, storing in ${config.dataDir}`,
       );
+      if (!tls && !isLoopback(config.host)) {
+        log.warn(
+          `serving plain HTTP on ${config.host}: credentials and images cross the network ` +
+            "unencrypted (set http.tls.certificate and http.tls.key, or use a TLS proxy)",
+        );
+      }
       log.flush();
-    });
+    }, tls);
   } catch (error) {
     const line = listenFailure(error, config.host, config.port);
     if (line === null) throw error;
@@ -107,6 +140,7 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
+  if (tls) Deno.addSignalListener("SIGHUP", () => void reloadTls(server, config, log));
   await server.finished;
   await stopped; // the drain's last steps: release the data root, flush the log
   return 0;

@@ -1,9 +1,9 @@
 /**
  * `createApp(config)`: the registry as a value. The route table and the request pipeline, in
  * one fixed order (response headers with the request id → health probes → access log →
- * metrics → the catch → limits and drain → write policy → event scope → handler), with the
- * route matched first so that every step knows the route, the repository and the action. The
- * catch step is the one place an error becomes a reply. Access control will sit between the
+ * metrics → CORS → the catch → limits and drain → access control → write policy → event scope →
+ * handler), with the route matched first so that every step knows the route, the repository and the action. The
+ * catch step is the one place an error becomes a reply. Access control sits between the
  * limits and the write policy.
  */
 
@@ -16,8 +16,10 @@ import { Health } from "./health/health.ts";
 import { healthRoutes, healthStep } from "./health/routes.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryMetrics } from "./metrics/registry_metrics.ts";
+import { accessControl, type AccessControlOptions } from "./pipeline/access_control.ts";
 import { accessLog } from "./pipeline/access_log.ts";
 import { clientOf, trustedMatcher } from "./pipeline/client.ts";
+import { cors } from "./pipeline/cors.ts";
 import { actionOf, compose, type RequestContext, type RouteInfo } from "./pipeline/context.ts";
 import { catchErrors } from "./pipeline/errors.ts";
 import { eventScope } from "./pipeline/event_scope.ts";
@@ -62,6 +64,8 @@ export interface App {
 export interface AppOptions extends ServiceOptions {
   /** Where finished log lines go, one call per line (default: standard error). */
   readonly log?: (line: string) => void;
+  /** How often the htpasswd file is looked at, and how long a success is remembered (tests). */
+  readonly auth?: AccessControlOptions;
 }
 
 /**
@@ -75,6 +79,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     format: config.logFormat,
     ...(options.log ? { sink: options.log } : {}),
   });
+  const access = await accessControl(config, log, options.auth);
   const notifications = new Notifications(config, { log });
   const services = await createServices(config, { eventSink: notifications.open, ...options });
   const recovered = await services.uploads.recover();
@@ -109,8 +114,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     healthStep(),
     accessLog(log, config.logRequests),
     metricsStep(metrics),
+    cors(config.cors), // outside the catch: it sees error replies (and access control's 401)
     catchErrors(log),
     limits.step,
+    access,
     writePolicy(config),
     eventScope(config.publicUrl, notifications.enabled),
   ], dispatch);
@@ -184,5 +191,11 @@ function dispatch(ctx: RequestContext): Promise<Reply> {
   const query = request.url.includes("?")
     ? new URL(request.url).searchParams
     : new URLSearchParams();
-  return match.handler({ request, body: ctx.body, query, params: match.params });
+  return match.handler({
+    request,
+    body: ctx.body,
+    query,
+    params: match.params,
+    ...(ctx.canPull ? { canPull: ctx.canPull } : {}),
+  });
 }

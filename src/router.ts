@@ -18,6 +18,8 @@ export interface RouteContext {
   readonly body: ByteSource | null;
   readonly query: URLSearchParams;
   readonly params: Readonly<Record<string, string>>;
+  /** Whether the user may pull a repository (access control's; absent: anyone may). */
+  readonly canPull?: (repository: string) => boolean;
 }
 
 /** A request handler for one route and method. */

@@ -1,12 +1,15 @@
 /**
  * `serve(app, config)`: the app on the configured HTTP server, the built-in HTTP/1.1 server
- * on `Deno.listen` (src/server/, the default) or `Deno.serve`. Used by main.ts and the tests.
+ * on `Deno.listen` (src/server/, the default) or `Deno.serve`, over HTTPS when `http.tls` names
+ * a certificate and key. Used by main.ts and the tests.
  */
 
 import type { App } from "./app.ts";
 import type { Config } from "./config/mod.ts";
 import { TransportBody } from "./http/body.ts";
+import type { Logger } from "./log.ts";
 import { serveHttp1 } from "./server/mod.ts";
+import { readTlsFiles, tlsFailure, type TlsFiles } from "./startup.ts";
 
 /** A listening server. */
 export interface Serving {
@@ -15,25 +18,45 @@ export interface Serving {
   readonly finished: Promise<void>;
   /** Stops listening and resolves once requests in flight are answered. */
   shutdown(): Promise<void>;
+  /** Whether it serves HTTPS. */
+  readonly secure: boolean;
+  /**
+   * Serves new connections with this certificate and key; established ones keep theirs.
+   * Throws, keeping the old pair, when the new one is unusable or the server cannot reload.
+   */
+  reloadTls(tls: TlsFiles): Promise<void>;
 }
 
-/** Serves `app` on `config.host`:`config.port` with `config.server`. */
+/**
+ * Serves `app` on `config.host`:`config.port` with `config.server`; `tls` is the certificate
+ * and key read from `config.tls` (`readTlsFiles`), or null for plain HTTP.
+ */
 export function serve(
   app: App,
   config: Config,
   onListen: (addr: Deno.NetAddr) => void = () => {},
+  tls: TlsFiles | null = null,
 ): Serving {
   if (config.server === "deno") {
     const server = Deno.serve({
       hostname: config.host,
       port: config.port,
+      ...(tls ?? {}),
       onListen: (addr) => onListen(addr as Deno.NetAddr),
     }, app);
-    return { addr: server.addr, finished: server.finished, shutdown: () => server.shutdown() };
+    return {
+      addr: server.addr,
+      finished: server.finished,
+      shutdown: () => server.shutdown(),
+      secure: tls !== null,
+      reloadTls: () =>
+        Promise.reject(new Error("Reloading the certificate needs the built-in server")),
+    };
   }
-  return serveHttp1({
+  const server = serveHttp1({
     hostname: config.host,
     port: config.port,
+    ...(tls ? { tls } : {}),
     // The app answers heads over `maxHeaderBytes` with 431 and an OCI error; the server's
     // own cap (answered with a plain-text 431) only bounds what it buffers.
     maxHeadBytes: config.maxHeaderBytes + 16 * 1024,
@@ -42,4 +65,34 @@ export function serve(
     writeTimeoutMs: config.bodyIdleTimeoutMs,
     onListen,
   }, (request, body) => app.handle(request, body === null ? null : new TransportBody(body)));
+  return {
+    addr: server.addr,
+    finished: server.finished,
+    shutdown: () => server.shutdown(),
+    secure: tls !== null,
+    reloadTls: (pair) => server.reloadTls(pair),
+  };
+}
+
+/**
+ * What SIGHUP does: re-reads `http.tls.certificate` and `http.tls.key` and serves new
+ * connections with them; on a bad pair logs an error and keeps the old one. True when the new
+ * pair is in use.
+ */
+export async function reloadTls(serving: Serving, config: Config, log: Logger): Promise<boolean> {
+  if (config.tls === null || !serving.secure) {
+    log.info("SIGHUP: nothing to reload (no http.tls)");
+    return false;
+  }
+  try {
+    await serving.reloadTls(await readTlsFiles(config.tls));
+  } catch (error) {
+    const line = tlsFailure(error, config.tls) ?? String(error);
+    log.error(`TLS reload failed, keeping the previous certificate: ${line}`);
+    log.flush();
+    return false;
+  }
+  log.info("TLS certificate reloaded", { certificate: config.tls.certificate });
+  log.flush();
+  return true;
 }

@@ -44,3 +44,51 @@ export function dataRootFailure(error: unknown, dataDir: string): string | null 
   if (code === "ELINKED") return `data root ${dataDir}: ${(error as Error).message}`;
   return null;
 }
+
+/** A PEM certificate chain and key read from `http.tls.certificate` and `http.tls.key`. */
+export interface TlsFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Reads the certificate and key files (throws what reading or `tlsFailure` explains). */
+export async function readTlsFiles(tls: { certificate: string; key: string }): Promise<TlsFiles> {
+  const [cert, key] = await Promise.all([
+    Deno.readTextFile(tls.certificate),
+    Deno.readTextFile(tls.key),
+  ]);
+  return { cert, key };
+}
+
+/**
+ * The one line saying why the TLS certificate or key (`http.tls.*`) cannot be used, or null
+ * for other errors.
+ */
+export function tlsFailure(
+  error: unknown,
+  tls: { certificate: string; key: string },
+): string | null {
+  const files = `${tls.certificate} and ${tls.key}`;
+  if (error instanceof Deno.errors.NotFound) {
+    return `TLS certificate or key not found (http.tls.certificate, http.tls.key): ${files}`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `TLS certificate or key not readable: permission denied (${files})`;
+  }
+  if (error instanceof Deno.errors.InvalidData || error instanceof TypeError) {
+    return `TLS certificate or key unusable (${files}): ${firstLine(error)}`;
+  }
+  if (error instanceof Error && /key|cert|pem/i.test(error.message)) {
+    return `TLS certificate or key unusable (${files}): ${firstLine(error)}`;
+  }
+  return null;
+}
+
+/** Whether `host` only accepts connections from this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function firstLine(error: Error): string {
+  return error.message.split("\n")[0];
+}

@@ -19,20 +19,29 @@ const DRIVER = "only the filesystem storage driver is implemented";
 /** Keys whose presence stops the registry from starting. */
 export const REFUSED: readonly Unsupported[] = [
   {
-    key: "auth.htpasswd",
-    why: "authentication is not implemented; without it anyone could push and delete",
+    key: "validation.manifests.urls",
+    why: "manifest URL allow and deny lists are not implemented; ignoring them would accept " +
+      "the foreign layer URLs they deny",
   },
   {
     key: "auth.token",
-    why: "authentication is not implemented; without it anyone could push and delete",
+    why: "token authentication is not implemented yet (use auth.htpasswd); ignoring it would " +
+      "let anyone push and delete",
   },
   {
     key: "auth.silly",
-    why: "authentication is not implemented; without it anyone could push and delete",
+    why: "the silly authenticator is a development stub; ignoring it would let anyone push " +
+      "and delete",
   },
   {
-    key: "http.tls",
-    why: "TLS is not implemented; the registry would serve plain HTTP (terminate TLS in a proxy)",
+    key: "http.tls.clientcas",
+    why: "client certificates are not offered by Deno.listenTls (Deno 2.9); without them " +
+      "any client could connect (verify them in a TLS proxy)",
+  },
+  {
+    key: "http.tls.letsencrypt",
+    why: "Let's Encrypt is not implemented; the registry would serve without the expected " +
+      "certificate (use certbot and http.tls.certificate)",
   },
   {
     key: "http.prefix",
@@ -64,6 +73,10 @@ export const IGNORED: readonly Unsupported[] = [
   { key: "storage.redirect", why: "redirects only apply to object storage drivers" },
   { key: "storage.tag", why: "tag lookups need no concurrency limit on the filesystem" },
   { key: "storage.filesystem.maxthreads", why: "file operations use Deno's own thread pool" },
+  {
+    key: "http.tls.ciphersuites",
+    why: "Deno's TLS (rustls) offers only modern AEAD cipher suites, which cannot be narrowed",
+  },
   { key: "http.http2", why: "HTTP/2 is not implemented; HTTP/1.1 is served" },
   { key: "http.h2c", why: "HTTP/2 is not implemented; HTTP/1.1 is served" },
   {

@@ -152,6 +152,11 @@ function build(flags: Flags, env: Env): { config: Config; warnings: string[] } {
   if (!explicit.has("storage.maintenance.uploadpurging.interval")) {
     config.purgeIntervalMs = Math.min(DEFAULTS.purgeIntervalMs, config.uploadMaxAgeMs);
   }
+  if (config.tls !== null) {
+    // (main.ts refuses a certificate without a key and the reverse)
+    const { certificate, key } = config.tls;
+    config.tls = { certificate: certificate && resolve(certificate), key: key && resolve(key) };
+  }
   if (config.metrics.enabled && config.debugAddr === null) {
     loading.warnings.push(
       "Metrics are not served: http.debug.prometheus.enabled needs http.debug.addr",

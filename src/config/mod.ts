@@ -5,8 +5,11 @@
  */
 
 export {
+  type AccessPolicy,
+  type AuthConfig,
   type Config,
   ConfigError,
+  type CorsConfig,
   DEFAULTS,
   type LogLevel,
   type NotificationEndpoint,

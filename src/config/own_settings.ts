@@ -5,6 +5,7 @@
 
 import type { YamlNode } from "./file.ts";
 import { define, type Setting } from "./setting.ts";
+import type { Place } from "./values.ts";
 import { DEFAULTS } from "./types.ts";
 import {
   boolean,
@@ -130,6 +131,45 @@ export const OWN_SETTINGS: readonly Setting[] = [
     apply: (d, v) => d.trustedProxies = v,
     show: (c) => c.trustedProxies,
   }),
+  define<string[]>({
+    key: "registry.http.cors.origins",
+    type: "list",
+    default: "none",
+    help: "origins of browser UIs allowed cross-origin requests (`https://ui.example.com`, " +
+      "`*` for any; a variable may list them comma-separated); none: CORS is off",
+    structured: true,
+    parse: commaList("origins like https://ui.example.com, or *", isOrigin),
+    apply: (d, v) => d.cors = { ...d.cors, origins: v },
+    show: (c) => c.cors.origins,
+  }),
+  define<string[]>({
+    key: "registry.http.cors.methods",
+    type: "list",
+    default: `\`${DEFAULTS.cors.methods.join(",")}\``,
+    help: "the methods a CORS preflight allows",
+    structured: true,
+    parse: commaList("HTTP methods", (v) => /^[A-Za-z]+$/.test(v)),
+    apply: (d, v) => d.cors = { ...d.cors, methods: v.map((m) => m.toUpperCase()) },
+    show: (c) => c.cors.methods,
+  }),
+  define<string[]>({
+    key: "registry.http.cors.headers",
+    type: "list",
+    default: `\`${DEFAULTS.cors.headers.join(",")}\``,
+    help: "the request headers a CORS preflight allows",
+    parse: commaList("header names", (v) => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(v)),
+    apply: (d, v) => d.cors = { ...d.cors, headers: v },
+    show: (c) => c.cors.headers,
+  }),
+  define<number>({
+    key: "registry.http.cors.maxage",
+    type: "duration",
+    default: `\`${formatDuration(DEFAULTS.cors.maxAgeS * 1000)}\``,
+    help: "how long a browser may cache a CORS preflight's answer",
+    parse: duration(0, 86_400_000),
+    apply: (d, v) => d.cors = { ...d.cors, maxAgeS: Math.floor(v / 1000) },
+    show: (c) => formatDuration(c.cors.maxAgeS * 1000),
+  }),
   define<number>({
     key: "registry.health.minfreebytes",
     type: "integer",
@@ -140,6 +180,26 @@ export const OWN_SETTINGS: readonly Setting[] = [
     show: (c) => c.readyMinFreeBytes,
   }),
 ];
+
+/** A list, or (from a variable) a comma-separated scalar, of values passing `check`. */
+function commaList(expected: string, check: (value: string) => boolean) {
+  const parse = stringList(expected, check);
+  return (node: YamlNode, place: Place) =>
+    parse(
+      node.kind === "scalar" && node.value !== null
+        ? { kind: "list" as const, items: splitList(node), line: node.line }
+        : node,
+      place,
+    );
+}
+
+/** `*`, or a scheme, a host and maybe a port, without a path. */
+function isOrigin(value: string): boolean {
+  return value === "*" ||
+    /^https?:\/\/[A-Za-z0-9.-]+(?::\d{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/.test(
+      value,
+    );
+}
 
 function splitList(node: YamlNode): YamlNode[] {
   const value = node.kind === "scalar" ? node.value ?? "" : "";

@@ -7,6 +7,7 @@
  * `--print-config` and loading all read this table.
  */
 
+import { AUTH_SETTINGS } from "./auth_settings.ts";
 import { maskHeaders, parseEndpoints, showEndpoints } from "./endpoints.ts";
 import { OWN_SETTINGS } from "./own_settings.ts";
 import { define, MASK, type Setting } from "./setting.ts";
@@ -135,6 +136,42 @@ const DISTRIBUTION_SETTINGS: readonly Setting[] = [
       help: "time in-flight requests get on SIGTERM",
       parse: seconds(0, 3600),
     }],
+  }),
+  define<string>({
+    key: "http.tls.certificate",
+    type: "path",
+    default: "none",
+    help: "PEM file of the certificate chain to serve HTTPS with (needs `http.tls.key`; " +
+      "SIGHUP re-reads both)",
+    parse: (node, place) => text(node, place, "a file path"),
+    apply: (d, v) => d.tls = { certificate: v, key: d.tls?.key ?? "" },
+    show: (c) => c.tls?.certificate ?? null,
+  }),
+  define<string>({
+    key: "http.tls.key",
+    type: "path",
+    default: "none",
+    help: "PEM file of the certificate's private key",
+    parse: (node, place) => text(node, place, "a file path"),
+    apply: (d, v) => d.tls = { certificate: d.tls?.certificate ?? "", key: v },
+    show: (c) => c.tls?.key ?? null,
+  }),
+  define<string>({
+    key: "http.tls.minimumtls",
+    type: "`tls1.2`",
+    default: "`tls1.2`",
+    help: "the oldest TLS version accepted: always TLS 1.2 (Deno's); `tls1.0`/`tls1.1` " +
+      "are accepted with a warning, `tls1.3` is refused",
+    parse: (node, place, warn) => {
+      const value = oneOf(["tls1.0", "tls1.1", "tls1.2", "tls1.3"])(node, place);
+      if (value === "tls1.3") {
+        throw invalid(node, place, "tls1.2 or lower (Deno.listenTls always accepts TLS 1.2)");
+      }
+      if (value !== "tls1.2") warn(`${place}: TLS 1.2 is the oldest version accepted`);
+      return value;
+    },
+    apply: () => {},
+    show: () => "tls1.2",
   }),
   define<{ host: string; port: number } | null>({
     key: "http.debug.addr",
@@ -335,4 +372,8 @@ const DISTRIBUTION_SETTINGS: readonly Setting[] = [
 ];
 
 /** Every setting, in the order of `--help` and the README. */
-export const SETTINGS: readonly Setting[] = [...DISTRIBUTION_SETTINGS, ...OWN_SETTINGS];
+export const SETTINGS: readonly Setting[] = [
+  ...DISTRIBUTION_SETTINGS,
+  ...AUTH_SETTINGS,
+  ...OWN_SETTINGS,
+];

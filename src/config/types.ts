@@ -65,6 +65,53 @@ export interface Config {
   readonly readyMinFreeBytes: number;
   /** Where events go (`notifications.endpoints`). */
   readonly notifications: readonly NotificationEndpoint[];
+  /** HTTPS: PEM files of the certificate chain and its key (`http.tls.*`); null: plain HTTP. */
+  readonly tls: { readonly certificate: string; readonly key: string } | null;
+  /** CORS for browser UIs (`registry.http.cors.*`); no origins: off. */
+  readonly cors: CorsConfig;
+  /** Access control: htpasswd authentication and the policies (off without a file). */
+  readonly auth: AuthConfig;
+  /** Tag patterns (`*` any characters) whose tags cannot be moved to another digest. */
+  readonly immutableTags: readonly string[];
+}
+
+/** Access control's settings (`auth.htpasswd.*`, `registry.auth.*`). */
+export interface AuthConfig {
+  /** The realm of the `Basic` challenge (`auth.htpasswd.realm`). */
+  readonly realm: string;
+  /** The htpasswd file (`auth.htpasswd.path`); null: authentication is off. */
+  readonly htpasswdPath: string | null;
+  /** Who may do what where; the first that allows wins, default deny. */
+  readonly policies: readonly AccessPolicy[];
+  /** Group name → its users. */
+  readonly groups: Readonly<Record<string, readonly string[]>>;
+  /** Users allowed everything. */
+  readonly admins: readonly string[];
+  /** The first failed attempt's delay for a client address (doubling, capped at 10×; 0: off). */
+  readonly failDelayMs: number;
+}
+
+/** One access policy (`registry.auth.policies` entry). */
+export interface AccessPolicy {
+  /** Repository globs: `*` within one path component, `**` across components. */
+  readonly repositories: readonly string[];
+  readonly users: readonly string[];
+  readonly groups: readonly string[];
+  /** Whether requests without credentials (and so every user) get these actions. */
+  readonly anonymous: boolean;
+  readonly actions: readonly ("pull" | "push" | "delete")[];
+}
+
+/** CORS settings (`registry.http.cors.*`). */
+export interface CorsConfig {
+  /** Origins allowed (`https://ui.example.com`, or `*` for any); empty: CORS is off. */
+  readonly origins: readonly string[];
+  /** Methods a preflight allows. */
+  readonly methods: readonly string[];
+  /** Request headers a preflight allows. */
+  readonly headers: readonly string[];
+  /** How long a browser may cache a preflight's answer, in seconds. */
+  readonly maxAgeS: number;
 }
 
 /** Log levels, most severe first. */
@@ -116,6 +163,29 @@ export const DEFAULTS = {
   storageHealth: { enabled: false, intervalMs: 10_000, threshold: 3 },
   readyMinFreeBytes: 64 * 1024 * 1024,
   notifications: [],
+  tls: null,
+  cors: {
+    origins: [],
+    methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+    headers: [
+      "Authorization",
+      "Content-Type",
+      "Content-Range",
+      "Range",
+      "Docker-Content-Digest",
+      "X-Registry-UI",
+    ],
+    maxAgeS: 600,
+  },
+  auth: {
+    realm: "Registry Realm",
+    htpasswdPath: null,
+    policies: [],
+    groups: {},
+    admins: [],
+    failDelayMs: 1000,
+  },
+  immutableTags: [],
 } as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
 
 /** A bad flag, variable or file key: one line naming where the value came from. */

@@ -41,6 +41,8 @@ export interface RequestContext {
   readonly route: RouteInfo;
   /** The authenticated user, once access control knows it. */
   user: string | null;
+  /** Whether the user may pull a repository (set by access control; absent: anyone may). */
+  canPull?: (repository: string) => boolean;
 }
 
 /** A pipeline step: does its part around `next`, which runs the rest. */

@@ -67,7 +67,8 @@ export function blobRoutes(services: Services): Route[] {
           // (content discovery); otherwise it falls back to a new session.
           if (mount !== null && (from !== null || services.config.automaticMount)) {
             const digest = parseDigest(mount);
-            if (await blobs.mount(name, from === null ? null : parseRepositoryName(from), digest)) {
+            const source = from === null ? null : parseRepositoryName(from);
+            if (await blobs.mount(name, source, digest, ctx.canPull)) {
               return created(name, digest);
             }
           }

@@ -32,9 +32,9 @@ export function listingRoutes(services: Services): Route[] {
       path: "/v2/_catalog",
       exact: ["/v2/_catalog"],
       methods: {
-        async GET({ query }) {
+        async GET({ query, canPull }) {
           const page = parsePage(query);
-          const result = await listings.catalog(page);
+          const result = await listings.catalog(page, canPull);
           return jsonText(200, JSON.stringify({ repositories: result.items }), {
             Link: nextLink("/v2/_catalog", page.n, result),
           });

@@ -230,5 +230,7 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.BrokenPipe ||
     error instanceof Deno.errors.ConnectionAborted ||
     error instanceof Deno.errors.Interrupted ||
+    // a TLS handshake the peer broke off (an unknown CA) or plain HTTP on a TLS port
+    error instanceof Deno.errors.InvalidData ||
     (error instanceof Error && error.message.startsWith("Connection closed"));
 }

@@ -5,7 +5,7 @@
  */
 
 export { HttpError } from "./errors.ts";
-export { type Http1Server, serveHttp1, type ServerOptions } from "./server.ts";
+export { type Http1Server, serveHttp1, type ServerOptions, type TlsPair } from "./server.ts";
 export type {
   Handler,
   HeaderFields,

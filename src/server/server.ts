@@ -1,5 +1,6 @@
 /**
- * An HTTP/1.1 server on `Deno.listen`: keep-alive and pipelined requests, `Content-Length`
+ * An HTTP/1.1 server on `Deno.listen` (or `Deno.listenTls`, with a certificate that can be
+ * replaced while serving): keep-alive and pipelined requests, `Content-Length`
  * and chunked request bodies read straight into the handler's buffers, `Expect: 100-continue`,
  * replies from bytes or any byte stream, timeouts for slow heads, idle connections and stalled
  * readers, and a graceful shutdown.
@@ -26,10 +27,18 @@ export interface ServerOptions {
   readonly keepAliveTimeoutMs?: number;
   /** A reply write that makes no progress this long closes the connection (default 60 s). */
   readonly writeTimeoutMs?: number;
+  /** Serve HTTPS with this PEM certificate chain and key (default: plain HTTP). */
+  readonly tls?: TlsPair;
   /** Called once listening. */
   readonly onListen?: (addr: Deno.NetAddr) => void;
   /** Where failures outside any reply go (default: console.error). */
   readonly log?: (line: string) => void;
+}
+
+/** A PEM certificate chain and its private key. */
+export interface TlsPair {
+  readonly cert: string;
+  readonly key: string;
 }
 
 /** A running server. */
@@ -43,16 +52,25 @@ export interface Http1Server {
    * connections close after the reply), and resolves when every connection is closed.
    */
   shutdown(): Promise<void>;
+  /**
+   * Serves new connections with another certificate and key (TLS only); established
+   * connections keep theirs. Throws, keeping the old pair, when the new one is unusable.
+   */
+  reloadTls(tls: TlsPair): Promise<void>;
 }
 
-/** Serves `handler` over HTTP/1.1 on a TCP listener. */
+/** Serves `handler` over HTTP/1.1 on a TCP (or TLS) listener. */
 export function serveHttp1(options: ServerOptions, handler: Handler): Http1Server {
   const log = options.log ?? ((line: string) => console.error(line));
   const maxHeadBytes = options.maxHeadBytes ?? 64 * 1024;
   const headTimeoutMs = options.headTimeoutMs ?? 60_000;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 120_000;
   const writeTimeoutMs = options.writeTimeoutMs ?? 60_000;
-  const listener = Deno.listen({ hostname: options.hostname, port: options.port });
+  const listen = (port: number, tls: TlsPair | undefined): Deno.Listener =>
+    tls
+      ? Deno.listenTls({ hostname: options.hostname, port, cert: tls.cert, key: tls.key })
+      : Deno.listen({ hostname: options.hostname, port });
+  let listener = listen(options.port, options.tls);
   const addr = listener.addr as Deno.NetAddr;
   const authority = addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
@@ -78,7 +96,7 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
   }, Math.max(10, Math.min(1000, headTimeoutMs / 4, keepAliveTimeoutMs / 4, writeTimeoutMs / 4)));
   Deno.unrefTimer(sweep);
 
-  const serveConnection = async (conn: Deno.TcpConn) => {
+  const serveConnection = async (conn: Deno.Conn) => {
     const c = new Connection(conn, connectionOptions);
     connections.add(c);
     try {
@@ -89,12 +107,13 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
     }
   };
 
-  const accept = async () => {
+  const accept = async (listener: Deno.Listener) => {
     while (!closing) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (error) {
+        // closed: by shutdown(), or by reloadTls() replacing the listener
         if (closing || error instanceof Deno.errors.BadResource) return;
         // e.g. EMFILE: keep accepting once descriptors are free again
         log(`accept failed: ${error}`);
@@ -113,8 +132,28 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
 
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
-  const accepting = accept();
+  let accepting = accept(listener);
   options.onListen?.(addr);
+
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = async (tls: TlsPair) => {
+    if (!options.tls) throw new Error("The server does not serve TLS");
+    if (closing) return;
+    // A pair that fails here (unreadable, or key and certificate not matching) leaves the
+    // running listener alone.
+    Deno.listenTls({ hostname: options.hostname, port: 0, cert: tls.cert, key: tls.key })
+      .close();
+    // A listener's certificate is fixed: replace the listener on the same port. Established
+    // connections are sockets of their own and stay; the port is free again once the old
+    // listener's pending accept has ended.
+    try {
+      listener.close();
+    } catch { /* already closed */ }
+    await accepting;
+    if (closing) return;
+    listener = listen(addr.port, tls);
+    accepting = accept(listener);
+  };
 
   return {
     addr,
@@ -129,10 +168,16 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
         const done = new Promise<void>((resolve) => (allClosed = resolve));
         for (const c of connections) if (c.phase !== "busy") c.close();
         if (connections.size > 0) await done;
+        await reloading;
         await accepting;
         finish();
       }
       await finished;
+    },
+    reloadTls(tls: TlsPair) {
+      const next = reloading.then(() => reload(tls));
+      reloading = next.catch(() => {});
+      return next;
     },
   };
 }

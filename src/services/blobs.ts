@@ -107,11 +107,19 @@ export class BlobService {
 
   /**
    * Links a blob into `name` without copying, from `from`, or (`from` null) from any
-   * repository that holds it; false when no such repository holds it. The mount event
-   * (Distribution's, with `fromRepository`) is queued durably before returning true.
+   * repository that holds it; false when no such repository holds it. Only repositories
+   * `readable` allows are considered (access control: those the caller may pull), so a
+   * refused `from` looks the same as one without the blob. The mount event (Distribution's,
+   * with `fromRepository`) is queued durably before returning true.
    */
-  async mount(name: RepositoryName, from: RepositoryName | null, digest: Digest): Promise<boolean> {
-    const source = from ?? await this.#anyHolder(digest);
+  async mount(
+    name: RepositoryName,
+    from: RepositoryName | null,
+    digest: Digest,
+    readable: (repository: string) => boolean = () => true,
+  ): Promise<boolean> {
+    if (from !== null && !readable(from)) return false;
+    const source = from ?? await this.#anyHolder(digest, readable);
     if (source === null || !(await this.#meta.hasLayer(source, digest))) return false;
     return await this.#locks.run(repositoryLock(name), async () => {
       const size = await this.#blobs.size(digest);
@@ -135,11 +143,14 @@ export class BlobService {
     return this.#locks.run(repositoryLock(name), () => this.#meta.linkLayer(name, digest));
   }
 
-  /** A repository in which the blob is linked, or null. */
-  async #anyHolder(digest: Digest): Promise<RepositoryName | null> {
+  /** A `readable` repository in which the blob is linked, or null. */
+  async #anyHolder(
+    digest: Digest,
+    readable: (repository: string) => boolean,
+  ): Promise<RepositoryName | null> {
     if ((await this.#blobs.size(digest)) === null) return null;
     for (const repository of await this.#meta.listRepositories()) {
-      if (await this.#meta.hasLayer(repository, digest)) return repository;
+      if (readable(repository) && await this.#meta.hasLayer(repository, digest)) return repository;
     }
     return null;
   }

@@ -52,9 +52,13 @@ export class ListingService {
     return paginate(tags, page);
   }
 
-  /** A page of repository names in lexical order. */
-  async catalog(page: Page): Promise<PageResult<string>> {
-    return paginate(await this.#meta.listRepositories(), page);
+  /** A page of repository names in lexical order, of those `visible` allows (default: all). */
+  async catalog(
+    page: Page,
+    visible?: (repository: string) => boolean,
+  ): Promise<PageResult<string>> {
+    const all = await this.#meta.listRepositories();
+    return paginate(visible ? all.filter(visible) : all, page);
   }
 
   /**

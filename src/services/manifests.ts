@@ -1,6 +1,7 @@
 /**
- * Manifest semantics: store exact bytes by digest as a repository revision, move tags,
- * index referrers by subject, resolve references, and delete tags or revisions.
+ * Manifest semantics: store exact bytes by digest as a repository revision, move tags (except
+ * immutable ones), index referrers by subject, resolve references, and delete tags or
+ * revisions.
  *
  * The consistency guarantee is enforced here: every write of a repository's manifests and
  * tags runs under that repository's lock (the same lock the blob service takes to unlink or
@@ -44,16 +45,19 @@ export class ManifestService {
   readonly #locks: LockManager;
   readonly #dependents: Dependents;
   readonly #events: EventSink;
+  readonly #immutable: (tag: string) => boolean;
   readonly #bytes = new Map<Digest, Uint8Array<ArrayBuffer>>();
   #cachedBytes = 0;
 
   /**
    * Makes the service over its stores, the lock manager shared with the blob service, and the
-   * sink of its events (default: none).
+   * sink of its events (default: none), and which tags are immutable (default: none).
    */
   constructor(
     stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager; events?: EventSink },
+    options: { readonly immutableTag?: (tag: string) => boolean } = {},
   ) {
+    this.#immutable = options.immutableTag ?? (() => false);
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
     this.#locks = stores.locks;
@@ -93,6 +97,16 @@ export class ManifestService {
     // Linearizable with deletes, unlinks and mounts of the repository: what is checked here
     // cannot go before the revision and its tag are written.
     await this.#locks.run(repositoryLock(name), async () => {
+      if (reference.kind === "tag" && this.#immutable(reference.tag)) {
+        const current = await this.#meta.getTag(name, reference.tag);
+        if (current !== null && current !== digest) {
+          throw new RegistryError(
+            "DENIED",
+            `Tag "${reference.tag}" of "${name}" is immutable and points to "${current}"`,
+            { detail: { tag: reference.tag, digest: current } },
+          );
+        }
+      }
       await this.#checkReferences(name, manifest);
       await this.#blobs.write(digest, bytes);
       await this.#meta.putRevision(name, digest, record);

@@ -19,6 +19,7 @@ import { KeyedMutex, type LockManager } from "../storage/lock.ts";
 import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
+import { immutableMatcher } from "../auth/policy.ts";
 import { BlobService } from "./blobs.ts";
 import { ListingService } from "./listings.ts";
 import { ManifestService } from "./manifests.ts";
@@ -109,7 +110,9 @@ export async function createServices(
       ...(options.now ? { now: options.now } : {}),
       ...(options.hashBackend ? { backend: options.hashBackend } : {}),
     }),
-    manifests: new ManifestService({ blobs, meta, locks, events }),
+    manifests: new ManifestService({ blobs, meta, locks, events }, {
+      immutableTag: immutableMatcher(config.immutableTags ?? []),
+    }),
     listings: new ListingService({ meta }),
     close: () => rootLock?.release(),
   };

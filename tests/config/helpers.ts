@@ -140,19 +140,77 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
     },
     "registry.limits.maxheaderbytes": { yaml: "2048", get: (c) => c.maxHeaderBytes, value: 2048 },
     "registry.limits.bodyidletimeout": { yaml: "5s", get: (c) => c.bodyIdleTimeoutMs, value: 5000 },
+    "http.tls.certificate": {
+      yaml: "/etc/registry/tls.crt",
+      get: (c) => c.tls?.certificate,
+      value: "/etc/registry/tls.crt",
+    },
+    "http.tls.key": {
+      yaml: "/etc/registry/tls.key",
+      get: (c) => c.tls?.key,
+      value: "/etc/registry/tls.key",
+    },
+    "registry.http.cors.origins": {
+      yaml: "[https://ui.example.com, 'http://[::1]:8080']",
+      get: (c) => c.cors.origins,
+      value: ["https://ui.example.com", "http://[::1]:8080"],
+    },
+    "registry.http.cors.methods": {
+      yaml: "[GET, head]",
+      get: (c) => c.cors.methods,
+      value: ["GET", "HEAD"],
+    },
+    "registry.http.cors.headers": {
+      yaml: "Authorization, X-Custom",
+      get: (c) => c.cors.headers,
+      value: ["Authorization", "X-Custom"],
+    },
+    "registry.http.cors.maxage": { yaml: "1h", get: (c) => c.cors.maxAgeS, value: 3600 },
     "registry.http.trustedproxies": {
       yaml: "[10.0.0.0/8, '::1']",
       get: (c) => c.trustedProxies,
       value: ["10.0.0.0/8", "::1"],
     },
     "registry.health.minfreebytes": { yaml: "0", get: (c) => c.readyMinFreeBytes, value: 0 },
+    "auth.htpasswd.realm": { yaml: "My Realm", get: (c) => c.auth.realm, value: "My Realm" },
+    "auth.htpasswd.path": {
+      yaml: "/etc/htpasswd",
+      get: (c) => c.auth.htpasswdPath,
+      value: "/etc/htpasswd",
+    },
+    "registry.auth.policies": {
+      yaml: "[{repositories: ['team/*'], users: [bob], actions: [pull, push]}]",
+      get: (c) => c.auth.policies,
+      value: [{
+        repositories: ["team/*"],
+        users: ["bob"],
+        groups: [],
+        anonymous: false,
+        actions: ["pull", "push"],
+      }],
+    },
+    "registry.auth.groups": {
+      yaml: "{devs: [dan, eve]}",
+      get: (c) => c.auth.groups,
+      value: { devs: ["dan", "eve"] },
+    },
+    "registry.auth.admins": { yaml: "alice", get: (c) => c.auth.admins, value: ["alice"] },
+    "registry.auth.faildelay": { yaml: "0", get: (c) => c.auth.failDelayMs, value: 0 },
+    "registry.immutabletags": { yaml: "v*", get: (c) => c.immutableTags, value: ["v*"] },
   };
 
 /** Settings that take any text (no variable value is invalid). */
-export const TEXT = ["http.secret", "storage.filesystem.rootdirectory"];
+export const TEXT = [
+  "http.secret",
+  "storage.filesystem.rootdirectory",
+  "http.tls.certificate",
+  "http.tls.key",
+  "auth.htpasswd.realm",
+  "auth.htpasswd.path",
+];
 
 /** Settings with no effect on Config (checked for validation only). */
-export const INERT = ["version", "http.net"];
+export const INERT = ["version", "http.net", "http.tls.minimumtls"];
 
 globalThis.addEventListener("unload", () => {
   Deno.removeSync(DIR, { recursive: true });

@@ -25,10 +25,10 @@ Deno.test("an unknown key is fatal, with a suggestion when one is close", () => 
 
 Deno.test("auth, http.tls, storage drivers, proxy, http.prefix and middleware are refused", () => {
   const cases: [string, string][] = [
-    ["auth:\n  htpasswd:\n    realm: r\n    path: /p\n", "auth.htpasswd"],
     ["auth:\n  token:\n    realm: r\n", "auth.token"],
-    ["auth: htpasswd\n", "auth.htpasswd"],
-    ["http:\n  tls:\n    certificate: /c\n", "http.tls"],
+    ["auth: silly\n", "auth.silly"],
+    ["http:\n  tls:\n    clientcas: [/ca.pem]\n", "http.tls.clientcas"],
+    ["http:\n  tls:\n    letsencrypt:\n      email: a@b.c\n", "http.tls.letsencrypt"],
     ["storage:\n  s3:\n    bucket: b\n", "storage.s3"],
     ["storage: s3\n", "storage.s3"],
     ["storage:\n  inmemory:\n", "storage.inmemory"],
@@ -40,20 +40,24 @@ Deno.test("auth, http.tls, storage drivers, proxy, http.prefix and middleware ar
     fails(
       ["--config", file(yaml)],
       {},
-      new RegExp(`^Unsupported .* key ${key.replace(".", "\\.")} \\(line \\d\\): .+`),
+      new RegExp(`^Unsupported .* key ${key.replaceAll(".", "\\.")} \\(line \\d\\): .+`),
     );
   }
   fails(
     [],
-    { REGISTRY_AUTH_HTPASSWD_PATH: "/p" },
-    /^Unsupported REGISTRY_AUTH_HTPASSWD_PATH \(auth\.htpasswd\): authentication/,
+    { REGISTRY_AUTH_TOKEN_REALM: "/p" },
+    /^Unsupported REGISTRY_AUTH_TOKEN_REALM \(auth\.token\): token authentication/,
   );
   fails(
     [],
     { REGISTRY_STORAGE: "s3" },
     /^Unsupported REGISTRY_STORAGE key storage\.s3: only the filesystem/,
   );
-  fails([], { REGISTRY_HTTP_TLS_CERTIFICATE: "/c" }, /http\.tls/);
+  assert.deepEqual(
+    load([], { REGISTRY_HTTP_TLS_CERTIFICATE: "/c.pem", REGISTRY_HTTP_TLS_KEY: "/k.pem" }).tls,
+    { certificate: "/c.pem", key: "/k.pem" },
+  );
+  fails([], { REGISTRY_HTTP_TLS_MINIMUMTLS: "tls1.3" }, /expected tls1\.2 or lower/);
   assert.equal(load([], { REGISTRY_STORAGE: "filesystem" }).port, 5000);
 });
 

@@ -97,9 +97,9 @@ Deno.test("a bad value, a refused key or a YAML error: exit 2, one stderr line, 
         /^Invalid value "nope" for .*bad\.yml key http\.addr \(line 2\): expected host:port/,
       ],
       [
-        ["--config", `${FIXTURES}debian.yml`],
+        ["--config", `${FIXTURES}docs/auth.yml`],
         {},
-        /^Unsupported .*debian\.yml key auth\.htpasswd \(line \d+\): authentication/,
+        /^Unsupported .*auth\.yml key auth\.silly \(line \d+\): the silly authenticator/,
       ],
       [["--config", broken], {}, /^Invalid YAML in .*broken\.yml at line \d+/],
       [

@@ -1,0 +1,195 @@
+/**
+ * The access-control settings: Distribution's `auth.htpasswd.realm` and `auth.htpasswd.path`,
+ * and ours under `registry.auth.` (policies, groups, admins, the failure delay) plus
+ * `registry.immutabletags`, which applies with or without authentication.
+ */
+
+import type { YamlMap, YamlNode } from "./file.ts";
+import { define, type Setting } from "./setting.ts";
+import { type AccessPolicy, ConfigError, DEFAULTS } from "./types.ts";
+import { boolean, duration, formatDuration, invalid, type Place, text } from "./values.ts";
+
+const USER = /^[^:\s[\]{},"']{1,256}$/;
+const GROUP = /^[A-Za-z0-9._-]{1,128}$/;
+const REPOSITORY_GLOB = /^[a-z0-9._*/-]{1,255}$/;
+const TAG_GLOB = /^[A-Za-z0-9_.*-]{1,128}$/;
+const ACTIONS = ["pull", "push", "delete"] as const;
+const POLICY_KEYS = new Set(["repositories", "users", "groups", "anonymous", "actions"]);
+
+/** The access-control settings, in the order of `--help` and the README. */
+export const AUTH_SETTINGS: readonly Setting[] = [
+  define<string>({
+    key: "auth.htpasswd.realm",
+    type: "string",
+    default: `\`${DEFAULTS.auth.realm}\``,
+    help: "the realm of the `Basic` challenge",
+    parse: (node, place) => {
+      const value = text(node, place, "a realm without quotes or line breaks");
+      if (!/^[^"\\\r\n\0]{1,200}$/.test(value)) {
+        throw invalid(node, place, "a realm without quotes or line breaks");
+      }
+      return value;
+    },
+    apply: (d, v) => d.auth = { ...d.auth, realm: v },
+    show: (c) => c.auth.realm,
+  }),
+  define<string>({
+    key: "auth.htpasswd.path",
+    type: "path",
+    default: "none",
+    help: "the htpasswd file of bcrypt entries (`htpasswd -B`); unset, there is no " +
+      "authentication; set, every request needs credentials unless a policy allows it anonymously",
+    parse: (node, place) => text(node, place, "a file path"),
+    apply: (d, v) => d.auth = { ...d.auth, htpasswdPath: v },
+    show: (c) => c.auth.htpasswdPath,
+  }),
+  define<AccessPolicy[]>({
+    key: "registry.auth.policies",
+    type: "list",
+    default: "none",
+    help: "who may do what where (nothing but admins without one): entries of `repositories` " +
+      "(globs), `users`, `groups`, `anonymous`, `actions` (`pull`, `push`, `delete`)",
+    structured: true,
+    parse: parsePolicies,
+    apply: (d, v) => d.auth = { ...d.auth, policies: v },
+    show: (c) => c.auth.policies,
+  }),
+  define<Record<string, string[]>>({
+    key: "registry.auth.groups",
+    type: "mapping",
+    default: "none",
+    help: "group names to lists of users, for the policies",
+    structured: true,
+    parse: parseGroups,
+    apply: (d, v) => d.auth = { ...d.auth, groups: v },
+    show: (c) => c.auth.groups,
+  }),
+  define<string[]>({
+    key: "registry.auth.admins",
+    type: "list",
+    default: "none",
+    help: "users allowed everything (a variable may list them comma-separated)",
+    parse: (node, place) => names(commaList(node), place, "user names", USER),
+    apply: (d, v) => d.auth = { ...d.auth, admins: v },
+    show: (c) => c.auth.admins,
+  }),
+  define<number>({
+    key: "registry.auth.faildelay",
+    type: "duration",
+    default: `\`${formatDuration(DEFAULTS.auth.failDelayMs)}\``,
+    help: "a failed authentication from an address waits this long, doubling with each " +
+      "failure in a row up to ten times as long; `0` turns it off",
+    parse: duration(0, 60_000),
+    apply: (d, v) => d.auth = { ...d.auth, failDelayMs: v },
+    show: (c) => formatDuration(c.auth.failDelayMs),
+  }),
+  define<string[]>({
+    key: "registry.immutabletags",
+    type: "list",
+    default: "none",
+    help: "tag patterns (`*` any characters) whose tags cannot be moved to another digest " +
+      "(403); with or without authentication (a variable may list them comma-separated)",
+    parse: (node, place) => names(commaList(node), place, "tag patterns (v*, release-*)", TAG_GLOB),
+    apply: (d, v) => d.immutableTags = v,
+    show: (c) => c.immutableTags,
+  }),
+];
+
+/** A scalar from a variable may list values comma-separated. */
+function commaList(node: YamlNode): YamlNode {
+  if (node.kind !== "scalar" || node.value === null) return node;
+  const items = node.value.split(",").map((part) => ({
+    kind: "scalar" as const,
+    value: part.trim(),
+    line: node.line,
+  }));
+  return { kind: "list", items, line: node.line };
+}
+
+/** A list of names matching `pattern` (a single scalar is a list of one). */
+function names(node: YamlNode, place: Place, expected: string, pattern: RegExp): string[] {
+  if (node.kind === "scalar" && node.value === null) return [];
+  if (node.kind === "map") throw invalid(node, place, `a list of ${expected}`);
+  const items = node.kind === "list" ? node.items : [node];
+  return items.map((item, i) => {
+    const where = node.kind === "list" ? place.at(`${place.key}[${i}]`, item.line) : place;
+    const value = text(item, where, `one of ${expected}`);
+    if (!pattern.test(value)) throw invalid(item, where, `one of ${expected}`);
+    return value;
+  });
+}
+
+function parseGroups(node: YamlNode, place: Place): Record<string, string[]> {
+  if (node.kind === "scalar" && node.value === null) return {};
+  if (node.kind !== "map") throw invalid(node, place, "a mapping of group names to user lists");
+  const groups: Record<string, string[]> = {};
+  for (const entry of node.entries) {
+    const where = place.at(`${place.key}.${entry.key}`, entry.line);
+    if (!GROUP.test(entry.key)) {
+      throw new ConfigError(`Invalid group name ${JSON.stringify(entry.key)} in ${place}`);
+    }
+    groups[entry.key] = names(entry.value, where, "user names", USER);
+  }
+  return groups;
+}
+
+function parsePolicies(node: YamlNode, place: Place): AccessPolicy[] {
+  if (node.kind === "scalar" && node.value === null) return [];
+  if (node.kind !== "list") throw invalid(node, place, "a list of policies");
+  return node.items.map((item, i) => parsePolicy(item, place.at(`${place.key}[${i}]`, item.line)));
+}
+
+function parsePolicy(node: YamlNode, place: Place): AccessPolicy {
+  if (node.kind !== "map") {
+    throw invalid(node, place, "a policy (repositories, users, groups, anonymous, actions)");
+  }
+  const field = (key: string) => fieldOf(node, key);
+  for (const entry of node.entries) {
+    if (!POLICY_KEYS.has(entry.key)) {
+      throw new ConfigError(
+        `Unknown key ${JSON.stringify(entry.key)} in ${place}: expected repositories, users, ` +
+          "groups, anonymous or actions",
+      );
+    }
+  }
+  const at = (key: string) => place.at(`${place.key}.${key}`, field(key)?.line ?? place.line);
+  const list = (key: string, expected: string, pattern: RegExp) => {
+    const value = field(key);
+    return value ? names(value, at(key), expected, pattern) : [];
+  };
+  const repositories = list(
+    "repositories",
+    "repository globs (team/*, public/**)",
+    REPOSITORY_GLOB,
+  );
+  if (repositories.length === 0) {
+    throw new ConfigError(`Missing repositories in ${place}: expected a list of globs`);
+  }
+  const actionsNode = field("actions");
+  const actionNames = actionsNode
+    ? names(
+      actionsNode,
+      at("actions"),
+      "actions (pull, push, delete, *)",
+      /^(?:pull|push|delete|\*)$/,
+    )
+    : [];
+  if (actionNames.length === 0) {
+    throw new ConfigError(`Missing actions in ${place}: expected pull, push, delete or *`);
+  }
+  const actions = actionNames.includes("*")
+    ? [...ACTIONS]
+    : ACTIONS.filter((a) => actionNames.includes(a));
+  const anonymousNode = field("anonymous");
+  return {
+    repositories,
+    users: list("users", "user names", USER),
+    groups: list("groups", "group names", GROUP),
+    anonymous: anonymousNode ? boolean(anonymousNode, at("anonymous")) : false,
+    actions,
+  };
+}
+
+function fieldOf(node: YamlMap, key: string): YamlNode | undefined {
+  return node.entries.find((e) => e.key === key)?.value;
+}

@@ -1,0 +1,242 @@
+/**
+ * HTTPS on the built-in server (`http.tls.certificate`, `http.tls.key`): certificates made
+ * with `openssl` for 127.0.0.1, a client trusting the CA is served and one that does not is
+ * refused, SIGHUP's reload (established connections keep working, new ones get the new
+ * certificate, a bad pair keeps the old one), `--server deno`, and main.ts: a bad certificate
+ * at start is one line and exit 2, a real SIGHUP reloads.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DEFAULTS } from "../../src/config/mod.ts";
+import { createLogger } from "../../src/log.ts";
+import { reloadTls, serve } from "../../src/serve.ts";
+import { memoryRegistry, PROJECT_ROOT } from "../helpers/registry.ts";
+
+async function openssl(dir: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
+    .output();
+  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
+/** A CA (`NAME-ca.crt`) and a server certificate for 127.0.0.1 and localhost it signed. */
+async function makeCertificates(dir: string, name: string) {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await openssl(
+    dir,
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    `${name}-ca.key`,
+    "-out",
+    `${name}-ca.crt`,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name} test CA`,
+  );
+  await openssl(
+    dir,
+    "req",
+    ...ec,
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.csr`,
+    "-subj",
+    "/CN=localhost",
+  );
+  await Deno.writeTextFile(join(dir, `${name}.ext`), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  await openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${name}-ca.crt`,
+    "-CAkey",
+    `${name}-ca.key`,
+    "-CAcreateserial",
+    "-out",
+    `${name}.crt`,
+    "-days",
+    "2",
+    "-extfile",
+    `${name}.ext`,
+  );
+  return {
+    ca: await Deno.readTextFile(join(dir, `${name}-ca.crt`)),
+    certificate: join(dir, `${name}.crt`),
+    key: join(dir, `${name}.key`),
+    cert: await Deno.readTextFile(join(dir, `${name}.crt`)),
+    keyPem: await Deno.readTextFile(join(dir, `${name}.key`)),
+  };
+}
+
+const dir = await Deno.makeTempDir({ prefix: "registry-tls-" });
+const first = await makeCertificates(dir, "first");
+const second = await makeCertificates(dir, "second");
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+const quiet = createLogger({ level: "error", sink: () => {} });
+
+/** Two requests on one TLS connection, the second after `between`; the status lines. */
+async function keepAlive(port: number, ca: string, between: () => Promise<void>) {
+  const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca] });
+  const statusLine = async () => {
+    const request = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    await conn.write(new TextEncoder().encode(request));
+    const buffer = new Uint8Array(64 * 1024);
+    let text = "";
+    while (!/\r\n\r\n[\s\S]*\}/.test(text)) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error(`connection closed after ${JSON.stringify(text)}`);
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    return text.split("\r\n")[0];
+  };
+  try {
+    const before = await statusLine();
+    await between();
+    return [before, await statusLine()];
+  } finally {
+    conn.close();
+  }
+}
+
+async function get(url: string, ca: string): Promise<number> {
+  using client = Deno.createHttpClient({ caCerts: [ca] });
+  const response = await fetch(url, { client });
+  await response.body?.cancel();
+  return response.status;
+}
+
+Deno.test("the built-in server serves HTTPS and reloads its certificate", async () => {
+  await using reg = await memoryRegistry();
+  const config = { ...DEFAULTS, port: 0, dataDir: "memory", tls: first };
+  const server = serve(reg.app, config, () => {}, { cert: first.cert, key: first.keyPem });
+  try {
+    assert.equal(server.secure, true);
+    const url = `https://127.0.0.1:${server.addr.port}/v2/`;
+    assert.equal(await get(url, first.ca), 200);
+    await assert.rejects(() => fetch(url), "a client without the CA is refused");
+    await assert.rejects(() => get(url, second.ca), "the second CA does not sign it yet");
+
+    // a bad pair keeps the old one
+    const bad = join(dir, "bad.crt");
+    await Deno.writeTextFile(bad, "not a certificate\n");
+    const logs: string[] = [];
+    const log = createLogger({ level: "info", format: "text", sink: (l) => logs.push(l) });
+    assert.equal(
+      await reloadTls(server, { ...config, tls: { ...first, certificate: bad } }, log),
+      false,
+    );
+    assert.match(logs.join("\n"), /TLS reload failed, keeping the previous certificate/);
+    assert.equal(await get(url, first.ca), 200);
+
+    const lines = await keepAlive(server.addr.port, first.ca, async () => {
+      assert.equal(await reloadTls(server, { ...config, tls: second }, quiet), true);
+    });
+    assert.deepEqual(lines, ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"], "established connection kept");
+    assert.equal(await get(url, second.ca), 200, "new connections get the new certificate");
+    await assert.rejects(() => get(url, first.ca));
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("--server deno serves HTTPS too (without reloading)", async () => {
+  await using reg = await memoryRegistry();
+  const config = { ...DEFAULTS, port: 0, dataDir: "memory", server: "deno" as const, tls: first };
+  const server = serve(reg.app, config, () => {}, { cert: first.cert, key: first.keyPem });
+  try {
+    assert.equal(await get(`https://127.0.0.1:${server.addr.port}/v2/`, first.ca), 200);
+    assert.equal(await reloadTls(server, config, quiet), false);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+function registryCommand(config: string, data: string) {
+  return new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      join(PROJECT_ROOT, "main.ts"),
+      "--config",
+      config,
+      "--port",
+      "0",
+      "--data",
+      data,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+}
+
+Deno.test("main.ts: a bad certificate is one line and exit 2", async () => {
+  const data = await Deno.makeTempDir({ prefix: "registry-tls-data-" });
+  const config = join(dir, "bad.yml");
+  await Deno.writeTextFile(join(dir, "junk.crt"), "junk\n");
+  await Deno.writeTextFile(
+    config,
+    `http:\n  tls:\n    certificate: ${join(dir, "junk.crt")}\n    key: ${first.key}\n`,
+  );
+  const out = await registryCommand(config, data).output();
+  const stderr = new TextDecoder().decode(out.stderr).trim();
+  assert.equal(out.code, 2, stderr);
+  assert.equal(stderr.split("\n").length, 1, stderr);
+  assert.match(stderr, /^TLS certificate or key unusable .*No certificates found/);
+  const missing = join(dir, "missing.yml");
+  await Deno.writeTextFile(
+    missing,
+    `http:\n  tls:\n    certificate: ${join(dir, "nope.crt")}\n    key: ${first.key}\n`,
+  );
+  const out2 = await registryCommand(missing, data).output();
+  assert.equal(out2.code, 2);
+  assert.match(new TextDecoder().decode(out2.stderr), /^TLS certificate or key not found/);
+  await Deno.remove(data, { recursive: true });
+});
+
+Deno.test("main.ts: https in the start line, and a real SIGHUP reloads the certificate", async () => {
+  const data = await Deno.makeTempDir({ prefix: "registry-tls-data-" });
+  const live = join(dir, "live");
+  await Deno.mkdir(live, { recursive: true });
+  await Deno.copyFile(first.certificate, join(live, "tls.crt"));
+  await Deno.copyFile(first.key, join(live, "tls.key"));
+  const config = join(dir, "live.yml");
+  await Deno.writeTextFile(
+    config,
+    `http:\n  tls:\n    certificate: ${join(live, "tls.crt")}\n    key: ${join(live, "tls.key")}\n`,
+  );
+  const child = registryCommand(config, data).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  const waitFor = async (pattern: RegExp) => {
+    while (!pattern.test(seen)) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error(`registry exited; output: ${seen}`);
+      seen += value;
+    }
+    return seen.match(pattern)!;
+  };
+  try {
+    const [, port] = await waitFor(/listening on https:\/\/127\.0\.0\.1:(\d+)\/v2\//);
+    const url = `https://127.0.0.1:${port}/v2/`;
+    assert.equal(await get(url, first.ca), 200);
+    await Deno.copyFile(second.certificate, join(live, "tls.crt"));
+    await Deno.copyFile(second.key, join(live, "tls.key"));
+    child.kill("SIGHUP");
+    await waitFor(/TLS certificate reloaded/);
+    assert.equal(await get(url, second.ca), 200);
+  } finally {
+    child.kill("SIGTERM");
+    await lines.cancel();
+    await child.stderr.cancel();
+    await child.status;
+    await Deno.remove(data, { recursive: true });
+  }
+});
