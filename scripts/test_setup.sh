@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set-up of `deno task test`: installs from Debian what the tests drive for real and is missing
+# (the clients skopeo, podman, buildah and umoci; curl for the curl flow; openssl for the TLS
+# tests' CA; Prometheus for the metrics test). Idempotent: installs nothing when all is there.
+# Needs root (or sudo) only when something is missing; otherwise it only warns.
+set -uo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+need=()
+for tool in skopeo podman buildah umoci curl openssl prometheus; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then
+  as_root() { "$@"; }
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  as_root() { sudo "$@"; }
+else
+  echo "test set-up: missing ${need[*]}; install them (apt-get install ${need[*]}) for the real-client tests" >&2
+  exit 0
+fi
+echo "test set-up: installing ${need[*]} from Debian" >&2
+as_root apt-get update -qq >/dev/null &&
+  as_root apt-get install -y -qq "${need[@]}" >/dev/null ||
+  echo "test set-up: warning: could not install ${need[*]}" >&2
+exit 0
