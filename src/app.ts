@@ -16,7 +16,11 @@ import { Health } from "./health/health.ts";
 import { healthRoutes, healthStep } from "./health/routes.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { RegistryMetrics } from "./metrics/registry_metrics.ts";
-import { accessControl, type AccessControlOptions } from "./pipeline/access_control.ts";
+import {
+  type AccessControl,
+  accessControl,
+  type AccessControlOptions,
+} from "./pipeline/access_control.ts";
 import { accessLog } from "./pipeline/access_log.ts";
 import { clientOf, trustedMatcher } from "./pipeline/client.ts";
 import { cors } from "./pipeline/cors.ts";
@@ -79,9 +83,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     format: config.logFormat,
     ...(options.log ? { sink: options.log } : {}),
   });
-  const access = await accessControl(config, log, options.auth);
   const notifications = new Notifications(config, { log });
   const services = await createServices(config, { eventSink: notifications.open, ...options });
+  let access: AccessControl;
+  try {
+    access = await accessControl(config, log, options.auth ?? {}, services.driver);
+  } catch (error) {
+    services.close();
+    throw error;
+  }
   const recovered = await services.uploads.recover();
   log.info("upload sessions recovered", {
     resumable: recovered.resumed,
@@ -91,6 +101,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const health = new Health(config, services.driver, log);
   const routes: Route[] = [
     ...healthRoutes(health, () => limits.draining),
+    ...access.routes,
     ...listingRoutes(services),
     ...blobRoutes(services),
     ...manifestRoutes(services),
@@ -117,7 +128,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     cors(config.cors), // outside the catch: it sees error replies (and access control's 401)
     catchErrors(log),
     limits.step,
-    access,
+    access.step,
     writePolicy(config),
     eventScope(config.publicUrl, notifications.enabled),
   ], dispatch);

@@ -68,6 +68,12 @@ export class HtpasswdFile {
     return [...this.#loaded.users.values()].filter((hash) => hash !== null).length;
   }
 
+  /** Whether the file (re-read if it changed) has a usable entry for `user`. */
+  async has(user: string): Promise<boolean> {
+    await this.#refresh();
+    return (this.#loaded.users.get(user) ?? null) !== null;
+  }
+
   /** Whether `password` is the user's; an unknown user takes as long as a wrong password. */
   async verify(user: string, password: string): Promise<boolean> {
     await this.#refresh();

@@ -64,6 +64,11 @@ export class AccessPolicies {
     return [...used].filter((g) => !this.#groups.has(g)).sort();
   }
 
+  /** Whether `user` is an admin (allowed everything, and the whole catalog). */
+  isAdmin(user: string): boolean {
+    return this.#admins.has(user);
+  }
+
   /** Whether `user` (null: anonymous) may do `action` to `repository`. */
   allows(user: string | null, repository: string, action: Action): boolean {
     if (user !== null && this.#admins.has(user)) return true;

@@ -7,13 +7,15 @@
 import type { YamlMap, YamlNode } from "./file.ts";
 import { define, type Setting } from "./setting.ts";
 import { type AccessPolicy, ConfigError, DEFAULTS } from "./types.ts";
-import { boolean, duration, formatDuration, invalid, type Place, text } from "./values.ts";
+import { boolean, duration, formatDuration, httpUrl, invalid, type Place, text } from "./values.ts";
 
 const USER = /^[^:\s[\]{},"']{1,256}$/;
 const GROUP = /^[A-Za-z0-9._-]{1,128}$/;
 const REPOSITORY_GLOB = /^[a-z0-9._*/-]{1,255}$/;
 const TAG_GLOB = /^[A-Za-z0-9_.*-]{1,128}$/;
 const ACTIONS = ["pull", "push", "delete"] as const;
+const QUOTABLE = /^[^"\\\r\n\0\s]{1,200}$/;
+const TOKEN_PATH = /^\/(?!v2(?:\/|$))[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*$/;
 const POLICY_KEYS = new Set(["repositories", "users", "groups", "anonymous", "actions"]);
 
 /** The access-control settings, in the order of `--help` and the README. */
@@ -42,6 +44,80 @@ export const AUTH_SETTINGS: readonly Setting[] = [
     parse: (node, place) => text(node, place, "a file path"),
     apply: (d, v) => d.auth = { ...d.auth, htpasswdPath: v },
     show: (c) => c.auth.htpasswdPath,
+  }),
+  define<string>({
+    key: "auth.token.realm",
+    type: "URL",
+    default: "none",
+    help: "the token endpoint clients are sent to; only our own is supported, and setting it " +
+      "turns token authentication on; none: the request's origin + `registry.auth.token.path`",
+    parse: (node, place) => {
+      const value = httpUrl(false)(node, place);
+      if (!QUOTABLE.test(value)) throw invalid(node, place, "a URL without quotes or spaces");
+      return value;
+    },
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, realm: v } },
+    show: (c) => c.auth.token.realm,
+  }),
+  define<string>({
+    key: "auth.token.service",
+    type: "string",
+    default: `\`${DEFAULTS.auth.token.service}\``,
+    help: "the service name clients ask tokens for (the tokens' audience)",
+    parse: (node, place) => quotable(node, place, "a service name without quotes or spaces"),
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, service: v } },
+    show: (c) => c.auth.token.service,
+  }),
+  define<string>({
+    key: "auth.token.issuer",
+    type: "string",
+    default: `\`${DEFAULTS.auth.token.issuer}\``,
+    help: "the issuer named in the tokens",
+    parse: (node, place) => quotable(node, place, "an issuer name without quotes or spaces"),
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, issuer: v } },
+    show: (c) => c.auth.token.issuer,
+  }),
+  define<boolean>({
+    key: "registry.auth.token.builtin",
+    type: "boolean",
+    default: "`false`",
+    help: "issue tokens at `registry.auth.token.path` to the htpasswd users; registry routes " +
+      "then need a `Bearer` token (Basic is refused there)",
+    parse: boolean,
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, builtin: v } },
+    show: (c) => c.auth.token.builtin,
+  }),
+  define<string>({
+    key: "registry.auth.token.path",
+    type: "path",
+    default: `\`${DEFAULTS.auth.token.path}\``,
+    help: "the path of the built-in token endpoint (not under `/v2/`)",
+    parse: (node, place) => {
+      const value = text(node, place, "a path like /token, not under /v2/");
+      if (!TOKEN_PATH.test(value)) throw invalid(node, place, "a path like /token, not under /v2/");
+      return value;
+    },
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, path: v } },
+    show: (c) => c.auth.token.path,
+  }),
+  define<number>({
+    key: "registry.auth.token.expiration",
+    type: "duration",
+    default: `\`${formatDuration(DEFAULTS.auth.token.expirationMs)}\``,
+    help: "how long an access token lasts (60 s to 24 h)",
+    parse: duration(60_000, 24 * 3_600_000),
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, expirationMs: v } },
+    show: (c) => formatDuration(c.auth.token.expirationMs),
+  }),
+  define<string>({
+    key: "registry.auth.token.signingkey",
+    type: "path",
+    default: "none",
+    help: "a PEM (PKCS #8) P-256 key to sign tokens with (ES256); none: one is generated " +
+      "and kept in the data root",
+    parse: (node, place) => text(node, place, "a file path"),
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, signingKey: v } },
+    show: (c) => c.auth.token.signingKey,
   }),
   define<AccessPolicy[]>({
     key: "registry.auth.policies",
@@ -94,6 +170,12 @@ export const AUTH_SETTINGS: readonly Setting[] = [
     show: (c) => c.immutableTags,
   }),
 ];
+
+function quotable(node: YamlNode, place: Place, expected: string): string {
+  const value = text(node, place, expected);
+  if (!QUOTABLE.test(value)) throw invalid(node, place, expected);
+  return value;
+}
 
 /** A scalar from a variable may list values comma-separated. */
 function commaList(node: YamlNode): YamlNode {

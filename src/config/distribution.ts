@@ -24,9 +24,14 @@ export const REFUSED: readonly Unsupported[] = [
       "the foreign layer URLs they deny",
   },
   {
-    key: "auth.token",
-    why: "token authentication is not implemented yet (use auth.htpasswd); ignoring it would " +
-      "let anyone push and delete",
+    key: "auth.token.rootcertbundle",
+    why: "verifying tokens of an external issuer is not implemented yet (use the built-in " +
+      "issuer: registry.auth.token.builtin); ignoring it would let anyone push and delete",
+  },
+  {
+    key: "auth.token.jwks",
+    why: "verifying tokens of an external issuer is not implemented yet (use the built-in " +
+      "issuer: registry.auth.token.builtin); ignoring it would let anyone push and delete",
   },
   {
     key: "auth.silly",
@@ -63,6 +68,11 @@ export const REFUSED: readonly Unsupported[] = [
 
 /** Keys that are ignored with one warning at start. */
 export const IGNORED: readonly Unsupported[] = [
+  {
+    key: "auth.token.autoredirect",
+    why: "the token realm is never rewritten; set auth.token.realm to the URL clients use",
+  },
+  { key: "auth.token.autoredirectpath", why: "the token endpoint is registry.auth.token.path" },
   { key: "loglevel", why: "deprecated in Distribution; use log.level" },
   { key: "log.fields", why: "extra log fields are not implemented" },
   { key: "log.hooks", why: "log hooks are not implemented" },

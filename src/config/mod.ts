@@ -13,6 +13,7 @@ export {
   DEFAULTS,
   type LogLevel,
   type NotificationEndpoint,
+  type TokenAuthConfig,
 } from "./types.ts";
 export { CONFIG_PATH_VARIABLE } from "./setting.ts";
 export { type Invocation, loadConfig, parseCommandLine, printConfig } from "./load.ts";

@@ -89,6 +89,29 @@ export interface AuthConfig {
   readonly admins: readonly string[];
   /** The first failed attempt's delay for a client address (doubling, capped at 10×; 0: off). */
   readonly failDelayMs: number;
+  /** Token authentication (`auth.token.*`, `registry.auth.token.*`). */
+  readonly token: TokenAuthConfig;
+}
+
+/**
+ * Token authentication: on when `builtin` is set or `realm` is given (it must then be our own
+ * token endpoint). Registry routes then need a `Bearer` token the built-in issuer signed.
+ */
+export interface TokenAuthConfig {
+  /** The token endpoint's absolute URL (`auth.token.realm`); null: derived from the request. */
+  readonly realm: string | null;
+  /** The audience of the tokens (`auth.token.service`). */
+  readonly service: string;
+  /** The issuer of the tokens (`auth.token.issuer`). */
+  readonly issuer: string;
+  /** Whether the registry issues tokens itself (`registry.auth.token.builtin`). */
+  readonly builtin: boolean;
+  /** The token endpoint's path (`registry.auth.token.path`). */
+  readonly path: string;
+  /** How long an access token lasts (`registry.auth.token.expiration`, at least 60 s). */
+  readonly expirationMs: number;
+  /** A PEM (PKCS #8) ES256 key; null: a key generated in the data root. */
+  readonly signingKey: string | null;
 }
 
 /** One access policy (`registry.auth.policies` entry). */
@@ -184,6 +207,15 @@ export const DEFAULTS = {
     groups: {},
     admins: [],
     failDelayMs: 1000,
+    token: {
+      realm: null,
+      service: "registry",
+      issuer: "registry-token-issuer",
+      builtin: false,
+      path: "/token",
+      expirationMs: 5 * 60_000,
+      signingKey: null,
+    },
   },
   immutableTags: [],
 } as const satisfies Omit<Config, "dataDir"> & { dataDir: string };

@@ -7,58 +7,60 @@
  * credentials even when anonymous pulls are allowed (Docker sends its stored credentials only after a 401 there). The catalog needs
  * credentials and lists only what the user may pull; a mount's `from` needs pull (both through
  * `ctx.canPull`). A failed check waits the address's failure delay before answering.
+ * With token authentication on (`registry.auth.token.builtin`, or `auth.token.realm` naming our
+ * own endpoint) the step is token_auth.ts's: the token endpoint, and `Bearer` tokens only.
  */
 
 import type { Config } from "../config/mod.ts";
 import { RegistryError, StartupError } from "../errors.ts";
+import { credentialsOf } from "../auth/credentials.ts";
 import { FailDelay, sleep } from "../auth/fail_delay.ts";
 import { HtpasswdFile, type HtpasswdOptions } from "../auth/htpasswd.ts";
+import { loadSigningKey } from "../auth/jwt.ts";
 import { AccessPolicies } from "../auth/policy.ts";
+import { TokenIssuer } from "../auth/tokens.ts";
 import type { Logger } from "../log.ts";
+import type { Route } from "../router.ts";
+import type { StorageDriver } from "../storage/driver.ts";
 import type { RequestContext, Step } from "./context.ts";
+import { tokenAuth } from "./token_auth.ts";
 
-/** Credentials from an `Authorization` header: none, unusable, or a user and password. */
-export type Credentials =
-  | { readonly kind: "none" }
-  | { readonly kind: "invalid" }
-  | { readonly kind: "basic"; readonly user: string; readonly password: string };
-
-/** Reads the `Authorization` header (only `Basic` is understood; anything else is invalid). */
-export function credentialsOf(header: string | null): Credentials {
-  if (header === null || header.trim() === "") return { kind: "none" };
-  const m = /^basic[ \t]+([A-Za-z0-9+/]+={0,2})[ \t]*$/i.exec(header);
-  if (!m) return { kind: "invalid" };
-  let decoded: string;
-  try {
-    const bytes = Uint8Array.from(atob(m[1]), (c) => c.charCodeAt(0));
-    decoded = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return { kind: "invalid" };
-  }
-  const colon = decoded.indexOf(":");
-  if (colon <= 0) return { kind: "invalid" };
-  return { kind: "basic", user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
-}
+export { type Credentials, credentialsOf } from "../auth/credentials.ts";
 
 /** Options of the access-control step (tests shorten the file check and the cache). */
 export type AccessControlOptions = HtpasswdOptions;
 
+/** The access-control step, and the routes it answers itself (the token endpoint). */
+export interface AccessControl {
+  readonly step: Step;
+  readonly routes: readonly Route[];
+}
+
+/** Whether token authentication is configured. */
+export function tokenAuthOn(config: Config): boolean {
+  return config.auth.token.builtin || config.auth.token.realm !== null;
+}
+
 /**
  * Builds the access-control step; a pass-through when authentication is off. Throws when the
- * htpasswd file cannot be read.
+ * htpasswd file or the token signing key cannot be read, or token authentication is
+ * misconfigured (the key is generated in the data root through `driver` on first start).
  */
 export async function accessControl(
   config: Config,
   log: Logger,
-  options: AccessControlOptions = {},
-): Promise<Step> {
+  options: AccessControlOptions,
+  driver: StorageDriver,
+): Promise<AccessControl> {
   const { auth } = config;
   const policies = new AccessPolicies(auth);
+  const tokens = tokenAuthOn(config);
+  if (tokens) checkTokenConfig(config);
   if (auth.htpasswdPath === null) {
     if (auth.policies.length > 0 || auth.admins.length > 0) {
       log.warn("access policies are not enforced: auth.htpasswd.path is not set");
     }
-    return (_ctx, next) => next();
+    return { step: (_ctx, next) => next(), routes: [] };
   }
   for (const group of policies.undefinedGroups()) {
     log.warn("access policy names an undefined group", { group });
@@ -73,11 +75,25 @@ export async function accessControl(
     log.warn("the htpasswd file has no usable entry", { path: auth.htpasswdPath });
   }
   const delays = new FailDelay(auth.failDelayMs);
+  if (tokens) {
+    let key;
+    try {
+      key = await loadSigningKey(driver, auth.token.signingKey);
+    } catch (error) {
+      throw new StartupError(error instanceof Error ? error.message : String(error));
+    }
+    const issuer = new TokenIssuer(key, auth.token);
+    log.info("token authentication on", { path: auth.token.path, kid: issuer.kid });
+    return {
+      step: tokenAuth({ config, issuer, file, policies, delays }),
+      routes: [tokenRoute(auth.token.path)],
+    };
+  }
   const challenge = `Basic realm="${auth.realm}"`;
   const unauthorized = (message: string) =>
     new RegistryError("UNAUTHORIZED", message, { headers: { "WWW-Authenticate": challenge } });
 
-  return async (ctx, next) => {
+  const step: Step = async (ctx, next) => {
     const credentials = credentialsOf(ctx.request.headers.get("authorization"));
     if (credentials.kind !== "none") {
       const ok = credentials.kind === "basic" &&
@@ -94,6 +110,31 @@ export async function accessControl(
     check(ctx, policies, unauthorized);
     return await next();
   };
+  return { step, routes: [] };
+}
+
+/** Token authentication needs the htpasswd users, and only our own endpoint is supported. */
+function checkTokenConfig(config: Config): void {
+  const { htpasswdPath, token } = config.auth;
+  if (htpasswdPath === null) {
+    throw new StartupError(
+      "Token authentication needs auth.htpasswd.path: the token endpoint authenticates its users",
+    );
+  }
+  if (token.realm !== null && new URL(token.realm).pathname !== token.path) {
+    throw new StartupError(
+      `auth.token.realm ${token.realm} is not this registry's token endpoint ` +
+        `(registry.auth.token.path ${token.path}): verifying tokens of an external issuer is ` +
+        "not implemented yet",
+    );
+  }
+}
+
+/** The token endpoint's route; the access-control step answers it before any handler. */
+function tokenRoute(path: string): Route {
+  const handler = () =>
+    Promise.reject(new Error("The token endpoint is answered by access control"));
+  return { name: "token", path, exact: [path], methods: { GET: handler, POST: handler } };
 }
 
 function check(

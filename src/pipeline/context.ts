@@ -62,7 +62,7 @@ export function compose(
 
 /** The action of a method on a route (null where no repository is touched). */
 export function actionOf(routeName: string, method: string): Action | null {
-  if (["base", "catalog", "unknown", "livez", "readyz"].includes(routeName)) return null;
+  if (["base", "catalog", "unknown", "livez", "readyz", "token"].includes(routeName)) return null;
   if (method === "GET" || method === "HEAD") return "pull";
   if (method === "DELETE" && (routeName === "manifest" || routeName === "blob")) return "delete";
   return "push";

@@ -15,6 +15,7 @@
  *                                                        subject, the digests it references)
  * repositories/<name>/_manifests/tags/<tag>      the digest the tag points to
  * repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex> descriptor of a referrer of <hex>
+ * auth/token_signing_key.jwk                     the token issuer's generated ES256 key (JWK)
  * events/<endpoint>/<seq>                        queued events of one notification endpoint
  *                                                (a Distribution envelope), until delivered
  * ```
@@ -40,6 +41,9 @@ export const AREAS = { blobs: "blobs", uploads: "uploads", repositories: "reposi
 
 /** The key of the data root's format record. */
 export const FORMAT_KEY = "format.json";
+
+/** The key of the built-in token issuer's generated signing key (a private JWK). */
+export const TOKEN_SIGNING_KEY = "auth/token_signing_key.jwk";
 
 /** The key holding a committed blob. */
 export function blobKey(digest: Digest): string {

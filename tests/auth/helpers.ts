@@ -38,7 +38,7 @@ export async function htpasswdFile(
  * The test policy: alice admin; bob pushes to `team/*` and pulls `team/**`; carol (group
  * `readers`) pulls `team/**`; everyone pulls `public/**`.
  */
-export const TEST_AUTH: Omit<AuthConfig, "htpasswdPath"> = {
+export const TEST_AUTH: Omit<AuthConfig, "htpasswdPath" | "token"> = {
   realm: "Test Realm",
   admins: ["alice"],
   groups: { readers: ["carol"] },

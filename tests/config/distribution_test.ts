@@ -92,7 +92,9 @@ const EXPECT: Record<string, Expect> = {
     ignored: [],
     check: (c) => assert.equal(c.auth.htpasswdPath, "/path/to/htpasswd"),
   },
-  "docs/token.yml": { refused: "auth.token" },
+  "docs/token.yml": {
+    error: /"token-realm" for .* key auth\.token\.realm \(line 6\): expected an absolute http/,
+  },
   "docs/http.yml": { refused: "http.prefix" },
   "docs/letsencrypt.yml": { refused: "http.tls.letsencrypt" },
   "docs/http_plain.yml": {

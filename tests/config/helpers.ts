@@ -196,6 +196,37 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
     },
     "registry.auth.admins": { yaml: "alice", get: (c) => c.auth.admins, value: ["alice"] },
     "registry.auth.faildelay": { yaml: "0", get: (c) => c.auth.failDelayMs, value: 0 },
+    "auth.token.realm": {
+      yaml: "https://r.example.com/token",
+      get: (c) => c.auth.token.realm,
+      value: "https://r.example.com/token",
+    },
+    "auth.token.service": {
+      yaml: "r.example.com",
+      get: (c) => c.auth.token.service,
+      value: "r.example.com",
+    },
+    "auth.token.issuer": {
+      yaml: "our-issuer",
+      get: (c) => c.auth.token.issuer,
+      value: "our-issuer",
+    },
+    "registry.auth.token.builtin": { yaml: "true", get: (c) => c.auth.token.builtin, value: true },
+    "registry.auth.token.path": {
+      yaml: "/auth/token",
+      get: (c) => c.auth.token.path,
+      value: "/auth/token",
+    },
+    "registry.auth.token.expiration": {
+      yaml: "1h",
+      get: (c) => c.auth.token.expirationMs,
+      value: 3_600_000,
+    },
+    "registry.auth.token.signingkey": {
+      yaml: "/etc/registry/token.pem",
+      get: (c) => c.auth.token.signingKey,
+      value: "/etc/registry/token.pem",
+    },
     "registry.immutabletags": { yaml: "v*", get: (c) => c.immutableTags, value: ["v*"] },
   };
 
@@ -207,6 +238,7 @@ export const TEXT = [
   "http.tls.key",
   "auth.htpasswd.realm",
   "auth.htpasswd.path",
+  "registry.auth.token.signingkey",
 ];
 
 /** Settings with no effect on Config (checked for validation only). */
