@@ -291,9 +291,11 @@ async function main(): Promise<number> {
 
     // Servers.
     const profileFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [];
+    // The access log off, as in Distribution's config here; the access-log row measures it.
     ours = await startOurs(join(root, "ours"), root, {
       repoRoot: REPO_ROOT,
       denoFlags: profileFlags,
+      env: { REGISTRY_LOG_REQUESTS: "0" },
     });
     dist = await startDistribution(distBinary!, join(root, "distribution"), root);
     console.log(
