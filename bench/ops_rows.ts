@@ -16,7 +16,7 @@ import { runLoadProcess } from "./ceilings.ts";
 import { Http1 } from "./http1.ts";
 import { stats } from "./report.ts";
 import { cpuSeconds, freePort, type Server, startOurs } from "./servers.ts";
-import { type Blob, pushMono, sha256 } from "./workloads.ts";
+import { type Blob, imageManifest, pushMono, sha256 } from "./workloads.ts";
 
 /** The names `--only` takes for these rows. */
 export const OPS_ROWS: readonly string[] = ["metrics-scrape", "access-log"];
@@ -46,20 +46,7 @@ function smallImage(): { config: Blob; layer: Blob; manifest: Uint8Array } {
   const layerBytes = crypto.getRandomValues(new Uint8Array(1024));
   const config = { bytes: configBytes, digest: sha256(configBytes) };
   const layer = { bytes: layerBytes, digest: sha256(layerBytes) };
-  const manifest = encoder.encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: {
-      mediaType: "application/vnd.oci.image.config.v1+json",
-      digest: config.digest,
-      size: configBytes.length,
-    },
-    layers: [{
-      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-      digest: layer.digest,
-      size: layerBytes.length,
-    }],
-  }));
+  const manifest = imageManifest(config, layer);
   return { config, layer, manifest };
 }
 

@@ -351,20 +351,7 @@ export function workloads(opts: WorkloadOptions): Workload[] {
     rootfs: { type: "layers", diff_ids: [layer.digest] },
   }));
   const config: Blob = { bytes: configBytes, digest: sha256(configBytes) };
-  const manifestBytes = new TextEncoder().encode(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: {
-      mediaType: "application/vnd.oci.image.config.v1+json",
-      digest: config.digest,
-      size: configBytes.length,
-    },
-    layers: [{
-      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
-      digest: layer.digest,
-      size: layerBytes.length,
-    }],
-  }));
+  const manifestBytes = imageManifest(config, layer);
   const manifestDigest = sha256(manifestBytes);
   const imageReady = new Set<string>();
   const tagsReady = new Set<string>();
@@ -597,4 +584,22 @@ export function workloads(opts: WorkloadOptions): Workload[] {
       },
     ),
   ];
+}
+
+/** The bytes of an OCI image manifest naming a config and one gzip layer. */
+export function imageManifest(config: Blob, layer: Blob): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: {
+      mediaType: "application/vnd.oci.image.config.v1+json",
+      digest: config.digest,
+      size: config.bytes.length,
+    },
+    layers: [{
+      mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+      digest: layer.digest,
+      size: layer.bytes.length,
+    }],
+  }));
 }

@@ -10,28 +10,15 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { RegistryError } from "../../src/errors.ts";
-import type { ByteSource } from "../../src/storage/byte_source.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { uploadFileKey } from "../../src/storage/keys.ts";
 import type { Chunk } from "../../src/services/uploads.ts";
 import type { Digest, RepositoryName, UploadId } from "../../src/types/oci.ts";
+import { sourceOf } from "../helpers/byte_sources.ts";
 import { memoryRegistry, randomBytes, sha256Digest } from "../helpers/registry.ts";
 
 const APP = "myorg/app" as RepositoryName;
 const encoder = new TextEncoder();
-
-/** A byte source over `bytes`, at most `chunk` bytes per read. */
-function sourceOf(bytes: Uint8Array, chunk = 16 * 1024): ByteSource {
-  let at = 0;
-  return {
-    read(into) {
-      const n = Math.min(into.length, chunk, bytes.length - at);
-      into.set(bytes.subarray(at, at + n));
-      at += n;
-      return Promise.resolve(into.subarray(0, n));
-    },
-  };
-}
 
 /** A chunk of `bytes` with an optional Content-Range and a Content-Length (default: exact). */
 function chunk(

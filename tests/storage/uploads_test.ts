@@ -5,6 +5,7 @@
  * only once its `after` resolved, never when it rejects), readData, remove and list.
  */
 
+import { sourceOf } from "../helpers/byte_sources.ts";
 import assert from "node:assert/strict";
 import type { ByteSource } from "../../src/storage/byte_source.ts";
 import { AlreadyExists } from "../../src/storage/driver.ts";
@@ -19,19 +20,6 @@ const REPO = "myorg/app" as RepositoryName;
 const STARTED = new Date("2024-05-06T07:08:09.010Z");
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** A byte source over `bytes`, handing out at most `chunk` bytes per read. */
-function sourceOf(bytes: Uint8Array, chunk = 64 * 1024): ByteSource {
-  let at = 0;
-  return {
-    read(into) {
-      const n = Math.min(into.length, chunk, bytes.length - at);
-      into.set(bytes.subarray(at, at + n));
-      at += n;
-      return Promise.resolve(into.subarray(0, n));
-    },
-  };
-}
 
 /** A byte source that gives `bytes` and then fails. */
 function failingSource(bytes: Uint8Array, error: Error): ByteSource {
