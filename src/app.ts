@@ -54,6 +54,11 @@ export interface App {
   readonly metrics: RegistryMetrics | null;
   /** The health checks (`/readyz`, `/debug/health`). */
   readonly health: Health;
+  /**
+   * Re-reads the external token issuer's key files (SIGHUP): true when the new keys are in
+   * use; on unusable files logs an error and keeps the old keys. Null without an external issuer.
+   */
+  readonly reloadTokenKeys: (() => Promise<boolean>) | null;
   /** Stops background timers and releases the data root. */
   close(): void;
   /**
@@ -166,6 +171,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     log,
     metrics,
     health,
+    reloadTokenKeys: access.reload === null ? null : reloadWith(access.reload, log),
     close: () => {
       health.close();
       if (timer !== null) clearInterval(timer);
@@ -175,6 +181,23 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     drain: (graceMs: number) => limits.drain(graceMs),
   });
+}
+
+/** The SIGHUP reload of the token keys: logs the outcome, keeps the old keys on failure. */
+function reloadWith(reload: () => Promise<void>, log: Logger): () => Promise<boolean> {
+  return async () => {
+    try {
+      await reload();
+    } catch (error) {
+      const line = error instanceof Error ? error.message : String(error);
+      log.error(`token key reload failed, keeping the previous keys: ${line}`);
+      log.flush();
+      return false;
+    }
+    log.info("token keys reloaded (auth.token.rootcertbundle, auth.token.jwks)");
+    log.flush();
+    return true;
+  };
 }
 
 /** Matches the request's route; a miss is kept as the error the handler will throw. */
