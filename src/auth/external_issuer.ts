@@ -9,15 +9,18 @@
  */
 
 import type { TokenAuthConfig } from "../config/mod.ts";
-import { verifyForeignToken } from "./jwt.ts";
+import { CLOCK_LEEWAY_S, verifyForeignToken } from "./jwt.ts";
 import { accessOf } from "./scopes.ts";
 import type { TokenGrant } from "./tokens.ts";
 import { loadTrustStore, type TrustStore } from "./trusted_keys.ts";
+import { type Verified, VerifiedTokens } from "./verified_tokens.ts";
 
 /** Verifies the access tokens of the configured external issuer. */
 export class ExternalIssuer {
   readonly #config: TokenAuthConfig;
   #store: TrustStore;
+  /** Tokens verified before, until they expire (forgotten when the keys are re-read). */
+  readonly #verified = new VerifiedTokens<TokenGrant>();
 
   private constructor(config: TokenAuthConfig, store: TrustStore) {
     this.#config = config;
@@ -37,10 +40,15 @@ export class ExternalIssuer {
   /** Re-reads the key files; throws (keeping the keys in use) when they are unusable. */
   async reload(): Promise<void> {
     this.#store = await loadTrustStore(this.#config.rootCertBundle, this.#config.jwks);
+    this.#verified.clear();
   }
 
   /** The grant of a valid token of the external issuer; null for anything else. */
-  async verifyAccess(token: string): Promise<TokenGrant | null> {
+  verifyAccess(token: string): Promise<TokenGrant | null> {
+    return this.#verified.get(token, (t) => this.#verifyOnce(t));
+  }
+
+  async #verifyOnce(token: string): Promise<Verified<TokenGrant> | null> {
     const store = this.#store;
     const payload = await verifyForeignToken(token, (header) => store.resolve(header), {
       issuer: this.#config.issuer,
@@ -49,7 +57,10 @@ export class ExternalIssuer {
     if (payload === null) return null;
     if (payload.sub !== undefined && typeof payload.sub !== "string") return null;
     const access = accessOf(payload.access);
-    if (access === null) return null;
-    return { user: payload.sub ? payload.sub : null, access };
+    if (access === null || typeof payload.exp !== "number") return null;
+    return {
+      value: { user: payload.sub ? payload.sub : null, access },
+      validUntilS: payload.exp + CLOCK_LEEWAY_S,
+    };
   }
 }

@@ -31,6 +31,8 @@ export class VerifiedTokens<T> {
   /** Insertion order is recency order: a hit moves its entry to the end. */
   readonly #entries = new Map<string, Verified<T>>();
   #bytes = 0;
+  /** Moves on every `clear`: a check that started before one is not remembered. */
+  #generation = 0;
 
   /** Makes an empty memory. */
   constructor(options: VerifiedTokensOptions = {}) {
@@ -66,9 +68,13 @@ export class VerifiedTokens<T> {
       }
       this.#bytes -= token.length;
     }
+    const generation = this.#generation;
     const verified = await verify(token);
     if (verified === null) return null;
-    if (this.#now() / 1000 < verified.validUntilS && token.length <= this.#maxBytes) {
+    if (
+      generation === this.#generation && this.#now() / 1000 < verified.validUntilS &&
+      token.length <= this.#maxBytes
+    ) {
       this.#remember(token, verified);
     }
     return verified.value;
@@ -76,6 +82,7 @@ export class VerifiedTokens<T> {
 
   /** Forgets every token (the trusted keys changed). */
   clear(): void {
+    this.#generation++;
     this.#entries.clear();
     this.#bytes = 0;
   }

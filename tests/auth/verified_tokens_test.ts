@@ -82,3 +82,22 @@ Deno.test("clear forgets every token", async () => {
   await tokens.get("ok-a", verify);
   assert.deepEqual(calls, ["ok-a", "ok-a"]);
 });
+
+Deno.test("a check under way when the memory is cleared is answered but not remembered", async () => {
+  const tokens = new VerifiedTokens<string>({ now: () => 0 });
+  let release = () => {};
+  const held = new Promise<void>((resolve) => release = resolve);
+  let calls = 0;
+  const slow = async (token: string): Promise<Verified<string>> => {
+    calls++;
+    await held;
+    return { value: `user of ${token}`, validUntilS: 100 };
+  };
+  const pending = tokens.get("ok-a", slow);
+  tokens.clear(); // the trusted keys changed while the old ones were checking "ok-a"
+  release();
+  assert.equal(await pending, "user of ok-a");
+  assert.equal(tokens.size, 0);
+  await tokens.get("ok-a", slow);
+  assert.equal(calls, 2);
+});
