@@ -15,20 +15,91 @@ import type { ObjectReader, Span } from "./driver.ts";
 import { KeyedMutex } from "./lock.ts";
 import type { MetadataStore, RevisionRecord } from "./metadata/metadata.ts";
 
-const MAX_ENTRIES = 200_000;
+/** What an entry costs besides its key and value: the map's slot and the objects' headers. */
+const ENTRY_OVERHEAD = 64;
+const DIGEST_BYTES = 96;
 
-/** A map that empties itself when it reaches its bound. */
-class BoundedMap<K, V> extends Map<K, V> {
+/**
+ * The byte budgets of the caches (estimates of the JavaScript heap they hold): together at
+ * most 24 MiB, whatever the size of the store, so the registry's memory stays flat.
+ */
+export const CACHE_BUDGETS = {
+  sizes: 2 * 1024 * 1024,
+  links: 4 * 1024 * 1024,
+  tags: 4 * 1024 * 1024,
+  tagLists: 8 * 1024 * 1024,
+  revisions: 6 * 1024 * 1024,
+} as const;
+
+/**
+ * A map bounded by an estimate of the bytes it holds: it empties itself when an entry would
+ * take it past its budget. A value changed in place is accounted for with `grow`.
+ */
+export class BoundedMap<K extends string, V> extends Map<K, V> {
+  readonly #budget: number;
+  readonly #sizeOf: (value: V) => number;
+  #bytes = 0;
+
+  /** A map of at most `budget` bytes, a value costing `sizeOf(value)`. */
+  constructor(budget: number, sizeOf: (value: V) => number) {
+    super();
+    this.#budget = budget;
+    this.#sizeOf = sizeOf;
+  }
+
+  /** The estimated bytes held. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  #cost(key: K, value: V): number {
+    return ENTRY_OVERHEAD + key.length + this.#sizeOf(value);
+  }
+
   override set(key: K, value: V): this {
-    if (this.size >= MAX_ENTRIES && !this.has(key)) this.clear();
+    const old = super.get(key);
+    if (old !== undefined) this.#bytes -= this.#cost(key, old);
+    const cost = this.#cost(key, value);
+    if (this.#bytes + cost > this.#budget) this.clear();
+    this.#bytes += cost;
     return super.set(key, value);
   }
+
+  override delete(key: K): boolean {
+    const old = super.get(key);
+    if (old !== undefined) this.#bytes -= this.#cost(key, old);
+    return super.delete(key);
+  }
+
+  override clear(): void {
+    this.#bytes = 0;
+    super.clear();
+  }
+
+  /** Accounts for `delta` bytes added to (or taken from) a value in place. */
+  grow(delta: number): void {
+    this.#bytes += delta;
+    if (this.#bytes > this.#budget) this.clear();
+  }
 }
+
+/** The most repository names the list cache holds (about 8 MiB); a bigger list is not cached. */
+const MAX_LISTED_REPOSITORIES = 100_000;
+
+const tagCost = (tag: string) => tag.length + 16;
+const tagListCost = (tags: readonly string[]) => {
+  let bytes = 32;
+  for (const tag of tags) bytes += tagCost(tag);
+  return bytes;
+};
+const revisionCost = (record: RevisionRecord) =>
+  64 + record.mediaType.length + (record.subject ? DIGEST_BYTES : 0) +
+  (record.refs?.length ?? 0) * DIGEST_BYTES;
 
 /** A blob store whose sizes are remembered. */
 export class CachedBlobStore implements BlobStore {
   readonly #inner: BlobStore;
-  readonly #sizes = new BoundedMap<Digest, number>();
+  readonly #sizes = new BoundedMap<Digest, number>(CACHE_BUDGETS.sizes, () => 8);
   /** Changes when a delete starts or ends: a look-up that saw it change fills no cache. */
   #epoch = 0;
   /** Deletes under way: while any runs, no look-up fills the cache. */
@@ -100,10 +171,13 @@ export class CachedBlobStore implements BlobStore {
 /** Repository metadata with write-through caches. */
 export class CachedMetadataStore implements MetadataStore {
   readonly #inner: MetadataStore;
-  readonly #links = new BoundedMap<string, true>();
-  readonly #tags = new BoundedMap<string, Digest>();
-  readonly #tagLists = new BoundedMap<string, Tag[]>();
-  readonly #revisions = new BoundedMap<string, RevisionRecord>();
+  readonly #links = new BoundedMap<string, true>(CACHE_BUDGETS.links, () => 0);
+  readonly #tags = new BoundedMap<string, Digest>(CACHE_BUDGETS.tags, () => DIGEST_BYTES);
+  readonly #tagLists = new BoundedMap<string, Tag[]>(CACHE_BUDGETS.tagLists, tagListCost);
+  readonly #revisions = new BoundedMap<string, RevisionRecord>(
+    CACHE_BUDGETS.revisions,
+    revisionCost,
+  );
   #repositories: RepositoryName[] | null = null;
   /** Serializes the writers of one key, so the caches follow the store's order of writes. */
   readonly #writers = new KeyedMutex();
@@ -204,7 +278,10 @@ export class CachedMetadataStore implements MetadataStore {
       await this.#inner.putTag(name, tag, digest);
       this.#tags.set(key, digest);
       const list = this.#tagLists.get(name);
-      if (list && !list.includes(tag)) insertSorted(list, tag);
+      if (list && !list.includes(tag)) {
+        insertSorted(list, tag);
+        this.#tagLists.grow(tagCost(tag));
+      }
       this.#addRepository(name);
     });
   }
@@ -217,7 +294,10 @@ export class CachedMetadataStore implements MetadataStore {
       const list = this.#tagLists.get(name);
       if (list) {
         const at = list.indexOf(tag);
-        if (at >= 0) list.splice(at, 1);
+        if (at >= 0) {
+          list.splice(at, 1);
+          this.#tagLists.grow(-tagCost(tag));
+        }
       }
       const removed = await this.#inner.deleteTag(name, tag);
       await this.#recheckRepository(name);
@@ -274,7 +354,9 @@ export class CachedMetadataStore implements MetadataStore {
     if (this.#repositories !== null) return this.#repositories;
     const epoch = this.#epoch;
     const found = [...(await this.#inner.listRepositories())];
-    if (this.#mayFillList(epoch)) this.#repositories = found;
+    if (this.#mayFillList(epoch) && found.length <= MAX_LISTED_REPOSITORIES) {
+      this.#repositories = found;
+    }
     return found;
   }
 
@@ -325,7 +407,10 @@ export class CachedMetadataStore implements MetadataStore {
 
   #addRepository(name: RepositoryName): void {
     const list = this.#repositories;
-    if (list && binarySearch(list, name) < 0) insertSorted(list, name);
+    if (list && binarySearch(list, name) < 0) {
+      if (list.length >= MAX_LISTED_REPOSITORIES) this.#repositories = null;
+      else insertSorted(list, name);
+    }
   }
 
   /** After a delete: drop a repository that holds nothing any more from the caches. */
