@@ -125,12 +125,11 @@ export async function buildStore(api: Api): Promise<BuiltStore> {
 export async function keysUnder(driver: StorageDriver, prefix: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (key: string) => {
-    const children = await driver.list(key);
-    if (children.length === 0) {
-      if ((await driver.stat(key)) !== null) out.push(key);
+    if ((await driver.stat(key)) !== null) {
+      out.push(key);
       return;
     }
-    for (const child of children) await walk(`${key}/${child}`);
+    for (const child of await driver.list(key)) await walk(`${key}/${child}`);
   };
   await walk(prefix);
   return out.sort();
