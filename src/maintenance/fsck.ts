@@ -95,7 +95,10 @@ const LIVE_GRACE_MS = 10 * 60_000;
 const UPLOAD_FILES = ["data", "startedat", "hashstate", "repository"] as const;
 const decoder = new TextDecoder();
 
-/** Checks the store behind `driver`; throws only when reading the store's folders fails. */
+/**
+ * Checks the store behind `driver`. What cannot be read in a blob, a repository or an upload
+ * session is an `unreadable` finding; throws only when the top-level folders cannot be listed.
+ */
 export async function checkStore(
   driver: StorageDriver,
   options: FsckOptions = {},
@@ -146,114 +149,120 @@ export async function checkStore(
 
   for (const name of await meta.listRepositories()) {
     checked.repositories++;
-    const revisions = new Map<Digest, RevisionRecord | null>();
-    for (const digest of await meta.listRevisions(name)) {
-      revisions.set(digest, await meta.getRevision(name, digest));
-    }
-    const links = new Set(await meta.listLayers(name));
+    try {
+      const revisions = new Map<Digest, RevisionRecord | null>();
+      for (const digest of await meta.listRevisions(name)) {
+        revisions.set(digest, await meta.getRevision(name, digest));
+      }
+      const links = new Set(await meta.listLayers(name));
 
-    // Tags.
-    for (const tag of await driver.list(tagsKey(name))) {
-      if (!isTag(tag)) continue; // not a tag name: nothing the registry made or reads
-      checked.tags++;
-      const key = tagKey(name, tag);
-      const bytes = await driver.get(key);
-      if (bytes === null) continue;
-      const text = decoder.decode(bytes).trim();
-      if (!isDigest(text)) found("tag-invalid", key, `holds ${JSON.stringify(text.slice(0, 80))}`);
-      else if (!revisions.has(text)) {
-        found("tag-dangling", key, `points to ${text}, not a revision of ${name}`);
-      }
-    }
-
-    // Revisions and what they need.
-    for (const [digest, record] of revisions) {
-      checked.manifests++;
-      const key = revisionKey(name, digest);
-      if (record === null) {
-        found("revision-record", key, "the record is not a readable revision record");
-        continue;
-      }
-      if (!stored(digest)) {
-        found("manifest-missing", key, `the manifest bytes ${blobKey(digest)} are not stored`);
-        continue;
-      }
-      if (sizes.get(digest) !== record.size) {
-        found(
-          "manifest-size",
-          key,
-          `the record says ${record.size} bytes, ${blobKey(digest)} has ${sizes.get(digest)}`,
-        );
-      }
-      const bytes = await driver.get(blobKey(digest));
-      if (bytes === null) continue; // deleted meanwhile
-      let manifest;
-      try {
-        manifest = parseManifest(bytes, record.mediaType);
-      } catch (error) {
-        found("manifest-invalid", key, errorText(error));
-        continue;
-      }
-      if (manifest.kind === "index") {
-        for (const child of referencesOf(manifest)) {
-          if (!revisions.has(child)) {
-            found("index-child-missing", key, `lists ${child}, not a revision of ${name}`);
-          }
-        }
-      } else {
-        for (const blob of [manifest.config, ...manifest.layers]) {
-          if (blob !== manifest.config && isExternalLayer(blob)) continue;
-          const what = blob === manifest.config ? "config" : "layer";
-          if (!links.has(blob.digest)) {
-            found("blob-unlinked", key, `its ${what} ${blob.digest} is not linked in ${name}`);
-          }
-          if (!stored(blob.digest)) {
-            found("blob-missing", key, `its ${what} ${blob.digest} has no stored bytes`);
-          }
+      // Tags.
+      for (const tag of await driver.list(tagsKey(name))) {
+        if (!isTag(tag)) continue; // not a tag name: nothing the registry made or reads
+        checked.tags++;
+        const key = tagKey(name, tag);
+        const bytes = await driver.get(key);
+        if (bytes === null) continue;
+        const text = decoder.decode(bytes).trim();
+        if (!isDigest(text)) {
+          found("tag-invalid", key, `holds ${JSON.stringify(text.slice(0, 80))}`);
+        } else if (!revisions.has(text)) {
+          found("tag-dangling", key, `points to ${text}, not a revision of ${name}`);
         }
       }
-      if (record.subject !== undefined) {
-        const entry = `${referrersKey(name, record.subject)}/${digest.replace(":", "-")}`;
-        if ((await driver.stat(entry)) === null) {
-          found("referrer-missing", key, `has subject ${record.subject} but no entry ${entry}`);
+
+      // Revisions and what they need.
+      for (const [digest, record] of revisions) {
+        checked.manifests++;
+        const key = revisionKey(name, digest);
+        if (record === null) {
+          found("revision-record", key, "the record is not a readable revision record");
+          continue;
         }
-      }
-    }
-
-    // Layer links.
-    for (const digest of links) {
-      checked.links++;
-      if (!stored(digest)) {
-        found("link-dangling", layerKey(name, digest), `${digest} has no stored bytes`);
-      }
-    }
-
-    // Referrer entries: `_referrers/<alg>/<hex>/<alg>-<hex>`.
-    const referrersRoot = `${repositoryKey(name)}/_referrers`;
-    for (const algorithm of await driver.list(referrersRoot)) {
-      for (const hex of await driver.list(`${referrersRoot}/${algorithm}`)) {
-        const subject = `${algorithm}:${hex}`;
-        const folder = `${referrersRoot}/${algorithm}/${hex}`;
-        for (const entry of await driver.list(folder)) {
-          checked.referrers++;
-          const key = `${folder}/${entry}`;
-          const referrer = entry.replace("-", ":");
-          if (!isDigest(subject) || !isDigest(referrer)) {
-            found("referrer-invalid", key, "not named <alg>/<hex>/<alg>-<hex> by digests");
-            continue;
+        if (!stored(digest)) {
+          found("manifest-missing", key, `the manifest bytes ${blobKey(digest)} are not stored`);
+          continue;
+        }
+        if (sizes.get(digest) !== record.size) {
+          found(
+            "manifest-size",
+            key,
+            `the record says ${record.size} bytes, ${blobKey(digest)} has ${sizes.get(digest)}`,
+          );
+        }
+        const bytes = await driver.get(blobKey(digest));
+        if (bytes === null) continue; // deleted meanwhile
+        let manifest;
+        try {
+          manifest = parseManifest(bytes, record.mediaType);
+        } catch (error) {
+          found("manifest-invalid", key, errorText(error));
+          continue;
+        }
+        if (manifest.kind === "index") {
+          for (const child of referencesOf(manifest)) {
+            if (!revisions.has(child)) {
+              found("index-child-missing", key, `lists ${child}, not a revision of ${name}`);
+            }
           }
-          const record = revisions.get(referrer);
-          if (record === undefined) {
-            found("referrer-dangling", key, `names ${referrer}, not a revision of ${name}`);
-          } else if (record !== null && record.subject !== subject) {
-            found("referrer-dangling", key, `${referrer} has no subject ${subject}`);
+        } else {
+          for (const blob of [manifest.config, ...manifest.layers]) {
+            if (blob !== manifest.config && isExternalLayer(blob)) continue;
+            const what = blob === manifest.config ? "config" : "layer";
+            if (!links.has(blob.digest)) {
+              found("blob-unlinked", key, `its ${what} ${blob.digest} is not linked in ${name}`);
+            }
+            if (!stored(blob.digest)) {
+              found("blob-missing", key, `its ${what} ${blob.digest} has no stored bytes`);
+            }
           }
-          const bytes = await driver.get(key);
-          if (bytes !== null && !isDescriptorOf(decoder.decode(bytes), referrer)) {
-            found("referrer-invalid", key, `not a descriptor of ${referrer}`);
+        }
+        if (record.subject !== undefined) {
+          const entry = `${referrersKey(name, record.subject)}/${digest.replace(":", "-")}`;
+          if ((await driver.stat(entry)) === null) {
+            found("referrer-missing", key, `has subject ${record.subject} but no entry ${entry}`);
           }
         }
       }
+
+      // Layer links.
+      for (const digest of links) {
+        checked.links++;
+        if (!stored(digest)) {
+          found("link-dangling", layerKey(name, digest), `${digest} has no stored bytes`);
+        }
+      }
+
+      // Referrer entries: `_referrers/<alg>/<hex>/<alg>-<hex>`.
+      const referrersRoot = `${repositoryKey(name)}/_referrers`;
+      for (const algorithm of await driver.list(referrersRoot)) {
+        for (const hex of await driver.list(`${referrersRoot}/${algorithm}`)) {
+          const subject = `${algorithm}:${hex}`;
+          const folder = `${referrersRoot}/${algorithm}/${hex}`;
+          for (const entry of await driver.list(folder)) {
+            checked.referrers++;
+            const key = `${folder}/${entry}`;
+            const referrer = entry.replace("-", ":");
+            if (!isDigest(subject) || !isDigest(referrer)) {
+              found("referrer-invalid", key, "not named <alg>/<hex>/<alg>-<hex> by digests");
+              continue;
+            }
+            const record = revisions.get(referrer);
+            if (record === undefined) {
+              found("referrer-dangling", key, `names ${referrer}, not a revision of ${name}`);
+            } else if (record !== null && record.subject !== subject) {
+              found("referrer-dangling", key, `${referrer} has no subject ${subject}`);
+            }
+            const bytes = await driver.get(key);
+            if (bytes !== null && !isDescriptorOf(decoder.decode(bytes), referrer)) {
+              found("referrer-invalid", key, `not a descriptor of ${referrer}`);
+            }
+          }
+        }
+      }
+    } catch (error) {
+      // A folder that cannot be read (a planted symbolic link, permissions): the rest goes on.
+      found("unreadable", repositoryKey(name), errorText(error));
     }
   }
 
@@ -261,7 +270,13 @@ export async function checkStore(
   for (const id of await driver.list(AREAS.uploads)) {
     checked.uploads++;
     const folder = `${AREAS.uploads}/${id}`;
-    const present = new Set(await driver.list(folder));
+    let present: Set<string>;
+    try {
+      present = new Set(await driver.list(folder));
+    } catch (error) {
+      found("unreadable", folder, errorText(error));
+      continue;
+    }
     const missing = UPLOAD_FILES.filter((file) => !present.has(file));
     if (missing.length === 0) continue;
     const data = present.has("data") ? await driver.stat(`${folder}/data`) : null;

@@ -190,3 +190,17 @@ Deno.test("fsck: both hash backends verify the same bytes", async () => {
     assert.deepEqual(report.findings.map((f) => f.kind), ["blob-digest"], hashBackend);
   }
 });
+
+Deno.test("fsck: a repository that cannot be read is a finding, the others are still checked", async () => {
+  await using store = await builtRoot();
+  // A planted symbolic link: the driver refuses to follow it.
+  await Deno.symlink("/etc/hostname", join(store.root, "repositories/other/_manifests/tags/evil"));
+  const tags = join(store.root, "repositories/app/sub/_manifests/tags");
+  await Deno.writeTextFile(join(tags, "ghost"), store.built.other.digest);
+  const report = await checkStore(new FsDriver(store.root), { root: store.root });
+  assert.deepEqual(report.findings.map((f) => `${f.kind} ${f.key}`).sort(), [
+    "tag-dangling repositories/app/sub/_manifests/tags/ghost",
+    "unreadable repositories/other",
+  ]);
+  assert.match(report.findings.find((f) => f.kind === "unreadable")!.detail, /symbolic link/);
+});
