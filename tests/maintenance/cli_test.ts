@@ -71,6 +71,7 @@ Deno.test("fsck: exit 0 on a sound store, 1 with one line per finding, --json", 
   assert.equal(json.code, 1);
   const report = JSON.parse(json.stdout);
   assert.equal(report.ok, false);
+  assert.equal(report.live, false);
   assert.equal(report.root, store.root);
   assert.deepEqual(report.findings.map((f: { kind: string }) => f.kind), ["blob-digest"]);
 });
@@ -175,6 +176,9 @@ Deno.test("while a registry runs: repo-delete asks it over HTTP, fsck checks wit
     fsck.stderr,
     /in use by another registry process \(PID \d+\): checking without the lock/,
   );
+  const fsckJson = await cli("fsck", ["--json", "--data", store.root]);
+  assert.equal(fsckJson.code, 0, fsckJson.stderr);
+  assert.equal(JSON.parse(fsckJson.stdout).live, true);
 
   // With access control on, the command cannot act for an admin: it names the endpoint.
   const authOn = await cli("repo_delete", ["--data", store.root, "--port", port, "app"], {

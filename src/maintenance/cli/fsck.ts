@@ -55,7 +55,8 @@ export function main(
         ...(nativeSha256Available() ? {} : { hashBackend: "portable" as const }),
       });
       if (command.switches.has("json")) {
-        io.out(JSON.stringify({ root, ok: report.findings.length === 0, ...report }));
+        const ok = report.findings.length === 0;
+        io.out(JSON.stringify({ root, ok, live: !attempt.held, ...report }));
       } else {
         for (const finding of report.findings) io.out(formatFinding(finding));
         const c = report.checked;
