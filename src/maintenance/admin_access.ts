@@ -2,9 +2,11 @@
  * Who may use the admin endpoints (`/admin/…`: repository deletion, storage usage, and the
  * collector's): one rule, in `adminAllowed`, that every admin route shares.
  *
- * - Access control on (`auth.htpasswd.path`, with or without tokens): the authenticated user
- *   must be an admin (`registry.auth.admins`). Access control has already answered 401 to a
- *   request without (valid) credentials; a user who is not an admin gets 403 `DENIED`.
+ * - Access control on (`auth.htpasswd.path`, with or without tokens, or an external token
+ *   issuer alone): the authenticated user (a token's subject) must be an admin
+ *   (`registry.auth.admins`, which names them even where the external issuer's tokens decide
+ *   everything else). Access control has already answered 401 to a request without (valid)
+ *   credentials; a user who is not an admin gets 403 `DENIED`.
  * - Access control off: only clients on this machine (a loopback address: 127.0.0.0/8, ::1)
  *   unless `registry.adminendpoints.allowremote` is on; others get 403 `DENIED`. The client is the
  *   peer, or what a trusted proxy (`registry.http.trustedproxies`) says it is, so a reverse
@@ -18,6 +20,7 @@
 
 import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
+import { tokenAuthOn } from "../pipeline/access_control.ts";
 import { parseIp } from "../pipeline/client.ts";
 import type { RequestContext, Step } from "../pipeline/context.ts";
 
@@ -35,7 +38,7 @@ export interface AdminRule {
 export function adminRule(config: Config): AdminRule {
   const admins = new Set(config.auth.admins);
   return {
-    authenticated: config.auth.htpasswdPath !== null,
+    authenticated: config.auth.htpasswdPath !== null || tokenAuthOn(config),
     isAdmin: (user) => admins.has(user),
     allowRemote: config.adminAllowRemote,
   };

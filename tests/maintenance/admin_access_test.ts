@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { DEFAULTS } from "../../src/config/mod.ts";
 import { adminAllowed, adminRule, isLoopbackAddress } from "../../src/maintenance/admin_access.ts";
 import { RegistryError } from "../../src/errors.ts";
+import { externalRegistry, externalToken, jwksKey, tempDir } from "../auth/external_helpers.ts";
 import { as, authRegistry, htpasswdFile } from "../auth/helpers.ts";
 import { tokenFor, tokenRegistry, withToken } from "../auth/token_helpers.ts";
 import { memoryRegistry, tempRegistry } from "../helpers/registry.ts";
@@ -202,4 +203,21 @@ Deno.test("isLoopbackAddress", () => {
   for (const address of ["", "10.0.0.1", "::2", "0.0.0.0", "::", "128.0.0.1", "localhost"]) {
     assert.ok(!isLoopbackAddress(address), address);
   }
+});
+
+Deno.test("with an external token issuer alone the token's subject must be an admin", async () => {
+  await using dir = await tempDir();
+  const key = await jwksKey("ES256", "k1");
+  await using reg = await externalRegistry(dir.dir, { jwks: { keys: [key.jwk] } });
+  const tokenOf = async (sub: string) =>
+    withToken(reg, await externalToken(key.privateKey, { header: { kid: "k1" }, claims: { sub } }));
+  assert.equal((await statusAndCode(reg, "/admin/usage", "GET")).status, 401);
+  assert.deepEqual(await statusAndCode(await tokenOf("bob"), "/admin/usage", "GET"), {
+    status: 403,
+    code: "DENIED",
+  });
+  assert.deepEqual(await statusAndCode(await tokenOf("alice"), "/admin/usage", "GET"), {
+    status: 200,
+    code: null,
+  });
 });
