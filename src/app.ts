@@ -1,7 +1,7 @@
 /**
  * `createApp(config)`: the registry as a value. The route table and the request pipeline, in
  * one fixed order (response headers with the request id → health probes → access log →
- * metrics → CORS → the catch → limits and drain → access control → write policy → event scope →
+ * metrics → CORS → the catch → limits and drain → access control → admin gate → write policy → event scope →
  * handler), with the route matched first so that every step knows the route, the repository and the action. The
  * catch step is the one place an error becomes a reply. Access control sits between the
  * limits and the write policy.
@@ -15,6 +15,8 @@ import { type Reply, toResponse } from "./http/responses.ts";
 import { Health } from "./health/health.ts";
 import { healthRoutes, healthStep } from "./health/routes.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { adminGate, adminRule } from "./maintenance/admin_access.ts";
+import { adminRoutes } from "./maintenance/routes.ts";
 import { RegistryMetrics } from "./metrics/registry_metrics.ts";
 import {
   type AccessControl,
@@ -110,6 +112,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...listingRoutes(services),
     ...blobRoutes(services),
     ...manifestRoutes(services),
+    ...adminRoutes(services),
   ];
   const timer = config.uploadPurging
     ? setInterval(async () => {
@@ -124,6 +127,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   if (timer !== null) Deno.unrefTimer(timer);
 
   const trusted = trustedMatcher(config.trustedProxies);
+  const admin = adminRule(config);
   const limits = new Limits(config);
   const pipeline = compose([
     responseHeaders(config, trusted),
@@ -134,6 +138,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     catchErrors(log),
     limits.step,
     access.step,
+    adminGate(),
     writePolicy(config),
     eventScope(config.publicUrl, notifications.enabled),
   ], dispatch);
@@ -149,6 +154,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       scheme,
       route: routeOf(routes, request),
       user: null,
+      admin,
     };
     return pipeline(ctx);
   };

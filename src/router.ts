@@ -3,7 +3,8 @@
  * of the path: the last segment is the route's parameter (or a fixed word), the segments
  * before it must end with the route's marker (`/blobs`, `/manifests`, ...), and whatever
  * precedes the marker after `/v2/` is the name. So `/v2/a/b/blobs/<digest>` has name `a/b`.
- * A known path with an unknown method answers 405 with `Allow`; an unknown path 404.
+ * Routes outside `/v2/` match an exact path or a fixed prefix. A known path with an unknown
+ * method answers 405 with `Allow`; an unknown path 404.
  */
 
 import { RegistryError } from "./errors.ts";
@@ -33,6 +34,11 @@ export interface Route {
   readonly path: string;
   /** Routes without a name: the exact paths they answer. */
   readonly exact?: readonly string[];
+  /**
+   * Routes outside `/v2/` (the admin routes): the fixed start of the path; the rest, not
+   * empty, is the route's `param`.
+   */
+  readonly prefix?: string;
   /** Routes with a name: what the path ends with before its last segment, e.g. `/blobs`. */
   readonly marker?: string;
   /** The name of the last segment's parameter, e.g. `digest`... */
@@ -71,6 +77,10 @@ interface SplitPath {
 
 function matchOne(route: Route, { path, head, tail }: SplitPath): Record<string, string> | null {
   if (route.exact) return route.exact.includes(path) ? {} : null;
+  if (route.prefix !== undefined) {
+    if (!path.startsWith(route.prefix) || path.length === route.prefix.length) return null;
+    return { [route.param ?? "rest"]: path.slice(route.prefix.length) };
+  }
   const marker = route.marker;
   if (!marker || !head.endsWith(marker) || head.length <= PREFIX.length + marker.length) {
     return null;

@@ -173,6 +173,16 @@ export const AUTH_SETTINGS: readonly Setting[] = [
     apply: (d, v) => d.auth = { ...d.auth, admins: v },
     show: (c) => c.auth.admins,
   }),
+  define<boolean>({
+    key: "registry.adminendpoints.allowremote",
+    type: "boolean",
+    default: "`false`",
+    help: "with access control off, the admin endpoints (`/admin/…`) also answer clients " +
+      "not on this machine; off, only loopback clients (with access control on, only admins)",
+    parse: boolean,
+    apply: (d, v) => d.adminAllowRemote = v,
+    show: (c) => c.adminAllowRemote,
+  }),
   define<number>({
     key: "registry.auth.faildelay",
     type: "duration",

@@ -73,6 +73,11 @@ export interface Config {
   readonly auth: AuthConfig;
   /** Tag patterns (`*` any characters) whose tags cannot be moved to another digest. */
   readonly immutableTags: readonly string[];
+  /**
+   * With access control off, whether the admin endpoints (`/admin/…`) answer clients that are
+   * not on this machine (`registry.adminendpoints.allowremote`); off: loopback clients only.
+   */
+  readonly adminAllowRemote: boolean;
 }
 
 /** Access control's settings (`auth.htpasswd.*`, `registry.auth.*`). */
@@ -226,6 +231,7 @@ export const DEFAULTS = {
     },
   },
   immutableTags: [],
+  adminAllowRemote: false,
 } as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
 
 /** A bad flag, variable or file key: one line naming where the value came from. */

@@ -7,6 +7,7 @@
 import type { RequestBody } from "../http/body.ts";
 import type { IncomingRequest } from "../http/request.ts";
 import type { Reply } from "../http/responses.ts";
+import type { AdminRule } from "../maintenance/admin_access.ts";
 import type { Match } from "../router.ts";
 
 /** What a request does to a repository, as access control and events see it. */
@@ -43,6 +44,8 @@ export interface RequestContext {
   user: string | null;
   /** Whether the user may pull a repository (set by access control; absent: anyone may). */
   canPull?: (repository: string) => boolean;
+  /** Who may use the admin endpoints (`src/maintenance/admin_access.ts`). */
+  readonly admin: AdminRule;
 }
 
 /** A pipeline step: does its part around `next`, which runs the rest. */
@@ -60,9 +63,13 @@ export function compose(
   };
 }
 
-/** The action of a method on a route (null where no repository is touched). */
+/**
+ * The action of a method on a route (null where no repository is touched, and for the admin
+ * routes, whose rule is the admin gate's).
+ */
 export function actionOf(routeName: string, method: string): Action | null {
   if (["base", "catalog", "unknown", "livez", "readyz", "token"].includes(routeName)) return null;
+  if (routeName.startsWith("admin")) return null;
   if (method === "GET" || method === "HEAD") return "pull";
   if (method === "DELETE" && (routeName === "manifest" || routeName === "blob")) return "delete";
   return "push";

@@ -20,6 +20,7 @@ import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
 import { immutableMatcher } from "../auth/policy.ts";
+import { RepositoryDeleter } from "../maintenance/repositories.ts";
 import { BlobService } from "./blobs.ts";
 import { ListingService } from "./listings.ts";
 import { ManifestService } from "./manifests.ts";
@@ -32,6 +33,8 @@ export interface Services {
   readonly uploads: UploadService;
   readonly manifests: ManifestService;
   readonly listings: ListingService;
+  /** Repository deletion (the admin endpoint's), under the same locks as the services. */
+  readonly repositories: RepositoryDeleter;
   /** The driver under the stores (timed and counted when metrics are on: health, metrics). */
   readonly driver: StorageDriver;
   /** Releases the data root (its lock); the services must not be used afterwards. */
@@ -114,6 +117,7 @@ export async function createServices(
       immutableTag: immutableMatcher(config.immutableTags ?? []),
     }),
     listings: new ListingService({ meta }),
+    repositories: new RepositoryDeleter({ meta, locks, events }),
     close: () => rootLock?.release(),
   };
 }

@@ -224,6 +224,11 @@ export class CachedMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
+  listLayers(name: RepositoryName): Promise<readonly Digest[]> {
+    return this.#inner.listLayers(name);
+  }
+
+  /** @inheritdoc */
   async getRevision(name: RepositoryName, digest: Digest): Promise<RevisionRecord | null> {
     const key = `${name}@${digest}`;
     const cached = this.#revisions.get(key);
@@ -379,6 +384,27 @@ export class CachedMetadataStore implements MetadataStore {
       from = lo;
     }
     for (let i = from; i < cached.length; i++) yield cached[i]!;
+  }
+
+  /** @inheritdoc */
+  removeRepository(name: RepositoryName): Promise<boolean> {
+    return this.#write(`${name}/`, async () => {
+      this.#forget(name);
+      const removed = await this.#inner.removeRepository(name);
+      await this.#recheckRepository(name);
+      return removed;
+    });
+  }
+
+  /** Drops every cached link, tag, tag list and revision record of a repository. */
+  #forget(name: RepositoryName): void {
+    // `@` and `:` never occur in a name: `a@` never matches the keys of `a/b`.
+    for (const map of [this.#links, this.#tags, this.#revisions]) {
+      for (const key of map.keys()) {
+        if (key.startsWith(`${name}@`) || key.startsWith(`${name}:`)) map.delete(key);
+      }
+    }
+    this.#tagLists.delete(name);
   }
 
   /** Runs a write of `key` after the earlier ones, moving the epoch at its start and end. */

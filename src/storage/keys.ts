@@ -66,6 +66,11 @@ export function repositoryKey(name: RepositoryName): string {
   return `repositories/${name}`;
 }
 
+/** The prefix of a repository's layer links (children: algorithms, then hex). */
+export function layersKey(name: RepositoryName): string {
+  return `repositories/${name}/_layers`;
+}
+
 /** The link that makes a blob visible in a repository. */
 export function layerKey(name: RepositoryName, digest: Digest): string {
   return `repositories/${name}/_layers/${digestAlgorithm(digest)}/${digestHex(digest)}`;

@@ -195,6 +195,11 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
       value: { devs: ["dan", "eve"] },
     },
     "registry.auth.admins": { yaml: "alice", get: (c) => c.auth.admins, value: ["alice"] },
+    "registry.adminendpoints.allowremote": {
+      yaml: "true",
+      get: (c) => c.adminAllowRemote,
+      value: true,
+    },
     "registry.auth.faildelay": { yaml: "0", get: (c) => c.auth.failDelayMs, value: 0 },
     "auth.token.realm": {
       yaml: "https://r.example.com/token",

@@ -10,6 +10,7 @@ import type { StorageDriver } from "../driver.ts";
 import {
   AREAS,
   layerKey,
+  layersKey,
   referrerKey,
   referrersKey,
   repositoryKey,
@@ -50,6 +51,11 @@ export class LocalMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
+  listLayers(name: RepositoryName): Promise<readonly Digest[]> {
+    return this.#digestsUnder(layersKey(name));
+  }
+
+  /** @inheritdoc */
   async getRevision(name: RepositoryName, digest: Digest): Promise<RevisionRecord | null> {
     const bytes = await this.#driver.get(revisionKey(name, digest));
     return bytes === null ? null : parseRevision(decoder.decode(bytes));
@@ -66,16 +72,8 @@ export class LocalMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
-  async listRevisions(name: RepositoryName): Promise<readonly Digest[]> {
-    const out: Digest[] = [];
-    const prefix = revisionsKey(name);
-    for (const algorithm of await this.#driver.list(prefix)) {
-      for (const hex of await this.#driver.list(`${prefix}/${algorithm}`)) {
-        const digest = `${algorithm}:${hex}`;
-        if (isDigest(digest)) out.push(digest);
-      }
-    }
-    return out;
+  listRevisions(name: RepositoryName): Promise<readonly Digest[]> {
+    return this.#digestsUnder(revisionsKey(name));
   }
 
   /** @inheritdoc */
@@ -135,6 +133,15 @@ export class LocalMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
+  async removeRepository(name: RepositoryName): Promise<boolean> {
+    let removed = false;
+    for (const part of REPOSITORY_PARTS) {
+      if (await this.#driver.deleteAll(`${repositoryKey(name)}/${part}`)) removed = true;
+    }
+    return removed;
+  }
+
+  /** @inheritdoc */
   async listRepositories(): Promise<readonly RepositoryName[]> {
     const found: RepositoryName[] = [];
     for await (const name of this.repositoriesAfter(null)) found.push(name);
@@ -191,6 +198,18 @@ export class LocalMetadataStore implements MetadataStore {
         }
       }
     }
+  }
+
+  /** The digests named by `<prefix>/<alg>/<hex>` objects, in byte order. */
+  async #digestsUnder(prefix: string): Promise<Digest[]> {
+    const out: Digest[] = [];
+    for (const algorithm of await this.#driver.list(prefix)) {
+      for (const hex of await this.#driver.list(`${prefix}/${algorithm}`)) {
+        const digest = `${algorithm}:${hex}`;
+        if (isDigest(digest)) out.push(digest);
+      }
+    }
+    return out;
   }
 }
 

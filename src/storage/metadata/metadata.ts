@@ -29,6 +29,8 @@ export interface MetadataStore {
   linkLayer(name: RepositoryName, digest: Digest): Promise<void>;
   /** Removes a blob's link; false when there was none. */
   unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean>;
+  /** Every blob digest linked into the repository, in byte order. */
+  listLayers(name: RepositoryName): Promise<readonly Digest[]>;
   /** The record of a revision, or null when the repository does not hold it. */
   getRevision(name: RepositoryName, digest: Digest): Promise<RevisionRecord | null>;
   /** Records a revision (replacing an earlier record of the same digest). */
@@ -66,4 +68,11 @@ export interface MetadataStore {
    * store as that page needed.
    */
   repositoriesAfter(after: string | null): AsyncIterable<RepositoryName>;
+  /**
+   * Removes whatever is left of a repository's own metadata (links, revisions, tags, referrer
+   * entries, and anything unreadable among them), not the repositories nested under its name;
+   * false when there was nothing. The repository deletion's last step, after the one-by-one
+   * deletes.
+   */
+  removeRepository(name: RepositoryName): Promise<boolean>;
 }
