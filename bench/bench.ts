@@ -25,6 +25,10 @@
  *   --skip-ceilings  no page-cache fill and no ceilings (for profiling runs; the push target
  *               then ignores the disk)
  *   --profile DIR  run our registry with `--cpu-prof --cpu-prof-dir=DIR` (written on exit)
+ *   --blob-mib N  the blob size of the push and pull rows (quick 256, full 1024)
+ *   --image-mib N  total size of the multi-layer image of the skopeo, podman and ctr rows
+ *               (bench/client_rows.ts; quick 256, full 1024)
+ *   --image-layers N  its layers (default 4)
  *
  * It installs nothing: when a tool is missing it says what to install and exits 1.
  */
@@ -54,6 +58,7 @@ import {
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
+import { type ClientRows, clientWorkloads, SkipRow } from "./client_rows.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -180,20 +185,24 @@ async function main(): Promise<number> {
       profile: { type: "string" },
       "max-run-seconds": { type: "string" },
       "skip-ceilings": { type: "boolean", default: false },
+      "blob-mib": { type: "string" },
+      "image-mib": { type: "string" },
+      "image-layers": { type: "string", default: "4" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: deno task bench [--full] [--runs N] [--only a,b] [--seconds N] [--dir D] [--keep] [--json F] [--profile D]",
+      "Usage: deno task bench [--full] [--runs N] [--only a,b] [--seconds N] [--dir D] [--keep] [--json F] [--profile D] [--blob-mib N] [--image-mib N] [--image-layers N]",
     );
     return 0;
   }
   const started = performance.now();
   const full = values.full;
   const runs = Math.max(1, Number(values.runs));
-  const blobSize = full ? GiB : 256 * MiB;
-  const parallelSize = full ? 128 * MiB : 32 * MiB;
+  const blobSize = (values["blob-mib"] ? Number(values["blob-mib"]) : full ? 1024 : 256) * MiB;
+  const imageBytes = (values["image-mib"] ? Number(values["image-mib"]) : full ? 1024 : 256) * MiB;
+  const parallelSize = Math.min(full ? 128 * MiB : 32 * MiB, Math.floor(blobSize / 8));
   const loadSeconds = values.seconds ? Number(values.seconds) : full ? 10 : 5;
   const frame = 32 * 1024;
   const ddMiB = blobSize / MiB;
@@ -252,6 +261,11 @@ async function main(): Promise<number> {
       frame / 1024
     } KiB chunks like Go's net/http); request-rate workloads use bench/load.ts in its own process.`,
   );
+  console.log(
+    `Client rows (bench/client_rows.ts): curl, a Go-style chunked sender (bench/go_sender.ts), and skopeo, podman and ctr on a ${
+      imageBytes / MiB
+    } MiB image of ${values["image-layers"]} layers, each client command timed end to end.`,
+  );
   for (const line of await machine(parent, distBinary!)) console.log(line);
   console.log(
     `Load average at start: ${loadAverage()} (the machine may be shared; see the spread)`,
@@ -260,6 +274,7 @@ async function main(): Promise<number> {
 
   let ours: Server | null = null;
   let dist: Server | null = null;
+  let clients: ClientRows | null = null;
   try {
     // Test data: generated and hashed once, outside every timed section.
     let t0 = performance.now();
@@ -314,6 +329,16 @@ async function main(): Promise<number> {
       benchDir: BENCH_DIR,
       rx,
     });
+    clients = clientWorkloads({
+      blob,
+      frame,
+      chunkedParts: 16,
+      imageBytes,
+      imageLayers: Math.max(1, Number(values["image-layers"])),
+      workDir: root,
+      toolTimeoutSeconds: 3 * maxRunSeconds,
+    });
+    all.push(...clients.workloads);
     const chosen = all.filter((w) => only === null || only.has(w.name));
     if (only !== null && chosen.length !== only.size) {
       const known = [...all.map((w) => w.name), ...OPS_ROWS].join(", ");
@@ -324,7 +349,6 @@ async function main(): Promise<number> {
     const results: WorkloadResult[] = [];
     for (const w of chosen) {
       t0 = performance.now();
-      for (const s of [ours!, dist!]) await w.setup?.(s);
       const result: WorkloadResult = {
         name: w.name,
         metrics: w.metrics,
@@ -333,7 +357,18 @@ async function main(): Promise<number> {
         distribution: [],
       };
       const capped = new Set<string>();
-      for (let r = 0; r < runs; r++) {
+      // A client row that cannot run here (bench/client_rows.ts) is reported as skipped.
+      const skip = (error: unknown) => {
+        if (!(error instanceof SkipRow)) throw error;
+        result.skipped = error.message;
+        console.log(`${w.name}: skipped: ${error.message}`);
+      };
+      try {
+        for (const s of [ours!, dist!]) await w.setup?.(s);
+      } catch (error) {
+        skip(error);
+      }
+      for (let r = 0; r < runs && result.skipped === undefined; r++) {
         const order: Server[] = r % 2 === 0 ? [ours!, dist!] : [dist!, ours!];
         for (let s of order) {
           if (capped.has(s.name)) continue;
@@ -343,6 +378,9 @@ async function main(): Promise<number> {
           let usage;
           try {
             out = await w.run(s, r);
+          } catch (error) {
+            skip(error);
+            break;
           } finally {
             usage = sampler.stop();
           }
@@ -374,6 +412,7 @@ async function main(): Promise<number> {
         }
       }
       results.push(result);
+      if (result.skipped !== undefined) continue;
       const line = w.metrics.map((m) =>
         `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
           result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
@@ -403,7 +442,14 @@ async function main(): Promise<number> {
       await Deno.writeTextFile(
         values.json,
         JSON.stringify(
-          { mode: full ? "full" : "quick", runs, blobSize, ceilings: allCeilings, results },
+          {
+            mode: full ? "full" : "quick",
+            runs,
+            blobSize,
+            imageBytes,
+            ceilings: allCeilings,
+            results,
+          },
           null,
           2,
         ),
@@ -420,6 +466,7 @@ async function main(): Promise<number> {
     }
     return 1;
   } finally {
+    await clients?.dispose();
     await ours?.stop();
     await dist?.stop();
     if (values.keep) console.log(`Kept ${root}`);
