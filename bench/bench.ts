@@ -25,6 +25,16 @@
  *   --skip-ceilings  no page-cache fill and no ceilings (for profiling runs; the push target
  *               then ignores the disk)
  *   --profile DIR  run our registry with `--cpu-prof --cpu-prof-dir=DIR` (written on exit)
+ *   --blob-mib N  the blob size of the push and pull rows (quick 256, full 1024, check 128)
+ *   --image-mib N  total size of the multi-layer image of the skopeo, podman and ctr rows
+ *               (bench/client_rows.ts; quick 256, full 1024, check 128)
+ *   --image-layers N  its layers (default 4)
+ *   --check     the regression guard (bench/baseline.ts): the rows of CHECK_ROWS (or --only)
+ *               at 128 MiB, 3 s load runs, no ceilings; compares each ratio ours/Distribution
+ *               with bench/baseline.json and exits 1 when one is below its baseline minus band
+ *   --write-baseline N  runs the check N times (own processes) and writes the baseline
+ *   --baseline FILE  the baseline file (default bench/baseline.json)
+ *   --note TEXT  with --write-baseline: a remark stored with it (e.g. "measured under load")
  *
  * It installs nothing: when a tool is missing it says what to install and exits 1.
  */
@@ -54,6 +64,16 @@ import {
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
+import { type ClientRows, clientWorkloads, SkipRow } from "./client_rows.ts";
+import {
+  CHECK_ROWS,
+  compareWithBaseline,
+  DEFAULT_BASELINE,
+  ratiosOf,
+  readBaseline,
+  settingsDiffer,
+  writeBaseline,
+} from "./baseline.ts";
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -180,21 +200,49 @@ async function main(): Promise<number> {
       profile: { type: "string" },
       "max-run-seconds": { type: "string" },
       "skip-ceilings": { type: "boolean", default: false },
+      "blob-mib": { type: "string" },
+      "image-mib": { type: "string" },
+      "image-layers": { type: "string", default: "4" },
+      check: { type: "boolean", default: false },
+      "no-compare": { type: "boolean", default: false },
+      "write-baseline": { type: "string" },
+      baseline: { type: "string", default: DEFAULT_BASELINE },
+      note: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "Usage: deno task bench [--full] [--runs N] [--only a,b] [--seconds N] [--dir D] [--keep] [--json F] [--profile D]",
+      "Usage: deno task bench [--full] [--runs N] [--only a,b] [--seconds N] [--dir D] [--keep] [--json F] [--profile D] [--image-mib N] [--image-layers N] [--check] [--write-baseline N [--note T]] [--baseline F]",
     );
     return 0;
   }
+  if (values["write-baseline"] !== undefined) {
+    // Every other argument goes to the check runs.
+    const passed: string[] = [];
+    for (let i = 0; i < Deno.args.length; i++) {
+      const a = Deno.args[i]!;
+      if (a === "--write-baseline" || a === "--note") i++;
+      else if (!a.startsWith("--write-baseline=") && !a.startsWith("--note=")) passed.push(a);
+    }
+    return await writeBaseline({
+      n: Math.max(1, Number(values["write-baseline"])),
+      path: values.baseline,
+      args: passed,
+      note: values.note,
+    });
+  }
+  const check = values.check;
   const started = performance.now();
   const full = values.full;
   const runs = Math.max(1, Number(values.runs));
-  const blobSize = full ? GiB : 256 * MiB;
-  const parallelSize = full ? 128 * MiB : 32 * MiB;
-  const loadSeconds = values.seconds ? Number(values.seconds) : full ? 10 : 5;
+  const blobSize =
+    (values["blob-mib"] ? Number(values["blob-mib"]) : check ? 128 : full ? 1024 : 256) *
+    MiB;
+  const imageBytes =
+    (values["image-mib"] ? Number(values["image-mib"]) : check ? 128 : full ? 1024 : 256) * MiB;
+  const parallelSize = Math.min(full ? 128 * MiB : 32 * MiB, Math.floor(blobSize / 8));
+  const loadSeconds = values.seconds ? Number(values.seconds) : check ? 3 : full ? 10 : 5;
   const frame = 32 * 1024;
   const ddMiB = blobSize / MiB;
   // A server whose run of a workload takes longer than this is not run again on that
@@ -205,7 +253,11 @@ async function main(): Promise<number> {
     ? 300
     : 40;
 
-  const onlyNames = values.only ? values.only.split(",").map((s) => s.trim()) : null;
+  const onlyNames = values.only
+    ? values.only.split(",").map((s) => s.trim())
+    : check
+    ? [...CHECK_ROWS]
+    : null;
   const opsChosen = OPS_ROWS.filter((name) => onlyNames === null || onlyNames.includes(name));
   if (onlyNames !== null && onlyNames.every((name) => OPS_ROWS.includes(name))) {
     return await runOpsOnly(opsChosen, {
@@ -236,7 +288,9 @@ async function main(): Promise<number> {
   const parent = values.dir ?? (Deno.env.get("TMPDIR") || "/tmp");
   const root = await Deno.makeTempDir({ dir: parent, prefix: "registry-bench-" });
   console.log(
-    `# Registry benchmark: ours vs CNCF Distribution (${full ? "full" : "quick"} mode)\n`,
+    `# Registry benchmark: ours vs CNCF Distribution (${
+      check ? "check" : full ? "full" : "quick"
+    } mode)\n`,
   );
   console.log(
     full
@@ -252,6 +306,11 @@ async function main(): Promise<number> {
       frame / 1024
     } KiB chunks like Go's net/http); request-rate workloads use bench/load.ts in its own process.`,
   );
+  console.log(
+    `Client rows (bench/client_rows.ts): curl, a Go-style chunked sender (bench/go_sender.ts), and skopeo, podman and ctr on a ${
+      imageBytes / MiB
+    } MiB image of ${values["image-layers"]} layers, each client command timed end to end.`,
+  );
   for (const line of await machine(parent, distBinary!)) console.log(line);
   console.log(
     `Load average at start: ${loadAverage()} (the machine may be shared; see the spread)`,
@@ -260,6 +319,7 @@ async function main(): Promise<number> {
 
   let ours: Server | null = null;
   let dist: Server | null = null;
+  let clients: ClientRows | null = null;
   try {
     // Test data: generated and hashed once, outside every timed section.
     let t0 = performance.now();
@@ -285,7 +345,7 @@ async function main(): Promise<number> {
       sinkFileGetMiBs: [],
       sinkHead: null,
     };
-    const allCeilings = values["skip-ceilings"]
+    const allCeilings = values["skip-ceilings"] || check
       ? ceilings
       : await measureCeilings(root, { full, ddMiB, loadSeconds, master, frame, rx }, ceilings);
 
@@ -314,6 +374,16 @@ async function main(): Promise<number> {
       benchDir: BENCH_DIR,
       rx,
     });
+    clients = clientWorkloads({
+      blob,
+      frame,
+      chunkedParts: 16,
+      imageBytes,
+      imageLayers: Math.max(1, Number(values["image-layers"])),
+      workDir: root,
+      toolTimeoutSeconds: 3 * maxRunSeconds,
+    });
+    all.push(...clients.workloads);
     const chosen = all.filter((w) => only === null || only.has(w.name));
     if (only !== null && chosen.length !== only.size) {
       const known = [...all.map((w) => w.name), ...OPS_ROWS].join(", ");
@@ -324,7 +394,6 @@ async function main(): Promise<number> {
     const results: WorkloadResult[] = [];
     for (const w of chosen) {
       t0 = performance.now();
-      for (const s of [ours!, dist!]) await w.setup?.(s);
       const result: WorkloadResult = {
         name: w.name,
         metrics: w.metrics,
@@ -333,7 +402,18 @@ async function main(): Promise<number> {
         distribution: [],
       };
       const capped = new Set<string>();
-      for (let r = 0; r < runs; r++) {
+      // A client row that cannot run here (bench/client_rows.ts) is reported as skipped.
+      const skip = (error: unknown) => {
+        if (!(error instanceof SkipRow)) throw error;
+        result.skipped = error.message;
+        console.log(`${w.name}: skipped: ${error.message}`);
+      };
+      try {
+        for (const s of [ours!, dist!]) await w.setup?.(s);
+      } catch (error) {
+        skip(error);
+      }
+      for (let r = 0; r < runs && result.skipped === undefined; r++) {
         const order: Server[] = r % 2 === 0 ? [ours!, dist!] : [dist!, ours!];
         for (let s of order) {
           if (capped.has(s.name)) continue;
@@ -343,6 +423,9 @@ async function main(): Promise<number> {
           let usage;
           try {
             out = await w.run(s, r);
+          } catch (error) {
+            skip(error);
+            break;
           } finally {
             usage = sampler.stop();
           }
@@ -374,6 +457,7 @@ async function main(): Promise<number> {
         }
       }
       results.push(result);
+      if (result.skipped !== undefined) continue;
       const line = w.metrics.map((m) =>
         `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
           result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
@@ -397,19 +481,53 @@ async function main(): Promise<number> {
       };
       console.log(await runOpsRows(opsChosen, opsOptions));
     }
+    let exitCode = 0;
+    if (check && !values["no-compare"]) {
+      const baseline = await readBaseline(values.baseline).catch(() => null);
+      if (baseline === null) {
+        console.error(`\nNo baseline at ${values.baseline}: write one with --write-baseline N`);
+        exitCode = 1;
+      } else {
+        const { table, failures } = compareWithBaseline(baseline, ratiosOf(results));
+        console.log(
+          `\n## Check against ${values.baseline} (commit ${baseline.commit}, ${baseline.measuredAt}; ${baseline.conditions})\n`,
+        );
+        const differ = baseline.settings
+          ? settingsDiffer(baseline.settings, { runs, blobSize, imageBytes, loadSeconds })
+          : "";
+        if (differ) {
+          console.log(`Warning: this check's sizes differ from the baseline's: ${differ}\n`);
+        }
+        console.log(table);
+        if (failures.length > 0) {
+          console.log(`\nCheck FAILED:\n  ${failures.join("\n  ")}`);
+          exitCode = 1;
+        } else {
+          console.log("\nCheck passed: every ratio is within its baseline's band or above.");
+        }
+      }
+    }
     console.log(`\nLoad average at end: ${loadAverage()}`);
     console.log(`Total time: ${((performance.now() - started) / 1000).toFixed(0)} s`);
     if (values.json) {
       await Deno.writeTextFile(
         values.json,
         JSON.stringify(
-          { mode: full ? "full" : "quick", runs, blobSize, ceilings: allCeilings, results },
+          {
+            mode: check ? "check" : full ? "full" : "quick",
+            runs,
+            blobSize,
+            imageBytes,
+            loadSeconds,
+            ceilings: allCeilings,
+            results,
+          },
           null,
           2,
         ),
       );
     }
-    return 0;
+    return exitCode;
   } catch (error) {
     console.error(`\nBenchmark failed: ${error instanceof Error ? error.stack : error}`);
     for (const s of [ours, dist]) {
@@ -420,6 +538,7 @@ async function main(): Promise<number> {
     }
     return 1;
   } finally {
+    await clients?.dispose();
     await ours?.stop();
     await dist?.stop();
     if (values.keep) console.log(`Kept ${root}`);

@@ -22,6 +22,8 @@ export interface WorkloadResult {
   readonly transfer: boolean;
   readonly ours: Sample[];
   readonly distribution: Sample[];
+  /** Why the row did not run (a client missing or unable here); its samples may be empty. */
+  skipped?: string;
 }
 
 /** The machine's ceilings measured in the run. */
@@ -102,6 +104,10 @@ export function resultsTable(results: WorkloadResult[], ceilings: Ceilings, runs
     "| --- | --- | --- | --- | --- | --- |",
   ];
   for (const r of results) {
+    if (r.skipped !== undefined) {
+      rows.push(`| ${r.name} | skipped: ${r.skipped} | | | | |`);
+      continue;
+    }
     for (const m of r.metrics) {
       const o = r.ours.map((s) => s.metrics[m.key]!);
       const d = r.distribution.map((s) => s.metrics[m.key]!);
@@ -115,7 +121,7 @@ export function resultsTable(results: WorkloadResult[], ceilings: Ceilings, runs
       );
     }
   }
-  const transfers = results.filter((r) => r.transfer);
+  const transfers = results.filter((r) => r.transfer && r.skipped === undefined);
   if (transfers.length > 0) {
     const o = transfers.flatMap((r) => r.ours.map((s) => s.peakRssMiB));
     const d = transfers.flatMap((r) => r.distribution.map((s) => s.peakRssMiB));
@@ -139,6 +145,7 @@ export function resourcesTable(results: WorkloadResult[]): string {
   const cores = (s: Sample[], f: (x: Sample) => number) =>
     stats(s.map((x) => f(x) / x.seconds)).median.toFixed(2);
   for (const r of results) {
+    if (r.skipped !== undefined) continue;
     const rss = (s: Sample[]) => num(Math.max(...s.map((x) => x.peakRssMiB)), "MiB");
     const notes = [
       ...new Set([
