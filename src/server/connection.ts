@@ -235,5 +235,7 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.Interrupted ||
     // a TLS handshake the peer broke off (an unknown CA) or plain HTTP on a TLS port
     error instanceof Deno.errors.InvalidData ||
+    // a TLS peer gone without close_notify (Go clients such as containerd's ctr, on exit)
+    error instanceof Deno.errors.UnexpectedEof ||
     (error instanceof Error && error.message.startsWith("Connection closed"));
 }

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { DEFAULTS } from "../../src/config/mod.ts";
 import { createLogger } from "../../src/log.ts";
 import { reloadTls, serve } from "../../src/serve.ts";
+import { serveHttp1 } from "../../src/server/mod.ts";
 import { memoryRegistry, PROJECT_ROOT } from "../helpers/registry.ts";
 import { makeCertificates } from "../helpers/tls_ca.ts";
 import { htpasswdFile } from "../auth/helpers.ts";
@@ -116,6 +117,61 @@ Deno.test("over TLS a Bearer challenge sends clients to an https realm, on eithe
     } finally {
       await serving.shutdown();
     }
+  }
+});
+
+Deno.test("a TLS client gone without close_notify is a disconnect, not a logged failure", async () => {
+  // containerd's ctr (Go) ends its connections so: the server used to log each one.
+  const logs: string[] = [];
+  const server = serveHttp1(
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: first.cert, key: first.keyPem },
+      log: (line) => logs.push(line),
+    },
+    (request) =>
+      Promise.resolve({ status: 200, headers: [], body: new TextEncoder().encode(request.url) }),
+  );
+  try {
+    // The client's TLS runs through a relay that then half-closes the server's socket: the
+    // server sees the TCP stream end with no TLS close_notify before it.
+    using relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepted = relay.accept();
+    using conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: relay.addr.port,
+      caCerts: [first.ca],
+    });
+    using down = await accepted;
+    using up = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const pump = async (from: Deno.Conn, to: Deno.Conn) => {
+      const buffer = new Uint8Array(16 * 1024);
+      try {
+        for (let n = await from.read(buffer); n !== null; n = await from.read(buffer)) {
+          await to.write(buffer.subarray(0, n));
+        }
+      } catch { /* closed */ }
+    };
+    const toServer = pump(down, up);
+    const fromServer = pump(up, down);
+    await conn.write(new TextEncoder().encode("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    const buffer = new Uint8Array(4096);
+    let text = "";
+    while (!text.endsWith("https://127.0.0.1/v2/")) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error(`closed after ${JSON.stringify(text)}`);
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    await up.closeWrite();
+    await fromServer; // the server closed the connection: it has seen the end
+    assert.deepEqual(logs, []);
+    up.close();
+    down.close();
+    await toServer;
+  } finally {
+    await server.shutdown();
   }
 });
 
