@@ -114,7 +114,8 @@ export async function startContainerd(dir: string): Promise<Containerd> {
 /**
  * Writes `hostsDir/HOST/hosts.toml` (with the CA copied next to it as `ca.crt`) so that
  * `ctr … --hosts-dir hostsDir` reaches `https://HOST` trusting that CA, as the README shows.
- * Returns the file's text.
+ * ctr tries the `[host."https://HOST"]` table (which containerd 1.6 requires), then `server`
+ * on any failure (a 401 too): the CA is named for both. Returns the file's text.
  */
 export async function writeHostsToml(
   hostsDir: string,
@@ -127,6 +128,7 @@ export async function writeHostsToml(
   await Deno.copyFile(caFile, ca);
   const text = [
     `server = "https://${host}"`,
+    `ca = "${ca}"`,
     `[host."https://${host}"]`,
     '  capabilities = ["pull", "resolve", "push"]',
     `  ca = "${ca}"`,
