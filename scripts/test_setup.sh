@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up of `deno task test`: installs from Debian what the tests drive for real and is missing
-# (the clients skopeo, podman, buildah and umoci; curl for the curl flow; openssl for the TLS
-# tests' CA; Prometheus for the metrics test). Idempotent: installs nothing when all is there.
+# (the clients skopeo, podman, buildah and umoci; containerd and its ctr for the access-control
+# client tests; curl for the curl flow; openssl for the TLS tests' CA; Prometheus for the metrics
+# test). Idempotent: installs nothing when all is there.
 # Needs root (or sudo) only when something is missing; otherwise it only warns.
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -10,6 +11,10 @@ need=()
 for tool in skopeo podman buildah umoci curl openssl prometheus; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
+# containerd and ctr both come in the Debian package containerd.
+if ! command -v containerd >/dev/null 2>&1 || ! command -v ctr >/dev/null 2>&1; then
+  need+=(containerd)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

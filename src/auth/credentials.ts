@@ -8,7 +8,11 @@ export type Credentials =
   | { readonly kind: "invalid" }
   | { readonly kind: "basic"; readonly user: string; readonly password: string };
 
-/** Reads `Basic` credentials from an `Authorization` header (anything else is invalid). */
+/**
+ * Reads `Basic` credentials from an `Authorization` header (anything else is invalid). An empty
+ * user and password (`Basic Og==`) are no credentials: podman, skopeo and buildah
+ * (containers/image) answer a `Basic` challenge with them when they have none.
+ */
 export function credentialsOf(header: string | null): Credentials {
   if (header === null || header.trim() === "") return { kind: "none" };
   const m = /^basic[ \t]+([A-Za-z0-9+/]+={0,2})[ \t]*$/i.exec(header);
@@ -20,6 +24,7 @@ export function credentialsOf(header: string | null): Credentials {
   } catch {
     return { kind: "invalid" };
   }
+  if (decoded === ":") return { kind: "none" };
   const colon = decoded.indexOf(":");
   if (colon <= 0) return { kind: "invalid" };
   return { kind: "basic", user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };

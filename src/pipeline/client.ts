@@ -1,7 +1,8 @@
 /**
  * Who the client is behind a reverse proxy: when the peer is a trusted proxy, the client's
  * address is the last untrusted address of `X-Forwarded-For` and its scheme the proxy's
- * `X-Forwarded-Proto`; otherwise the peer is the client. Untrusted peers cannot spoof either.
+ * `X-Forwarded-Proto`; otherwise the peer is the client, and the scheme the one it reached us
+ * with (`https` on the TLS listener). Untrusted peers cannot spoof either.
  */
 
 import type { IncomingRequest } from "../http/request.ts";
@@ -22,7 +23,8 @@ export function clientOf(
   trusted: (address: string) => boolean,
 ): { client: string; scheme: string } {
   const peer = request.remoteAddress ?? "";
-  if (!peer || !trusted(peer)) return { client: peer, scheme: "http" };
+  const own = request.url.startsWith("https:") ? "https" : "http";
+  if (!peer || !trusted(peer)) return { client: peer, scheme: own };
   let client = peer;
   const forwarded = request.headers.get("x-forwarded-for");
   if (forwarded) {
@@ -35,7 +37,7 @@ export function clientOf(
     }
   }
   const proto = request.headers.get("x-forwarded-proto")?.split(",")[0].trim().toLowerCase();
-  return { client, scheme: proto === "https" || proto === "http" ? proto : "http" };
+  return { client, scheme: proto === "https" || proto === "http" ? proto : own };
 }
 
 interface Ip {

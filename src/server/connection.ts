@@ -22,6 +22,8 @@ export interface ConnectionOptions {
   readonly maxHeadBytes: number;
   /** The authority of requests that name none (`host:port` of the listener). */
   readonly authority: string;
+  /** The scheme of the requests' URLs: `https` when the listener serves TLS. */
+  readonly scheme: "http" | "https";
   /** Where failures outside any request go. */
   readonly log: (line: string) => void;
   /** True once the server is stopping: no request is kept alive after its reply. */
@@ -112,6 +114,7 @@ export class Connection {
       head = await readHead(reader, {
         maxHeadBytes: options.maxHeadBytes,
         defaultAuthority: options.authority,
+        scheme: options.scheme,
         onFirstByte: () => this.#enter("head"),
         expired: this.#expired,
       });
@@ -232,5 +235,7 @@ function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.Interrupted ||
     // a TLS handshake the peer broke off (an unknown CA) or plain HTTP on a TLS port
     error instanceof Deno.errors.InvalidData ||
+    // a TLS peer gone without close_notify (Go clients such as containerd's ctr, on exit)
+    error instanceof Deno.errors.UnexpectedEof ||
     (error instanceof Error && error.message.startsWith("Connection closed"));
 }

@@ -70,6 +70,8 @@ export interface HeadOptions {
   readonly maxHeadBytes: number;
   /** The authority of requests without one (HTTP/1.0 without Host, or an empty Host). */
   readonly defaultAuthority: string;
+  /** The scheme of the requests' URLs: `https` on a TLS connection; default `http`. */
+  readonly scheme?: "http" | "https";
   /** Called once when the first byte of the head arrives. */
   readonly onFirstByte?: () => void;
   /** Rejects to end the wait for the head early (e.g. with a 408 when it takes too long). */
@@ -123,7 +125,7 @@ export async function readHead(reader: WireReader, options: HeadOptions): Promis
         if (end - reader.start > options.maxHeadBytes) throw tooLarge(options.maxHeadBytes);
         const text = latin1(buffer.subarray(reader.start, end - 4));
         reader.start = end;
-        return parseHead(text, options.defaultAuthority);
+        return parseHead(text, options.defaultAuthority, options.scheme);
       }
       scanned = reader.buffered;
     }
@@ -159,8 +161,15 @@ function findHeadEnd(buffer: Uint8Array, start: number, from: number, to: number
   return -1;
 }
 
-/** Parses a head (without its final empty line); throws `HttpError` for a refused one. */
-export function parseHead(text: string, defaultAuthority: string): Head {
+/**
+ * Parses a head (without its final empty line) into a request whose URL has `scheme`; throws
+ * `HttpError` for a refused one.
+ */
+export function parseHead(
+  text: string,
+  defaultAuthority: string,
+  scheme: "http" | "https" = "http",
+): Head {
   const lines = text.split("\r\n");
   const parts = lines[0].split(" ");
   if (parts.length !== 3) throw new HttpError(400, "Malformed request line");
@@ -229,7 +238,7 @@ export function parseHead(text: string, defaultAuthority: string): Head {
   }
 
   return {
-    request: { method, url: `http://${authority}${path}`, headers },
+    request: { method, url: `${scheme}://${authority}${path}`, headers },
     http10,
     keepAlive,
     expectContinue,

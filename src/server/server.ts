@@ -78,7 +78,15 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
   const connections = new Set<Connection>();
   let closing = false;
   let allClosed: (() => void) | null = null;
-  const connectionOptions = { handler, maxHeadBytes, authority, log, closing: () => closing };
+  const scheme = options.tls ? "https" as const : "http" as const;
+  const connectionOptions = {
+    handler,
+    maxHeadBytes,
+    authority,
+    scheme,
+    log,
+    closing: () => closing,
+  };
 
   const sweep = setInterval(() => {
     const now = Date.now();

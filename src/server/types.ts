@@ -14,7 +14,7 @@ export interface HeaderFields extends Iterable<[string, string]> {
 export interface IncomingRequest {
   /** The method, as sent (case-sensitive). */
   readonly method: string;
-  /** `http://<host><target>`, the target as sent (not normalized). */
+  /** `http://<host><target>` (`https://` on a TLS listener), the target as sent (not normalized). */
   readonly url: string;
   /** The header fields. */
   readonly headers: HeaderFields;

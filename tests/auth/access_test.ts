@@ -81,6 +81,25 @@ Deno.test("anonymous pull is allowed where a policy says so, and nothing else", 
   await ok.body?.cancel();
 });
 
+Deno.test("empty Basic credentials, as containers/image sends without any, are anonymous", async () => {
+  await using file = await htpasswdFile();
+  await using reg = await authRegistry(file.path);
+  const empty = { headers: { authorization: basic("", "") } };
+  const open = await reg.fetch("/v2/public/lib/x/manifests/latest", empty);
+  assert.equal(open.status, 404, "anonymous pull reaches the (empty) repository");
+  assert.equal(await errorCode(open), "NAME_UNKNOWN");
+  const closed = await reg.fetch("/v2/team/app/manifests/latest", empty);
+  assert.match(await closed.clone().text(), /Authentication required to pull/);
+  await assertChallenge(closed, "a private repository");
+  await assertChallenge(await reg.fetch("/v2/", empty), "/v2/");
+  // Only both empty: an empty password of a user is a failed login.
+  const noPassword = await reg.fetch("/v2/public/lib/x/manifests/latest", {
+    headers: { authorization: basic("alice", "") },
+  });
+  assert.match(await noPassword.clone().text(), /Authentication failed/);
+  await assertChallenge(noPassword, "alice without a password");
+});
+
 Deno.test("wrong password and unknown user get the same 401", async () => {
   await using file = await htpasswdFile();
   await using reg = await authRegistry(file.path);

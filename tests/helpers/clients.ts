@@ -7,8 +7,8 @@
 import { createHash } from "node:crypto";
 import { dirname, join } from "node:path";
 
-/** The command-line clients the end-to-end tests drive. */
-export type Tool = "skopeo" | "podman" | "buildah" | "umoci";
+/** The command-line clients (and containerd, the daemon `ctr` drives) the end-to-end tests run. */
+export type Tool = "skopeo" | "podman" | "buildah" | "umoci" | "containerd" | "ctr";
 
 const found = new Map<Tool, boolean>();
 
@@ -43,10 +43,17 @@ export async function clientTest(
   tools: readonly Tool[],
   fn: (t: Deno.TestContext) => Promise<void>,
 ): Promise<void> {
+  Deno.test({ name, ...await gated(tools, fn) });
+}
+
+/** The `ignore` and `fn` of a test or step needing `tools` (see `clientTest`). */
+async function gated(
+  tools: readonly Tool[],
+  fn: (t: Deno.TestContext) => Promise<void>,
+): Promise<{ ignore: boolean; fn: (t: Deno.TestContext) => Promise<void> }> {
   const missing: Tool[] = [];
   for (const tool of tools) if (!(await hasTool(tool))) missing.push(tool);
-  Deno.test({
-    name,
+  return {
     ignore: missing.length > 0 && !IN_CI,
     async fn(t) {
       if (missing.length > 0) {
@@ -54,7 +61,20 @@ export async function clientTest(
       }
       await fn(t);
     },
-  });
+  };
+}
+
+/**
+ * Runs a step that needs `tools`, as `clientTest` does a test: outside CI a missing tool
+ * ignores the step; in CI the step runs and fails at once, naming the missing tools.
+ */
+export async function clientStep(
+  t: Deno.TestContext,
+  name: string,
+  tools: readonly Tool[],
+  fn: (t: Deno.TestContext) => Promise<void>,
+): Promise<boolean> {
+  return await t.step({ name, ...await gated(tools, fn) });
 }
 
 /** The captured outcome of a command. */
@@ -109,6 +129,10 @@ export interface Store {
   podman(...args: string[]): Promise<string>;
   /** Runs buildah on this store; returns stdout. */
   buildah(...args: string[]): Promise<string>;
+  /** Runs podman on this store; its outcome (a failure throws only if not allowed). */
+  podmanRun(args: readonly string[], options?: { allowFailure?: boolean }): Promise<RunResult>;
+  /** Runs buildah on this store; its outcome (a failure throws only if not allowed). */
+  buildahRun(args: readonly string[], options?: { allowFailure?: boolean }): Promise<RunResult>;
 }
 
 /**
@@ -173,13 +197,21 @@ export class Workspace implements AsyncDisposable {
     const runroot = join(base, "run");
     const tmpdir = join(base, "libpod-tmp");
     const common = ["--root", root, "--runroot", runroot, "--storage-driver", "vfs"];
+    const podmanRun = (args: readonly string[], options: { allowFailure?: boolean } = {}) =>
+      run("podman", [...common, "--events-backend", "none", "--tmpdir", tmpdir, ...args], {
+        ...options,
+        env: this.env,
+      });
+    const buildahRun = (args: readonly string[], options: { allowFailure?: boolean } = {}) =>
+      run("buildah", [...common, ...args], { ...options, env: this.env });
     return {
       root,
       runroot,
       ref: (image) => `containers-storage:[vfs@${root}+${runroot}]${image}`,
-      podman: (...args) =>
-        this.run("podman", ...common, "--events-backend", "none", "--tmpdir", tmpdir, ...args),
-      buildah: (...args) => this.run("buildah", ...common, ...args),
+      podman: async (...args) => (await podmanRun(args)).stdout,
+      buildah: async (...args) => (await buildahRun(args)).stdout,
+      podmanRun,
+      buildahRun,
     };
   }
 

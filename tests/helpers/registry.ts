@@ -95,7 +95,10 @@ export interface RegistryProcess extends AsyncDisposable {
   rssKiB(): Promise<number>;
 }
 
-/** Starts `main.ts` on a free port over `dataDir` and waits until it listens. */
+/**
+ * Starts `main.ts` on a free port over `dataDir` and waits until it listens (`url` is
+ * `https://…` when `args` name a configuration with `http.tls`).
+ */
 export async function spawnRegistry(
   dataDir: string,
   args: string[] = [],
@@ -130,7 +133,7 @@ export async function spawnRegistry(
     const { value, done } = await reader.read();
     if (done) throw new Error(`registry exited before listening: ${seen}`);
     seen += value;
-    const m = /listening on (http:\/\/[0-9.]+:[0-9]+)\/v2\//.exec(seen);
+    const m = /listening on (https?:\/\/[0-9.]+:[0-9]+)\/v2\//.exec(seen);
     if (m) url = m[1];
   }
   // Keep draining stdout so the child never blocks on a full pipe.

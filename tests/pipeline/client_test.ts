@@ -1,15 +1,19 @@
 /**
  * Who the client is: IP parsing, trusted proxy ranges (IPv4, IPv6, CIDR), and the client
  * address and scheme taken from `X-Forwarded-For`/`X-Forwarded-Proto` only when the peer is a
- * trusted proxy.
+ * trusted proxy; otherwise the scheme of the request's URL (https on the TLS listener).
  */
 
 import assert from "node:assert/strict";
 import { clientOf, parseIp, trustedMatcher } from "../../src/pipeline/client.ts";
 
-const request = (remoteAddress: string, headers: Record<string, string> = {}) => ({
+const request = (
+  remoteAddress: string,
+  headers: Record<string, string> = {},
+  url = "http://registry/v2/",
+) => ({
   method: "GET",
-  url: "http://registry/v2/",
+  url,
   headers: new Headers(headers),
   remoteAddress,
 });
@@ -59,4 +63,14 @@ Deno.test("behind trusted proxies the client is the last untrusted hop, the sche
     "X-Forwarded-Proto": "ftp",
   });
   assert.deepEqual(clientOf(garbage, trusted), { client: "10.0.0.1", scheme: "http" });
+});
+
+Deno.test("a client of the TLS listener used https; a trusted proxy not saying keeps that", () => {
+  const trusted = trustedMatcher(["10.0.0.1"]);
+  const direct = request("203.0.113.9", { "X-Forwarded-Proto": "http" }, "https://registry/v2/");
+  assert.deepEqual(clientOf(direct, trusted), { client: "203.0.113.9", scheme: "https" });
+  const silent = request("10.0.0.1", { "X-Forwarded-For": "198.51.100.4" }, "https://r/v2/");
+  assert.deepEqual(clientOf(silent, trusted), { client: "198.51.100.4", scheme: "https" });
+  const plain = request("10.0.0.1", { "X-Forwarded-Proto": "http" }, "https://r/v2/");
+  assert.deepEqual(clientOf(plain, trusted), { client: "10.0.0.1", scheme: "http" });
 });

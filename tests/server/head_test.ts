@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { HttpError } from "../../src/server/errors.ts";
-import { FieldMap, MAX_FIELDS, readHead } from "../../src/server/head.ts";
+import { FieldMap, MAX_FIELDS, parseHead, readHead } from "../../src/server/head.ts";
 import { WireReader } from "../../src/server/reader.ts";
 import { parseRequests, PieceReader, splitAt } from "./wire_helpers.ts";
 
@@ -81,6 +81,21 @@ Deno.test("request forms: absolute-form, HTTP/1.0 without Host, empty lines befo
   const latin = await parseOne("GET / HTTP/1.1\r\nHost: x\r\nX-Latin: caf\xe9\r\n\r\n");
   // one character per byte: the UTF-8 of "é" is two
   assert.deepEqual(latin.fields[1], ["x-latin", "caf\xc3\xa9"]);
+});
+
+Deno.test("a TLS connection's requests have https URLs, whatever the target's form", () => {
+  const url = (head: string, scheme?: "http" | "https") =>
+    parseHead(head, "default.test:443", scheme).request.url;
+  assert.equal(
+    url("GET /v2/ HTTP/1.1\r\nHost: reg.test:5000", "https"),
+    "https://reg.test:5000/v2/",
+  );
+  assert.equal(
+    url("GET http://other.test:1/v2/ HTTP/1.1\r\nHost: x", "https"),
+    "https://other.test:1/v2/",
+  );
+  assert.equal(url("GET /v2/ HTTP/1.0", "https"), "https://default.test:443/v2/");
+  assert.equal(url("GET /v2/ HTTP/1.1\r\nHost: reg.test:5000"), "http://reg.test:5000/v2/");
 });
 
 Deno.test("the end of the stream: null before a head, an Error (not HttpError) inside one", async () => {

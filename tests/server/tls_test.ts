@@ -2,8 +2,9 @@
  * HTTPS on the built-in server (`http.tls.certificate`, `http.tls.key`): certificates made
  * with `openssl` for 127.0.0.1, a client trusting the CA is served and one that does not is
  * refused, SIGHUP's reload (established connections keep working, new ones get the new
- * certificate, a bad pair keeps the old one), `--server deno`, and main.ts: a bad certificate
- * at start is one line and exit 2, a real SIGHUP reloads.
+ * certificate, a bad pair keeps the old one), `--server deno`, the token realm of a Bearer
+ * challenge is https on either server, and main.ts: a bad certificate at start is one line and
+ * exit 2, a real SIGHUP reloads.
  */
 
 import assert from "node:assert/strict";
@@ -11,69 +12,11 @@ import { join } from "node:path";
 import { DEFAULTS } from "../../src/config/mod.ts";
 import { createLogger } from "../../src/log.ts";
 import { reloadTls, serve } from "../../src/serve.ts";
+import { serveHttp1 } from "../../src/server/mod.ts";
 import { memoryRegistry, PROJECT_ROOT } from "../helpers/registry.ts";
-
-async function openssl(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("openssl", { args, cwd: dir, stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
-}
-
-/** A CA (`NAME-ca.crt`) and a server certificate for 127.0.0.1 and localhost it signed. */
-async function makeCertificates(dir: string, name: string) {
-  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
-  await openssl(
-    dir,
-    "req",
-    "-x509",
-    ...ec,
-    "-keyout",
-    `${name}-ca.key`,
-    "-out",
-    `${name}-ca.crt`,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${name} test CA`,
-  );
-  await openssl(
-    dir,
-    "req",
-    ...ec,
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    "/CN=localhost",
-  );
-  await Deno.writeTextFile(join(dir, `${name}.ext`), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
-  await openssl(
-    dir,
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    `${name}-ca.crt`,
-    "-CAkey",
-    `${name}-ca.key`,
-    "-CAcreateserial",
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-extfile",
-    `${name}.ext`,
-  );
-  return {
-    ca: await Deno.readTextFile(join(dir, `${name}-ca.crt`)),
-    certificate: join(dir, `${name}.crt`),
-    key: join(dir, `${name}.key`),
-    cert: await Deno.readTextFile(join(dir, `${name}.crt`)),
-    keyPem: await Deno.readTextFile(join(dir, `${name}.key`)),
-  };
-}
+import { makeCertificates } from "../helpers/tls_ca.ts";
+import { htpasswdFile } from "../auth/helpers.ts";
+import { challengeOf, tokenRegistry } from "../auth/token_helpers.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "registry-tls-" });
 const first = await makeCertificates(dir, "first");
@@ -153,6 +96,80 @@ Deno.test("--server deno serves HTTPS too (without reloading)", async () => {
   try {
     assert.equal(await get(`https://127.0.0.1:${server.addr.port}/v2/`, first.ca), 200);
     assert.equal(await reloadTls(server, config, quiet), false);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("over TLS a Bearer challenge sends clients to an https realm, on either server", async () => {
+  await using file = await htpasswdFile();
+  await using reg = await tokenRegistry(file.path);
+  for (const server of ["builtin", "deno"] as const) {
+    const config = { ...DEFAULTS, port: 0, dataDir: "memory", server, tls: first };
+    const serving = serve(reg.app, config, () => {}, { cert: first.cert, key: first.keyPem });
+    try {
+      const origin = `https://127.0.0.1:${serving.addr.port}`;
+      using client = Deno.createHttpClient({ caCerts: [first.ca] });
+      const response = await fetch(`${origin}/v2/team/app/manifests/v1`, { client });
+      await response.body?.cancel();
+      assert.equal(response.status, 401, server);
+      assert.equal(challengeOf(response)?.realm, `${origin}/token`, server);
+    } finally {
+      await serving.shutdown();
+    }
+  }
+});
+
+Deno.test("a TLS client gone without close_notify is a disconnect, not a logged failure", async () => {
+  // containerd's ctr (Go) ends its connections so: the server used to log each one.
+  const logs: string[] = [];
+  const server = serveHttp1(
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: first.cert, key: first.keyPem },
+      log: (line) => logs.push(line),
+    },
+    (request) =>
+      Promise.resolve({ status: 200, headers: [], body: new TextEncoder().encode(request.url) }),
+  );
+  try {
+    // The client's TLS runs through a relay that then half-closes the server's socket: the
+    // server sees the TCP stream end with no TLS close_notify before it.
+    using relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepted = relay.accept();
+    using conn = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port: relay.addr.port,
+      caCerts: [first.ca],
+    });
+    using down = await accepted;
+    using up = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    const pump = async (from: Deno.Conn, to: Deno.Conn) => {
+      const buffer = new Uint8Array(16 * 1024);
+      try {
+        for (let n = await from.read(buffer); n !== null; n = await from.read(buffer)) {
+          await to.write(buffer.subarray(0, n));
+        }
+      } catch { /* closed */ }
+    };
+    const toServer = pump(down, up);
+    const fromServer = pump(up, down);
+    await conn.write(new TextEncoder().encode("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    const buffer = new Uint8Array(4096);
+    let text = "";
+    while (!text.endsWith("https://127.0.0.1/v2/")) {
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error(`closed after ${JSON.stringify(text)}`);
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    assert.match(text, /^HTTP\/1\.1 200 OK\r\n/);
+    await up.closeWrite();
+    await fromServer; // the server closed the connection: it has seen the end
+    assert.deepEqual(logs, []);
+    up.close();
+    down.close();
+    await toServer;
   } finally {
     await server.shutdown();
   }
