@@ -73,6 +73,34 @@ export interface Config {
   readonly auth: AuthConfig;
   /** Tag patterns (`*` any characters) whose tags cannot be moved to another digest. */
   readonly immutableTags: readonly string[];
+  /** Garbage collection (`storage.gc.*`). */
+  readonly gc: GcConfig;
+}
+
+/** Garbage collection's settings (`storage.gc.*`). */
+export interface GcConfig {
+  /** Time between scheduled collections in milliseconds; 0: no schedule. */
+  readonly intervalMs: number;
+  /** Nothing touched more recently than this (milliseconds) is deleted. */
+  readonly graceMs: number;
+  /** Whether referrers whose subject is gone are deleted (kept otherwise). */
+  readonly deleteOrphanReferrers: boolean;
+  /** Retention rules; the first whose glob matches a repository applies to it. */
+  readonly retention: readonly RetentionRule[];
+}
+
+/** One retention rule (`storage.gc.retention` entry). */
+export interface RetentionRule {
+  /** Repository globs: `*` within one path component, `**` across components. */
+  readonly repositories: readonly string[];
+  /** Keep the N most recently pushed tags; null: no count rule. */
+  readonly keepTags: number | null;
+  /** Keep tags matching these patterns (`*` any characters). */
+  readonly keepTagPatterns: readonly string[];
+  /** Keep tags and manifests pulled within this many milliseconds; null: no pull rule. */
+  readonly keepPulledWithinMs: number | null;
+  /** Delete untagged manifests pushed longer ago than this (milliseconds); null: keep them. */
+  readonly untaggedAfterMs: number | null;
 }
 
 /** Access control's settings (`auth.htpasswd.*`, `registry.auth.*`). */
@@ -218,6 +246,12 @@ export const DEFAULTS = {
     },
   },
   immutableTags: [],
+  gc: {
+    intervalMs: 60 * 60 * 1000,
+    graceMs: 60 * 60 * 1000,
+    deleteOrphanReferrers: false,
+    retention: [],
+  },
 } as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
 
 /** A bad flag, variable or file key: one line naming where the value came from. */
