@@ -104,12 +104,18 @@ export class Collector {
   #runningDry = false;
   #last: GcReport | null = null;
   #aborted = false;
+  readonly #listeners: ((report: GcReport) => void)[] = [];
 
   /** Makes the collector over the registry's stores and locks. */
   constructor(deps: CollectorDeps) {
     this.#deps = deps;
     this.#now = deps.now ?? Date.now;
     this.#retention = new Retention(deps.config.retention);
+  }
+
+  /** Calls `listener` with the report of every finished run (logs, metrics). */
+  onReport(listener: (report: GcReport) => void): void {
+    this.#listeners.push(listener);
   }
 
   /** The report of the last finished run, or null. */
@@ -134,6 +140,7 @@ export class Collector {
     this.#runningDry = dryRun;
     const report = this.#collect(dryRun).then((r) => {
       this.#last = r;
+      for (const listener of this.#listeners) listener(r);
       return r;
     }).finally(() => {
       this.#running = null;

@@ -43,6 +43,11 @@ export interface RequestContext {
   user: string | null;
   /** Whether the user may pull a repository (set by access control; absent: anyone may). */
   canPull?: (repository: string) => boolean;
+  /**
+   * Set on an admin-endpoint request carrying the data root's admin token (`gc/admin.ts`):
+   * access control lets it through.
+   */
+  admin?: boolean;
 }
 
 /** A pipeline step: does its part around `next`, which runs the rest. */
@@ -62,7 +67,9 @@ export function compose(
 
 /** The action of a method on a route (null where no repository is touched). */
 export function actionOf(routeName: string, method: string): Action | null {
-  if (["base", "catalog", "unknown", "livez", "readyz", "token"].includes(routeName)) return null;
+  if (["base", "catalog", "unknown", "livez", "readyz", "token", "gc"].includes(routeName)) {
+    return null;
+  }
   if (method === "GET" || method === "HEAD") return "pull";
   if (method === "DELETE" && (routeName === "manifest" || routeName === "blob")) return "delete";
   return "push";
