@@ -130,9 +130,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     : null;
   if (gcTimer !== null) Deno.unrefTimer(gcTimer);
   const activityTimer = setInterval(() => {
-    services.activity.flush().catch((error) =>
-      log.warn("activity journal not written", { error: String(error) })
-    );
+    const { activity, gc } = services;
+    // Without collections (which compact it), the journal is compacted once it grew.
+    const write = activity.batchesSinceCompaction >= ACTIVITY_COMPACT_BATCHES && !gc.running
+      ? activity.compact(gc.activityWindowMs)
+      : activity.flush();
+    write.catch((error) => log.warn("activity journal not written", { error: String(error) }));
   }, ACTIVITY_FLUSH_MS);
   Deno.unrefTimer(activityTimer);
   const adminToken = Array.from(
@@ -225,6 +228,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
 /** How often blob touches and manifest pulls are written to the activity journal. */
 const ACTIVITY_FLUSH_MS = 5000;
+/** The journal is compacted between collections once this many batches were written. */
+const ACTIVITY_COMPACT_BATCHES = 500;
 
 /** The log fields of a garbage collection's report: counts, bytes, and the first items. */
 function gcLogFields(report: GcReport): Record<string, string | number | boolean | undefined> {

@@ -206,6 +206,10 @@ export class Collector {
   }
 
   /** How long activity must be remembered: the grace window and the longest pull window. */
+  get activityWindowMs(): number {
+    return this.#keepMs();
+  }
+
   #keepMs(): number {
     let keep = this.#deps.config.graceMs;
     for (const rule of this.#deps.config.retention) {

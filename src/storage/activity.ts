@@ -47,6 +47,8 @@ export class Activity {
   /** Everything counts as touched (and pulled) at least this late (after an overflow). */
   #floor = 0;
   #seq = 0;
+  /** Batches written since the journal was last compacted. */
+  #written = 0;
   #flushing: Promise<void> = Promise.resolve();
 
   /** Makes a tracker writing its journal through `driver`. */
@@ -78,6 +80,11 @@ export class Activity {
   /** The last time a manifest of a repository was pulled, as far as known (0: never). */
   lastPull(repository: string, digest: Digest): number {
     return Math.max(this.#floor, this.#pulls.get(`${repository}@${digest}`) ?? 0);
+  }
+
+  /** Batches written since the journal was last compacted (or the process started). */
+  get batchesSinceCompaction(): number {
+    return this.#written;
   }
 
   /** Reads the journal into memory (at start, and by an offline collection). */
@@ -113,6 +120,7 @@ export class Activity {
       }
       await this.#write(this.#touched, this.#pulls);
       for (const name of old) await this.#driver.delete(`${ACTIVITY_AREA}/${name}`);
+      this.#written = 0;
       return old.length;
     });
     this.#flushing = next.then(() => {}, () => {});
@@ -140,6 +148,7 @@ export class Activity {
     const put = async () => {
       if (lines.length === 0) return;
       await this.#driver.put(activityKey(this.#now(), this.#seq++), lines.join("\n"));
+      this.#written++;
       lines = [];
     };
     if (this.#floor > 0) lines.push(`f ${this.#floor}`);

@@ -8,7 +8,11 @@
 
 import assert from "node:assert/strict";
 import { OCI_MANIFEST } from "../helpers/media_types.ts";
-import { pushBlob, randomBytes } from "../helpers/registry.ts";
+import { DEFAULTS } from "../../src/config/mod.ts";
+import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
+import { layerKey } from "../../src/storage/keys.ts";
+import type { Digest, RepositoryName } from "../../src/types/oci.ts";
+import { memoryRegistry, pushBlob, randomBytes } from "../helpers/registry.ts";
 import { pushImage, pushIndex, putManifest, status } from "../services/fixtures.ts";
 import { clockedRegistry, HOUR, rule } from "./helpers.ts";
 
@@ -247,4 +251,30 @@ Deno.test("nothing pushed within the grace window goes, whatever the rules say",
   assert.equal(await reg.hasTag("org/app", "v1"), false);
   assert.equal(await reg.hasRevision("org/app", image.digest), false);
   assert.equal(await reg.hasBlob(image.layers[0].digest), false);
+});
+
+Deno.test("a touch written to the journal protects a blob across a restart", async () => {
+  let offset = 0;
+  const clock = () => Date.now() + offset;
+  const driver = new MemoryDriver(clock);
+  const options = {
+    driver,
+    now: () => new Date(clock()),
+    config: { gc: { ...DEFAULTS.gc, intervalMs: 0, graceMs: HOUR } },
+  };
+  let digest: string;
+  {
+    await using reg = await memoryRegistry(options);
+    digest = await pushBlob(reg, "org/a", randomBytes(200));
+    offset += 50 * 60 * 1000;
+    assert.equal(await status(reg, `/v2/org/a/blobs/${digest}`, { method: "HEAD" }), 200);
+    await reg.app.quiesce(); // as at a clean stop: the journal is written
+  }
+  offset += 30 * 60 * 1000; // 80 min after the push, 30 after the HEAD
+  await using reg = await memoryRegistry(options);
+  await reg.app.services.gc.run().report;
+  assert.ok(await driver.stat(layerKey("org/a" as RepositoryName, digest as Digest)));
+  offset += 40 * 60 * 1000;
+  const report = await reg.app.services.gc.run().report;
+  assert.deepEqual(report.blobs.map((b) => b.digest), [digest]);
 });
