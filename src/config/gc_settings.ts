@@ -67,8 +67,9 @@ export const GC_SETTINGS: readonly Setting[] = [
   define<RetentionRule[]>({
     key: "storage.gc.retention",
     type: "list",
-    default: "none (keep everything)",
-    help: "retention rules, the first whose `repositories` glob matches applies: " +
+    default: "none",
+    help: "retention rules (none: every tag and manifest is kept), the first whose " +
+      "`repositories` glob matches applies: " +
       "`keeptags` (the N most recently pushed), `keeptagpatterns`, `keeppulledwithin`, " +
       "`untaggedafter` (see Garbage collection)",
     structured: true,
