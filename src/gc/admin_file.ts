@@ -6,6 +6,7 @@
  */
 
 import { hostPort } from "../startup.ts";
+import { syncDir, writeAll } from "../storage/drivers/fs_files.ts";
 
 /** What the file holds. */
 export interface AdminFile {
@@ -26,13 +27,23 @@ export function localUrl(scheme: string, hostname: string, port: number): string
   return `${scheme}://${hostPort(host, port)}`;
 }
 
-/** Writes the file atomically, readable only by its owner. */
+/**
+ * Writes the file atomically and durably (flushed before its rename, the folder flushed
+ * after), readable only by its owner.
+ */
 export async function writeAdminFile(root: string, file: AdminFile): Promise<void> {
   const path = adminFilePath(root);
-  const temporary = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeTextFile(temporary, `${JSON.stringify(file)}\n`, { mode: 0o600 });
-  await Deno.chmod(temporary, 0o600);
+  const temporary = `${root}/.tmp-${crypto.randomUUID()}`;
+  const handle = await Deno.open(temporary, { write: true, createNew: true, mode: 0o600 });
+  try {
+    await writeAll(handle, new TextEncoder().encode(`${JSON.stringify(file)}\n`));
+    await handle.syncData();
+  } finally {
+    handle.close();
+  }
+  await Deno.chmod(temporary, 0o600); // whatever the umask
   await Deno.rename(temporary, path);
+  await syncDir(root);
 }
 
 /** Reads the file; null when there is none or it is unreadable. */
