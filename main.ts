@@ -1,8 +1,8 @@
 /**
  * Starts the registry: reads the configuration (src/config/: a config.yml, the environment,
  * the flags), builds the app, serves it (src/serve.ts), and shuts down gracefully on
- * SIGINT/SIGTERM; SIGHUP re-reads the TLS certificate and key. A bad setting (or certificate)
- * prints one line and exits with code 2.
+ * SIGINT/SIGTERM; SIGHUP re-reads the TLS certificate and key, and an external token issuer's
+ * key files. A bad setting (or certificate, or key file) prints one line and exits with code 2.
  */
 
 import { createApp } from "./src/app.ts";
@@ -153,7 +153,13 @@ async function main(): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  if (tls) Deno.addSignalListener("SIGHUP", () => void reloadTls(server, config, log));
+  const reloadTokenKeys = app.reloadTokenKeys;
+  if (tls || reloadTokenKeys) {
+    Deno.addSignalListener("SIGHUP", () => {
+      if (tls) void reloadTls(server, config, log);
+      if (reloadTokenKeys) void reloadTokenKeys();
+    });
+  }
   await server.finished;
   await stopped; // the drain's last steps: release the data root, flush the log
   return 0;

@@ -11,7 +11,7 @@
  *   --full      1 GiB blobs, 8×128 MiB parallel pushes, 10 s load runs (default: quick mode,
  *               256 MiB blobs, 8×32 MiB, 5 s load runs)
  *   --runs N    runs per workload and server (at least 3 for the table; default 3)
- *   --only LIST comma-separated workload names; `metrics-scrape` and `access-log` are
+ *   --only LIST comma-separated workload names; `metrics-scrape`, `access-log` and `auth` are
  *               operations rows of ours alone (bench/ops_rows.ts): named alone, they run
  *               without Distribution and without the ceilings
  *   --seconds N seconds per request-rate run

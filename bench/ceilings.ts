@@ -226,6 +226,7 @@ export async function runLoadProcess(benchDir: string, args: string[]): Promise<
   const { stdout } = await run(Deno.execPath(), [
     "run",
     "--allow-net",
+    "--allow-read",
     join(benchDir, "load.ts"),
     ...args,
   ]);

@@ -10,8 +10,13 @@
  * JSON line: requests/s, p50/p90/p99/max latency in ms, ok and failed counts, its own CPU
  * seconds.
  *
- * Usage: deno run --allow-net bench/load.ts --url URL [--method HEAD|GET] [--conns 64]
- *        [--seconds 10] [--header "Name: value"]... [--expect-status 200] [--expect-length N]
+ * With `--paths FILE` (one request target per line, e.g. `/v2/a/b/manifests/v1`), each request
+ * goes to a target picked at random from the file (a fixed seed per connection); `--url` then
+ * only names the server.
+ *
+ * Usage: deno run --allow-net [--allow-read] bench/load.ts --url URL [--method HEAD|GET]
+ *        [--conns 64] [--seconds 10] [--header "Name: value"]... [--expect-status 200]
+ *        [--expect-length N] [--paths FILE]
  */
 
 import process from "node:process";
@@ -41,6 +46,8 @@ interface Options {
   readonly headers: string[];
   readonly expectStatus: number;
   readonly expectLength: number | null;
+  /** Request targets picked at random, instead of the URL's own. */
+  readonly paths?: readonly string[];
 }
 
 const decoder = new TextDecoder();
@@ -49,9 +56,11 @@ const decoder = new TextDecoder();
 export async function runLoad(opts: Options): Promise<LoadResult> {
   const { url, method } = opts;
   const extra = opts.headers.map((h) => `${h}\r\n`).join("");
-  const request = new TextEncoder().encode(
-    `${method} ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n${extra}\r\n`,
-  );
+  const encoder = new TextEncoder();
+  const requestFor = (target: string) =>
+    encoder.encode(`${method} ${target} HTTP/1.1\r\nHost: ${url.host}\r\n${extra}\r\n`);
+  const fixed = requestFor(`${url.pathname}${url.search}`);
+  const paths = opts.paths ?? [];
   const latencies: number[] = [];
   let ok = 0;
   let failed = 0;
@@ -63,13 +72,22 @@ export async function runLoad(opts: Options): Promise<LoadResult> {
   const started = performance.now();
   const deadline = started + opts.seconds * 1000;
 
-  const worker = async () => {
+  const worker = async (index: number) => {
+    // xorshift32, seeded per connection: the same spread of targets run after run
+    let seed = 0x9e3779b9 ^ (index + 1) * 0x85ebca6b;
+    const pick = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return paths[(seed >>> 0) % paths.length]!;
+    };
     const conn = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
     conn.setNoDelay(true);
     let buf = new Uint8Array(64 * 1024);
     try {
       while (performance.now() < deadline) {
         const t0 = performance.now();
+        const request = paths.length > 0 ? requestFor(pick()) : fixed;
         let off = 0;
         while (off < request.length) off += await conn.write(request.subarray(off));
         let have = 0;
@@ -121,7 +139,7 @@ export async function runLoad(opts: Options): Promise<LoadResult> {
   };
 
   const cpu0 = process.cpuUsage();
-  await Promise.all(Array.from({ length: opts.conns }, worker));
+  await Promise.all(Array.from({ length: opts.conns }, (_, i) => worker(i)));
   const cpu = process.cpuUsage(cpu0);
   const seconds = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
@@ -153,6 +171,7 @@ if (import.meta.main) {
       header: { type: "string", multiple: true, default: [] },
       "expect-status": { type: "string", default: "200" },
       "expect-length": { type: "string" },
+      paths: { type: "string" },
     },
   });
   if (!values.url) {
@@ -167,6 +186,9 @@ if (import.meta.main) {
     headers: values.header,
     expectStatus: Number(values["expect-status"]),
     expectLength: values["expect-length"] === undefined ? null : Number(values["expect-length"]),
+    paths: values.paths === undefined
+      ? undefined
+      : Deno.readTextFileSync(values.paths).split("\n").filter((line) => line !== ""),
   });
   console.log(JSON.stringify(result));
 }

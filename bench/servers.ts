@@ -31,13 +31,26 @@ export function freePort(): number {
   return port;
 }
 
-/** Copies a stream into a file, line-agnostic; resolves at the end of the stream. */
-async function pump(stream: ReadableStream<Uint8Array>, file: Deno.FsFile): Promise<void> {
-  try {
-    for await (const chunk of stream) await file.write(chunk);
-  } catch {
-    // the process went away
-  }
+/**
+ * Starts a process whose standard output and error go straight to `logPath` (appended), as a
+ * service's output goes to a file or the journal: no pipe through the bench process, whose
+ * copying would take CPU from the server under test. `sh` execs the command, so the child's
+ * PID is the server's.
+ */
+function spawnLogged(
+  command: string,
+  args: readonly string[],
+  logPath: string,
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Deno.ChildProcess {
+  return new Deno.Command("sh", {
+    args: ["-c", 'exec "$@" >>"$0" 2>&1', logPath, command, ...args],
+    cwd: options.cwd,
+    env: options.env,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
 }
 
 async function stopChild(child: Deno.ChildProcess, force = false): Promise<void> {
@@ -57,6 +70,12 @@ async function stopChild(child: Deno.ChildProcess, force = false): Promise<void>
   clearTimeout(timer);
 }
 
+/** The text of a file from byte `offset` on ("" when it is missing). */
+async function readFrom(path: string, offset: number): Promise<string> {
+  const bytes = await Deno.readFile(path).catch(() => new Uint8Array(0));
+  return new TextDecoder().decode(bytes.subarray(offset));
+}
+
 async function waitReady(base: string, child: Deno.ChildProcess, logPath: string): Promise<void> {
   const deadline = Date.now() + 20_000;
   let exited = false;
@@ -65,7 +84,7 @@ async function waitReady(base: string, child: Deno.ChildProcess, logPath: string
     try {
       const res = await fetch(`${base}/v2/`);
       await res.body?.cancel();
-      if (res.status === 200) return;
+      if (res.status === 200 || res.status === 401) return; // 401: up, with access control
     } catch {
       // not listening yet
     }
@@ -98,9 +117,10 @@ export async function startOurs(
 ): Promise<Server> {
   await Deno.mkdir(dataDir, { recursive: true });
   const logPath = join(logDir, opts.logName ?? "ours.log");
-  const log = await Deno.open(logPath, { append: true, create: true });
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
+  const logStart = await Deno.stat(logPath).then((st) => st.size, () => 0);
+  const child = spawnLogged(
+    Deno.execPath(),
+    [
       "run",
       "--allow-net",
       "--allow-read",
@@ -117,33 +137,22 @@ export async function startOurs(
       "--data",
       dataDir,
     ],
-    cwd: opts.repoRoot,
-    env: { NO_COLOR: "1", ...opts.env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const errDone = pump(child.stderr, log);
-  // Read stdout until the listening line, then keep copying it into the log.
-  const reader = child.stdout.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
+    logPath,
+    { cwd: opts.repoRoot, env: { NO_COLOR: "1", ...opts.env } },
+  );
+  // Read the log until this start's listening line appears.
+  let exited = false;
+  child.status.then(() => exited = true);
   let base: string | null = null;
   const deadline = Date.now() + 30_000;
-  while (base === null && Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += decoder.decode(value, { stream: true });
+  while (base === null && !exited && Date.now() < deadline) {
+    const text = await readFrom(logPath, logStart);
     const m = /registry listening on http:\/\/([^/\s]+):(\d+)\/v2\//.exec(text);
     if (m) base = `http://127.0.0.1:${m[2]}`;
+    else await new Promise((r) => setTimeout(r, 50));
   }
-  await log.write(new TextEncoder().encode(text));
-  reader.releaseLock();
-  const outDone = pump(child.stdout, log);
   if (base === null) {
     await stopChild(child);
-    await Promise.all([errDone, outDone]);
-    log.close();
     const tail = await Deno.readTextFile(logPath).catch(() => "");
     throw new Error(`Our registry did not print its listening line; log:\n${tail.slice(-2000)}`);
   }
@@ -157,13 +166,9 @@ export async function startOurs(
     blobPath: (hex) => join(dataDir, "blobs", "sha256", hex.slice(0, 2), hex),
     stop: async (force = false) => {
       await stopChild(child, force);
-      await Promise.all([errDone, outDone]);
-      log.close();
     },
     restart: async () => {
       await stopChild(child, true);
-      await Promise.all([errDone, outDone]);
-      log.close();
       return await startOurs(dataDir, logDir, opts);
     },
   };
@@ -207,21 +212,12 @@ export async function startDistribution(
   const configPath = join(logDir, "distribution.yml");
   await Deno.writeTextFile(configPath, distributionConfig(dataDir, port));
   const logPath = join(logDir, "distribution.log");
-  const log = await Deno.open(logPath, { append: true, create: true });
-  const child = new Deno.Command(binary, {
-    args: ["serve", configPath],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const done = Promise.all([pump(child.stdout, log), pump(child.stderr, log)]);
+  const child = spawnLogged(binary, ["serve", configPath], logPath);
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitReady(base, child, logPath);
   } catch (error) {
     await stopChild(child);
-    await done;
-    log.close();
     throw error;
   }
   return {
@@ -234,13 +230,9 @@ export async function startDistribution(
       join(dataDir, "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex),
     stop: async (force = false) => {
       await stopChild(child, force);
-      await done;
-      log.close();
     },
     restart: async () => {
       await stopChild(child, true);
-      await done;
-      log.close();
       return await startDistribution(binary, dataDir, logDir);
     },
   };

@@ -63,6 +63,11 @@ export interface App {
   readonly adminToken: string;
   /** Stops a garbage collection under way and writes the activity not yet written. */
   quiesce(): Promise<void>;
+  /**
+   * Re-reads the external token issuer's key files (SIGHUP): true when the new keys are in
+   * use; on unusable files logs an error and keeps the old keys. Null without an external issuer.
+   */
+  readonly reloadTokenKeys: (() => Promise<boolean>) | null;
   /** Stops background timers and releases the data root. */
   close(): void;
   /**
@@ -213,6 +218,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         log.warn("activity journal not written", { error: String(error) })
       );
     },
+    reloadTokenKeys: access.reload === null ? null : reloadWith(access.reload, log),
     close: () => {
       health.close();
       if (timer !== null) clearInterval(timer);
@@ -251,6 +257,23 @@ function gcLogFields(report: GcReport): Record<string, string | number | boolean
       links: first(report.links),
       blobs: first(report.blobs),
     }),
+  };
+}
+
+/** The SIGHUP reload of the token keys: logs the outcome, keeps the old keys on failure. */
+function reloadWith(reload: () => Promise<void>, log: Logger): () => Promise<boolean> {
+  return async () => {
+    try {
+      await reload();
+    } catch (error) {
+      const line = error instanceof Error ? error.message : String(error);
+      log.error(`token key reload failed, keeping the previous keys: ${line}`);
+      log.flush();
+      return false;
+    }
+    log.info("token keys reloaded (auth.token.rootcertbundle, auth.token.jwks)");
+    log.flush();
+    return true;
   };
 }
 

@@ -5,6 +5,10 @@
  * (`auth/token_signing_key.jwk`). Tokens name the key by `kid`, the RFC 7638 thumbprint of its
  * public JWK. Verification allows ES256 only (never `none`, never HS*), checks the issuer, the
  * audience, the type and the times (60 s leeway), and refuses a `kid` that is not ours.
+ *
+ * Tokens of an external issuer (`verifyForeignToken`) may use any of `FOREIGN_ALGORITHMS`
+ * (asymmetric only: never `none`, never HS*); the caller resolves the header to a trusted
+ * public key, and the key's type must fit the algorithm.
  */
 
 import {
@@ -14,12 +18,15 @@ import {
   importJWK,
   importPKCS8,
   type JWK,
+  type JWSHeaderParameters,
   type JWTPayload,
   jwtVerify,
   SignJWT,
 } from "jose";
 import type { StorageDriver } from "../storage/driver.ts";
 import { TOKEN_SIGNING_KEY } from "../storage/keys.ts";
+
+export type { JWK };
 
 /** The clock leeway of verification, in seconds. */
 export const CLOCK_LEEWAY_S = 60;
@@ -163,4 +170,84 @@ export async function verifyToken(
   } catch {
     return null;
   }
+}
+
+/** The algorithms accepted from an external issuer: asymmetric only (no `none`, no HS*). */
+export const FOREIGN_ALGORITHMS: readonly string[] = [
+  "ES256",
+  "ES384",
+  "ES512",
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "EdDSA",
+];
+
+/** The protected header of a token, as the key resolver sees it. */
+export type TokenHeader = JWSHeaderParameters;
+
+/** The trusted public JWK that signed a token with `header`; throws when none is trusted. */
+export type KeyResolver = (header: TokenHeader) => JWK;
+
+/** What the verification of an external issuer's token insists on. */
+export interface ForeignVerifyOptions {
+  readonly issuer: string;
+  readonly audience: string;
+}
+
+/** The RFC 7638 SHA-256 thumbprint of a public JWK. */
+export async function thumbprintOf(jwk: JWK): Promise<string> {
+  return await calculateJwkThumbprint(jwk, "sha256");
+}
+
+/**
+ * The verified payload of an external issuer's `token`, or null when it is not valid: an
+ * algorithm of `FOREIGN_ALGORITHMS` that fits the key `resolve` returns (and the key's own
+ * `alg` when it names one), a good signature, the issuer, the audience (one of `aud`), `exp`
+ * (required) and `nbf` with 60 s leeway. `typ` is not checked (Distribution does not either).
+ */
+export async function verifyForeignToken(
+  token: string,
+  resolve: KeyResolver,
+  options: ForeignVerifyOptions,
+): Promise<JWTPayload | null> {
+  if (token.length > 64 * 1024) return null;
+  try {
+    const { payload } = await jwtVerify(
+      token,
+      async (header) => {
+        const alg = header.alg ?? "";
+        if (!FOREIGN_ALGORITHMS.includes(alg)) throw new Error("Algorithm not allowed");
+        const jwk = resolve(header);
+        if (jwk.alg !== undefined && jwk.alg !== alg) throw new Error("Not the key's algorithm");
+        const key = await importJWK(publicPart(jwk), alg);
+        if (!(key instanceof CryptoKey) || key.type !== "public") {
+          throw new Error("Not a public key");
+        }
+        return key;
+      },
+      {
+        algorithms: [...FOREIGN_ALGORITHMS],
+        issuer: options.issuer,
+        audience: options.audience,
+        clockTolerance: CLOCK_LEEWAY_S,
+        requiredClaims: ["iss", "aud", "exp"],
+      },
+    );
+    return payload;
+  } catch {
+    return null;
+  }
+}
+
+/** The public members of a JWK (`kty`, `crv`, `x`, `y`, `n`, `e`), nothing else. */
+export function publicPart(jwk: JWK): JWK {
+  const out: JWK = {};
+  for (const name of ["kty", "crv", "x", "y", "n", "e"] as const) {
+    if (typeof jwk[name] === "string") out[name] = jwk[name];
+  }
+  return out;
 }

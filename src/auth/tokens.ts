@@ -7,8 +7,9 @@
  */
 
 import type { TokenAuthConfig } from "../config/mod.ts";
-import { type SigningKey, signToken, verifyToken } from "./jwt.ts";
+import { CLOCK_LEEWAY_S, type SigningKey, signToken, verifyToken } from "./jwt.ts";
 import { type AccessEntry, accessOf } from "./scopes.ts";
+import { type Verified, VerifiedTokens } from "./verified_tokens.ts";
 
 /** How long a refresh token lasts, in seconds. */
 export const REFRESH_EXPIRY_S = 30 * 24 * 3600;
@@ -36,6 +37,8 @@ export interface TokenGrant {
 export class TokenIssuer {
   readonly #key: SigningKey;
   readonly #config: TokenAuthConfig;
+  /** Access tokens verified before, so a client's token costs one signature check. */
+  readonly #verified = new VerifiedTokens<TokenGrant>();
 
   /** An issuer signing with `key` for the service and issuer of `config`. */
   constructor(key: SigningKey, config: TokenAuthConfig) {
@@ -84,7 +87,11 @@ export class TokenIssuer {
   }
 
   /** The grant of a valid access token of ours; null for anything else. */
-  async verifyAccess(token: string): Promise<TokenGrant | null> {
+  verifyAccess(token: string): Promise<TokenGrant | null> {
+    return this.#verified.get(token, (t) => this.#verifyAccessOnce(t));
+  }
+
+  async #verifyAccessOnce(token: string): Promise<Verified<TokenGrant> | null> {
     const payload = await verifyToken(this.#key, token, {
       issuer: this.#config.issuer,
       audience: this.#config.service,
@@ -92,8 +99,11 @@ export class TokenIssuer {
     });
     if (payload === null || typeof payload.sub !== "string") return null;
     const access = accessOf(payload.access);
-    if (access === null) return null;
-    return { user: payload.sub === "" ? null : payload.sub, access };
+    if (access === null || typeof payload.exp !== "number") return null;
+    return {
+      value: { user: payload.sub === "" ? null : payload.sub, access },
+      validUntilS: payload.exp + CLOCK_LEEWAY_S,
+    };
   }
 
   /** The user of a valid refresh token of ours; null for anything else. */

@@ -49,8 +49,9 @@ export const AUTH_SETTINGS: readonly Setting[] = [
     key: "auth.token.realm",
     type: "URL",
     default: "none",
-    help: "the token endpoint clients are sent to; only our own is supported, and setting it " +
-      "turns token authentication on; none: the request's origin + `registry.auth.token.path`",
+    help: "the token endpoint clients are sent to: an external token server's (needed with " +
+      "`auth.token.rootcertbundle` or `auth.token.jwks`), or our own, which turns the built-in " +
+      "issuer on; none: the request's origin + `registry.auth.token.path`",
     parse: (node, place) => {
       const value = httpUrl(false)(node, place);
       if (!QUOTABLE.test(value)) throw invalid(node, place, "a URL without quotes or spaces");
@@ -72,10 +73,33 @@ export const AUTH_SETTINGS: readonly Setting[] = [
     key: "auth.token.issuer",
     type: "string",
     default: `\`${DEFAULTS.auth.token.issuer}\``,
-    help: "the issuer named in the tokens",
+    help: "the issuer named in the tokens (`iss`): the built-in issuer's name, or the one " +
+      "external tokens must carry",
     parse: (node, place) => quotable(node, place, "an issuer name without quotes or spaces"),
     apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, issuer: v } },
     show: (c) => c.auth.token.issuer,
+  }),
+  define<string>({
+    key: "auth.token.rootcertbundle",
+    type: "path",
+    default: "none",
+    help: "PEM certificates of an external token issuer: a token is trusted when its `x5c` " +
+      "chain ends in one, or its `kid` names one's key (libtrust key ID or RFC 7638 " +
+      "thumbprint); read at start and on SIGHUP",
+    parse: (node, place) => text(node, place, "a file path"),
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, rootCertBundle: v } },
+    show: (c) => c.auth.token.rootCertBundle,
+  }),
+  define<string>({
+    key: "auth.token.jwks",
+    type: "path",
+    default: "none",
+    help: "a JSON Web Key Set file of an external token issuer: a token is trusted when its " +
+      "`kid` names one of its keys (its `kid` or RFC 7638 thumbprint); read at start and on " +
+      "SIGHUP",
+    parse: (node, place) => text(node, place, "a file path"),
+    apply: (d, v) => d.auth = { ...d.auth, token: { ...d.auth.token, jwks: v } },
+    show: (c) => c.auth.token.jwks,
   }),
   define<boolean>({
     key: "registry.auth.token.builtin",

@@ -24,14 +24,9 @@ export const REFUSED: readonly Unsupported[] = [
       "the foreign layer URLs they deny",
   },
   {
-    key: "auth.token.rootcertbundle",
-    why: "verifying tokens of an external issuer is not implemented yet (use the built-in " +
-      "issuer: registry.auth.token.builtin); ignoring it would let anyone push and delete",
-  },
-  {
-    key: "auth.token.jwks",
-    why: "verifying tokens of an external issuer is not implemented yet (use the built-in " +
-      "issuer: registry.auth.token.builtin); ignoring it would let anyone push and delete",
+    key: "auth.token.signingalgorithms",
+    why: "the accepted algorithms are fixed (ES*, RS*, PS*, EdDSA; never none or HS*); " +
+      "ignoring a narrower list would accept algorithms it leaves out",
   },
   {
     key: "auth.silly",

@@ -122,8 +122,10 @@ export interface AuthConfig {
 }
 
 /**
- * Token authentication: on when `builtin` is set or `realm` is given (it must then be our own
- * token endpoint). Registry routes then need a `Bearer` token the built-in issuer signed.
+ * Token authentication: the built-in issuer is on when `builtin` is set, or `realm` is given
+ * (naming our own token endpoint) without external keys; an external issuer is trusted when
+ * `rootCertBundle` or `jwks` is set (then `realm` is its token server). Registry routes then
+ * need a `Bearer` token of a trusted issuer.
  */
 export interface TokenAuthConfig {
   /** The token endpoint's absolute URL (`auth.token.realm`); null: derived from the request. */
@@ -140,6 +142,10 @@ export interface TokenAuthConfig {
   readonly expirationMs: number;
   /** A PEM (PKCS #8) ES256 key; null: a key generated in the data root. */
   readonly signingKey: string | null;
+  /** PEM certificates of an external issuer (`auth.token.rootcertbundle`); null: none. */
+  readonly rootCertBundle: string | null;
+  /** A JSON Web Key Set file of an external issuer (`auth.token.jwks`); null: none. */
+  readonly jwks: string | null;
 }
 
 /** One access policy (`registry.auth.policies` entry). */
@@ -243,6 +249,8 @@ export const DEFAULTS = {
       path: "/token",
       expirationMs: 5 * 60_000,
       signingKey: null,
+      rootCertBundle: null,
+      jwks: null,
     },
   },
   immutableTags: [],

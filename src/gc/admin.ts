@@ -8,7 +8,8 @@
  *   window and the last report.
  *
  * Who may call it: with access control on, an admin (`registry.auth.admins`; with token
- * authentication, a Bearer token of an admin); with it off, only a client on a loopback
+ * authentication, built-in or an external issuer's, a Bearer token whose subject is an admin);
+ * with it off, only a client on a loopback
  * address whose request carries no `X-Forwarded-For` or `Forwarded` header (a proxy on the
  * same host would otherwise make every client look local). In both cases a request carrying
  * the data root's admin token (`X-Registry-Admin-Token`, written by the running registry to
@@ -21,6 +22,7 @@ import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
 import { jsonText } from "../http/responses.ts";
 import { AccessPolicies } from "../auth/policy.ts";
+import { tokenAuthOn } from "../pipeline/access_control.ts";
 import type { Step } from "../pipeline/context.ts";
 import type { Route } from "../router.ts";
 import type { Collector } from "./collector.ts";
@@ -85,7 +87,7 @@ function flag(value: string | null): boolean {
 export function adminSteps(config: Config, token: string): { before: Step; after: Step } {
   const expected = new TextEncoder().encode(token);
   const policies = new AccessPolicies(config.auth);
-  const authOn = config.auth.htpasswdPath !== null;
+  const authOn = config.auth.htpasswdPath !== null || tokenAuthOn(config);
   const before: Step = (ctx, next) => {
     if (ctx.route.name === GC_ROUTE) {
       const given = new TextEncoder().encode(ctx.request.headers.get(ADMIN_TOKEN_HEADER) ?? "");

@@ -7,8 +7,10 @@
  * credentials even when anonymous pulls are allowed (Docker sends its stored credentials only after a 401 there). The catalog needs
  * credentials and lists only what the user may pull; a mount's `from` needs pull (both through
  * `ctx.canPull`). A failed check waits the address's failure delay before answering.
- * With token authentication on (`registry.auth.token.builtin`, or `auth.token.realm` naming our
- * own endpoint) the step is token_auth.ts's: the token endpoint, and `Bearer` tokens only.
+ * With token authentication on (the built-in issuer: `registry.auth.token.builtin`, or
+ * `auth.token.realm` naming our own endpoint; an external issuer: `auth.token.rootcertbundle` or
+ * `auth.token.jwks`) the step is token_auth.ts's: the token endpoint (built-in issuer only), and
+ * `Bearer` tokens only. An external issuer alone needs no htpasswd file.
  */
 
 import type { Config } from "../config/mod.ts";
@@ -17,6 +19,7 @@ import { credentialsOf } from "../auth/credentials.ts";
 import { FailDelay, sleep } from "../auth/fail_delay.ts";
 import { HtpasswdFile, type HtpasswdOptions } from "../auth/htpasswd.ts";
 import { loadSigningKey } from "../auth/jwt.ts";
+import { ExternalIssuer } from "../auth/external_issuer.ts";
 import { AccessPolicies } from "../auth/policy.ts";
 import { TokenIssuer } from "../auth/tokens.ts";
 import type { Logger } from "../log.ts";
@@ -34,17 +37,38 @@ export type AccessControlOptions = HtpasswdOptions;
 export interface AccessControl {
   readonly step: Step;
   readonly routes: readonly Route[];
+  /** Re-reads the external issuer's key files (SIGHUP); null when there is none. */
+  readonly reload: (() => Promise<void>) | null;
 }
 
-/** Whether token authentication is configured. */
+/** Which token issuers are trusted: the built-in one, an external one, both or neither. */
+export interface TokenModes {
+  readonly builtin: boolean;
+  readonly external: boolean;
+}
+
+/**
+ * The token issuers of `config`: an external one when `auth.token.rootcertbundle` or
+ * `auth.token.jwks` is set; the built-in one with `registry.auth.token.builtin`, or when
+ * `auth.token.realm` is set without external keys (it then names our own endpoint).
+ */
+export function tokenModes(config: Config): TokenModes {
+  const token = config.auth.token;
+  const external = token.rootCertBundle !== null || token.jwks !== null;
+  return { builtin: token.builtin || (!external && token.realm !== null), external };
+}
+
+/** Whether token authentication is configured (built-in or external). */
 export function tokenAuthOn(config: Config): boolean {
-  return config.auth.token.builtin || config.auth.token.realm !== null;
+  const { builtin, external } = tokenModes(config);
+  return builtin || external;
 }
 
 /**
  * Builds the access-control step; a pass-through when authentication is off. Throws when the
- * htpasswd file or the token signing key cannot be read, or token authentication is
- * misconfigured (the key is generated in the data root through `driver` on first start).
+ * htpasswd file, the token signing key or an external issuer's key files cannot be read, or
+ * token authentication is misconfigured (the signing key is generated in the data root through
+ * `driver` on first start).
  */
 export async function accessControl(
   config: Config,
@@ -54,39 +78,57 @@ export async function accessControl(
 ): Promise<AccessControl> {
   const { auth } = config;
   const policies = new AccessPolicies(auth);
-  const tokens = tokenAuthOn(config);
-  if (tokens) checkTokenConfig(config);
-  if (auth.htpasswdPath === null) {
-    if (auth.policies.length > 0 || auth.admins.length > 0) {
-      log.warn("access policies are not enforced: auth.htpasswd.path is not set");
+  const modes = tokenModes(config);
+  if (modes.builtin || modes.external) checkTokenConfig(config, modes);
+  const policiesSet = auth.policies.length > 0 || auth.admins.length > 0;
+  if (auth.htpasswdPath === null && !modes.external) {
+    if (policiesSet) log.warn("access policies are not enforced: auth.htpasswd.path is not set");
+    return { step: (_ctx, next) => next(), routes: [], reload: null };
+  }
+  let external: ExternalIssuer | null = null;
+  if (modes.external) {
+    external = await startup(() => ExternalIssuer.open(auth.token));
+    log.info("external token issuer trusted", {
+      issuer: auth.token.issuer,
+      realm: auth.token.realm,
+      ...external.counts,
+    });
+    if (!modes.builtin) {
+      if (auth.htpasswdPath !== null) {
+        log.warn(
+          "auth.htpasswd.path is not used: the external issuer's tokens decide " +
+            "(set registry.auth.token.builtin to issue tokens to its users too)",
+        );
+      }
+      if (policiesSet) {
+        log.warn("access policies are not enforced: the external issuer's tokens decide");
+      }
     }
-    return { step: (_ctx, next) => next(), routes: [] };
+  }
+  const delays = new FailDelay(auth.failDelayMs);
+  if (external !== null && !modes.builtin) {
+    return {
+      step: tokenAuth({ config, issuer: null, external, file: null, policies, delays }),
+      routes: [],
+      reload: () => external.reload(),
+    };
   }
   for (const group of policies.undefinedGroups()) {
     log.warn("access policy names an undefined group", { group });
   }
-  let file: HtpasswdFile;
-  try {
-    file = await HtpasswdFile.open(auth.htpasswdPath, log, options);
-  } catch (error) {
-    throw new StartupError(error instanceof Error ? error.message : String(error));
-  }
+  const path = auth.htpasswdPath!; // checked above and by checkTokenConfig
+  const file = await startup(() => HtpasswdFile.open(path, log, options));
   if (file.size === 0) {
-    log.warn("the htpasswd file has no usable entry", { path: auth.htpasswdPath });
+    log.warn("the htpasswd file has no usable entry", { path });
   }
-  const delays = new FailDelay(auth.failDelayMs);
-  if (tokens) {
-    let key;
-    try {
-      key = await loadSigningKey(driver, auth.token.signingKey);
-    } catch (error) {
-      throw new StartupError(error instanceof Error ? error.message : String(error));
-    }
+  if (modes.builtin) {
+    const key = await startup(() => loadSigningKey(driver, auth.token.signingKey));
     const issuer = new TokenIssuer(key, auth.token);
     log.info("token authentication on", { path: auth.token.path, kid: issuer.kid });
     return {
-      step: tokenAuth({ config, issuer, file, policies, delays }),
+      step: tokenAuth({ config, issuer, external, file, policies, delays }),
       routes: [tokenRoute(auth.token.path)],
+      reload: external === null ? null : () => external.reload(),
     };
   }
   const challenge = `Basic realm="${auth.realm}"`;
@@ -111,22 +153,42 @@ export async function accessControl(
     check(ctx, policies, unauthorized);
     return await next();
   };
-  return { step, routes: [] };
+  return { step, routes: [], reload: null };
 }
 
-/** Token authentication needs the htpasswd users, and only our own endpoint is supported. */
-function checkTokenConfig(config: Config): void {
+/** Runs `open`, turning what it throws into a StartupError (one line, exit code 2). */
+async function startup<T>(open: () => Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (error) {
+    throw new StartupError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/**
+ * The built-in issuer needs the htpasswd users, and a realm alone must name its endpoint; an
+ * external issuer needs the realm of its token server.
+ */
+function checkTokenConfig(config: Config, modes: TokenModes): void {
   const { htpasswdPath, token } = config.auth;
-  if (htpasswdPath === null) {
+  if (modes.builtin && htpasswdPath === null) {
     throw new StartupError(
       "Token authentication needs auth.htpasswd.path: the token endpoint authenticates its users",
     );
   }
-  if (token.realm !== null && new URL(token.realm).pathname !== token.path) {
+  if (modes.external && token.realm === null) {
+    throw new StartupError(
+      "auth.token.realm is needed with auth.token.rootcertbundle or auth.token.jwks: the URL " +
+        "of the token server clients are sent to",
+    );
+  }
+  if (
+    !modes.external && token.realm !== null && new URL(token.realm).pathname !== token.path
+  ) {
     throw new StartupError(
       `auth.token.realm ${token.realm} is not this registry's token endpoint ` +
-        `(registry.auth.token.path ${token.path}): verifying tokens of an external issuer is ` +
-        "not implemented yet",
+        `(registry.auth.token.path ${token.path}): to trust an external token server, set ` +
+        "auth.token.rootcertbundle or auth.token.jwks to its keys",
     );
   }
 }

@@ -1,6 +1,8 @@
 /**
- * Token authentication (on with `registry.auth.token.builtin` or an `auth.token.realm` naming
- * our own endpoint): the token endpoint and the `Bearer` check of registry routes.
+ * Token authentication: the token endpoint of the built-in issuer (on with
+ * `registry.auth.token.builtin` or an `auth.token.realm` naming our own endpoint) and the
+ * `Bearer` check of registry routes, which accepts tokens of the built-in issuer and of an
+ * external one (`auth.token.rootcertbundle`, `auth.token.jwks`), whichever are configured.
  *
  * The endpoint (`GET` or `POST` at `registry.auth.token.path`, answered before any credential
  * is required) authenticates htpasswd users: `GET` with optional `Basic` credentials and
@@ -9,10 +11,11 @@
  * `refresh_token`), as containerd and Docker send. It grants what was asked as far as the
  * policies allow. Wrong credentials: 401 with a `Basic` challenge, after the failure delay.
  *
- * Registry routes need a `Bearer` token of ours (Basic is refused there): none, or a bad or
- * expired one, gets 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` (and
+ * Registry routes need a `Bearer` token of a trusted issuer (Basic is refused there): none, or
+ * a bad or expired one, gets 401 with `WWW-Authenticate: Bearer realm=…,service=…,scope=…` (and
  * `error="invalid_token"`); a valid token without the route's action gets 401 with
- * `error="insufficient_scope"`, as Distribution answers.
+ * `error="insufficient_scope"`, as Distribution answers. A token's `access` claim decides; only
+ * the catalog falls back to the policies, for a user of a built-in issuer's token.
  */
 
 import type { Config } from "../config/mod.ts";
@@ -21,10 +24,11 @@ import { readAll } from "../http/body.ts";
 import { jsonText, type Reply } from "../http/responses.ts";
 import { bearerOf, credentialsOf } from "../auth/credentials.ts";
 import { type FailDelay, sleep } from "../auth/fail_delay.ts";
+import type { ExternalIssuer } from "../auth/external_issuer.ts";
 import type { HtpasswdFile } from "../auth/htpasswd.ts";
 import type { AccessPolicies } from "../auth/policy.ts";
 import { allowsAction, allowsCatalog, grant, parseScopes } from "../auth/scopes.ts";
-import type { TokenIssuer } from "../auth/tokens.ts";
+import type { TokenGrant, TokenIssuer } from "../auth/tokens.ts";
 import type { Action, RequestContext, Step } from "./context.ts";
 
 /** The most bytes of a `POST` token request's form body. */
@@ -35,17 +39,30 @@ const SCOPE_NAME = /^[a-z0-9][a-z0-9._/-]{0,254}$/;
 /** What the token step needs. */
 export interface TokenAuthDeps {
   readonly config: Config;
-  readonly issuer: TokenIssuer;
-  readonly file: HtpasswdFile;
+  /** The built-in issuer; null when only an external one is trusted. */
+  readonly issuer: TokenIssuer | null;
+  /** The external issuer; null when there is none. */
+  readonly external: ExternalIssuer | null;
+  /** The htpasswd users (null without the built-in issuer). */
+  readonly file: HtpasswdFile | null;
   readonly policies: AccessPolicies;
   readonly delays: FailDelay;
 }
 
 /** The token step: answers the token endpoint, and checks `Bearer` tokens everywhere else. */
 export function tokenAuth(deps: TokenAuthDeps): Step {
-  const { issuer, policies } = deps;
+  const { issuer, external, file, policies } = deps;
+  const verify = async (token: string): Promise<(TokenGrant & { builtin: boolean }) | null> => {
+    const own = issuer === null ? null : await issuer.verifyAccess(token);
+    if (own !== null) return { ...own, builtin: true };
+    const foreign = external === null ? null : await external.verifyAccess(token);
+    return foreign === null ? null : { ...foreign, builtin: false };
+  };
   return async (ctx, next) => {
-    if (ctx.route.name === "token") return await tokenEndpoint(ctx, deps);
+    if (ctx.route.name === "token") {
+      if (issuer === null || file === null) throw new Error("No built-in token issuer");
+      return await tokenEndpoint(ctx, deps, issuer, file);
+    }
     if (ctx.admin) return await next(); // the data root's admin token (gc/admin.ts)
     const header = ctx.request.headers.get("authorization");
     const token = bearerOf(header);
@@ -56,17 +73,17 @@ export function tokenAuth(deps: TokenAuthDeps): Step {
         : "Only Bearer tokens are accepted: get a token at the realm";
       throw bearerError(deps, ctx, scope, null, message);
     }
-    const granted = await issuer.verifyAccess(token);
+    const granted = await verify(token);
     if (granted === null) {
       throw bearerError(deps, ctx, scope, "invalid_token", "Invalid or expired token");
     }
-    const { user, access } = granted;
+    const { user, access, builtin } = granted;
     ctx.user = user;
     ctx.canPull = (repository) => allowsAction(access, repository, "pull");
     const { repository, action } = ctx.route;
     if (ctx.route.name === "catalog") {
       if (allowsCatalog(access)) ctx.canPull = () => true;
-      else if (user !== null) ctx.canPull = (r) => policies.allows(user, r, "pull");
+      else if (builtin && user !== null) ctx.canPull = (r) => policies.allows(user, r, "pull");
       else throw bearerError(deps, ctx, scope, "insufficient_scope", "Insufficient scope");
     } else if (repository !== null && action !== null) {
       if (!allowsAction(access, repository, action)) {
@@ -122,9 +139,14 @@ function bearerError(
   });
 }
 
-/** Answers `GET` or `POST` at the token endpoint. */
-async function tokenEndpoint(ctx: RequestContext, deps: TokenAuthDeps): Promise<Reply> {
-  const { config, issuer, file, policies, delays } = deps;
+/** Answers `GET` or `POST` at the built-in issuer's token endpoint. */
+async function tokenEndpoint(
+  ctx: RequestContext,
+  deps: TokenAuthDeps,
+  issuer: TokenIssuer,
+  file: HtpasswdFile,
+): Promise<Reply> {
+  const { config, policies, delays } = deps;
   const basicChallenge = { "WWW-Authenticate": `Basic realm="${config.auth.realm}"` };
   const fail = async (message: string): Promise<never> => {
     await sleep(delays.fail(ctx.client));

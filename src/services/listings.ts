@@ -57,8 +57,17 @@ export class ListingService {
     page: Page,
     visible?: (repository: string) => boolean,
   ): Promise<PageResult<string>> {
-    const all = await this.#meta.listRepositories();
-    return paginate(visible ? all.filter(visible) : all, page);
+    // Reads the store only as far as the page needs: one name past it says whether more follow.
+    const items: string[] = [];
+    if (page.n === 0) return { items, next: null };
+    for await (const name of this.#meta.repositoriesAfter(page.last)) {
+      if (visible && !visible(name)) continue;
+      if (page.n !== null && items.length === page.n) {
+        return { items, next: items[items.length - 1]! };
+      }
+      items.push(name);
+    }
+    return { items, next: null };
   }
 
   /**

@@ -278,6 +278,27 @@ export class CachedMetadataStore implements MetadataStore {
     return found;
   }
 
+  /** @inheritdoc */
+  async *repositoriesAfter(after: string | null): AsyncGenerator<RepositoryName> {
+    const cached = this.#repositories;
+    if (cached === null) {
+      yield* this.#inner.repositoriesAfter(after);
+      return;
+    }
+    let from = 0;
+    if (after !== null) {
+      let lo = 0;
+      let hi = cached.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (cached[mid]! <= after) lo = mid + 1;
+        else hi = mid;
+      }
+      from = lo;
+    }
+    for (let i = from; i < cached.length; i++) yield cached[i]!;
+  }
+
   /** Runs a write of `key` after the earlier ones, moving the epoch at its start and end. */
   #write<T>(key: string, fn: () => Promise<T>): Promise<T> {
     return this.#writers.run(key, async () => {

@@ -273,7 +273,7 @@ Deno.test("the generated signing key is kept in the data root and reused", async
   await response.body?.cancel();
 });
 
-Deno.test("token configuration: keys, external issuers refused, startup checks", async () => {
+Deno.test("token configuration: keys, external key files, startup checks", async () => {
   await using file = await htpasswdFile();
   const yaml = `
 auth:
@@ -299,14 +299,25 @@ registry:
     path: "/token",
     expirationMs: 600_000,
     signingKey: null,
+    rootCertBundle: null,
+    jwks: null,
   });
-  for (const key of ["rootcertbundle", "jwks"]) {
-    fails(
-      ["--config", configFile(`auth:\n  token:\n    ${key}: /x\n`)],
-      {},
-      /Unsupported .* key auth\.token\.(rootcertbundle|jwks) \(line \d\): verifying tokens of an external issuer is not implemented yet/,
-    );
-  }
+  const external = load([
+    "--config",
+    configFile("auth:\n  token:\n    rootcertbundle: /b.pem\n    jwks: /k.json\n"),
+  ]);
+  assert.deepEqual([external.auth.token.rootCertBundle, external.auth.token.jwks], [
+    "/b.pem",
+    "/k.json",
+  ]);
+  const fromEnv = load([], {
+    REGISTRY_AUTH_TOKEN_ROOTCERTBUNDLE: "/e.pem",
+    REGISTRY_AUTH_TOKEN_JWKS: "/e.json",
+  });
+  assert.deepEqual([fromEnv.auth.token.rootCertBundle, fromEnv.auth.token.jwks], [
+    "/e.pem",
+    "/e.json",
+  ]);
   fails(
     ["--config", configFile("registry:\n  auth:\n    token:\n      expiration: 30s\n")],
     {},
@@ -319,7 +330,9 @@ registry:
         auth: { ...base, token: { ...base.token, realm: "https://auth.example.com/auth" } },
       },
     }),
-    (e: Error) => e instanceof StartupError && /external issuer/.test(e.message),
+    (e: Error) =>
+      e instanceof StartupError && /not this registry's token endpoint/.test(e.message) &&
+      /auth\.token\.rootcertbundle or auth\.token\.jwks/.test(e.message),
   );
   await assert.rejects(
     memoryRegistry({

@@ -230,6 +230,16 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
       get: (c) => c.auth.token.issuer,
       value: "our-issuer",
     },
+    "auth.token.rootcertbundle": {
+      yaml: "/etc/registry/token-ca.pem",
+      get: (c) => c.auth.token.rootCertBundle,
+      value: "/etc/registry/token-ca.pem",
+    },
+    "auth.token.jwks": {
+      yaml: "/etc/registry/jwks.json",
+      get: (c) => c.auth.token.jwks,
+      value: "/etc/registry/jwks.json",
+    },
     "registry.auth.token.builtin": { yaml: "true", get: (c) => c.auth.token.builtin, value: true },
     "registry.auth.token.path": {
       yaml: "/auth/token",
@@ -258,6 +268,8 @@ export const TEXT = [
   "auth.htpasswd.realm",
   "auth.htpasswd.path",
   "registry.auth.token.signingkey",
+  "auth.token.rootcertbundle",
+  "auth.token.jwks",
 ];
 
 /** Settings with no effect on Config (checked for validation only). */

@@ -25,8 +25,7 @@ Deno.test("an unknown key is fatal, with a suggestion when one is close", () => 
 
 Deno.test("auth, http.tls, storage drivers, proxy, http.prefix and middleware are refused", () => {
   const cases: [string, string][] = [
-    ["auth:\n  token:\n    rootcertbundle: /b.pem\n", "auth.token.rootcertbundle"],
-    ["auth:\n  token:\n    jwks: /k.json\n", "auth.token.jwks"],
+    ["auth:\n  token:\n    signingalgorithms: [ES256]\n", "auth.token.signingalgorithms"],
     ["auth: silly\n", "auth.silly"],
     ["http:\n  tls:\n    clientcas: [/ca.pem]\n", "http.tls.clientcas"],
     ["http:\n  tls:\n    letsencrypt:\n      email: a@b.c\n", "http.tls.letsencrypt"],
@@ -46,8 +45,8 @@ Deno.test("auth, http.tls, storage drivers, proxy, http.prefix and middleware ar
   }
   fails(
     [],
-    { REGISTRY_AUTH_TOKEN_JWKS: "/p" },
-    /^Unsupported REGISTRY_AUTH_TOKEN_JWKS \(auth\.token\.jwks\): verifying tokens of an external issuer is not implemented yet/,
+    { REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS: "ES256" },
+    /^Unsupported REGISTRY_AUTH_TOKEN_SIGNINGALGORITHMS \(auth\.token\.signingalgorithms\): the accepted algorithms are fixed/,
   );
   fails(
     [],

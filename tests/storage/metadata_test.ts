@@ -280,6 +280,19 @@ for (const variant of VARIANTS) {
     assert.equal(await store.repositoryExists(name("a/b/c")), true);
   });
 
+  test("repositoriesAfter gives the names after any mark in byte order", async (store) => {
+    const names = ["b", "a/b/c", "a", "a-b", "a.b", "a/b", "a/b-c", "a0", "a/b.c/d", "ab/c"];
+    for (const value of names) await store.linkLayer(name(value), sha256("34"));
+    const sorted = [...names].sort();
+    assert.deepEqual(await store.listRepositories(), sorted);
+    const marks = [null, "", "a", "a-", "a/", "a/b", "a/b/", "a/b/c", "a/c", "a0", "ab", "b", "zz"];
+    for (const after of [...marks, ...names]) {
+      const got: string[] = [];
+      for await (const repository of store.repositoriesAfter(after)) got.push(repository);
+      assert.deepEqual(got, sorted.filter((n) => after === null || n > after), `after ${after}`);
+    }
+  });
+
   test("a parent repository going away leaves its nested repositories listed", async (store) => {
     await store.linkLayer(name("a"), sha256("32"));
     await store.linkLayer(name("a/b"), sha256("32"));
@@ -593,4 +606,42 @@ Deno.test("cache: a listRepositories starting during a first write never caches 
       },
     };
   });
+});
+
+Deno.test("repositoriesAfter reads only as much of the store as its consumer takes", async () => {
+  let lists = 0;
+  class CountingDriver extends MemoryDriver {
+    override list(prefix: string, options?: Parameters<MemoryDriver["list"]>[1]) {
+      lists++;
+      return super.list(prefix, options);
+    }
+  }
+  const store = new LocalMetadataStore(new CountingDriver());
+  for (let i = 0; i < 100; i++) {
+    await store.linkLayer(name(`org${i % 10}/app${String(i).padStart(3, "0")}`), sha256("35"));
+  }
+  lists = 0;
+  const first: string[] = [];
+  for await (const repository of store.repositoriesAfter(null)) {
+    first.push(repository);
+    if (first.length === 3) break;
+  }
+  assert.deepEqual(first, ["org0/app000", "org0/app010", "org0/app020"]);
+  assert.ok(lists <= 8, `${lists} folder listings for three names`);
+  lists = 0;
+  const later: string[] = [];
+  for await (const repository of store.repositoriesAfter("org8/app098")) later.push(repository);
+  assert.deepEqual(later, [
+    "org9/app009",
+    "org9/app019",
+    "org9/app029",
+    "org9/app039",
+    "org9/app049",
+    "org9/app059",
+    "org9/app069",
+    "org9/app079",
+    "org9/app089",
+    "org9/app099",
+  ]);
+  assert.ok(lists <= 25, `${lists} folder listings after a mark near the end`);
 });

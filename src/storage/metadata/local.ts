@@ -137,18 +137,60 @@ export class LocalMetadataStore implements MetadataStore {
   /** @inheritdoc */
   async listRepositories(): Promise<readonly RepositoryName[]> {
     const found: RepositoryName[] = [];
-    const walk = async (prefix: string, name: string) => {
-      const children = await this.#driver.list(prefix);
-      if (name !== "" && children.some((part) => REPOSITORY_PARTS.has(part))) {
-        if (isRepositoryName(name)) found.push(name);
-      }
-      for (const child of children) {
-        if (child.startsWith("_")) continue;
-        await walk(`${prefix}/${child}`, name ? `${name}/${child}` : child);
-      }
+    for await (const name of this.repositoriesAfter(null)) found.push(name);
+    return found;
+  }
+
+  /**
+   * A walk of `repositories/` in the byte order of the names it yields. A folder `c` stands
+   * for two things: the repository `c` (when it holds a `_` part), and the names under `c/`.
+   * Byte order puts `c` before its siblings that extend it (`c-d`, `c.d`), and those before
+   * `c/…` (`/` sorts after `-` and `.`), so at each level the repositories are visited in the
+   * order of their names and each subtree in the order of its name plus `/`. Subtrees whose
+   * names all sort before `after` are skipped without being read.
+   */
+  async *repositoriesAfter(after: string | null): AsyncGenerator<RepositoryName> {
+    yield* this.#walk(AREAS.repositories, "", after);
+  }
+
+  async *#walk(
+    prefix: string,
+    parent: string,
+    after: string | null,
+    listing?: readonly string[],
+  ): AsyncGenerator<RepositoryName> {
+    const full = (child: string) => parent === "" ? child : `${parent}/${child}`;
+    const children = (listing ?? await this.#driver.list(prefix)).filter((c) => !c.startsWith("_"));
+    // Every name at this level, as a repository (key `c`) or as a subtree (key `c/`).
+    const items = children.flatMap((c) => [
+      { child: c, key: c, subtree: false },
+      { child: c, key: `${c}/`, subtree: true },
+    ]).sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    // A folder read as a repository is not read again as a subtree.
+    const read = new Map<string, readonly string[]>();
+    const list = async (child: string) => {
+      const known = read.get(child);
+      read.delete(child);
+      return known ?? await this.#driver.list(`${prefix}/${child}`);
     };
-    await walk(AREAS.repositories, "");
-    return found.sort();
+    for (const { child, subtree } of items) {
+      const name = full(child);
+      if (subtree) {
+        const under = `${name}/`;
+        if (after !== null && after >= under && !after.startsWith(under)) {
+          read.delete(child);
+          continue;
+        }
+        yield* this.#walk(`${prefix}/${child}`, name, after, await list(child));
+      } else {
+        if (after !== null && name <= after) continue;
+        const parts = await list(child);
+        if (parts.some((part) => !part.startsWith("_"))) read.set(child, parts);
+        if (parts.some((part) => REPOSITORY_PARTS.has(part)) && isRepositoryName(name)) {
+          yield name;
+        }
+      }
+    }
   }
 }
 

@@ -60,4 +60,10 @@ export interface MetadataStore {
   repositoryExists(name: RepositoryName): Promise<boolean>;
   /** Every repository name, in byte order. */
   listRepositories(): Promise<readonly RepositoryName[]>;
+  /**
+   * The repository names after `after` (exclusive; null: from the first), in byte order,
+   * found as they are consumed: a caller that stops after a page reads only as much of the
+   * store as that page needed.
+   */
+  repositoriesAfter(after: string | null): AsyncIterable<RepositoryName>;
 }
