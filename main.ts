@@ -8,6 +8,7 @@
 import { createApp } from "./src/app.ts";
 import { startDebugServer } from "./src/debug_server.ts";
 import { ConfigError, type Invocation, parseCommandLine } from "./src/config/mod.ts";
+import { localUrl, removeAdminFile, writeAdminFile } from "./src/gc/admin_file.ts";
 import { createLogger } from "./src/log.ts";
 import { reloadTls, serve, type Serving } from "./src/serve.ts";
 import {
@@ -90,18 +91,28 @@ async function main(): Promise<number> {
   let server: Serving;
   try {
     server = serve(app, config, ({ hostname, port }) => {
-      log.info(
-        `registry listening on ${tls ? "https" : "http"}://${
-          hostPort(hostname, port)
-        }/v2/, storing in ${config.dataDir}`,
-      );
-      if (!tls && !isLoopback(config.host)) {
-        log.warn(
-          `serving plain HTTP on ${config.host}: credentials and images cross the network ` +
-            "unencrypted (set http.tls.certificate and http.tls.key, or use a TLS proxy)",
+      const announce = () => {
+        log.info(
+          `registry listening on ${tls ? "https" : "http"}://${
+            hostPort(hostname, port)
+          }/v2/, storing in ${config.dataDir}`,
         );
-      }
-      log.flush();
+        if (!tls && !isLoopback(config.host)) {
+          log.warn(
+            `serving plain HTTP on ${config.host}: credentials and images cross the network ` +
+              "unencrypted (set http.tls.certificate and http.tls.key, or use a TLS proxy)",
+          );
+        }
+        log.flush();
+      };
+      // For `deno task gc`: where this registry answers and its admin token, written before
+      // the start line (so whoever waits for that line finds it).
+      writeAdminFile(config.dataDir, {
+        pid: Deno.pid,
+        url: localUrl(tls ? "https" : "http", hostname, port),
+        token: app.adminToken,
+      }).catch((error) => log.warn("admin file not written", { error: String(error) }))
+        .finally(announce);
     }, tls);
   } catch (error) {
     const line = listenFailure(error, config.host, config.port);
@@ -129,6 +140,8 @@ async function main(): Promise<number> {
     await app.drain(grace);
     await server.shutdown();
     await debug?.shutdown();
+    await app.quiesce(); // a collection under way stops; the activity journal is written
+    await removeAdminFile(config.dataDir);
     app.close(); // releases the data root only once no request runs
     log.info("stopped");
     log.flush();

@@ -12,6 +12,8 @@ import { Notifications } from "./events/notifications.ts";
 import { BodyReader, type RequestBody } from "./http/body.ts";
 import type { IncomingRequest } from "./http/request.ts";
 import { type Reply, toResponse } from "./http/responses.ts";
+import { adminTokenMarker, gcRoutes } from "./gc/admin.ts";
+import type { GcReport } from "./gc/collector.ts";
 import { Health } from "./health/health.ts";
 import { healthRoutes, healthStep } from "./health/routes.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -56,6 +58,13 @@ export interface App {
   readonly metrics: RegistryMetrics | null;
   /** The health checks (`/readyz`, `/debug/health`). */
   readonly health: Health;
+  /**
+   * The data root's admin token: a request carrying it (`X-Registry-Admin-Token`) may use the
+   * admin endpoint (main writes it to `<root>/.admin.json` for `deno task gc`).
+   */
+  readonly adminToken: string;
+  /** Stops a garbage collection under way and writes the activity not yet written. */
+  quiesce(): Promise<void>;
   /**
    * Re-reads the external token issuer's key files (SIGHUP): true when the new keys are in
    * use; on unusable files logs an error and keeps the old keys. Null without an external issuer.
@@ -113,7 +122,35 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...blobRoutes(services),
     ...manifestRoutes(services),
     ...adminRoutes(services),
+    ...gcRoutes(services.gc, config),
   ];
+  services.gc.onReport((report) => {
+    metrics?.recordGc(report);
+    const fields = gcLogFields(report);
+    if (report.error !== undefined) log.error("garbage collection stopped", fields);
+    else log.info("garbage collection", fields);
+  });
+  const gcTimer = config.gc.intervalMs > 0
+    ? setInterval(() => {
+      if (config.readOnly || services.gc.running) return;
+      services.gc.run();
+    }, config.gc.intervalMs)
+    : null;
+  if (gcTimer !== null) Deno.unrefTimer(gcTimer);
+  const activityTimer = setInterval(() => {
+    const { activity, gc } = services;
+    // Without collections (which compact it), the journal is compacted once it grew.
+    const write = activity.batchesSinceCompaction >= ACTIVITY_COMPACT_BATCHES && !gc.running
+      ? activity.compact(gc.activityWindowMs)
+      : activity.flush();
+    write.catch((error) => log.warn("activity journal not written", { error: String(error) }));
+  }, ACTIVITY_FLUSH_MS);
+  Deno.unrefTimer(activityTimer);
+  const adminToken = Array.from(
+    crypto.getRandomValues(new Uint8Array(32)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const adminTokenStep = adminTokenMarker(adminToken);
   const timer = config.uploadPurging
     ? setInterval(async () => {
       try {
@@ -137,6 +174,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     cors(config.cors), // outside the catch: it sees error replies (and access control's 401)
     catchErrors(log),
     limits.step,
+    adminTokenStep,
     access.step,
     adminGate(),
     writePolicy(config),
@@ -177,16 +215,54 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     log,
     metrics,
     health,
+    adminToken,
+    quiesce: async () => {
+      if (gcTimer !== null) clearInterval(gcTimer);
+      await services.gc.stop();
+      await services.activity.flush().catch((error) =>
+        log.warn("activity journal not written", { error: String(error) })
+      );
+    },
     reloadTokenKeys: access.reload === null ? null : reloadWith(access.reload, log),
     close: () => {
       health.close();
       if (timer !== null) clearInterval(timer);
+      if (gcTimer !== null) clearInterval(gcTimer);
+      clearInterval(activityTimer);
       void notifications.close();
       services.close();
       log.flush();
     },
     drain: (graceMs: number) => limits.drain(graceMs),
   });
+}
+
+/** How often blob touches and manifest pulls are written to the activity journal. */
+const ACTIVITY_FLUSH_MS = 5000;
+/** The journal is compacted between collections once this many batches were written. */
+const ACTIVITY_COMPACT_BATCHES = 500;
+
+/** The log fields of a garbage collection's report: counts, bytes, and the first items. */
+function gcLogFields(report: GcReport): Record<string, string | number | boolean | undefined> {
+  const first = <T>(list: readonly T[]) => list.slice(0, 20);
+  return {
+    dry_run: report.dryRun,
+    duration_ms: report.durationMs,
+    tags: report.counts.tags,
+    manifests: report.counts.manifests,
+    links: report.counts.links,
+    blobs: report.counts.blobs,
+    uploads: report.counts.uploads,
+    bytes_freed: report.bytesFreed,
+    spared: report.spared,
+    error: report.error,
+    report: JSON.stringify({
+      tags: first(report.tags),
+      manifests: first(report.manifests),
+      links: first(report.links),
+      blobs: first(report.blobs),
+    }),
+  };
 }
 
 /** The SIGHUP reload of the token keys: logs the outcome, keeps the old keys on failure. */

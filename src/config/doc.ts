@@ -38,7 +38,10 @@ export function settingsTable(): string {
 
 /** What works, what is ignored and what is refused of a Distribution config.yml. */
 export function distributionKeys(): string {
-  const supported = SETTINGS.filter((s) => !s.key.startsWith("registry."))
+  // Our own keys: under `registry.`, and garbage collection's under `storage.gc.`.
+  const supported = SETTINGS.filter((s) =>
+    !s.key.startsWith("registry.") && !s.key.startsWith("storage.gc.")
+  )
     .map((s) => `\`${s.key}\``);
   const list = (entries: typeof REFUSED) => entries.map((e) => `- \`${e.key}\`: ${e.why}`);
   return [

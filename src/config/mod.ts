@@ -11,8 +11,10 @@ export {
   ConfigError,
   type CorsConfig,
   DEFAULTS,
+  type GcConfig,
   type LogLevel,
   type NotificationEndpoint,
+  type RetentionRule,
   type TokenAuthConfig,
 } from "./types.ts";
 export { CONFIG_PATH_VARIABLE } from "./setting.ts";

@@ -9,6 +9,7 @@
 
 import { AUTH_SETTINGS } from "./auth_settings.ts";
 import { maskHeaders, parseEndpoints, showEndpoints } from "./endpoints.ts";
+import { GC_SETTINGS } from "./gc_settings.ts";
 import { OWN_SETTINGS } from "./own_settings.ts";
 import { define, MASK, type Setting } from "./setting.ts";
 import { type Config, DEFAULTS } from "./types.ts";
@@ -374,6 +375,7 @@ const DISTRIBUTION_SETTINGS: readonly Setting[] = [
 /** Every setting, in the order of `--help` and the README. */
 export const SETTINGS: readonly Setting[] = [
   ...DISTRIBUTION_SETTINGS,
+  ...GC_SETTINGS,
   ...AUTH_SETTINGS,
   ...OWN_SETTINGS,
 ];

@@ -78,6 +78,34 @@ export interface Config {
    * not on this machine (`registry.adminendpoints.allowremote`); off: loopback clients only.
    */
   readonly adminAllowRemote: boolean;
+  /** Garbage collection (`storage.gc.*`). */
+  readonly gc: GcConfig;
+}
+
+/** Garbage collection's settings (`storage.gc.*`). */
+export interface GcConfig {
+  /** Time between scheduled collections in milliseconds; 0: no schedule. */
+  readonly intervalMs: number;
+  /** Nothing touched more recently than this (milliseconds) is deleted. */
+  readonly graceMs: number;
+  /** Whether referrers whose subject is gone are deleted (kept otherwise). */
+  readonly deleteOrphanReferrers: boolean;
+  /** Retention rules; the first whose glob matches a repository applies to it. */
+  readonly retention: readonly RetentionRule[];
+}
+
+/** One retention rule (`storage.gc.retention` entry). */
+export interface RetentionRule {
+  /** Repository globs: `*` within one path component, `**` across components. */
+  readonly repositories: readonly string[];
+  /** Keep the N most recently pushed tags; null: no count rule. */
+  readonly keepTags: number | null;
+  /** Keep tags matching these patterns (`*` any characters). */
+  readonly keepTagPatterns: readonly string[];
+  /** Keep tags and manifests pulled within this many milliseconds; null: no pull rule. */
+  readonly keepPulledWithinMs: number | null;
+  /** Delete untagged manifests pushed longer ago than this (milliseconds); null: keep them. */
+  readonly untaggedAfterMs: number | null;
 }
 
 /** Access control's settings (`auth.htpasswd.*`, `registry.auth.*`). */
@@ -232,6 +260,12 @@ export const DEFAULTS = {
   },
   immutableTags: [],
   adminAllowRemote: false,
+  gc: {
+    intervalMs: 60 * 60 * 1000,
+    graceMs: 60 * 60 * 1000,
+    deleteOrphanReferrers: false,
+    retention: [],
+  },
 } as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
 
 /** A bad flag, variable or file key: one line naming where the value came from. */

@@ -10,7 +10,10 @@
  * - Access control off: only clients on this machine (a loopback address: 127.0.0.0/8, ::1)
  *   unless `registry.adminendpoints.allowremote` is on; others get 403 `DENIED`. The client is the
  *   peer, or what a trusted proxy (`registry.http.trustedproxies`) says it is, so a reverse
- *   proxy on the same machine must be listed there, or every request it forwards looks local.
+ *   proxy on the same machine must be listed there; a request carrying `X-Forwarded-For` or
+ *   `Forwarded` that no trusted proxy vouched for is not taken as local.
+ * - Either way, a request carrying the data root's admin token (`X-Registry-Admin-Token`, which
+ *   the running registry writes to `<root>/.admin.json` for the commands) may use them.
  *
  * Admin routes are the routes whose name starts with `admin`; the `adminGate` step applies
  * the rule to all of them, after access control, so a route of that name needs nothing more.
@@ -21,7 +24,7 @@
 import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
 import { tokenAuthOn } from "../pipeline/access_control.ts";
-import { parseIp } from "../pipeline/client.ts";
+import { parseIp, trustedMatcher } from "../pipeline/client.ts";
 import type { RequestContext, Step } from "../pipeline/context.ts";
 
 /** The admin rule's inputs from the configuration, made once (`adminRule`). */
@@ -32,6 +35,8 @@ export interface AdminRule {
   readonly isAdmin: (user: string) => boolean;
   /** With access control off: whether clients other than loopback ones are accepted. */
   readonly allowRemote: boolean;
+  /** Whether a peer is a trusted proxy (`registry.http.trustedproxies`). */
+  readonly trusted: (address: string) => boolean;
 }
 
 /** The admin rule of a configuration. */
@@ -41,6 +46,7 @@ export function adminRule(config: Config): AdminRule {
     authenticated: config.auth.htpasswdPath !== null || tokenAuthOn(config),
     isAdmin: (user) => admins.has(user),
     allowRemote: config.adminAllowRemote,
+    trusted: trustedMatcher(config.trustedProxies),
   };
 }
 
@@ -54,7 +60,10 @@ export function isAdminRoute(routeName: string): boolean {
  * while access control is on) or 403 `DENIED` (not an admin; not a loopback client while
  * access control is off) otherwise. Call after access control set `ctx.user`.
  */
-export function adminAllowed(ctx: Pick<RequestContext, "client" | "user" | "admin">): void {
+export function adminAllowed(
+  ctx: Pick<RequestContext, "client" | "user" | "admin" | "adminToken" | "request">,
+): void {
+  if (ctx.adminToken) return; // the data root's admin token (`deno task gc`, gc/admin.ts)
   const rule = ctx.admin;
   if (rule.authenticated) {
     if (ctx.user === null) {
@@ -68,7 +77,13 @@ export function adminAllowed(ctx: Pick<RequestContext, "client" | "user" | "admi
     }
     return;
   }
-  if (rule.allowRemote || isLoopbackAddress(ctx.client)) return;
+  if (rule.allowRemote) return;
+  // A forwarded request that no trusted proxy vouched for (the client is still the peer) may
+  // come from anywhere through a proxy on this machine: not local.
+  const headers = ctx.request.headers;
+  const forwarded = headers.get("x-forwarded-for") !== null || headers.get("forwarded") !== null;
+  const vouched = rule.trusted(ctx.request.remoteAddress ?? "");
+  if (isLoopbackAddress(ctx.client) && (!forwarded || vouched)) return;
   throw new RegistryError(
     "DENIED",
     "Admin endpoints answer only clients on this machine while access control is off " +

@@ -9,6 +9,7 @@
  * then updates, plus one lookup by status code.
  */
 
+import type { GcReport } from "../gc/collector.ts";
 import type { StorageDriver } from "../storage/driver.ts";
 import { instrumentationOf } from "../storage/drivers/instrumented.ts";
 import { AREAS } from "../storage/keys.ts";
@@ -149,6 +150,10 @@ export class RegistryMetrics {
   readonly #blobsPulled: Counter;
   readonly #manifestsPushed: Counter;
   readonly #manifestsPulled: Counter;
+  readonly #gcRuns: CounterFamily;
+  readonly #gcDuration: Histogram;
+  readonly #gcDeleted: CounterFamily;
+  readonly #gcBytes: Counter;
 
   /**
    * Builds the metrics over the registry's driver (timings and blob bytes when it is an
@@ -213,6 +218,31 @@ export class RegistryMetrics {
     this.#manifestsPulled = r.add(counter(
       "registry_manifests_pulled_total",
       "Manifest GETs answered 200 (HEAD not counted).",
+    )).labels();
+    this.#gcRuns = r.add(
+      new CounterFamily({
+        name: "registry_gc_runs_total",
+        help: "Garbage collections finished, by kind (run, dry_run) and outcome (ok, error).",
+        labels: ["kind", "outcome"],
+      }),
+    );
+    this.#gcDuration = r.add(
+      new HistogramFamily({
+        name: "registry_gc_duration_seconds",
+        help: "How long garbage collections took (dry runs included).",
+        buckets: decadeBuckets(0.001, 1000),
+      }),
+    ).labels();
+    this.#gcDeleted = r.add(
+      new CounterFamily({
+        name: "registry_gc_deleted_total",
+        help: "Items garbage collection deleted, by kind (tag, manifest, link, blob, upload).",
+        labels: ["kind"],
+      }),
+    );
+    this.#gcBytes = r.add(counter(
+      "registry_gc_freed_bytes_total",
+      "Bytes of blob files garbage collection deleted (manifests included).",
     )).labels();
     const instrumented = instrumentationOf(driver);
     if (instrumented !== null) {
@@ -280,6 +310,21 @@ export class RegistryMetrics {
         }
         return;
     }
+  }
+
+  /** Records a finished garbage collection (a dry run deletes nothing: only its run). */
+  recordGc(report: GcReport): void {
+    const kind = report.dryRun ? "dry_run" : "run";
+    this.#gcRuns.labels(kind, report.error === undefined ? "ok" : "error").value++;
+    this.#gcDuration.observe(report.durationMs / 1000);
+    if (report.dryRun) return;
+    const { counts } = report;
+    this.#gcDeleted.labels("tag").value += counts.tags;
+    this.#gcDeleted.labels("manifest").value += counts.manifests;
+    this.#gcDeleted.labels("link").value += counts.links;
+    this.#gcDeleted.labels("blob").value += counts.blobs;
+    this.#gcDeleted.labels("upload").value += counts.uploads;
+    this.#gcBytes.value += report.bytesFreed;
   }
 
   /** The exposition (text format 0.0.4). */

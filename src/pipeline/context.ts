@@ -46,6 +46,11 @@ export interface RequestContext {
   canPull?: (repository: string) => boolean;
   /** Who may use the admin endpoints (`src/maintenance/admin_access.ts`). */
   readonly admin: AdminRule;
+  /**
+   * Set on an admin-endpoint request carrying the data root's admin token (`gc/admin.ts`):
+   * access control lets it through, and so does the admin rule.
+   */
+  adminToken?: boolean;
 }
 
 /** A pipeline step: does its part around `next`, which runs the rest. */

@@ -63,6 +63,7 @@ export function tokenAuth(deps: TokenAuthDeps): Step {
       if (issuer === null || file === null) throw new Error("No built-in token issuer");
       return await tokenEndpoint(ctx, deps, issuer, file);
     }
+    if (ctx.adminToken) return await next(); // the data root's admin token (gc/admin.ts)
     const header = ctx.request.headers.get("authorization");
     const token = bearerOf(header);
     const scope = scopeOf(ctx);

@@ -7,6 +7,7 @@
 import { RegistryError } from "../errors.ts";
 import { BLOB_MEDIA_TYPE } from "../events/event.ts";
 import { type EventSink, NO_EVENTS } from "../events/sink.ts";
+import type { Activity } from "../storage/activity.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { ObjectReader } from "../storage/driver.ts";
 import type { LockManager } from "../storage/lock.ts";
@@ -14,7 +15,7 @@ import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import type { Digest, RepositoryName } from "../types/oci.ts";
 import type { ByteSpan } from "../types/spans.ts";
 import { Dependents } from "./dependents.ts";
-import { repositoryLock } from "./locks.ts";
+import { blobLock, repositoryLock } from "./locks.ts";
 
 /** Registry semantics of blobs: stat, read, unlink and cross-repository mount. */
 export class BlobService {
@@ -23,19 +24,27 @@ export class BlobService {
   readonly #locks: LockManager;
   readonly #dependents: Dependents;
   readonly #events: EventSink;
+  readonly #activity: Activity | null;
 
   /**
-   * Makes the service over its stores, the lock manager shared with the manifests, and the
-   * sink of its events (default: none).
+   * Makes the service over its stores, the lock manager shared with the manifests, the sink
+   * of its events (default: none) and the activity tracker told of reads and mounts.
    */
   constructor(
-    stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager; events?: EventSink },
+    stores: {
+      blobs: BlobStore;
+      meta: MetadataStore;
+      locks: LockManager;
+      events?: EventSink;
+      activity?: Activity;
+    },
   ) {
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
     this.#locks = stores.locks;
     this.#dependents = new Dependents(stores);
     this.#events = stores.events ?? NO_EVENTS;
+    this.#activity = stores.activity ?? null;
   }
 
   /** Size of a blob linked in the repository (a HEAD: a pull event, as in Distribution). */
@@ -53,6 +62,7 @@ export class BlobService {
   }
 
   #pulled(name: RepositoryName, digest: Digest, size: number): void {
+    this.#activity?.touch(digest);
     this.#events.pulled({
       action: "pull",
       kind: "blob",
@@ -121,26 +131,40 @@ export class BlobService {
     if (from !== null && !readable(from)) return false;
     const source = from ?? await this.#anyHolder(digest, readable);
     if (source === null || !(await this.#meta.hasLayer(source, digest))) return false;
-    return await this.#locks.run(repositoryLock(name), async () => {
-      const size = await this.#blobs.size(digest);
-      if (size === null) return false;
-      await this.#meta.linkLayer(name, digest);
-      await this.#events.record([{
-        action: "mount",
-        kind: "blob",
-        repository: name,
-        digest,
-        mediaType: BLOB_MEDIA_TYPE,
-        size,
-        fromRepository: source,
-      }]);
-      return true;
-    });
+    // The blob's lock, then the repository's: a collection deletes the bytes wholly before
+    // (the size check then fails) or after (it then finds this link and the touch).
+    return await this.#locks.run(
+      blobLock(digest),
+      () =>
+        this.#locks.run(repositoryLock(name), async () => {
+          const size = await this.#blobs.size(digest);
+          if (size === null) return false;
+          this.#activity?.touch(digest);
+          await this.#meta.linkLayer(name, digest);
+          await this.#events.record([{
+            action: "mount",
+            kind: "blob",
+            repository: name,
+            digest,
+            mediaType: BLOB_MEDIA_TYPE,
+            size,
+            fromRepository: source,
+          }]);
+          return true;
+        }),
+    );
   }
 
-  /** Links a freshly committed blob into a repository, under the repository lock. */
+  /** Links a freshly committed blob into a repository, under the blob and repository locks. */
   link(name: RepositoryName, digest: Digest): Promise<void> {
-    return this.#locks.run(repositoryLock(name), () => this.#meta.linkLayer(name, digest));
+    return this.#locks.run(
+      blobLock(digest),
+      () =>
+        this.#locks.run(repositoryLock(name), async () => {
+          this.#activity?.touch(digest);
+          await this.#meta.linkLayer(name, digest);
+        }),
+    );
   }
 
   /** A `readable` repository in which the blob is linked, or null. */

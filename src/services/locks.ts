@@ -1,9 +1,14 @@
 /**
  * The lock keys the services share. Every write to a repository's manifests, tags and links
- * runs under `repositoryLock`; every request on an upload session under `uploadLock`.
+ * runs under `repositoryLock`; every request on an upload session under `uploadLock`. Whatever
+ * makes a blob's bytes needed (a link made by an upload or a mount, a manifest revision whose
+ * bytes are that blob) or deletes them (garbage collection) runs under `blobLock`.
+ *
+ * Order: a caller holding a repository lock never waits for a blob lock, so a path that needs
+ * both takes the blob lock first (upload session, then blob, then repository).
  */
 
-import type { RepositoryName, UploadId } from "../types/oci.ts";
+import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";
 
 /** The lock key of a repository, shared by every service that writes to it. */
 export function repositoryLock(name: RepositoryName): string {
@@ -13,4 +18,9 @@ export function repositoryLock(name: RepositoryName): string {
 /** The lock key of an upload session. */
 export function uploadLock(id: UploadId): string {
   return `upload:${id}`;
+}
+
+/** The lock key of a blob's bytes (shared by every repository). */
+export function blobLock(digest: Digest): string {
+  return `blob:${digest}`;
 }

@@ -17,12 +17,13 @@ import { digestAlgorithm, makeDigest } from "../digest/digest.ts";
 import { RegistryError } from "../errors.ts";
 import type { EventSpec } from "../events/event.ts";
 import { type EventSink, NO_EVENTS } from "../events/sink.ts";
+import type { Activity } from "../storage/activity.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { LockManager } from "../storage/lock.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
 import type { Descriptor, Digest, Manifest, Reference, RepositoryName } from "../types/oci.ts";
 import { Dependents } from "./dependents.ts";
-import { repositoryLock } from "./locks.ts";
+import { blobLock, repositoryLock } from "./locks.ts";
 import { artifactTypeOf, isExternalLayer, parseManifest, referencesOf } from "./manifest_parse.ts";
 
 /** A resolved manifest: its digest and what was recorded about it. */
@@ -46,6 +47,7 @@ export class ManifestService {
   readonly #dependents: Dependents;
   readonly #events: EventSink;
   readonly #immutable: (tag: string) => boolean;
+  readonly #activity: Activity | null;
   readonly #bytes = new Map<Digest, Uint8Array<ArrayBuffer>>();
   #cachedBytes = 0;
 
@@ -54,9 +56,16 @@ export class ManifestService {
    * sink of its events (default: none), and which tags are immutable (default: none).
    */
   constructor(
-    stores: { blobs: BlobStore; meta: MetadataStore; locks: LockManager; events?: EventSink },
+    stores: {
+      blobs: BlobStore;
+      meta: MetadataStore;
+      locks: LockManager;
+      events?: EventSink;
+      activity?: Activity;
+    },
     options: { readonly immutableTag?: (tag: string) => boolean } = {},
   ) {
+    this.#activity = stores.activity ?? null;
     this.#immutable = options.immutableTag ?? (() => false);
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
@@ -95,31 +104,41 @@ export class ManifestService {
       refs: referencesOf(manifest),
     };
     // Linearizable with deletes, unlinks and mounts of the repository: what is checked here
-    // cannot go before the revision and its tag are written.
-    await this.#locks.run(repositoryLock(name), async () => {
-      if (reference.kind === "tag" && this.#immutable(reference.tag)) {
-        const current = await this.#meta.getTag(name, reference.tag);
-        if (current !== null && current !== digest) {
-          throw new RegistryError(
-            "DENIED",
-            `Tag "${reference.tag}" of "${name}" is immutable and points to "${current}"`,
-            { detail: { tag: reference.tag, digest: current } },
-          );
-        }
-      }
-      await this.#checkReferences(name, manifest);
-      await this.#blobs.write(digest, bytes);
-      await this.#meta.putRevision(name, digest, record);
-      if (subject) {
-        const descriptor = referrerDescriptor(manifest, digest, bytes);
-        await this.#meta.putReferrer(name, subject, digest, descriptor);
-      }
-      if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
-      await this.#events.record([{
-        ...manifestEvent("push", name, digest, record),
-        ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
-      }]);
-    });
+    // cannot go before the revision and its tag are written. The manifest's own bytes are a
+    // blob: under its lock (taken first, see locks.ts) a collection cannot delete them between
+    // their write and the revision's.
+    await this.#locks.run(
+      blobLock(digest),
+      () =>
+        this.#locks.run(repositoryLock(name), async () => {
+          if (reference.kind === "tag" && this.#immutable(reference.tag)) {
+            const current = await this.#meta.getTag(name, reference.tag);
+            if (current !== null && current !== digest) {
+              throw new RegistryError(
+                "DENIED",
+                `Tag "${reference.tag}" of "${name}" is immutable and points to "${current}"`,
+                { detail: { tag: reference.tag, digest: current } },
+              );
+            }
+          }
+          await this.#checkReferences(name, manifest);
+          if (this.#activity) {
+            for (const ref of record.refs ?? []) this.#activity.touch(ref);
+            this.#activity.touch(digest);
+          }
+          await this.#blobs.write(digest, bytes);
+          await this.#meta.putRevision(name, digest, record);
+          if (subject) {
+            const descriptor = referrerDescriptor(manifest, digest, bytes);
+            await this.#meta.putReferrer(name, subject, digest, descriptor);
+          }
+          if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
+          await this.#events.record([{
+            ...manifestEvent("push", name, digest, record),
+            ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+          }]);
+        }),
+    );
     return subject ? { digest, subject } : { digest };
   }
 
@@ -169,6 +188,10 @@ export class ManifestService {
   }
 
   #pulled(name: RepositoryName, reference: Reference, info: ManifestInfo): void {
+    if (this.#activity) {
+      this.#activity.touch(info.digest);
+      this.#activity.pulled(name, info.digest);
+    }
     this.#events.pulled({
       ...manifestEvent("pull", name, info.digest, info),
       ...(reference.kind === "tag" ? { tag: reference.tag } : {}),

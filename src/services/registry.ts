@@ -4,8 +4,10 @@
  * layer that single ownership makes valid, and the lock manager the services share.
  */
 
-import type { Config } from "../config/mod.ts";
+import { type Config, DEFAULTS } from "../config/mod.ts";
 import { type EventSink, NO_EVENTS } from "../events/sink.ts";
+import { Collector } from "../gc/collector.ts";
+import { Activity } from "../storage/activity.ts";
 import { type BlobStore, DriverBlobStore } from "../storage/blobs.ts";
 import { CachedBlobStore, CachedMetadataStore } from "../storage/cache.ts";
 import type { StorageDriver } from "../storage/driver.ts";
@@ -35,6 +37,10 @@ export interface Services {
   readonly listings: ListingService;
   /** Repository deletion (the admin endpoint's), under the same locks as the services. */
   readonly repositories: RepositoryDeleter;
+  /** Blob touches and manifest pulls (garbage collection's grace window and retention). */
+  readonly activity: Activity;
+  /** The garbage collector. */
+  readonly gc: Collector;
   /** The driver under the stores (timed and counted when metrics are on: health, metrics). */
   readonly driver: StorageDriver;
   /** Releases the data root (its lock); the services must not be used afterwards. */
@@ -52,6 +58,13 @@ export interface ServiceOptions {
    * a driver injecting faults). The caller guarantees this process is its only writer.
    */
   readonly driver?: StorageDriver;
+  /** The lock manager of the services (tests: one that tells when a lock is asked for). */
+  readonly locks?: LockManager;
+  /**
+   * Called at named points of a garbage collection (tests: interleave a request at an exact
+   * point of a sweep).
+   */
+  readonly gcProbe?: (phase: string, subject: string) => Promise<void> | void;
   /** Stores replacing the ones over the driver (tests inject faults this way). */
   readonly stores?: {
     readonly blobs?: BlobStore;
@@ -103,21 +116,43 @@ export async function createServices(
   const meta = options.stores?.meta ??
     new CachedMetadataStore(new LocalMetadataStore(driver));
   const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
-  const locks: LockManager = new KeyedMutex();
+  const locks: LockManager = options.locks ?? new KeyedMutex();
+  const clock = options.now;
+  const now = clock ? () => clock().getTime() : Date.now;
+  const activity = new Activity(driver, { now });
+  try {
+    await activity.load();
+  } catch (error) {
+    rootLock?.release();
+    throw error;
+  }
+  const uploadService = new UploadService({ uploads, blobs, meta, locks, events, activity }, {
+    maxAgeMs: config.uploadMaxAgeMs,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.hashBackend ? { backend: options.hashBackend } : {}),
+  });
   return {
     config,
     driver,
-    blobs: new BlobService({ blobs, meta, locks, events }),
-    uploads: new UploadService({ uploads, blobs, meta, locks, events }, {
-      maxAgeMs: config.uploadMaxAgeMs,
-      ...(options.now ? { now: options.now } : {}),
-      ...(options.hashBackend ? { backend: options.hashBackend } : {}),
-    }),
-    manifests: new ManifestService({ blobs, meta, locks, events }, {
+    blobs: new BlobService({ blobs, meta, locks, events, activity }),
+    uploads: uploadService,
+    manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
       immutableTag: immutableMatcher(config.immutableTags ?? []),
     }),
     listings: new ListingService({ meta }),
     repositories: new RepositoryDeleter({ meta, locks, events }),
+    activity,
+    gc: new Collector({
+      driver,
+      blobs,
+      meta,
+      locks,
+      uploads: uploadService,
+      activity,
+      config: config.gc ?? DEFAULTS.gc,
+      now,
+      ...(options.gcProbe ? { probe: options.gcProbe } : {}),
+    }),
     close: () => rootLock?.release(),
   };
 }

@@ -16,6 +16,7 @@ import {
 import { RegistryError } from "../errors.ts";
 import { BLOB_MEDIA_TYPE } from "../events/event.ts";
 import { type EventSink, NO_EVENTS } from "../events/sink.ts";
+import type { Activity } from "../storage/activity.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
 import type { LockManager } from "../storage/lock.ts";
@@ -24,7 +25,7 @@ import type { StoredSession, UploadStore } from "../storage/uploads.ts";
 import { isUploadId } from "../types/names.ts";
 import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";
 import type { ChunkRange } from "../types/spans.ts";
-import { repositoryLock, uploadLock } from "./locks.ts";
+import { blobLock, repositoryLock, uploadLock } from "./locks.ts";
 
 /** Where a session stands: its id and how many bytes it safely holds. */
 export interface UploadStatus {
@@ -60,10 +61,11 @@ export class UploadService {
   readonly #locks: LockManager;
   readonly #now: () => Date;
   readonly #events: EventSink;
+  readonly #activity: Activity | null;
 
   /**
-   * Makes the service over its stores, the lock manager shared with the other services, and
-   * the sink of its events (default: none).
+   * Makes the service over its stores, the lock manager shared with the other services, the
+   * sink of its events (default: none) and the activity tracker told of every commit.
    */
   constructor(
     stores: {
@@ -72,6 +74,7 @@ export class UploadService {
       meta: MetadataStore;
       locks: LockManager;
       events?: EventSink;
+      activity?: Activity;
     },
     options: UploadServiceOptions,
   ) {
@@ -82,6 +85,7 @@ export class UploadService {
     this.#options = options;
     this.#now = options.now ?? (() => new Date());
     this.#events = stores.events ?? NO_EVENTS;
+    this.#activity = stores.activity ?? null;
   }
 
   /** Opens a new empty session in a repository. */
@@ -140,17 +144,22 @@ export class UploadService {
           { detail: { expected: digest, actual } },
         );
       }
-      await this.#blobs.commitUpload(id, digest);
-      await this.#locks.run(repositoryLock(name), async () => {
-        await this.#meta.linkLayer(name, digest);
-        await this.#events.record([{
-          action: "push",
-          kind: "blob",
-          repository: name,
-          digest,
-          mediaType: BLOB_MEDIA_TYPE,
-          size: hasher.length,
-        }]);
+      // Under the blob's lock: a collection sweeping an old copy of these bytes runs wholly
+      // before (the commit then brings them back) or after (it then sees the touch and link).
+      await this.#locks.run(blobLock(digest), async () => {
+        await this.#blobs.commitUpload(id, digest);
+        this.#activity?.touch(digest);
+        await this.#locks.run(repositoryLock(name), async () => {
+          await this.#meta.linkLayer(name, digest);
+          await this.#events.record([{
+            action: "push",
+            kind: "blob",
+            repository: name,
+            digest,
+            mediaType: BLOB_MEDIA_TYPE,
+            size: hasher.length,
+          }]);
+        });
       });
       await this.#uploads.remove(id);
       return digest;

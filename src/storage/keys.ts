@@ -18,6 +18,8 @@
  * auth/token_signing_key.jwk                     the token issuer's generated ES256 key (JWK)
  * events/<endpoint>/<seq>                        queued events of one notification endpoint
  *                                                (a Distribution envelope), until delivered
+ * gc/activity/<ms>-<seq>                         a batch of blob touches and manifest pulls
+ *                                                (garbage collection's grace and retention)
  * ```
  *
  * An endpoint's folder is its name when that is a plain `[A-Za-z0-9][A-Za-z0-9_-]*` word of at
@@ -136,4 +138,23 @@ export function eventSeqOf(name: string): number | null {
   if (name.length !== SEQ_DIGITS || !/^[0-9]+$/.test(name)) return null;
   const seq = Number(name);
   return Number.isSafeInteger(seq) ? seq : null;
+}
+
+/** The area holding garbage collection's activity journal. */
+export const ACTIVITY_AREA = "gc/activity";
+
+/**
+ * The key of one batch of the activity journal: the time it was written (16 decimal digits of
+ * epoch milliseconds, so byte order is time order) and a sequence number within the process.
+ */
+export function activityKey(ms: number, seq: number): string {
+  return `${ACTIVITY_AREA}/${String(Math.max(0, Math.floor(ms))).padStart(16, "0")}-${
+    String(seq).padStart(8, "0")
+  }`;
+}
+
+/** The time an activity batch was written, from its name; null for a name we never make. */
+export function activityTimeOf(name: string): number | null {
+  const m = /^([0-9]{16})-[0-9]{8,}$/.exec(name);
+  return m ? Number(m[1]) : null;
 }

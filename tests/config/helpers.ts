@@ -172,6 +172,25 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
       value: ["10.0.0.0/8", "::1"],
     },
     "registry.health.minfreebytes": { yaml: "0", get: (c) => c.readyMinFreeBytes, value: 0 },
+    "storage.gc.interval": { yaml: "off", get: (c) => c.gc.intervalMs, value: 0 },
+    "storage.gc.grace": { yaml: "90s", get: (c) => c.gc.graceMs, value: 90_000 },
+    "storage.gc.deleteorphanreferrers": {
+      yaml: "true",
+      get: (c) => c.gc.deleteOrphanReferrers,
+      value: true,
+    },
+    "storage.gc.retention": {
+      yaml: "[{repositories: ['team/**'], keeptags: 5, keeptagpatterns: ['v*'], " +
+        "keeppulledwithin: 720h, untaggedafter: 168h}]",
+      get: (c) => c.gc.retention,
+      value: [{
+        repositories: ["team/**"],
+        keepTags: 5,
+        keepTagPatterns: ["v*"],
+        keepPulledWithinMs: 720 * 3_600_000,
+        untaggedAfterMs: 168 * 3_600_000,
+      }],
+    },
     "auth.htpasswd.realm": { yaml: "My Realm", get: (c) => c.auth.realm, value: "My Realm" },
     "auth.htpasswd.path": {
       yaml: "/etc/htpasswd",

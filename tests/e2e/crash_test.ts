@@ -406,7 +406,9 @@ export function unflushedAcks(
   const problems: string[] = [];
   const pending = new Set<string>();
   const partial = new Map<string, string>();
-  const inRoot = (path: string) => path.startsWith(`${root}/`);
+  // Garbage collection's activity journal (`gc/`) is written in the background, durably, and
+  // no acknowledgement depends on it.
+  const inRoot = (path: string) => path.startsWith(`${root}/`) && !path.startsWith(`${root}/gc/`);
   const parent = (path: string) => path.slice(0, path.lastIndexOf("/"));
   let acks = 0;
   let flushes = 0;

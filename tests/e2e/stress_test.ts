@@ -10,7 +10,9 @@
  * and the test checks, through the API and on disk, that every tag names a stored manifest,
  * every stored index's children and every stored image's blobs are in the repository, the
  * referrers of every digest are exactly the stored manifests with that subject, the API and
- * the disk agree, and the new state is explained by the acknowledged operations.
+ * the disk agree, and the new state is explained by the acknowledged operations. Garbage
+ * collection (no grace window, untagged manifests dropped) is one of the operations, and
+ * every 4 batches one runs alone and must leave exactly the state the model computes.
  *
  * Environment:
  * - `STRESS_SEED` (default 20240917): the seed of the universe and of the operations;
@@ -37,6 +39,7 @@ import {
   checkOutcome,
   checkReferrers,
   cloneState,
+  collected,
   describeKey,
   describeOp,
   effectOf,
@@ -74,6 +77,8 @@ const SEED = envInt("STRESS_SEED", 20240917);
 const OPS = envInt("STRESS_OPS", 600);
 const BATCH = Math.max(1, envInt("STRESS_BATCH", 48));
 const CLIENTS = Math.max(1, envInt("STRESS_CLIENTS", 8));
+/** A collection runs alone after every this many batches (and as a random operation). */
+const GC_EVERY = 4;
 const TRACE = Deno.env.get("STRESS_TRACE") || null;
 const KEEP_GOING = Deno.env.get("STRESS_KEEP_GOING") === "1";
 const REPLAY =
@@ -245,6 +250,8 @@ async function executeOrThrow(reg: TempRegistry, u: Universe, op: Op): Promise<O
       const body = JSON.parse(text(answer)) as { tags?: unknown };
       return { ...out, tags: Array.isArray(body.tags) ? body.tags.map(String) : [] };
     }
+    case "gc":
+      return outcomeOf(await call(reg, "POST", "/admin/gc?wait=true"));
     case "referrers": {
       const answer = await call(
         reg,
@@ -635,7 +642,24 @@ Deno.test(
     const rng = new Rng(SEED);
     const u = await buildUniverse(rng);
     const ops = generateOps(rng, u, OPS);
-    await using reg = await tempRegistry();
+    // Collections (an operation, and alone every GC_EVERY batches) with no grace window, and
+    // untagged manifests dropped at once.
+    await using reg = await tempRegistry({
+      config: {
+        gc: {
+          intervalMs: 0,
+          graceMs: 0,
+          deleteOrphanReferrers: false,
+          retention: [{
+            repositories: ["**"],
+            keepTags: null,
+            keepTagPatterns: [],
+            keepPulledWithinMs: null,
+            untaggedAfterMs: 0,
+          }],
+        },
+      },
+    });
     const t0 = performance.now();
     const trace: string[] = [JSON.stringify({
       seed: SEED,
@@ -668,8 +692,32 @@ Deno.test(
       const api = await observeApi(reg, u);
       const disk = await observeDisk(reg.dataDir, u);
       const logs = reg.logs.slice(logsBefore).filter((l) => !/^[A-Z]+ http/.test(l));
+      // Every GC_EVERY batches, a collection alone must leave exactly what the model says.
+      const gcFindings: Finding[] = [];
+      let gcState: State | null = null;
+      if (batch % GC_EVERY === GC_EVERY - 1) {
+        const before = api.state;
+        const answer = await call(reg, "POST", "/admin/gc?wait=true");
+        const report = JSON.parse(text(answer)) as { error?: string };
+        if (answer.status !== 200 || report.error !== undefined) {
+          gcFindings.push({ message: `collection: ${answer.status} ${text(answer)}`, keys: [] });
+        }
+        const after = await observeApi(reg, u);
+        const afterDisk = await observeDisk(reg.dataDir, u);
+        gcState = after.state;
+        gcFindings.push(
+          ...after.findings,
+          ...afterDisk.findings,
+          ...stateDifferences(u, collected(u, before), after.state, [
+            "the model of a collection",
+            "the API after one",
+          ]),
+          ...stateDifferences(u, after.state, afterDisk.state, ["the API", "the disk"]),
+        );
+      }
       const findings = [
         ...result.findings,
+        ...gcFindings,
         ...hindsightFindings(u, state, result),
         ...api.findings,
         ...disk.findings,
@@ -693,7 +741,7 @@ Deno.test(
         if (!KEEP_GOING) throw new Error(message);
         failures.push(message);
       }
-      state = api.state;
+      state = gcState ?? api.state;
     }
     if (TRACE || failures.length) await writeTrace();
     if (failures.length) throw new Error(failures.join("\n\n"));
@@ -761,6 +809,34 @@ Deno.test("stress model: the checks catch what they must and spare what they may
     ),
   ];
   assert.equal(predict(u, deleteBlob, hindsightView(u, s, raced, 0)), null);
+  // A collection alone keeps the tagged index, its children and their links; it drops an
+  // untagged image no index lists and the links only it needed, but keeps referrers.
+  const loose = u.manifests.findIndex((m, i) =>
+    m.kind === "image" && !u.manifests[idx].children.includes(i)
+  );
+  const referrer = u.manifests.findIndex((m) => m.kind === "referrer");
+  const littered = cloneState(s);
+  littered[0].revs[loose] = true;
+  littered[0].revs[referrer] = true;
+  for (const b of [...u.manifests[loose].blobs, ...u.manifests[referrer].blobs]) {
+    littered[0].links[b] = true;
+  }
+  const swept = collected(u, littered);
+  assert.equal(swept[0].revs[loose], false);
+  assert.equal(swept[0].revs[referrer], true);
+  assert.deepEqual(stateProblems(u, swept), []);
+  const kept = cloneState(s);
+  kept[0].revs[referrer] = true;
+  for (const b of u.manifests[referrer].blobs) kept[0].links[b] = true;
+  assert.deepEqual(swept, kept);
+  // In a batch a collection may remove any revision or link: history does not blame it.
+  const gone = cloneState(s);
+  gone[0].links[blob] = false;
+  assert.equal(historyProblems(u, s, gone, []).length, 1);
+  assert.deepEqual(
+    historyProblems(u, s, gone, [{ op: { kind: "gc", repo: 0 }, outcome: answer(200) }]),
+    [],
+  );
   // History: a tag vanishing without a DELETE; a link appearing without a push.
   const after = cloneState(s);
   after[0].tags[0] = null;

@@ -102,6 +102,7 @@ export interface RegistryProcess extends AsyncDisposable {
 export async function spawnRegistry(
   dataDir: string,
   args: string[] = [],
+  env: Record<string, string> = {},
 ): Promise<RegistryProcess> {
   const command = new Deno.Command(Deno.execPath(), {
     args: [
@@ -121,7 +122,7 @@ export async function spawnRegistry(
     ],
     stdout: "piped",
     stderr: "inherit",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   });
   const child = command.spawn();
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();

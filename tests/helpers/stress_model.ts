@@ -24,6 +24,13 @@
  * again; `historyProblems` checks that the new observed state is explained by the answers
  * (no lost or phantom writes), and `stateProblems` checks the invariants on it.
  *
+ * Garbage collection is an operation too (the test's registry collects with no grace window and
+ * drops untagged manifests at once): in a batch it may remove any revision or link (so it makes
+ * them unknown, and explains their disappearance in `historyProblems`), and alone, at a
+ * quiescent point, it must turn the state into exactly `collected(state)`: tags, the children
+ * of stored indexes, every referrer (orphans are kept) and the links they need stay, the rest
+ * goes.
+ *
  * Nothing here speaks HTTP or reads the disk; that is the test's business.
  */
 
@@ -331,7 +338,9 @@ export type Op =
     readonly head: boolean;
   }
   | { readonly kind: "listTags"; readonly repo: number }
-  | { readonly kind: "referrers"; readonly repo: number; readonly subject: number };
+  | { readonly kind: "referrers"; readonly repo: number; readonly subject: number }
+  /** A garbage collection (of every repository; `repo` is unused). */
+  | { readonly kind: "gc"; readonly repo: number };
 
 /** The repository a mount takes a blob from: the other one. */
 export function mountSource(op: { repo: number }): number {
@@ -393,6 +402,7 @@ export function generateOps(rng: Rng, u: Universe, count: number): Op[] {
         head: rng.chance(0.3),
       })],
       [3, () => ({ kind: "listTags", repo })],
+      [2, () => ({ kind: "gc", repo: 0 })],
       [
         4,
         () => ({
@@ -435,6 +445,8 @@ export function describeOp(u: Universe, op: Op): string {
       return `list tags of ${repo}`;
     case "referrers":
       return `referrers of ${u.manifests[op.subject].name} in ${repo}`;
+    case "gc":
+      return "garbage collection";
   }
 }
 
@@ -527,12 +539,51 @@ export function writeKeys(u: Universe, op: Op, start: State, batch: readonly Op[
       }
       return [...keys];
     }
+    case "gc":
+      return u.repos.flatMap((_, r) => [
+        ...u.blobs.map((_, b) => linkKey(r, b)),
+        ...u.manifests.map((_, m) => revKey(r, m)),
+      ]);
     case "getBlob":
     case "getManifest":
     case "listTags":
     case "referrers":
       return [];
   }
+}
+
+/**
+ * The state a garbage collection running alone leaves (no grace window, untagged manifests
+ * dropped, orphan referrers kept): per repository, the tagged manifests, every referrer, and
+ * (repeatedly) the children of kept indexes stay; the links the kept images and referrers
+ * need stay; everything else goes.
+ */
+export function collected(u: Universe, s: State): State {
+  const out = cloneState(s);
+  s.forEach((repo, r) => {
+    const kept = new Set<number>();
+    repo.tags.forEach((m) => {
+      if (m !== null && repo.revs[m]) kept.add(m);
+    });
+    u.manifests.forEach((m, i) => {
+      if (repo.revs[i] && m.subject !== null) kept.add(i);
+    });
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const i of [...kept]) {
+        for (const c of u.manifests[i].children) {
+          if (repo.revs[c] && !kept.has(c)) {
+            kept.add(c);
+            changed = true;
+          }
+        }
+      }
+    }
+    const needed = new Set([...kept].flatMap((i) => u.manifests[i].blobs));
+    u.manifests.forEach((_, i) => out[r].revs[i] = kept.has(i));
+    u.blobs.forEach((_, b) => out[r].links[b] = repo.links[b] && needed.has(b));
+  });
+  return out;
 }
 
 /** The facts an operation's answer depends on, given what the view knows. */
@@ -569,6 +620,8 @@ export function readKeys(u: Universe, op: Op, view: View): string[] {
       return u.tags.map((_, t) => tagKey(r, t));
     case "referrers":
       return revsWhere((m) => m.subject === op.subject);
+    case "gc":
+      return [];
   }
 }
 
@@ -675,6 +728,8 @@ export function predict(u: Universe, op: Op, view: View): Prediction | null {
         referrers: refs,
       };
     }
+    case "gc":
+      return { statuses: [200], why: "a collection always finishes" };
   }
 }
 
@@ -710,6 +765,9 @@ export function applyEffect(u: Universe, op: Op, status: number, view: View): vo
       u.tags.forEach((_, t) => {
         if (known(tagKey(r, t)) && s[r].tags[t] === op.manifest) s[r].tags[t] = null;
       });
+      return;
+    case "gc":
+      // What it removed depends on every other client: the test makes its writes unknown.
       return;
     case "getBlob":
     case "getManifest":
@@ -760,6 +818,7 @@ export const ALLOWED: Readonly<Record<Op["kind"], Readonly<Record<number, readon
   getManifest: { 200: [], 404: ["MANIFEST_UNKNOWN", "NAME_UNKNOWN"] },
   listTags: { 200: [], 404: ["NAME_UNKNOWN"] },
   referrers: { 200: [] },
+  gc: { 200: [] },
 };
 
 /** Digests an error answer may name under any interleaving (a superset of `Prediction.names`). */
@@ -1026,9 +1085,11 @@ const SUCCESS: Partial<Record<Op["kind"], number>> = {
 
 /**
  * Whether an answered operation changed the state: "yes" for a success, "no" for a read or
- * an allowed refusal, "maybe" for an answer that is not allowed (a 5xx, no answer).
+ * an allowed refusal, "maybe" for an answer that is not allowed (a 5xx, no answer) and for a
+ * garbage collection.
  */
 export function effectOf(op: Op, status: number): "yes" | "no" | "maybe" {
+  if (op.kind === "gc") return "maybe"; // it may or may not have removed any revision or link
   const success = SUCCESS[op.kind];
   if (success === undefined) return "no";
   if (status === success) return "yes";
@@ -1079,7 +1140,8 @@ export function historyProblems(
     u.manifests.forEach((m, i) => {
       const key = revKey(r, i);
       const isPut = (op: Op) => op.kind === "putManifest" && op.repo === r && op.manifest === i;
-      const isDel = (op: Op) => op.kind === "deleteManifest" && op.repo === r && op.manifest === i;
+      const isDel = (op: Op) =>
+        op.kind === "gc" || (op.kind === "deleteManifest" && op.repo === r && op.manifest === i);
       const was = before[r].revs[i];
       const is = after[r].revs[i];
       if (is && !was && !maybe(isPut)) {
@@ -1104,7 +1166,8 @@ export function historyProblems(
       const key = linkKey(r, i);
       const isAdd = (op: Op) =>
         (op.kind === "pushBlob" || op.kind === "mountBlob") && op.repo === r && op.blob === i;
-      const isDel = (op: Op) => op.kind === "deleteBlob" && op.repo === r && op.blob === i;
+      const isDel = (op: Op) =>
+        op.kind === "gc" || (op.kind === "deleteBlob" && op.repo === r && op.blob === i);
       const was = before[r].links[i];
       const is = after[r].links[i];
       if (is && !was && !maybe(isAdd)) {

@@ -175,9 +175,16 @@ Deno.test("adminAllowed: the rule as a function", () => {
     dataDir: "x",
     auth: { ...DEFAULTS.auth, htpasswdPath: "/h", admins: ["alice"] },
   });
-  const refusal = (ctx: Parameters<typeof adminAllowed>[0]) => {
+  type Ctx = Omit<Parameters<typeof adminAllowed>[0], "request">;
+  const refusal = (ctx: Ctx, headers: Record<string, string> = {}) => {
+    const request = {
+      method: "GET",
+      url: "http://registry/admin/usage",
+      headers: new Headers(headers),
+      remoteAddress: ctx.client,
+    } as unknown as Parameters<typeof adminAllowed>[0]["request"];
     try {
-      adminAllowed(ctx);
+      adminAllowed({ ...ctx, request });
       return null;
     } catch (error) {
       assert.ok(error instanceof RegistryError);
@@ -191,9 +198,21 @@ Deno.test("adminAllowed: the rule as a function", () => {
     refusal({ admin: { ...off, allowRemote: true }, client: "10.1.2.3", user: null }),
     null,
   );
+  // A proxy on this machine that is not trusted forwards someone else's request: not local.
+  for (const header of ["x-forwarded-for", "forwarded"]) {
+    assert.equal(
+      refusal({ admin: off, client: "127.0.0.1", user: null }, { [header]: "203.0.113.9" }),
+      403,
+    );
+  }
   assert.equal(refusal({ admin: on, client: "127.0.0.1", user: null }), 401);
   assert.equal(refusal({ admin: on, client: "127.0.0.1", user: "bob" }), 403);
   assert.equal(refusal({ admin: on, client: "10.1.2.3", user: "alice" }), null);
+  assert.equal(
+    refusal({ admin: off, client: "10.1.2.3", user: null, adminToken: true }),
+    null,
+    "the data root's admin token",
+  );
 });
 
 Deno.test("isLoopbackAddress", () => {

@@ -1,0 +1,379 @@
+/**
+ * Online mark-and-sweep garbage collection, running while the registry serves.
+ *
+ * 1. Repositories, one at a time, each under its repository lock (the lock every manifest
+ *    PUT, DELETE, unlink and mount of it takes, so its state cannot change meanwhile): read
+ *    its tags, revisions and links with their push times and the activity tracker's touches
+ *    and pulls; decide with the retention rules (`retention.ts`) which tags and revisions go;
+ *    delete them in an order that keeps the consistency guarantee at every instant for the
+ *    readers, which take no lock (tags, then referrers entries, then revisions, indexes before
+ *    their children); then unlink every layer no kept image manifest of the repository names,
+ *    unless the blob was touched within the grace window or the link is younger than it.
+ * 2. Blob bytes: every blob no repository links and no repository holds as a revision (a
+ *    manifest's bytes are a blob too), untouched within the grace window, is re-checked under
+ *    its blob lock (taken by upload commits, mounts and manifest PUTs of those bytes) against
+ *    every repository, and deleted.
+ * 3. Stale upload sessions: the upload service's own purge.
+ *
+ * Every delete goes through the cache layer, which drops its entry before the file goes. A
+ * crash between two deletes leaves a consistent store (each step is one durable delete that
+ * the readers' order allows); the next collection finishes the job. A dry run decides the
+ * same way, deletes nothing, and reports what would go and the bytes that would be freed.
+ */
+
+import { isDigest } from "../digest/digest.ts";
+import type { GcConfig } from "../config/mod.ts";
+import { blobLock, repositoryLock } from "../services/locks.ts";
+import { isIndexMediaType, parseManifest, referencesOf } from "../services/manifest_parse.ts";
+import type { UploadService } from "../services/uploads.ts";
+import type { Activity } from "../storage/activity.ts";
+import type { BlobStore } from "../storage/blobs.ts";
+import type { StorageDriver } from "../storage/driver.ts";
+import { blobKey, layerKey, layersKey, revisionKey, tagKey } from "../storage/keys.ts";
+import type { LockManager } from "../storage/lock.ts";
+import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
+import type { Digest, RepositoryName, Tag } from "../types/oci.ts";
+import { Retention, type RevisionFact, type TagFact } from "./retention.ts";
+
+/** At most this many items of each kind are listed in a report (all are counted). */
+export const REPORT_ITEMS = 1000;
+
+/** What one collection did (or, in a dry run, would do). */
+export interface GcReport {
+  readonly dryRun: boolean;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationMs: number;
+  /** How many of each kind were deleted (would be, in a dry run). */
+  readonly counts: {
+    readonly tags: number;
+    readonly manifests: number;
+    readonly links: number;
+    readonly blobs: number;
+    readonly uploads: number;
+  };
+  /** Bytes of blob files deleted (would be), manifests' bytes included. */
+  readonly bytesFreed: number;
+  /** The first `REPORT_ITEMS` of each kind. */
+  readonly tags: { repository: string; tag: string; digest: string }[];
+  readonly manifests: { repository: string; digest: string }[];
+  readonly links: { repository: string; digest: string }[];
+  readonly blobs: { digest: string; size: number }[];
+  /** Candidates found by the scan that the re-check under the lock kept. */
+  readonly spared: number;
+  /** Why the run stopped early, when it did (an error, or the registry shutting down). */
+  readonly error?: string;
+}
+
+/** What the collector works on. */
+export interface CollectorDeps {
+  readonly driver: StorageDriver;
+  readonly blobs: BlobStore;
+  readonly meta: MetadataStore;
+  readonly locks: LockManager;
+  readonly uploads: UploadService;
+  readonly activity: Activity;
+  readonly config: GcConfig;
+  /** The clock, epoch milliseconds. */
+  readonly now?: () => number;
+  /**
+   * Called at named points of a run (tests: to interleave a request at an exact point, or
+   * stop a process there). `phase` is `repository`, `link`, `blob` or `done`.
+   */
+  readonly probe?: (phase: string, subject: string) => Promise<void> | void;
+}
+
+class Aborted extends Error {}
+
+interface Draft {
+  tags: GcReport["tags"];
+  manifests: GcReport["manifests"];
+  links: GcReport["links"];
+  blobs: GcReport["blobs"];
+  counts: { tags: number; manifests: number; links: number; blobs: number; uploads: number };
+  bytesFreed: number;
+  spared: number;
+}
+
+/** The garbage collector of one registry. */
+export class Collector {
+  readonly #deps: CollectorDeps;
+  readonly #now: () => number;
+  readonly #retention: Retention;
+  #running: Promise<GcReport> | null = null;
+  #runningDry = false;
+  #last: GcReport | null = null;
+  #aborted = false;
+  readonly #listeners: ((report: GcReport) => void)[] = [];
+
+  /** Makes the collector over the registry's stores and locks. */
+  constructor(deps: CollectorDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
+    this.#retention = new Retention(deps.config.retention);
+  }
+
+  /** Calls `listener` with the report of every finished run (logs, metrics). */
+  onReport(listener: (report: GcReport) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** The report of the last finished run, or null. */
+  get last(): GcReport | null {
+    return this.#last;
+  }
+
+  /** Whether a run is under way, and whether it is a dry run. */
+  get running(): { readonly dryRun: boolean } | null {
+    return this.#running === null ? null : { dryRun: this.#runningDry };
+  }
+
+  /**
+   * Runs a collection, or joins the one under way (`started` false then; its report is the
+   * one returned, even if it is not of the same kind).
+   */
+  run(
+    options: { readonly dryRun?: boolean } = {},
+  ): { started: boolean; report: Promise<GcReport> } {
+    if (this.#running !== null) return { started: false, report: this.#running };
+    const dryRun = options.dryRun ?? false;
+    this.#runningDry = dryRun;
+    const report = this.#collect(dryRun).then((r) => {
+      this.#last = r;
+      for (const listener of this.#listeners) listener(r);
+      return r;
+    }).finally(() => {
+      this.#running = null;
+    });
+    this.#running = report;
+    return { started: true, report };
+  }
+
+  /** Stops a run under way at its next step (shutdown), and waits for it. */
+  async stop(): Promise<void> {
+    this.#aborted = true;
+    await this.#running?.catch(() => {});
+  }
+
+  async #collect(dryRun: boolean): Promise<GcReport> {
+    const started = this.#now();
+    const clock = performance.now();
+    const draft: Draft = {
+      tags: [],
+      manifests: [],
+      links: [],
+      blobs: [],
+      counts: { tags: 0, manifests: 0, links: 0, blobs: 0, uploads: 0 },
+      bytesFreed: 0,
+      spared: 0,
+    };
+    let error: string | undefined;
+    try {
+      await this.#deps.activity.flush();
+      const referenced = new Set<Digest>();
+      for (const name of [...(await this.#deps.meta.listRepositories())]) {
+        this.#check();
+        await this.#probe("repository", name);
+        const run = () => this.#repository(name, dryRun, draft, referenced);
+        if (dryRun) await run();
+        else await this.#deps.locks.run(repositoryLock(name), run);
+      }
+      await this.#sweepBlobs(dryRun, draft, referenced);
+      if (!dryRun) {
+        this.#check();
+        draft.counts.uploads = await this.#deps.uploads.purgeStale();
+        await this.#deps.activity.compact(this.#keepMs());
+      }
+      await this.#probe("done", "");
+    } catch (e) {
+      error = e instanceof Aborted ? "stopped: the registry is shutting down" : String(e);
+    }
+    const finished = this.#now();
+    return {
+      dryRun,
+      startedAt: new Date(started).toISOString(),
+      finishedAt: new Date(finished).toISOString(),
+      durationMs: Math.round((performance.now() - clock) * 1000) / 1000,
+      counts: draft.counts,
+      bytesFreed: draft.bytesFreed,
+      tags: draft.tags,
+      manifests: draft.manifests,
+      links: draft.links,
+      blobs: draft.blobs,
+      spared: draft.spared,
+      ...(error !== undefined ? { error } : {}),
+    };
+  }
+
+  /** How long activity must be remembered: the grace window and the longest pull window. */
+  get activityWindowMs(): number {
+    return this.#keepMs();
+  }
+
+  #keepMs(): number {
+    let keep = this.#deps.config.graceMs;
+    for (const rule of this.#deps.config.retention) {
+      keep = Math.max(keep, rule.keepPulledWithinMs ?? 0);
+    }
+    return keep;
+  }
+
+  #check(): void {
+    if (this.#aborted) throw new Aborted();
+  }
+
+  async #probe(phase: string, subject: string): Promise<void> {
+    await this.#deps.probe?.(phase, subject);
+  }
+
+  /** Marks and sweeps one repository (under its lock unless `dryRun`). */
+  async #repository(
+    name: RepositoryName,
+    dryRun: boolean,
+    draft: Draft,
+    referenced: Set<Digest>,
+  ): Promise<void> {
+    const { meta, driver, activity, config } = this.#deps;
+    const now = this.#now();
+    const grace = config.graceMs;
+    const tags: TagFact[] = [];
+    for (const tag of [...((await meta.listTags(name)) ?? [])]) {
+      const digest = await meta.getTag(name, tag);
+      const info = await driver.stat(tagKey(name, tag));
+      if (digest !== null && info !== null) tags.push({ tag, digest, pushedAt: info.modifiedAt });
+    }
+    const revisions: RevisionFact[] = [];
+    const records = new Map<Digest, RevisionRecord>();
+    for (const digest of await meta.listRevisions(name)) {
+      const record = await meta.getRevision(name, digest);
+      const info = await driver.stat(revisionKey(name, digest));
+      if (record === null || info === null) continue;
+      records.set(digest, record);
+      revisions.push({
+        digest,
+        isIndex: isIndexMediaType(record.mediaType),
+        refs: record.refs ?? await this.#refsOf(digest, record),
+        subject: record.subject ?? null,
+        pushedAt: info.modifiedAt,
+        touchedAt: activity.lastTouch(digest),
+        pulledAt: activity.lastPull(name, digest),
+      });
+    }
+    const decision = this.#retention.decide(name, {
+      tags,
+      revisions,
+      now,
+      graceMs: grace,
+      deleteOrphanReferrers: config.deleteOrphanReferrers,
+    });
+    for (const t of decision.tags) {
+      this.#check();
+      if (!dryRun) await meta.deleteTag(name, t.tag as Tag);
+      draft.counts.tags++;
+      if (draft.tags.length < REPORT_ITEMS) {
+        draft.tags.push({ repository: name, tag: t.tag, digest: t.digest });
+      }
+    }
+    for (const digest of decision.revisions) {
+      this.#check();
+      if (!dryRun) {
+        const subject = records.get(digest)?.subject;
+        if (subject) await meta.deleteReferrer(name, subject, digest);
+        await meta.deleteRevision(name, digest);
+      }
+      draft.counts.manifests++;
+      if (draft.manifests.length < REPORT_ITEMS) {
+        draft.manifests.push({ repository: name, digest });
+      }
+    }
+    const needed = new Set<Digest>();
+    for (const r of revisions) {
+      if (!decision.kept.has(r.digest)) continue;
+      referenced.add(r.digest);
+      if (!r.isIndex) { for (const ref of r.refs) needed.add(ref); }
+    }
+    for (const digest of await this.#links(name)) {
+      if (needed.has(digest)) {
+        referenced.add(digest);
+        continue;
+      }
+      const info = await driver.stat(layerKey(name, digest));
+      const touched = Math.max(activity.lastTouch(digest), info?.modifiedAt ?? now);
+      if (this.#now() - touched < grace) {
+        referenced.add(digest);
+        continue;
+      }
+      this.#check();
+      await this.#probe("link", `${name}@${digest}`);
+      if (!dryRun) await meta.unlinkLayer(name, digest);
+      draft.counts.links++;
+      if (draft.links.length < REPORT_ITEMS) draft.links.push({ repository: name, digest });
+    }
+  }
+
+  /** The digests linked in a repository. */
+  async #links(name: RepositoryName): Promise<Digest[]> {
+    const { driver } = this.#deps;
+    const out: Digest[] = [];
+    const prefix = layersKey(name);
+    for (const algorithm of await driver.list(prefix)) {
+      for (const hex of await driver.list(`${prefix}/${algorithm}`)) {
+        const digest = `${algorithm}:${hex}`;
+        if (isDigest(digest)) out.push(digest);
+      }
+    }
+    return out;
+  }
+
+  /** The references of a record written before records carried them. */
+  async #refsOf(digest: Digest, record: RevisionRecord): Promise<Digest[]> {
+    const bytes = await this.#deps.blobs.read(digest);
+    if (bytes === null) return [];
+    try {
+      return referencesOf(parseManifest(bytes, record.mediaType));
+    } catch {
+      return [];
+    }
+  }
+
+  /** Deletes the bytes of every blob nothing references, each re-checked under its lock. */
+  async #sweepBlobs(dryRun: boolean, draft: Draft, referenced: Set<Digest>): Promise<void> {
+    const { blobs, driver, locks, activity, config } = this.#deps;
+    const candidates: Digest[] = [];
+    for await (const digest of blobs.list()) {
+      if (!referenced.has(digest)) candidates.push(digest);
+    }
+    for (const digest of candidates) {
+      this.#check();
+      const sweep = async () => {
+        const info = await driver.stat(blobKey(digest));
+        if (info === null) return; // gone already
+        const touched = Math.max(activity.lastTouch(digest), info.modifiedAt);
+        if (this.#now() - touched < config.graceMs) return;
+        if (!dryRun) {
+          if (await this.#stillReferenced(digest)) {
+            draft.spared++;
+            return;
+          }
+          await this.#probe("blob", digest);
+          if (!(await blobs.delete(digest))) return;
+        }
+        draft.counts.blobs++;
+        draft.bytesFreed += info.size;
+        if (draft.blobs.length < REPORT_ITEMS) draft.blobs.push({ digest, size: info.size });
+      };
+      if (dryRun) await sweep();
+      else await locks.run(blobLock(digest), sweep);
+    }
+  }
+
+  /** Whether any repository links the blob or holds it as a revision (under its blob lock). */
+  async #stillReferenced(digest: Digest): Promise<boolean> {
+    const { meta } = this.#deps;
+    for (const name of [...(await meta.listRepositories())]) {
+      if (await meta.hasLayer(name, digest)) return true;
+      if ((await meta.getRevision(name, digest)) !== null) return true;
+    }
+    return false;
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Requests racing with a sweep, interleaved deterministically: the collector's probe stops the
+ * sweep at a named point while it holds a lock, the test starts a request there and waits
+ * until that request asks for the lock (a lock manager that tells), then lets the sweep go on.
+ * Whatever the order, a manifest PUT either succeeds with every blob present or answers
+ * MANIFEST_BLOB_UNKNOWN, and an upload committing over a swept copy ends with its bytes stored.
+ */
+
+import assert from "node:assert/strict";
+import { blobLock, repositoryLock } from "../../src/services/locks.ts";
+import { KeyedMutex, type LockManager } from "../../src/storage/lock.ts";
+import type { Digest, RepositoryName } from "../../src/types/oci.ts";
+import { ociManifest } from "../helpers/manifests.ts";
+import { pushBlob, randomBytes, sha256Digest } from "../helpers/registry.ts";
+import { errorOf, pushImage, pushImageBlobs, putManifest, status } from "../services/fixtures.ts";
+import { clockedRegistry, HOUR } from "./helpers.ts";
+
+/** A lock manager that tells when a key is asked for. */
+class TellingLocks implements LockManager {
+  readonly #inner = new KeyedMutex();
+  readonly #waiting = new Map<string, () => void>();
+
+  /** Resolves at the next `run` of `key`. */
+  asked(key: string): Promise<void> {
+    return new Promise((resolve) => this.#waiting.set(key, resolve));
+  }
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const tell = this.#waiting.get(key);
+    if (tell) {
+      this.#waiting.delete(key);
+      tell();
+    }
+    return this.#inner.run(key, fn);
+  }
+
+  isBusy(key: string): boolean {
+    return this.#inner.isBusy(key);
+  }
+}
+
+const repo = (name: string) => name as RepositoryName;
+
+Deno.test("a manifest PUT waiting on a sweep of its repository gets MANIFEST_BLOB_UNKNOWN", async () => {
+  const locks = new TellingLocks();
+  let put: Promise<Response> | null = null;
+  let manifest: Uint8Array<ArrayBuffer> | null = null;
+  await using reg = await clockedRegistry({
+    locks,
+    gcProbe: async (phase) => {
+      if (phase !== "link" || put !== null) return;
+      // The sweep holds org/app's lock and is about to unlink: the PUT waits for it.
+      const asked = locks.asked(repositoryLock(repo("org/app")));
+      put = putManifest(reg, "org/app", "v1", manifest!);
+      await asked;
+    },
+  });
+  const parts = await pushImageBlobs(reg, "org/app", 1);
+  manifest = (await ociManifest(parts)).bytes;
+  reg.advance(2 * HOUR);
+  const report = await reg.collect();
+  const response = await put!;
+  assert.equal(response.status, 400);
+  assert.equal((await errorOf(response)).code, "MANIFEST_BLOB_UNKNOWN");
+  assert.equal(await status(reg, "/v2/org/app/manifests/v1"), 404);
+  assert.equal(report.counts.links, 2);
+  assert.equal(await reg.hasBlob(parts.layers[0].digest), false);
+});
+
+Deno.test("a manifest PUT that gets its repository before the sweep keeps every blob", async () => {
+  let put: Response | null = null;
+  let manifest: Uint8Array<ArrayBuffer> | null = null;
+  await using reg = await clockedRegistry({
+    gcProbe: async (phase, subject) => {
+      if (phase !== "repository" || subject !== "org/app" || put !== null) return;
+      put = await putManifest(reg, "org/app", "v1", manifest!);
+    },
+  });
+  const parts = await pushImageBlobs(reg, "org/app", 2);
+  const built = await ociManifest(parts);
+  manifest = built.bytes;
+  reg.advance(2 * HOUR); // the links are old: only the manifest (and its touch) keeps them
+  const report = await reg.collect();
+  assert.equal(put!.status, 201);
+  assert.equal(report.counts.links + report.counts.blobs, 0);
+  for (const blob of [parts.config, ...parts.layers, { digest: built.digest }]) {
+    assert.ok(await reg.hasBlob(blob.digest));
+  }
+  for (const blob of [parts.config, ...parts.layers]) {
+    assert.equal(await status(reg, `/v2/org/app/blobs/${blob.digest}`), 200);
+  }
+});
+
+Deno.test("a manifest PUT whose old bytes are being swept stores them again", async () => {
+  const locks = new TellingLocks();
+  let put: Promise<Response> | null = null;
+  let target: { digest: string; bytes: Uint8Array<ArrayBuffer> } | null = null;
+  await using reg = await clockedRegistry({
+    locks,
+    gcProbe: async (phase, subject) => {
+      if (phase !== "blob" || subject !== target?.digest || put !== null) return;
+      // The sweep holds the bytes' blob lock and is about to delete them.
+      const asked = locks.asked(blobLock(subject as Digest));
+      put = putManifest(reg, "org/app", target.digest, target.bytes);
+      await asked;
+    },
+  });
+  const kept = await pushImage(reg, "org/app", { reference: "v1" });
+  // Another manifest of the same blobs: pushed, then deleted (its bytes stay, unreferenced).
+  target = await ociManifest(kept, { annotations: { "org.example": "other" } });
+  const first = await putManifest(reg, "org/app", target.digest, target.bytes);
+  await first.body?.cancel();
+  assert.equal(first.status, 201);
+  assert.equal(
+    await status(reg, `/v2/org/app/manifests/${target.digest}`, { method: "DELETE" }),
+    202,
+  );
+  reg.advance(2 * HOUR);
+  const report = await reg.collect();
+  assert.deepEqual(report.blobs.map((b) => b.digest), [target.digest]);
+  const response = await put!;
+  await response.body?.cancel();
+  assert.equal(response.status, 201);
+  const get = await reg.fetch(`/v2/org/app/manifests/${target.digest}`);
+  assert.equal(get.status, 200);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), target.bytes);
+  assert.ok(await reg.hasBlob(target.digest));
+});
+
+Deno.test("an upload committing while its old copy is swept ends with its bytes stored", async () => {
+  const locks = new TellingLocks();
+  const bytes = randomBytes(4096);
+  const digest = await sha256Digest(bytes);
+  let commit: Promise<Response> | null = null;
+  let location = "";
+  await using reg = await clockedRegistry({
+    locks,
+    gcProbe: async (phase, subject) => {
+      if (phase !== "blob" || subject !== digest || commit !== null) return;
+      const asked = locks.asked(blobLock(digest as Digest));
+      commit = reg.fetch(`${location}?digest=${digest}`, { method: "PUT" });
+      await asked;
+    },
+  });
+  await pushBlob(reg, "org/a", bytes);
+  assert.equal(await status(reg, `/v2/org/a/blobs/${digest}`, { method: "DELETE" }), 202);
+  reg.advance(2 * HOUR);
+  // The same bytes uploaded again to org/b, all but the final PUT.
+  const start = await reg.fetch("/v2/org/b/blobs/uploads/", { method: "POST" });
+  await start.body?.cancel();
+  location = start.headers.get("location")!;
+  const patch = await reg.fetch(location, { method: "PATCH", body: bytes });
+  await patch.body?.cancel();
+  assert.equal(patch.status, 202);
+  const report = await reg.collect();
+  assert.deepEqual(report.blobs, [{ digest, size: 4096 }]); // the old copy went
+  const response = await commit!;
+  await response.body?.cancel();
+  assert.equal(response.status, 201);
+  assert.ok(await reg.hasBlob(digest));
+  assert.ok(await reg.hasLink("org/b", digest));
+  const get = await reg.fetch(`/v2/org/b/blobs/${digest}`);
+  assert.equal(get.status, 200);
+  assert.equal(await sha256Digest(new Uint8Array(await get.arrayBuffer())), digest);
+  // The commit touched it: the next collection keeps it.
+  const next = await reg.collect();
+  assert.equal(next.counts.blobs + next.counts.links, 0);
+});
