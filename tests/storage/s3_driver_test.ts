@@ -12,9 +12,8 @@ import { driverSuite } from "./driver_suite.ts";
 let fixtures = 0;
 
 await s3Tests((bucket, ignore) => {
-  const make = async () => {
+  const make = async (root = `t${++fixtures}-${Date.now()}`) => {
     const b = await bucket();
-    const root = `t${++fixtures}-${Date.now()}`;
     const driver = new S3Driver({ ...b.options, rootdirectory: root, chunksize: 5 * 1024 * 1024 });
     return {
       driver,
@@ -24,19 +23,26 @@ await s3Tests((bucket, ignore) => {
       },
     };
   };
-  driverSuite("s3", make, { ignore });
+  driverSuite("s3", () => make(), { ignore });
 
   Deno.test({
     name: "s3 driver: appended data spans segments and chunks, survives cuts, and moves whole",
     ignore,
     async fn() {
-      const { driver, dispose } = await make();
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
       try {
         const chunk = 5 * 1024 * 1024;
         const bytes = new Uint8Array(2 * chunk + 1234).map((_, i) => (i * 7) % 253);
         await driver.create("up/x/data");
+        // a second driver over the same bucket and root sees only what the bucket holds
+        const other = new S3Driver({ ...(await bucket()).options, rootdirectory: root });
         const w = await driver.append("up/x/data", 0);
-        for (let at = 0; at < bytes.length; at += 1_000_000) {
+        await w.write(bytes.subarray(0, 1000));
+        assert.equal((await other.stat("up/x/data"))?.size, 0, "buffered, not yet written");
+        await w.sync();
+        assert.deepEqual(await other.get("up/x/data"), bytes.subarray(0, 1000), "durable at sync");
+        for (let at = 1000; at < bytes.length; at += 1_000_000) {
           await w.write(bytes.subarray(at, Math.min(bytes.length, at + 1_000_000)));
         }
         await w.sync();

@@ -1,7 +1,7 @@
 /**
  * A small S3 client for the S3 driver: path-style requests signed with SigV4 by `aws4fetch`
  * (we never sign by hand), retries with backoff for idempotent requests (5xx, 429, connection
- * errors), and the few operations the driver needs: object PUT/GET/HEAD/DELETE/copy,
+ * errors), a Content-MD5 on every body, and the few operations the driver needs: object PUT/GET/HEAD/DELETE/copy,
  * ListObjectsV2, DeleteObjects and multipart uploads.
  */
 
@@ -57,6 +57,12 @@ function tags(xml: string, tag: string): string[] {
     unescapeXml(m[1])
   );
 }
+
+/**
+ * The Content-MD5 of a body: the payload is not signed (aws4fetch sends `UNSIGNED-PAYLOAD`
+ * for S3), so this is what lets the server refuse bytes damaged on the way (400 BadDigest).
+ */
+const md5 = (body: Uint8Array) => createHash("md5").update(body).digest("base64");
 
 /** Statuses worth another attempt of an idempotent request. */
 const retryable = (status: number) => status >= 500 || status === 429;
@@ -140,7 +146,10 @@ export class S3Client {
     body: Uint8Array,
     headers: Record<string, string> = {},
   ): Promise<Response> {
-    return await this.request("PUT", this.url(name), { body, headers });
+    return await this.request("PUT", this.url(name), {
+      body,
+      headers: { ...headers, "content-md5": md5(body) },
+    });
   }
 
   /** HeadObject; null when missing. */
@@ -232,10 +241,9 @@ export class S3Client {
         batch.map((n) => `<Object><Key>${escapeXml(n)}</Key></Object>`).join("")
       }</Delete>`;
       const bytes = new TextEncoder().encode(body);
-      const md5 = createHash("md5").update(bytes).digest("base64");
       const response = await this.request("POST", this.url("", "delete"), {
         body: bytes,
-        headers: { "content-md5": md5, "content-type": "application/xml" },
+        headers: { "content-md5": md5(bytes), "content-type": "application/xml" },
       });
       const xml = await (await this.expect(response, "DeleteObjects")).text();
       if (xml.includes("<Error>")) throw new S3Error(500, "DeleteObjects", xml);
@@ -254,7 +262,10 @@ export class S3Client {
   /** UploadPart; the part's ETag. */
   async uploadPart(name: string, id: string, part: number, body: Uint8Array): Promise<string> {
     const query = `partNumber=${part}&uploadId=${encodeURIComponent(id)}`;
-    const response = await this.request("PUT", this.url(name, query), { body });
+    const response = await this.request("PUT", this.url(name, query), {
+      body,
+      headers: { "content-md5": md5(body) },
+    });
     await (await this.expect(response, `UploadPart ${name} #${part}`)).body?.cancel();
     const etag = response.headers.get("etag");
     if (!etag) throw new S3Error(500, `UploadPart ${name} #${part}: no ETag`, "");
