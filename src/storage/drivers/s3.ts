@@ -5,8 +5,9 @@
  *
  * Plain objects map one to one: `put` is a PutObject (S3 replaces an object atomically and
  * acknowledges it durably), `get`/`read` a (ranged) GetObject, `stat` a HeadObject, `list` a
- * ListObjectsV2 with delimiter `/`, `delete` a HeadObject + DeleteObject, `deleteAll` a
- * listing + DeleteObjects, `move` a CopyObject + DeleteObject (S3 has no rename: the copy is
+ * ListObjectsV2 with delimiter `/` (pages read until the `limit` wanted names are certain),
+ * `delete` a HeadObject + DeleteObject, `deleteAll` two listings (objects, segments) +
+ * DeleteObjects, `move` a CopyObject + DeleteObject (S3 has no rename: the copy is
  * server-side but costs a rewrite of the bytes inside the object store; the target is
  * replaced atomically, so a reader sees the old or the whole new object).
  *
@@ -38,7 +39,7 @@ import {
   type Span,
   type StorageDriver,
 } from "../driver.ts";
-import { S3Client, S3Error } from "./s3_client.ts";
+import { type ListPage, S3Client, S3Error } from "./s3_client.ts";
 
 /** The driver's settings (Distribution's `storage.s3` keys). */
 export interface S3DriverOptions {
@@ -56,6 +57,8 @@ export interface S3DriverOptions {
   readonly chunksize?: number;
   /** Path-style addressing; the only style this driver speaks (false is refused). */
   readonly forcepathstyle?: boolean;
+  /** Names per ListObjectsV2 page (the server's default, 1000, when absent); for tests. */
+  readonly listPageSize?: number;
 }
 
 /** The smallest part S3 accepts in a multipart upload (all but the last). */
@@ -88,6 +91,7 @@ export class S3Driver implements StorageDriver {
   readonly client: S3Client;
   readonly #root: string;
   readonly #chunk: number;
+  readonly #listPage: number | undefined;
 
   /** Makes a driver; nothing is requested. */
   constructor(options: S3DriverOptions) {
@@ -105,6 +109,7 @@ export class S3Driver implements StorageDriver {
     if (root !== "") checkKey(root);
     this.#root = root === "" ? "" : `${root}/`;
     this.#chunk = Math.max(MIN_CHUNK, options.chunksize ?? 10 * 1024 * 1024);
+    this.#listPage = options.listPageSize;
   }
 
   /** The object name of a key; throws InvalidKey. */
@@ -181,21 +186,38 @@ export class S3Driver implements StorageDriver {
     checkKey(prefix, { prefix: true });
     const base = prefix === "" ? this.#root : `${this.#root}${prefix}/`;
     const names = new Set<string>();
+    const visible = () =>
+      [...names].filter((n) =>
+        n !== "" && !n.startsWith(".") && !(options.after !== undefined && n <= options.after)
+      )
+        .sort(byteOrder);
     let token: string | null = null;
-    // S3 orders `a-b` before the common prefix `a/`, the byte order of names puts `a` first:
-    // so the whole listing is read (past `after`), then sorted and paged.
     do {
-      const found: Awaited<ReturnType<S3Client["listPage"]>> = await this.client.listPage(base, {
+      const found: ListPage = await this.client.listPage(base, {
         delimiter: "/",
         startAfter: options.after === undefined ? undefined : `${base}${options.after}`,
         token,
+        max: this.#listPage,
       });
       for (const { key } of found.keys) names.add(key.slice(base.length));
       for (const p of found.prefixes) names.add(p.slice(base.length, -1));
       token = found.next;
+      if (token !== null && options.limit !== undefined) {
+        // S3 pages in key order, which puts the object `a-b` (and `a.c`) before the common
+        // prefix `a/` although the name `a` comes first: stop only when the listing is past
+        // the last wanted name `t` and past `p/` for the shortest `p` with `t` = `p-…`/`p.…`.
+        const sorted = visible();
+        if (sorted.length >= options.limit) {
+          const last = [...found.keys.map((o) => o.key), ...found.prefixes]
+            .reduce((a, b) => (a > b ? a : b), "").slice(base.length);
+          const t = sorted[options.limit - 1];
+          const cut = t.search(/[-.]/);
+          if (last >= (cut < 0 ? t : `${t.slice(0, cut)}/`)) break;
+        }
+      }
     } while (token);
-    const sorted = [...names].filter((n) => n !== "" && !n.startsWith(".")).sort(byteOrder);
-    return page(sorted, options);
+    const sorted = visible();
+    return page(sorted, { limit: options.limit });
   }
 
   /** @inheritdoc */
