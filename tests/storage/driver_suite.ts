@@ -24,16 +24,24 @@ async function readStream(stream: ReadableStream<Uint8Array>): Promise<Uint8Arra
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-/** Registers the suite's tests for one kind of driver. */
-export function driverSuite(kind: string, make: () => Promise<DriverFixture>): void {
+/** Registers the suite's tests for one kind of driver (`ignore`: registered but not run). */
+export function driverSuite(
+  kind: string,
+  make: () => Promise<DriverFixture>,
+  options: { ignore?: boolean } = {},
+): void {
   const test = (name: string, fn: (driver: StorageDriver) => Promise<void>) =>
-    Deno.test(`${kind} driver: ${name}`, async () => {
-      const fixture = await make();
-      try {
-        await fn(fixture.driver);
-      } finally {
-        await fixture.dispose();
-      }
+    Deno.test({
+      name: `${kind} driver: ${name}`,
+      ignore: options.ignore ?? false,
+      async fn() {
+        const fixture = await make();
+        try {
+          await fn(fixture.driver);
+        } finally {
+          await fixture.dispose();
+        }
+      },
     });
 
   test("put then get returns the bytes; get of a missing key is null", async (d) => {
