@@ -15,7 +15,7 @@ export interface Migration {
 }
 
 /** The advisory lock (two-int form, apart from the bigint keys of the lock manager). */
-const MIGRATION_LOCK: readonly [number, number] = [0x52454749, 1]; // "REGI", 1
+export const MIGRATION_LOCK: readonly [number, number] = [0x52454749, 1]; // "REGI", 1
 
 /** Every migration, in order. */
 export const MIGRATIONS: readonly Migration[] = [
