@@ -215,6 +215,12 @@ async function twoManagers(
   }
 }
 
+/** Records that a holder entered. */
+function note(events: string[], label: string): Promise<void> {
+  events.push(label);
+  return Promise.resolve();
+}
+
 /** A promise and the function that resolves it. */
 function signal(): [Promise<void>, () => void] {
   let resolve!: () => void;
@@ -237,15 +243,11 @@ pg.test("advisory locks: two pools run the holders of one key one at a time", as
     try {
       await inA;
       assert.equal(a.isBusy("repository:x"), true);
-      second = b.run("repository:x", async () => {
-        events.push("b in");
-      });
+      second = b.run("repository:x", () => note(events, "b in"));
       await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for the lock");
       assert.deepEqual(events, ["a in"], "b did not enter while a holds the key");
       // Another key is free meanwhile.
-      await b.run("repository:y", async () => {
-        events.push("b y");
-      });
+      await b.run("repository:y", () => note(events, "b y"));
     } finally {
       openGate();
     }
@@ -275,9 +277,7 @@ pg.test(
       await a.run("upload:u", async () => {
         await a.run("repository:x", async () => {
           events.push("a x");
-          const blocked = b.run("repository:x", async () => {
-            events.push("b x");
-          });
+          const blocked = b.run("repository:x", () => note(events, "b x"));
           await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for x");
           assert.deepEqual(events, ["a x"]);
           waiting = blocked;
@@ -285,9 +285,7 @@ pg.test(
         // The inner key is free again while the outer is still held.
         await waiting;
         assert.deepEqual(events, ["a x", "b x"]);
-        const outer = b.run("upload:u", async () => {
-          events.push("b u");
-        });
+        const outer = b.run("upload:u", () => note(events, "b u"));
         await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for u");
         assert.deepEqual(events, ["a x", "b x"]);
         waiting = outer;
