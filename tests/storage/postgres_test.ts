@@ -295,3 +295,26 @@ pg.test(
     });
   },
 );
+
+pg.test("advisory locks: a nested holder outliving its outer one keeps its key until it ends", async () => {
+  await twoManagers(async (a, b, observer) => {
+    const events: string[] = [];
+    const [gate, openGate] = signal();
+    let inner: Promise<void> | undefined;
+    let outer: Promise<void> | undefined;
+    let taken: Promise<void> | undefined;
+    try {
+      outer = a.run("upload:u", () => {
+        inner = a.run("repository:x", () => gate.then(() => note(events, "a x")));
+        return Promise.resolve();
+      });
+      taken = b.run("repository:x", () => note(events, "b x"));
+      await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for x");
+      assert.deepEqual(events, []);
+    } finally {
+      openGate();
+    }
+    await Promise.all([outer, inner, taken]);
+    assert.deepEqual(events, ["a x", "b x"]);
+  });
+});

@@ -17,12 +17,26 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { KeyedMutex, type LockManager } from "../lock.ts";
 import type { Sql, TransactionSql } from "./client.ts";
 
+/** An outer holder's transaction, as its nested holders see it. */
+interface Held {
+  readonly tx: TransactionSql;
+  /** False once the outer `fn` has ended: later holders take their own transaction. */
+  open: boolean;
+  /** Nested holders on `tx` that have not ended. */
+  nested: number;
+  /** Called when `nested` drops to 0. */
+  drained: (() => void) | null;
+}
+
 /** Locks over the advisory locks of the database of a pool (keep it apart from the stores'). */
 export class PostgresLockManager implements LockManager {
   readonly #sql: Sql;
   readonly #local = new KeyedMutex();
-  /** The transaction that holds the caller's outer lock, in the caller's async context. */
-  readonly #held = new AsyncLocalStorage<TransactionSql>();
+  /**
+   * The transaction that holds the caller's outer lock, in the caller's async context (work
+   * started inside `fn` that outlives it finds it closed and takes its locks on its own).
+   */
+  readonly #held = new AsyncLocalStorage<Held>();
 
   /** Locks through connections of `sql` (one per outer holder, for as long as it holds). */
   constructor(sql: Sql) {
@@ -31,20 +45,34 @@ export class PostgresLockManager implements LockManager {
 
   /** @inheritdoc */
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    return this.#local.run(key, async () => {
-      const outer = this.#held.getStore();
-      if (outer !== undefined) {
+    // Whether this is nested is decided at the call, while the outer holder is still in `fn`.
+    const outer = this.#held.getStore();
+    if (outer !== undefined && outer.open) {
+      outer.nested++;
+      return this.#local.run(key, async () => {
+        const { tx } = outer;
         // Session-level on the outer transaction's connection, released as `fn` ends.
-        await outer`select pg_advisory_lock(hashtextextended(${key}, 0))`;
+        await tx`select pg_advisory_lock(hashtextextended(${key}, 0))`;
         try {
           return await fn();
         } finally {
-          await outer`select pg_advisory_unlock(hashtextextended(${key}, 0))`;
+          await tx`select pg_advisory_unlock(hashtextextended(${key}, 0))`;
         }
-      }
+      }).finally(() => {
+        if (--outer.nested === 0) outer.drained?.();
+      });
+    }
+    return this.#local.run(key, async () => {
       const { value } = await this.#sql.begin(async (tx) => {
         await tx`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`;
-        return { value: await this.#held.run(tx, fn) };
+        const held: Held = { tx, open: true, nested: 0, drained: null };
+        try {
+          return { value: await this.#held.run(held, fn) };
+        } finally {
+          held.open = false;
+          // A nested holder still running (started in `fn`, not awaited) keeps the connection.
+          if (held.nested > 0) await new Promise<void>((resolve) => (held.drained = resolve));
+        }
       });
       return value;
     });
