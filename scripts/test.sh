@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# `deno task test`: the set-up (scripts/test_setup.sh), then every test (deno's own summary
-# line and exit code), then stops the services the tests brought up during this run (the Ceph
-# RGW of tests/helpers/s3.ts), by their PID files, and only when none of them ran before.
+# `deno task test`: the set-up (scripts/test_setup.sh), the tests (all of tests/, or the paths
+# given), then each service hook's `after`, however the tests end. A hook in
+# scripts/services.d/ is called with `before` ahead of the tests and `after` once they end;
+# it stops what the tests started and leaves alone what was running before.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/test_setup.sh || exit $?
 
-ceph_before=$(bash scripts/s3-ceph.sh pids 2>/dev/null || true)
-stop_started() {
-  if [ -z "$ceph_before" ] && [ -n "$(bash scripts/s3-ceph.sh pids 2>/dev/null || true)" ]; then
-    bash scripts/s3-ceph.sh stop
-  fi
+SERVICES_STATE=$(mktemp -d)
+export SERVICES_STATE
+hooks=(scripts/services.d/*.sh)
+after() {
+  for hook in "${hooks[@]}"; do
+    [ -f "$hook" ] && bash "$hook" after
+  done
+  rm -rf "$SERVICES_STATE"
 }
-trap stop_started EXIT
+trap after EXIT
+for hook in "${hooks[@]}"; do
+  [ -f "$hook" ] && bash "$hook" before
+done
 
-NO_COLOR=1 deno test -A tests/ "$@"
+if [ $# -eq 0 ]; then set -- tests/; fi
+NO_COLOR=1 deno test -A "$@"

@@ -1,6 +1,7 @@
 /**
- * Repository metadata stores: one suite run against `LocalMetadataStore` over a memory driver
- * and against the cache layer (`CachedMetadataStore`) over it. It covers layer links, manifest
+ * Repository metadata stores: one suite run against `LocalMetadataStore` over a memory driver,
+ * against the cache layer (`CachedMetadataStore`) over it, and against `PostgresMetadataStore`
+ * (a database of this file's own; the cases that write the driver directly do not apply). It covers layer links, manifest
  * revisions (with and without references and subject), tags, referrers, and which repositories
  * exist (nested names; a repository appears with its first object and disappears with its
  * last). Then what is particular to the cache: a delete is never hidden by a cached value, and
@@ -13,8 +14,10 @@ import { CachedMetadataStore } from "../../src/storage/cache.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { layerKey, revisionKey, tagKey, tagsKey } from "../../src/storage/keys.ts";
 import { LocalMetadataStore } from "../../src/storage/metadata/local.ts";
+import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import type { MetadataStore, RevisionRecord } from "../../src/storage/metadata/metadata.ts";
 import type { Digest, RepositoryName, Tag } from "../../src/types/oci.ts";
+import { testDatabase } from "../helpers/postgres.ts";
 import { HeldDriver, raceAtEveryOffset } from "./held_driver.ts";
 
 const name = (value: string) => value as RepositoryName;
@@ -27,26 +30,59 @@ const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const INDEX = "application/vnd.oci.image.index.v1+json";
 const APP = name("myorg/app");
 
-/** A way to build a fresh store over a fresh (or given) driver. */
+/** A store under test: how each case of the suite is registered against it. */
 interface Variant {
   readonly label: string;
-  make(driver: MemoryDriver): MetadataStore;
+  /** Registers a case that runs on a fresh, empty store. */
+  test(title: string, fn: (store: MetadataStore) => Promise<void>): void;
+  /**
+   * Registers a case that also reads or writes the driver under the store; null when the
+   * store has no driver (those cases do not apply).
+   */
+  readonly driverTest: ((title: string, fn: DriverCase) => void) | null;
+}
+type DriverCase = (store: MetadataStore, driver: MemoryDriver) => Promise<void>;
+
+/** A variant over a fresh memory driver per case. */
+function overDriver(label: string, make: (driver: MemoryDriver) => MetadataStore): Variant {
+  const driverTest = (title: string, fn: DriverCase) =>
+    Deno.test(`${label} metadata: ${title}`, () => {
+      const driver = new MemoryDriver();
+      return fn(make(driver), driver);
+    });
+  return { label, driverTest, test: (title, fn) => driverTest(title, (store) => fn(store)) };
 }
 
-const VARIANTS: readonly Variant[] = [
-  { label: "local", make: (driver) => new LocalMetadataStore(driver) },
-  {
-    label: "cached",
-    make: (driver) => new CachedMetadataStore(new LocalMetadataStore(driver)),
+const pg = await testDatabase();
+/** The PostgreSQL store: one database for this file, emptied before each case. */
+const postgresVariant: Variant = {
+  label: "postgres",
+  driverTest: null,
+  test(title, fn) {
+    pg.test(`postgres metadata: ${title}`, async () => {
+      const sql = pg.pool();
+      try {
+        const store = await PostgresMetadataStore.open(sql);
+        await sql`
+          truncate repositories, layer_links, revisions, revision_refs, tags, referrers`;
+        await fn(store);
+      } finally {
+        await sql.end();
+      }
+    });
   },
+};
+
+const VARIANTS: readonly Variant[] = [
+  overDriver("local", (driver) => new LocalMetadataStore(driver)),
+  overDriver("cached", (driver) => new CachedMetadataStore(new LocalMetadataStore(driver))),
+  postgresVariant,
 ];
 
 for (const variant of VARIANTS) {
-  const test = (title: string, fn: (store: MetadataStore, driver: MemoryDriver) => Promise<void>) =>
-    Deno.test(`${variant.label} metadata: ${title}`, () => {
-      const driver = new MemoryDriver();
-      return fn(variant.make(driver), driver);
-    });
+  const test = variant.test;
+  /** A case that needs the driver under the store: only where there is one. */
+  const driverTest = (title: string, fn: DriverCase) => variant.driverTest?.(title, fn);
 
   // --- links ---
 
@@ -59,7 +95,7 @@ for (const variant of VARIANTS) {
     assert.equal(await store.hasLayer(APP, sha256("a2")), false);
   });
 
-  test("linkLayer is idempotent", async (store, driver) => {
+  driverTest("linkLayer is idempotent", async (store, driver) => {
     const digest = sha512("b2");
     await store.linkLayer(APP, digest);
     await store.linkLayer(APP, digest);
@@ -141,7 +177,7 @@ for (const variant of VARIANTS) {
     assert.deepEqual(await store.listRevisions(name("unknown")), []);
   });
 
-  test("an unreadable revision record reads as null", async (store, driver) => {
+  driverTest("an unreadable revision record reads as null", async (store, driver) => {
     const digest = sha256("09");
     await driver.put(revisionKey(APP, digest), "{not json");
     assert.equal(await store.getRevision(APP, digest), null);
@@ -149,7 +185,7 @@ for (const variant of VARIANTS) {
     assert.equal(await store.getRevision(APP, sha256("0b")), null);
   });
 
-  test(
+  driverTest(
     "a record's malformed refs are dropped, its malformed subject ignored",
     async (store, driver) => {
       const digest = sha256("0c");
@@ -224,7 +260,7 @@ for (const variant of VARIANTS) {
     assert.equal(await store.listTags(APP), null, "the repository held only tags");
   });
 
-  test("a tag object that does not hold a digest reads as null", async (store, driver) => {
+  driverTest("a tag object that does not hold a digest reads as null", async (store, driver) => {
     await driver.put(tagKey(APP, tag("broken")), "not a digest");
     assert.equal(await store.getTag(APP, tag("broken")), null);
     await driver.put(tagKey(APP, tag("spaced")), `${sha256("18")}\n`);
@@ -280,6 +316,25 @@ for (const variant of VARIANTS) {
     assert.equal(await store.repositoryExists(name("a/b/c")), true);
   });
 
+  test("listLayers and removeRepository: one repository's links, and all it holds gone", async (store) => {
+    const nested = name("myorg/app/sub");
+    await store.linkLayer(APP, sha256("b2"));
+    await store.linkLayer(APP, sha256("b1"));
+    await store.linkLayer(nested, sha256("b3"));
+    await store.putRevision(APP, sha256("b4"), { mediaType: MANIFEST, size: 10 });
+    await store.putTag(APP, tag("v1"), sha256("b4"));
+    await store.putReferrer(APP, sha256("b4"), sha256("b5"), `"r"`);
+    assert.deepEqual(await store.listLayers(APP), [sha256("b1"), sha256("b2")]);
+    assert.equal(await store.removeRepository(APP), true);
+    assert.deepEqual(await store.listLayers(APP), []);
+    assert.equal(await store.getTag(APP, tag("v1")), null);
+    assert.equal(await store.getRevision(APP, sha256("b4")), null);
+    assert.deepEqual(await store.listReferrers(APP, sha256("b4")), []);
+    assert.equal(await store.repositoryExists(APP), false);
+    assert.deepEqual(await store.listRepositories(), [nested], "a nested repository stays");
+    assert.equal(await store.removeRepository(APP), false, "nothing left to remove");
+  });
+
   test("repositoriesAfter gives the names after any mark in byte order", async (store) => {
     const names = ["b", "a/b/c", "a", "a-b", "a.b", "a/b", "a/b-c", "a0", "a/b.c/d", "ab/c"];
     for (const value of names) await store.linkLayer(name(value), sha256("34"));
@@ -303,7 +358,7 @@ for (const variant of VARIANTS) {
     assert.equal(await store.repositoryExists(name("a/b")), true);
   });
 
-  test("upload sessions and blobs make no repository", async (store, driver) => {
+  driverTest("upload sessions and blobs make no repository", async (store, driver) => {
     await driver.put("uploads/0f0e0d0c-0b0a-4098-8776-655443322110/repository", "app");
     await driver.put(`blobs/sha256/33/${"33".repeat(32)}`, "bytes");
     assert.deepEqual(await store.listRepositories(), []);

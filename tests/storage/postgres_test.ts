@@ -1,0 +1,320 @@
+/**
+ * What is particular to PostgreSQL (the metadata suite itself runs in `metadata_test.ts`):
+ * the migrations (a fresh database, a re-run that does nothing, a failing one that leaves
+ * nothing, two processes at once), the constraints the database enforces by itself, the
+ * page-wise walk of the repositories, and the lock manager over advisory locks across two
+ * pools (two registry processes), shown by what the database says each connection waits on.
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
+import { migrate, MIGRATION_LOCK, MIGRATIONS } from "../../src/storage/metadata/migrations.ts";
+import { connect, type Sql, sqlState } from "../../src/storage/postgres/client.ts";
+import { PostgresLockManager } from "../../src/storage/postgres/locks.ts";
+import type { Digest, RepositoryName, Tag } from "../../src/types/oci.ts";
+import { testDatabase } from "../helpers/postgres.ts";
+
+const pg = await testDatabase();
+const name = (value: string) => value as RepositoryName;
+const sha256 = (seed: string) => `sha256:${seed.repeat(64 / seed.length)}` as Digest;
+const APP = name("myorg/app");
+
+/** Polls `condition` until it holds; fails naming `what` after `ms`. */
+async function until(condition: () => Promise<boolean>, what: string, ms = 120_000) {
+  const deadline = Date.now() + ms;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** How many advisory lock requests wait (not granted) in the database of `sql`. */
+async function waitingAdvisory(sql: Sql): Promise<number> {
+  const rows = await sql<{ n: number }[]>`
+    select count(*)::int as n from pg_locks
+    where locktype = 'advisory' and not granted
+      and database = (select oid from pg_database where datname = current_database())`;
+  return rows[0]!.n;
+}
+
+async function tables(sql: Sql): Promise<string[]> {
+  const rows = await sql<{ t: string }[]>`
+    select table_name::text as t from information_schema.tables
+    where table_schema = 'public' order by table_name collate "C"`;
+  return rows.map((row) => row.t);
+}
+
+// --- migrations ---
+
+pg.test("migrations: a fresh database gets every migration once; a re-run is a no-op", async () => {
+  const sql = connect(await pg.another(), { max: 2 });
+  try {
+    assert.deepEqual(await tables(sql), []);
+    assert.deepEqual(await migrate(sql), MIGRATIONS.map((m) => m.version));
+    assert.deepEqual(await tables(sql), [
+      "layer_links",
+      "referrers",
+      "repositories",
+      "revision_refs",
+      "revisions",
+      "schema_migrations",
+      "tags",
+    ]);
+    assert.deepEqual(await migrate(sql), [], "nothing left to apply");
+    const rows = await sql`select version from schema_migrations order by version`;
+    assert.deepEqual(rows.map((row) => row.version), MIGRATIONS.map((m) => m.version));
+  } finally {
+    await sql.end();
+  }
+});
+
+pg.test("migrations: a failing migration leaves the database as it was", async () => {
+  const sql = connect(await pg.another(), { max: 2 });
+  try {
+    await migrate(sql);
+    const broken = [
+      ...MIGRATIONS,
+      { version: 999, name: "broken", sql: "create table half_done (x int); select 1/0;" },
+    ];
+    await assert.rejects(migrate(sql, broken), (e) => sqlState(e) === "22012");
+    assert.equal((await tables(sql)).includes("half_done"), false);
+    const rows = await sql`select max(version) as v from schema_migrations`;
+    assert.equal(rows[0]!.v, MIGRATIONS.at(-1)!.version);
+  } finally {
+    await sql.end();
+  }
+});
+
+pg.test("migrations: two processes migrating at once apply each migration once", async () => {
+  const url = await pg.another();
+  const holder = connect(url, { max: 1 });
+  const observer = connect(url, { max: 1 });
+  const children: Deno.ChildProcess[] = [];
+  try {
+    // Hold the migration lock so that both processes are inside `migrate` together.
+    const held = await holder.reserve();
+    await held`select pg_advisory_lock(${MIGRATION_LOCK[0]}, ${MIGRATION_LOCK[1]})`;
+    const script = fileURLToPath(new URL("../helpers/pg_migrate.ts", import.meta.url));
+    const cwd = fileURLToPath(new URL("../..", import.meta.url));
+    for (let i = 0; i < 2; i++) {
+      children.push(
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", script, url],
+          cwd,
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn(),
+      );
+    }
+    await until(async () => (await waitingAdvisory(observer)) === 2, "both processes wait");
+    assert.deepEqual(await tables(observer), [], "neither has created anything yet");
+    await held`select pg_advisory_unlock(${MIGRATION_LOCK[0]}, ${MIGRATION_LOCK[1]})`;
+    held.release();
+    const outputs = await Promise.all(children.map((child) => child.output()));
+    children.length = 0;
+    for (const out of outputs) {
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    }
+    const applied = outputs.map((out) => new TextDecoder().decode(out.stdout).trim()).sort();
+    assert.deepEqual(applied, [JSON.stringify(MIGRATIONS.map((m) => m.version)), "[]"]);
+    const rows = await observer`select count(*)::int as n from schema_migrations`;
+    assert.equal(rows[0]!.n, MIGRATIONS.length);
+  } finally {
+    for (const child of children) {
+      child.kill();
+      await child.output();
+    }
+    await holder.end();
+    await observer.end();
+  }
+});
+
+// --- constraints, enforced by the database itself ---
+
+pg.test("constraints: bad digests, names, tags, sizes and descriptors are refused", async () => {
+  const sql = pg.pool();
+  try {
+    const store = await PostgresMetadataStore.open(sql);
+    const CHECK = (e: unknown) => sqlState(e) === "23514";
+    await assert.rejects(store.linkLayer(APP, "sha256:xyz" as Digest), CHECK);
+    await assert.rejects(store.linkLayer(APP, `sha256:${"A".repeat(64)}` as Digest), CHECK);
+    await assert.rejects(store.putTag(APP, "-bad" as Tag, sha256("01")), CHECK);
+    await assert.rejects(store.linkLayer(name("Upper/Case"), sha256("01")), CHECK);
+    await assert.rejects(store.linkLayer(name(`a${"/b".repeat(128)}`), sha256("01")), CHECK);
+    await assert.rejects(store.putRevision(APP, sha256("02"), { mediaType: "x", size: -1 }), CHECK);
+    await assert.rejects(
+      store.putRevision(APP, sha256("02"), { mediaType: "x", size: 1, refs: ["nope" as Digest] }),
+      CHECK,
+    );
+    await assert.rejects(
+      sql`insert into repositories (name) values ('a//b')`,
+      CHECK,
+      "empty path component",
+    );
+    await assert.rejects(
+      store.putReferrer(APP, sha256("03"), sha256("04"), "{not json"),
+      (e) => sqlState(e) === "22P02",
+    );
+    // A link, tag or revision always belongs to a repository row.
+    await assert.rejects(
+      sql`insert into layer_links (repository, digest) values ('orphan', ${sha256("05")})`,
+      (e) => sqlState(e) === "23503",
+    );
+    // Nothing of the refused writes is left, not even the repository rows they started.
+    assert.deepEqual(await store.listRepositories(), []);
+    assert.equal(await store.getRevision(APP, sha256("02")), null);
+  } finally {
+    await sql.end();
+  }
+});
+
+// --- the page-wise walk ---
+
+pg.test("repositoriesAfter reads each page of names as it is reached", async () => {
+  const sql = pg.pool();
+  try {
+    const store = await PostgresMetadataStore.open(sql);
+    await sql`truncate repositories, layer_links, revisions, revision_refs, tags, referrers`;
+    const names = Array.from({ length: 250 }, (_, i) => `org/app${String(i).padStart(3, "0")}`);
+    for (const value of names) await store.linkLayer(name(value), sha256("06"));
+    const got: string[] = [];
+    for await (const repository of store.repositoriesAfter("org/app000")) {
+      got.push(repository);
+      // Written while the walk is at its first name: the later pages, read when reached,
+      // include it; a name before the walk's position is not seen.
+      if (got.length === 1) {
+        await store.linkLayer(name("zzz/late"), sha256("06"));
+        await store.linkLayer(name("aaa/early"), sha256("06"));
+      }
+    }
+    assert.deepEqual(got, [...names.slice(1), "zzz/late"]);
+  } finally {
+    await sql.end();
+  }
+});
+
+// --- the lock manager across two pools (two processes) ---
+
+/** Two lock managers over two pools, and a pool to look at pg_locks. */
+async function twoManagers(
+  fn: (
+    a: PostgresLockManager,
+    b: PostgresLockManager,
+    observer: Sql,
+  ) => Promise<void>,
+) {
+  const poolA = pg.pool(1);
+  const poolB = pg.pool(2);
+  const observer = pg.pool(1);
+  try {
+    await fn(new PostgresLockManager(poolA), new PostgresLockManager(poolB), observer);
+  } finally {
+    // A failed case may leave a holder inside its transaction: close within seconds anyway.
+    await Promise.all([poolA, poolB, observer].map((pool) => pool.end({ timeout: 5 })));
+  }
+}
+
+/** Records that a holder entered. */
+function note(events: string[], label: string): Promise<void> {
+  events.push(label);
+  return Promise.resolve();
+}
+
+/** A promise and the function that resolves it. */
+function signal(): [Promise<void>, () => void] {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return [promise, resolve];
+}
+
+pg.test("advisory locks: two pools run the holders of one key one at a time", async () => {
+  await twoManagers(async (a, b, observer) => {
+    const events: string[] = [];
+    const [inA, enteredA] = signal();
+    const [gate, openGate] = signal();
+    const first = a.run("repository:x", async () => {
+      events.push("a in");
+      enteredA();
+      await gate;
+      events.push("a out");
+    });
+    let second: Promise<void> | undefined;
+    try {
+      await inA;
+      assert.equal(a.isBusy("repository:x"), true);
+      second = b.run("repository:x", () => note(events, "b in"));
+      await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for the lock");
+      assert.deepEqual(events, ["a in"], "b did not enter while a holds the key");
+      // Another key is free meanwhile.
+      await b.run("repository:y", () => note(events, "b y"));
+    } finally {
+      openGate();
+    }
+    await Promise.all([first, second]);
+    assert.deepEqual(events, ["a in", "b y", "a out", "b in"]);
+    assert.equal(a.isBusy("repository:x"), false);
+  });
+});
+
+pg.test("advisory locks: a holder that throws releases the key", async () => {
+  await twoManagers(async (a, b) => {
+    await assert.rejects(
+      a.run("repository:x", () => Promise.reject(new Error("boom"))),
+      /boom/,
+    );
+    assert.equal(await b.run("repository:x", () => Promise.resolve("taken")), "taken");
+  });
+});
+
+pg.test(
+  "advisory locks: a nested key is taken on the holder's connection and released as it ends",
+  async () => {
+    // Pool A has a single connection: a nested lock that needed a second one would hang.
+    await twoManagers(async (a, b, observer) => {
+      let waiting: Promise<void> | undefined;
+      const events: string[] = [];
+      await a.run("upload:u", async () => {
+        await a.run("repository:x", async () => {
+          events.push("a x");
+          const blocked = b.run("repository:x", () => note(events, "b x"));
+          await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for x");
+          assert.deepEqual(events, ["a x"]);
+          waiting = blocked;
+        });
+        // The inner key is free again while the outer is still held.
+        await waiting;
+        assert.deepEqual(events, ["a x", "b x"]);
+        const outer = b.run("upload:u", () => note(events, "b u"));
+        await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for u");
+        assert.deepEqual(events, ["a x", "b x"]);
+        waiting = outer;
+      });
+      await waiting;
+      assert.deepEqual(events, ["a x", "b x", "b u"]);
+    });
+  },
+);
+
+pg.test("advisory locks: a nested holder outliving its outer one keeps its key until it ends", async () => {
+  await twoManagers(async (a, b, observer) => {
+    const events: string[] = [];
+    const [gate, openGate] = signal();
+    let inner: Promise<void> | undefined;
+    let outer: Promise<void> | undefined;
+    let taken: Promise<void> | undefined;
+    try {
+      outer = a.run("upload:u", () => {
+        inner = a.run("repository:x", () => gate.then(() => note(events, "a x")));
+        return Promise.resolve();
+      });
+      taken = b.run("repository:x", () => note(events, "b x"));
+      await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for x");
+      assert.deepEqual(events, []);
+    } finally {
+      openGate();
+    }
+    await Promise.all([outer, inner, taken]);
+    assert.deepEqual(events, ["a x", "b x"]);
+  });
+});
