@@ -300,14 +300,20 @@ pg.test("advisory locks: a nested holder outliving its outer one keeps its key u
   await twoManagers(async (a, b, observer) => {
     const events: string[] = [];
     const [gate, openGate] = signal();
+    const [innerIn, enteredInner] = signal();
     let inner: Promise<void> | undefined;
     let outer: Promise<void> | undefined;
     let taken: Promise<void> | undefined;
     try {
       outer = a.run("upload:u", () => {
-        inner = a.run("repository:x", () => gate.then(() => note(events, "a x")));
+        inner = a.run("repository:x", () => {
+          enteredInner();
+          return gate.then(() => note(events, "a x"));
+        });
         return Promise.resolve();
       });
+      // b asks only once a holds x (its inner holder runs, held at the gate).
+      await innerIn;
       taken = b.run("repository:x", () => note(events, "b x"));
       await until(async () => (await waitingAdvisory(observer)) === 1, "b waits for x");
       assert.deepEqual(events, []);
