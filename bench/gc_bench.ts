@@ -22,10 +22,10 @@
  *   else running: time, counts and bytes from the reports; peak RSS (`Sampler`);
  * - under load: the push rate (monolithic pushes of 4 KiB blobs over `--push-conns`
  *   connections, from this process) and the manifest GET rate (bench/load.ts, `--paths` over
- *   the tagged manifests, `--conns` connections), together for `--seconds`, first idle and
- *   then while a real collection runs (started just before): the ratios during / idle (the
- *   target is at least 0.8), how much of the window the collection covered, its time under
- *   load and the peak RSS.
+ *   the tagged manifests, `--conns` connections), together in windows of `--seconds`: a
+ *   warm-up, two idle, then one after another from the start of a real collection until it is over; the
+ *   ratios during / idle (the target is at least 0.8), how much of the load time the
+ *   collection covered (the last window may outlast it), its time under load and the peak RSS.
  *
  * Usage: deno run -A bench/gc_bench.ts [--manifests 100000] [--repositories N/100]
  *          [--untagged 0.05] [--unlinked 0.05] [--linked-unreferenced 0.05] [--seconds 5]
@@ -148,6 +148,19 @@ interface Rates {
   readonly pushRps: number;
   readonly pushes: number;
   readonly getRps: number;
+  /** The window's length, in seconds. */
+  readonly seconds: number;
+}
+
+/** Windows of load as one: pushes and seconds summed, rates weighted by time. */
+function mean(windows: Rates[]): Rates {
+  const seconds = windows.reduce((a, w) => a + w.seconds, 0);
+  return {
+    pushes: windows.reduce((a, w) => a + w.pushes, 0),
+    pushRps: windows.reduce((a, w) => a + w.pushRps * w.seconds, 0) / seconds,
+    getRps: windows.reduce((a, w) => a + w.getRps * w.seconds, 0) / seconds,
+    seconds,
+  };
 }
 
 async function loadFor(
@@ -173,7 +186,7 @@ async function loadFor(
     pushFor(server.base, opts.pushConns, opts.seconds, tag),
   ]);
   if (get.failed > 0) throw new Error(`manifest GET: ${get.failed} failed: ${get.firstFailure}`);
-  return { pushRps: push.rps, pushes: push.pushes, getRps: get.rps };
+  return { pushRps: push.rps, pushes: push.pushes, getRps: get.rps, seconds: get.seconds };
 }
 
 /** What Distribution's offline collector did. */
@@ -320,20 +333,31 @@ export async function runGcBench(values: {
     servers.push(loaded);
     const loadOpts = { benchDir, pathsFile, ...values };
     // a short warm-up, so that neither window pays for first requests
-    const warm = await loadFor(loaded, { ...loadOpts, seconds: 1 }, "warm-up");
-    const before = await loadFor(loaded, loadOpts, "idle");
+    // a warm-up window (the manifests' files into the page cache, the server's code compiled),
+    // then the idle rates: the mean of two windows
+    const warm = await loadFor(loaded, loadOpts, "warm-up");
+    const before = mean([
+      await loadFor(loaded, loadOpts, "idle 0"),
+      await loadFor(loaded, loadOpts, "idle 1"),
+    ]);
     const sampler = new Sampler(loaded.pid);
     sampler.start();
     const t0 = performance.now();
     const gcRun = collect(loaded, false).then((r) => ({ r, s: (performance.now() - t0) / 1000 }));
-    const during = await loadFor(loaded, loadOpts, "during");
+    // windows of load, one after another, until the collection is over
+    let finished = false;
+    gcRun.then(() => finished = true, () => finished = true);
+    const windows: Rates[] = [];
+    while (!finished) windows.push(await loadFor(loaded, loadOpts, `during ${windows.length}`));
     const { r: underLoad, s: underLoadS } = await gcRun;
     const loadUsage = sampler.stop();
-    const coverage = Math.min(1, underLoadS / values.seconds);
+    const during = mean(windows);
+    const loadS = during.seconds;
+    const coverage = Math.min(1, underLoadS / loadS);
     console.log(
       `ours under load: collection ${underLoadS.toFixed(2)} s (${
         (coverage * 100).toFixed(0)
-      }% of the ${values.seconds} s window)`,
+      }% of ${windows.length} windows of load, ${loadS.toFixed(0)} s)`,
       underLoad.counts,
     );
     await loaded.stop();
@@ -390,9 +414,9 @@ export async function runGcBench(values: {
         fmtN(expected.links)
       } links, ${fmtN(expected.blobs)} blobs (${
         fmtN(expected.bytes)
-      } bytes). Ours: retention \`untaggedafter: 0s\` on every repository, as Distribution's \`--delete-untagged\`. Load: ${values.conns} connections of manifest GET and ${values.pushConns} of 4 KiB monolithic pushes, ${values.seconds} s each window.`,
+      } bytes). Ours: retention \`untaggedafter: 0s\` on every repository, as Distribution's \`--delete-untagged\`. Load: ${values.conns} connections of manifest GET and ${values.pushConns} of 4 KiB monolithic pushes, windows of ${values.seconds} s (a warm-up, two idle; during: one after another until the collection ends).`,
       "",
-      "| collector | manifests / blobs | dry run s | collection s (idle) | collection s (under load) | freed manifests / links / blobs / MiB | blobs left | push/s idle → during (×) | manifest GET/s idle → during (×) | window covered | peak RSS MiB idle / under load |",
+      "| collector | manifests / blobs | dry run s | collection s (idle) | collection s (under load) | freed manifests / links / blobs / MiB | blobs left | push/s idle → during (×) | manifest GET/s idle → during (×) | load time covered by the collection | peak RSS MiB idle / under load |",
       "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
       `| ours | ${fmtN(counts.manifests)} / ${fmtN(counts.blobs)} | ${
         (dry.durationMs / 1000).toFixed(2)
