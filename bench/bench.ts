@@ -13,7 +13,9 @@
  *   --runs N    runs per workload and server (at least 3 for the table; default 3)
  *   --only LIST comma-separated workload names; `metrics-scrape`, `access-log` and `auth` are
  *               operations rows of ours alone (bench/ops_rows.ts): named alone, they run
- *               without Distribution and without the ceilings
+ *               without Distribution and without the ceilings; `--only gc` (alone) runs the
+ *               garbage-collection scenario (bench/gc_bench.ts, `deno task bench:gc`), the other
+ *               flags being that scenario's
  *   --seconds N seconds per request-rate run
  *   --dir DIR   where the temporary data roots go (default: the system temp folder); the disk
  *               ceiling is measured there
@@ -62,6 +64,7 @@ import {
   type WorkloadResult,
 } from "./report.ts";
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
+import { parseGcArgs, runGcBench } from "./gc_bench.ts";
 import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
 import { type ClientRows, clientWorkloads, SkipRow } from "./client_rows.ts";
@@ -186,7 +189,19 @@ async function measureCeilings(
   return allCeilings;
 }
 
+/** `--only gc` (or `--only=gc`): the flags without it, for bench/gc_bench.ts; else null. */
+export function gcOnlyArgs(args: readonly string[]): string[] | null {
+  const i = args.findIndex((a, k) => a === "--only=gc" || (a === "--only" && args[k + 1] === "gc"));
+  if (i < 0) return null;
+  return [...args.slice(0, i), ...args.slice(i + (args[i] === "--only" ? 2 : 1))];
+}
+
 async function main(): Promise<number> {
+  const gcArgs = gcOnlyArgs(Deno.args);
+  if (gcArgs !== null) {
+    await runGcBench(parseGcArgs(gcArgs));
+    return 0;
+  }
   const { values } = parseArgs({
     args: Deno.args,
     options: {

@@ -65,11 +65,16 @@ function hexOf(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Writes files, creating each folder once. */
+/** Writes files, creating each folder once (and backdating each file to `mtime`, if given). */
 class Writer {
   readonly #made = new Set<string>();
+  readonly #mtime: Date | undefined;
   files = 0;
   bytes = 0;
+
+  constructor(mtime?: Date) {
+    this.#mtime = mtime;
+  }
 
   write(path: string, data: Uint8Array | string): void {
     const dir = dirname(path);
@@ -79,21 +84,89 @@ class Writer {
     }
     const bytes = typeof data === "string" ? encoder.encode(data) : data;
     Deno.writeFileSync(path, bytes);
+    if (this.#mtime !== undefined) Deno.utimeSync(path, this.#mtime, this.#mtime);
     this.files++;
     this.bytes += bytes.length;
   }
 }
 
+/**
+ * Garbage in a generated store, for the collection benchmark (bench/gc_bench.ts). Fractions are
+ * of the manifests: each manifest is picked (or not) for each kind by a fixed hash of its
+ * repository and number, so that both layouts get the same garbage. The first manifest of each
+ * repository (`v0`) is always tagged.
+ */
+export interface GarbagePlan {
+  /** Each manifest names a layer of its own (instead of the repository's shared one). */
+  readonly uniqueLayers?: boolean;
+  /** Manifests written without a tag (a revision only). */
+  readonly untagged?: number;
+  /** Blobs written with no link in any repository and named by no manifest. */
+  readonly unlinked?: number;
+  /** Blobs linked into the repository but named by no manifest. */
+  readonly linkedUnreferenced?: number;
+  /** Each file's modification (and access) time, e.g. older than the collector's grace window. */
+  readonly mtime?: Date;
+}
+
+/** What a generated store holds, counted as it is written. */
+export interface StoreCounts {
+  /** Blob files (manifests' bytes included). */
+  blobs: number;
+  blobBytes: number;
+  /** Manifests (revisions) and the untagged ones among them. */
+  manifests: number;
+  untaggedManifests: number;
+  /** Blob files and their bytes that only untagged manifests reach (a unique layer, the manifest). */
+  untaggedBlobs: number;
+  untaggedBytes: number;
+  /** Blob files nothing links and nothing names. */
+  unlinkedBlobs: number;
+  /** Blob files linked but named by no manifest (each has one link). */
+  linkedUnreferencedBlobs: number;
+  garbageBytes: number;
+}
+
+/** A fixed pseudo-random number in [0, 1) for manifest `j` of repository `r`, per `salt`. */
+function pick(r: number, j: number, salt: number): number {
+  let h = Math.imul(r + 1, 0x9e3779b1) ^ Math.imul(j + 1, 0x85ebca77) ^ Math.imul(salt, 0xc2b2ae3d);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  return (h >>> 0) / 2 ** 32;
+}
+
 /** Writes a store of `plan` under `root` in `layout`; returns the request targets to sample. */
-export function writeStore(root: string, plan: StorePlan, layout: Layout): {
+export function writeStore(
+  root: string,
+  plan: StorePlan,
+  layout: Layout,
+  garbage: GarbagePlan = {},
+): {
   files: number;
   targets: string[];
   every: string[];
+  counts: StoreCounts;
 } {
-  const w = new Writer();
+  const w = new Writer(garbage.mtime);
+  const counts: StoreCounts = {
+    blobs: 0,
+    blobBytes: 0,
+    manifests: 0,
+    untaggedManifests: 0,
+    untaggedBlobs: 0,
+    untaggedBytes: 0,
+    unlinkedBlobs: 0,
+    linkedUnreferencedBlobs: 0,
+    garbageBytes: 0,
+  };
   const v2 = layout === "ours" ? root : join(root, "docker", "registry", "v2");
   const blob = (bytes: Uint8Array): string => {
     const hex = hexOf(bytes);
+    counts.blobs++;
+    counts.blobBytes += bytes.length;
     w.write(
       layout === "ours"
         ? join(v2, "blobs", "sha256", hex.slice(0, 2), hex)
@@ -109,18 +182,43 @@ export function writeStore(root: string, plan: StorePlan, layout: Layout): {
   repos.forEach((repo, r) => {
     const dir = join(v2, "repositories", repo.name);
     const config = encoder.encode(JSON.stringify({ architecture: "amd64", os: "linux", r }));
-    const layer = encoder.encode(`layer of ${repo.name}\n`.repeat(16));
-    const configHex = blob(config);
-    const layerHex = blob(layer);
-    for (const hex of [configHex, layerHex]) {
+    const sharedLayer = encoder.encode(`layer of ${repo.name}\n`.repeat(16));
+    const link = (hex: string) =>
       w.write(
         layout === "ours"
           ? join(dir, "_layers", "sha256", hex)
           : join(dir, "_layers", "sha256", hex, "link"),
         `sha256:${hex}`,
       );
-    }
+    const configHex = blob(config);
+    const sharedLayerHex = garbage.uniqueLayers ? null : blob(sharedLayer);
+    link(configHex);
+    if (sharedLayerHex !== null) link(sharedLayerHex);
     for (let j = 0; j < repo.manifests; j++) {
+      const untagged = j > 0 && pick(r, j, 1) < (garbage.untagged ?? 0);
+      let layer = sharedLayer;
+      let layerHex = sharedLayerHex;
+      if (layerHex === null) {
+        layer = encoder.encode(`layer ${j} of ${repo.name}\n`.repeat(16));
+        layerHex = blob(layer);
+        link(layerHex);
+        if (untagged) {
+          counts.untaggedBlobs++;
+          counts.untaggedBytes += layer.length;
+        }
+      }
+      if (pick(r, j, 2) < (garbage.unlinked ?? 0)) {
+        const bytes = encoder.encode(`unlinked ${j} of ${repo.name}\n`.repeat(8));
+        blob(bytes);
+        counts.unlinkedBlobs++;
+        counts.garbageBytes += bytes.length;
+      }
+      if (pick(r, j, 3) < (garbage.linkedUnreferenced ?? 0)) {
+        const bytes = encoder.encode(`linked, unreferenced ${j} of ${repo.name}\n`.repeat(8));
+        link(blob(bytes));
+        counts.linkedUnreferencedBlobs++;
+        counts.garbageBytes += bytes.length;
+      }
       const manifest = encoder.encode(JSON.stringify({
         schemaVersion: 2,
         mediaType: OCI_MANIFEST,
@@ -137,10 +235,27 @@ export function writeStore(root: string, plan: StorePlan, layout: Layout): {
         annotations: { "org.example.n": String(j) },
       }));
       const hex = blob(manifest);
+      counts.manifests++;
       const digest = `sha256:${hex}`;
       const tag = `v${j}`;
       const revisions = join(dir, "_manifests", "revisions", "sha256");
       const tags = join(dir, "_manifests", "tags");
+      if (untagged) {
+        counts.untaggedManifests++;
+        counts.untaggedBlobs++;
+        counts.untaggedBytes += manifest.length;
+        w.write(
+          layout === "ours" ? join(revisions, hex) : join(revisions, hex, "link"),
+          layout === "ours"
+            ? JSON.stringify({
+              mediaType: OCI_MANIFEST,
+              size: manifest.length,
+              refs: [`sha256:${configHex}`, `sha256:${layerHex}`],
+            })
+            : digest,
+        );
+        continue;
+      }
       if (layout === "ours") {
         w.write(
           join(revisions, hex),
@@ -162,7 +277,8 @@ export function writeStore(root: string, plan: StorePlan, layout: Layout): {
       if (j % Math.max(1, Math.floor(plan.manifests / 100_000)) === 0) targets.push(target);
     }
   });
-  return { files: w.files, targets, every };
+  counts.garbageBytes += counts.untaggedBytes;
+  return { files: w.files, targets, every, counts };
 }
 
 /** Resident memory of a process in MiB (VmRSS or VmHWM). */
