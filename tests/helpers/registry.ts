@@ -89,6 +89,8 @@ export const PROJECT_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 export interface RegistryProcess extends AsyncDisposable {
   readonly url: string;
   readonly pid: number;
+  /** The complete lines it wrote to standard output so far (its log), in order. */
+  readonly output: string[];
   /** Sends a signal and waits for the process to exit. */
   kill(signal?: Deno.Signal): Promise<Deno.CommandStatus>;
   /** Resident memory in KiB from /proc/<pid>/status (VmRSS). */
@@ -137,10 +139,19 @@ export async function spawnRegistry(
     const m = /listening on (https?:\/\/[0-9.]+:[0-9]+)\/v2\//.exec(seen);
     if (m) url = m[1];
   }
-  // Keep draining stdout so the child never blocks on a full pipe.
+  // Keep draining stdout so the child never blocks on a full pipe, keeping its lines.
+  const output: string[] = [];
+  let partial = seen;
+  const keep = (text: string) => {
+    partial += text;
+    const lines = partial.split("\n");
+    partial = lines.pop()!;
+    output.push(...lines);
+  };
+  keep("");
   (async () => {
     try {
-      while (!(await reader.read()).done) { /* drain */ }
+      for (let r = await reader.read(); !r.done; r = await reader.read()) keep(r.value);
     } catch { /* closed */ }
   })();
   let status: Promise<Deno.CommandStatus> | null = null;
@@ -156,6 +167,7 @@ export async function spawnRegistry(
   return {
     url,
     pid: child.pid,
+    output,
     kill,
     async rssKiB() {
       const text = await Deno.readTextFile(`/proc/${child.pid}/status`);
