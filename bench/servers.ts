@@ -156,7 +156,12 @@ export async function startOurs(
     const tail = await Deno.readTextFile(logPath).catch(() => "");
     throw new Error(`Our registry did not print its listening line; log:\n${tail.slice(-2000)}`);
   }
-  await waitReady(base, child, logPath);
+  try {
+    await waitReady(base, child, logPath);
+  } catch (error) {
+    await stopChild(child); // never leave a server behind
+    throw error;
+  }
   return {
     name: "ours",
     base,
