@@ -501,24 +501,28 @@ if (import.meta.main) {
     `# Big store; Deno ${Deno.version.deno}; ${navigator.hardwareConcurrency} CPUs; in ${workDir}\n`,
   );
   const rows: string[] = [];
-  try {
-    const ours = await scenario("ours", big, opts);
-    rows.push(row("ours", big, ours));
-    if (!values["skip-distribution"]) {
-      const oursSmall = await scenario("ours", small, opts);
-      rows.push(row("ours", small, oursSmall));
-      const dist = await scenario("distribution", small, opts);
-      rows.push(row("Distribution 2.8.2", small, dist));
-    }
-  } finally {
-    if (!values.keep) await Deno.remove(workDir, { recursive: true }).catch(() => {});
-  }
-  console.log(
+  const table = () =>
     [
       "",
       "| server | manifests / repositories | start-up ms | RSS MiB at rest / all repositories touched / peak | catalog first page ms | catalog walk s | 10k-tag list ms | manifest GET req/s cold / warm | inodes / KiB per manifest |",
       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
       ...rows,
-    ].join("\n"),
-  );
+    ].join("\n");
+  try {
+    const ours = await scenario("ours", big, opts);
+    rows.push(row("ours", big, ours));
+    console.log(table()); // a row as soon as it is measured: the clean-up takes minutes
+    if (!values["skip-distribution"]) {
+      const oursSmall = await scenario("ours", small, opts);
+      rows.push(row("ours", small, oursSmall));
+      const dist = await scenario("distribution", small, opts);
+      rows.push(row("Distribution 2.8.2", small, dist));
+      console.log(table());
+    }
+  } finally {
+    if (!values.keep) {
+      console.log(`removing ${workDir}`);
+      await Deno.remove(workDir, { recursive: true }).catch(() => {});
+    }
+  }
 }

@@ -10,6 +10,7 @@
  * `CRASH_ITERATIONS` (default 30) and `CRASH_SEED` tune a run; `deno task test:crash` runs more.
  */
 
+import { mulberry32 } from "../helpers/stress_model.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkStore } from "../helpers/store_check.ts";
@@ -20,19 +21,7 @@ const ITERATIONS = Number(Deno.env.get("CRASH_ITERATIONS") ?? 30);
 const SEED = Number(Deno.env.get("CRASH_SEED") ?? Math.floor(Math.random() * 2 ** 31));
 const WORKERS = 4;
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed (timing aside). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = prng(SEED);
+const random = mulberry32(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)];
 const between = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
 

@@ -19,6 +19,7 @@
  * runs 50 rounds.
  */
 
+import { mulberry32 } from "../helpers/stress_model.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { OCI_INDEX, OCI_MANIFEST } from "../helpers/media_types.ts";
@@ -35,19 +36,7 @@ const env = (grace: string) => ({
   REGISTRY_STORAGE_GC_RETENTION: '[{repositories: ["**"], untaggedafter: "0s"}]',
 });
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed (timing aside). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const random = prng(SEED);
+const random = mulberry32(SEED);
 const between = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
 
 function bytesOf(length: number): Uint8Array<ArrayBuffer> {
