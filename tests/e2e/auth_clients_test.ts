@@ -30,6 +30,7 @@ import {
   diffIdOf,
   extractLayers,
   filesUnder,
+  imageFiles,
   type ImageManifest,
   inspectImage,
   readOciImage,
@@ -337,12 +338,7 @@ for (const mode of ["htpasswd", "token"] as const) {
         assert.equal(info.manifestDigest, pushed.digest);
         assert.equal(info.configDigest, image.configDigest);
         assert.deepEqual(info.diffIds, image.diffIds);
-        const rootfs = (await fresh.podman("image", "mount", ref)).trim();
-        try {
-          assert.deepEqual(await filesUnder(rootfs, image.files), image.files);
-        } finally {
-          await fresh.podman("image", "unmount", ref);
-        }
+        assert.deepEqual(await imageFiles(fresh, ref, image.files), image.files);
       });
 
       await t.step(

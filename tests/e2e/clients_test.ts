@@ -20,6 +20,7 @@ import {
   filesUnder,
   hasTool,
   hostOf,
+  imageFiles,
   type ImageManifest,
   inspectImage,
   type LoggedRequest,
@@ -289,12 +290,7 @@ await clientTest(
         assert.equal(info.configDigest, image.configDigest);
         assert.deepEqual(info.diffIds, image.diffIds);
         assert.equal(info.manifestDigest, (await getManifest(regA, "e2e/podman", "v1")).digest);
-        const rootfs = (await fresh.podman("image", "mount", ref)).trim();
-        try {
-          assert.deepEqual(await filesUnder(rootfs, image.files), image.files);
-        } finally {
-          await fresh.podman("image", "unmount", ref);
-        }
+        assert.deepEqual(await imageFiles(fresh, ref, image.files), image.files);
       },
     );
 

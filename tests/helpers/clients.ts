@@ -359,6 +359,20 @@ export async function filesUnder(rootfs: string, files: ExpectedFiles): Promise<
   return out;
 }
 
+/** The files of an image in podman's `store`, mounted for the look and unmounted after. */
+export async function imageFiles(
+  store: Store,
+  ref: string,
+  files: ExpectedFiles,
+): Promise<ExpectedFiles> {
+  const rootfs = (await store.podman("image", "mount", ref)).trim();
+  try {
+    return await filesUnder(rootfs, files);
+  } finally {
+    await store.podman("image", "unmount", ref);
+  }
+}
+
 /** The SHA-256 digest of a (possibly gzip-compressed) layer's uncompressed tar: its diff_id. */
 export async function diffIdOf(path: string, mediaType: string): Promise<string> {
   using file = await Deno.open(path);
