@@ -5,6 +5,7 @@
  */
 
 import { RegistryError } from "../errors.ts";
+import { StorageUnavailable } from "../storage/driver.ts";
 
 /** Error codes of the OS (`error.code` on Deno's errors) and what the client is told. */
 const KNOWN: Readonly<Record<string, { status: number; message: string; retry?: string }>> = {
@@ -27,6 +28,14 @@ const KNOWN: Readonly<Record<string, { status: number; message: string; retry?: 
 /** The OCI error for an OS-level storage failure, or null when `error` is not one. */
 export function storageFailure(error: unknown): RegistryError | null {
   if (!(error instanceof Error)) return null;
+  if (error instanceof StorageUnavailable) {
+    return new RegistryError("UNKNOWN", "Storage is unavailable; retry shortly", {
+      status: 503,
+      detail: { reason: "storage unavailable" },
+      cause: error,
+      headers: { "Retry-After": "1" },
+    });
+  }
   const given = (error as { code?: unknown }).code;
   let code: string;
   if (typeof given === "string") code = given;

@@ -96,6 +96,25 @@ export interface StorageDriver {
   move(from: string, to: string): Promise<void>;
   /** Streams of an object's whole bytes, for re-reading upload data. */
   readAll(key: string): Promise<ReadableStream<Uint8Array>>;
+  /**
+   * A URL from which a client can GET the object's bytes directly, without this process,
+   * for `expiresInSeconds` (S3: a presigned GetObject). Absent on drivers that cannot give
+   * one (the filesystem, memory): the registry then streams the bytes itself.
+   */
+  readonly signedUrl?: (key: string, expiresInSeconds: number) => Promise<string>;
+}
+
+/**
+ * Thrown when the storage service behind a driver is unreachable, failing or too slow (S3
+ * answering 5xx or resetting after every retry, a database down): the client gets 503 with
+ * `Retry-After`, and nothing is stored half.
+ */
+export class StorageUnavailable extends Error {
+  /** Makes the error; `cause` is kept for the log only. */
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "StorageUnavailable";
+  }
 }
 
 /** Thrown by `create` when the key exists. */

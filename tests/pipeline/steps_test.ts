@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import type { Config } from "../../src/config/mod.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { logFields } from "../helpers/clients.ts";
-import { memoryRegistry, randomBytes } from "../helpers/registry.ts";
+import { memoryRegistry, randomBytes, sha256Digest } from "../helpers/registry.ts";
+import { StorageUnavailable } from "../../src/storage/driver.ts";
 import { errorOf, pushImage, status } from "../services/fixtures.ts";
 
 Deno.test("access log: one line per request with route, repository, status, sizes, duration; no credentials", async () => {
@@ -165,4 +166,49 @@ Deno.test("deletes disabled: manifest, tag and blob DELETE answer 405; cancellin
   await start.body?.cancel();
   assert.equal(await status(reg, start.headers.get("location")!, { method: "DELETE" }), 204);
   assert.equal(await status(reg, "/v2/app/manifests/v1"), 200);
+});
+
+/** A memory driver whose every call fails as an unreachable storage service while `down`. */
+class OutageDriver extends MemoryDriver {
+  down = false;
+
+  override stat(key: string) {
+    if (this.down) return Promise.reject(new StorageUnavailable("S3: 503 SlowDown, 4 attempts"));
+    return super.stat(key);
+  }
+
+  override put(key: string, bytes: Uint8Array | string) {
+    if (this.down) return Promise.reject(new StorageUnavailable("S3: connection reset"));
+    return super.put(key, bytes);
+  }
+}
+
+Deno.test("an unavailable storage service gives 503 with Retry-After and an OCI error, then heals", async () => {
+  const driver = new OutageDriver();
+  await using reg = await memoryRegistry({ driver });
+  const bytes = randomBytes(100);
+  const digest = await sha256Digest(bytes);
+  const push = await reg.fetch(`/v2/team/app/blobs/uploads/?digest=${digest}`, {
+    method: "POST",
+    body: bytes,
+  });
+  assert.equal(push.status, 201, await push.text());
+  driver.down = true;
+  const head = await reg.fetch(`/v2/team/app/blobs/${digest}`, { method: "HEAD" });
+  assert.equal(head.status, 503);
+  assert.equal(head.headers.get("retry-after"), "1");
+  const put = await reg.fetch(`/v2/team/app/blobs/uploads/?digest=${digest}`, {
+    method: "POST",
+    body: bytes,
+  });
+  assert.equal(put.status, 503);
+  assert.equal(put.headers.get("retry-after"), "1");
+  const body = await put.json();
+  assert.equal(body.errors[0].code, "UNKNOWN");
+  assert.match(body.errors[0].message, /unavailable/);
+  assert.ok(!JSON.stringify(body).includes("SlowDown"), "the cause stays in the log");
+  driver.down = false;
+  const again = await reg.fetch(`/v2/team/app/blobs/${digest}`, { method: "HEAD" });
+  assert.equal(again.status, 200);
+  assert.equal(again.headers.get("content-length"), "100");
 });
