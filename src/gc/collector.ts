@@ -11,8 +11,14 @@
  *    unless the blob was touched within the grace window or the link is younger than it.
  * 2. Blob bytes: every blob no repository links and no repository holds as a revision (a
  *    manifest's bytes are a blob too), untouched within the grace window, is re-checked under
- *    its blob lock (taken by upload commits, mounts and manifest PUTs of those bytes) against
- *    every repository, and deleted.
+ *    its blob lock and deleted. Every path that links a blob or stores a revision (upload
+ *    commits, mounts, manifest PUTs) touches the blob under that lock, and the tracker
+ *    remembers every digest touched since the mark began (`Activity.openWindow`): a blob
+ *    linked after its repository was scanned is spared, without re-reading every repository
+ *    for every candidate. A metadata store shared by several processes, whose touches this
+ *    process cannot see, answers `blobReferenced` instead. Blob deletes are lazy (each folder
+ *    is flushed once, at the end of the sweep): bytes no repository references that come back
+ *    after a crash are deleted again by the next collection.
  * 3. Stale upload sessions: the upload service's own purge.
  *
  * Every delete goes through the cache layer, which drops its entry before the file goes. A
@@ -170,6 +176,7 @@ export class Collector {
     let error: string | undefined;
     try {
       await this.#deps.activity.flush();
+      this.#deps.activity.openWindow();
       const referenced = new Set<Digest>();
       for (const name of [...(await this.#deps.meta.listRepositories())]) {
         this.#check();
@@ -187,6 +194,8 @@ export class Collector {
       await this.#probe("done", "");
     } catch (e) {
       error = e instanceof Aborted ? "stopped: the registry is shutting down" : String(e);
+    } finally {
+      this.#deps.activity.closeWindow();
     }
     const finished = this.#now();
     return {
@@ -343,37 +352,41 @@ export class Collector {
     for await (const digest of blobs.list()) {
       if (!referenced.has(digest)) candidates.push(digest);
     }
-    for (const digest of candidates) {
-      this.#check();
-      const sweep = async () => {
-        const info = await driver.stat(blobKey(digest));
-        if (info === null) return; // gone already
-        const touched = Math.max(activity.lastTouch(digest), info.modifiedAt);
-        if (this.#now() - touched < config.graceMs) return;
-        if (!dryRun) {
-          if (await this.#stillReferenced(digest)) {
-            draft.spared++;
-            return;
+    try {
+      for (const digest of candidates) {
+        this.#check();
+        const sweep = async () => {
+          const info = await driver.stat(blobKey(digest));
+          if (info === null) return; // gone already
+          const touched = Math.max(activity.lastTouch(digest), info.modifiedAt);
+          if (this.#now() - touched < config.graceMs) return;
+          if (!dryRun) {
+            if (await this.#stillReferenced(digest)) {
+              draft.spared++;
+              return;
+            }
+            await this.#probe("blob", digest);
+            if (!(await blobs.delete(digest, { lazy: true }))) return;
           }
-          await this.#probe("blob", digest);
-          if (!(await blobs.delete(digest))) return;
-        }
-        draft.counts.blobs++;
-        draft.bytesFreed += info.size;
-        if (draft.blobs.length < REPORT_ITEMS) draft.blobs.push({ digest, size: info.size });
-      };
-      if (dryRun) await sweep();
-      else await locks.run(blobLock(digest), sweep);
+          draft.counts.blobs++;
+          draft.bytesFreed += info.size;
+          if (draft.blobs.length < REPORT_ITEMS) draft.blobs.push({ digest, size: info.size });
+        };
+        if (dryRun) await sweep();
+        else await locks.run(blobLock(digest), sweep);
+      }
+    } finally {
+      if (!dryRun) await driver.settle?.();
     }
   }
 
-  /** Whether any repository links the blob or holds it as a revision (under its blob lock). */
+  /**
+   * Whether the blob was linked or stored as a revision since the mark began (under its blob
+   * lock, which every such path holds while it touches the blob).
+   */
   async #stillReferenced(digest: Digest): Promise<boolean> {
-    const { meta } = this.#deps;
-    for (const name of [...(await meta.listRepositories())]) {
-      if (await meta.hasLayer(name, digest)) return true;
-      if ((await meta.getRevision(name, digest)) !== null) return true;
-    }
-    return false;
+    const { activity, meta } = this.#deps;
+    if (activity.touchedInWindow(digest)) return true;
+    return (await meta.blobReferenced?.(digest)) ?? false;
   }
 }

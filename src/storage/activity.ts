@@ -50,6 +50,10 @@ export class Activity {
   /** Batches written since the journal was last compacted. */
   #written = 0;
   #flushing: Promise<void> = Promise.resolve();
+  /** Digests touched since `openWindow` (null: no window open). */
+  #window: Set<string> | null = null;
+  /** More were touched in the window than it remembers: count every digest as touched. */
+  #windowFull = false;
 
   /** Makes a tracker writing its journal through `driver`. */
   constructor(driver: StorageDriver, options: ActivityOptions = {}) {
@@ -62,6 +66,33 @@ export class Activity {
     const now = this.#now();
     this.#set(this.#touched, digest, now);
     this.#dirtyTouches.set(digest, now);
+    if (this.#window !== null && !this.#windowFull) {
+      if (this.#window.size >= MAX_ENTRIES) {
+        this.#windowFull = true;
+        this.#window.clear();
+      } else this.#window.add(digest);
+    }
+  }
+
+  /**
+   * Starts remembering every digest touched from now on, whatever the clock says (a
+   * collection's mark: a blob linked after its repository was scanned has been touched in the
+   * window, under the blob lock the sweep takes).
+   */
+  openWindow(): void {
+    this.#window = new Set();
+    this.#windowFull = false;
+  }
+
+  /** Stops remembering (the collection is over). */
+  closeWindow(): void {
+    this.#window = null;
+    this.#windowFull = false;
+  }
+
+  /** Whether a digest was touched since `openWindow` (true for all when the window overflowed). */
+  touchedInWindow(digest: Digest): boolean {
+    return this.#windowFull || (this.#window?.has(digest) ?? false);
   }
 
   /** Records that a manifest of a repository was pulled now. */

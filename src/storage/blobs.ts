@@ -7,7 +7,7 @@
 
 import { isDigest } from "../digest/digest.ts";
 import type { Digest, UploadId } from "../types/oci.ts";
-import type { ObjectReader, Span, StorageDriver } from "./driver.ts";
+import type { DeleteOptions, ObjectReader, Span, StorageDriver } from "./driver.ts";
 import { blobKey, uploadFileKey } from "./keys.ts";
 
 /** What the services need from a blob store. */
@@ -22,8 +22,8 @@ export interface BlobStore {
   write(digest: Digest, bytes: Uint8Array): Promise<void>;
   /** Moves the verified, flushed data of an upload session into the store under its digest. */
   commitUpload(id: UploadId, digest: Digest): Promise<void>;
-  /** Deletes a blob's bytes; false when it was not stored. */
-  delete(digest: Digest): Promise<boolean>;
+  /** Deletes a blob's bytes (`lazy`: see `DeleteOptions`); false when it was not stored. */
+  delete(digest: Digest, options?: DeleteOptions): Promise<boolean>;
   /** Every stored digest, in no particular order. */
   list(): AsyncIterable<Digest>;
 }
@@ -64,8 +64,8 @@ export class DriverBlobStore implements BlobStore {
   }
 
   /** @inheritdoc */
-  delete(digest: Digest): Promise<boolean> {
-    return this.#driver.delete(blobKey(digest));
+  delete(digest: Digest, options?: DeleteOptions): Promise<boolean> {
+    return this.#driver.delete(blobKey(digest), options);
   }
 
   /** @inheritdoc */

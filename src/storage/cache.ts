@@ -11,7 +11,7 @@
 
 import type { Digest, RepositoryName, Tag, UploadId } from "../types/oci.ts";
 import type { BlobStore } from "./blobs.ts";
-import type { ObjectReader, Span } from "./driver.ts";
+import type { DeleteOptions, ObjectReader, Span } from "./driver.ts";
 import { KeyedMutex } from "./lock.ts";
 import type { MetadataStore, RevisionRecord } from "./metadata/metadata.ts";
 
@@ -145,12 +145,12 @@ export class CachedBlobStore implements BlobStore {
   }
 
   /** @inheritdoc */
-  async delete(digest: Digest): Promise<boolean> {
+  async delete(digest: Digest, options?: DeleteOptions): Promise<boolean> {
     this.#epoch++;
     this.#deleting++;
     this.#sizes.delete(digest);
     try {
-      return await this.#inner.delete(digest);
+      return await this.#inner.delete(digest, options);
     } finally {
       this.#deleting--;
       this.#epoch++;

@@ -61,6 +61,17 @@ export interface ListOptions {
   readonly limit?: number;
 }
 
+/** Options of `delete`. */
+export interface DeleteOptions {
+  /**
+   * The delete need only be durable once `settle()` resolves (after a crash before that, the
+   * object may be back). Only for objects whose return is harmless, such as blob bytes no
+   * repository references (the next collection deletes them again): a sweep of many deletes
+   * then flushes each folder once instead of once per delete.
+   */
+  readonly lazy?: boolean;
+}
+
 /** The storage driver interface. Keys never start or end with `/` and have no empty part. */
 export interface StorageDriver {
   /** A short name for logs and metrics (`filesystem`, `memory`, …). */
@@ -79,8 +90,13 @@ export interface StorageDriver {
    * when nothing is under `prefix`.
    */
   list(prefix: string, options?: ListOptions): Promise<string[]>;
-  /** Deletes an object, durably; false when it did not exist. */
-  delete(key: string): Promise<boolean>;
+  /** Deletes an object, durably (unless `lazy`); false when it did not exist. */
+  delete(key: string, options?: DeleteOptions): Promise<boolean>;
+  /**
+   * Makes every lazy delete so far durable. Absent on drivers whose deletes are always
+   * durable when they resolve.
+   */
+  readonly settle?: () => Promise<void>;
   /** Deletes every object under `prefix`, durably; false when there was none. */
   deleteAll(prefix: string): Promise<boolean>;
   /** Creates an empty object, durably; throws AlreadyExists when the key is taken. */

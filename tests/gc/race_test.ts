@@ -166,3 +166,31 @@ Deno.test("an upload committing while its old copy is swept ends with its bytes 
   const next = await reg.collect();
   assert.equal(next.counts.blobs + next.counts.links, 0);
 });
+
+Deno.test("a blob linked after its repository was scanned is spared, whatever the clock says", async () => {
+  const bytes = randomBytes(3000);
+  const digest = await sha256Digest(bytes);
+  let pushed: string | null = null;
+  await using reg = await clockedRegistry({
+    gcProbe: async (phase, subject) => {
+      // `a/old` (which links the blob, unneeded) is scanned; `z/last` comes next.
+      if (phase !== "repository" || subject !== "z/last" || pushed !== null) return;
+      // The same bytes pushed into a repository the mark does not scan (made after it began),
+      // then the clock jumps past the grace window: only the touch in the window spares them.
+      pushed = await pushBlob(reg, "m/new", bytes);
+      reg.advance(2 * HOUR);
+    },
+  });
+  await pushBlob(reg, "a/old", bytes);
+  await pushImage(reg, "z/last", { reference: "v1" });
+  reg.advance(2 * HOUR);
+  const report = await reg.collect();
+  assert.equal(pushed, digest);
+  assert.deepEqual(report.links, [{ repository: "a/old", digest }], "the unneeded link went");
+  assert.equal(report.counts.blobs, 0);
+  assert.equal(report.spared, 1);
+  assert.ok(await reg.hasBlob(digest));
+  const get = await reg.fetch(`/v2/m/new/blobs/${digest}`);
+  assert.equal(get.status, 200);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+});

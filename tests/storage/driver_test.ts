@@ -56,3 +56,23 @@ Deno.test("filesystem driver: objects are plain files at their keys, small write
     await dispose();
   }
 });
+
+Deno.test("filesystem driver: lazy deletes are gone at once; settle flushes their folders, pruned ones too", async () => {
+  const { driver, root, dispose } = await fsFixture();
+  try {
+    await driver.put("blobs/sha256/aa/one", "1");
+    await driver.put("blobs/sha256/aa/two", "2");
+    await driver.put("blobs/sha256/bb/three", "3");
+    assert.equal(await driver.delete("blobs/sha256/aa/one", { lazy: true }), true);
+    assert.equal(await driver.delete("blobs/sha256/bb/three", { lazy: true }), true);
+    assert.equal(await driver.delete("blobs/sha256/bb/three", { lazy: true }), false);
+    assert.equal(await driver.get("blobs/sha256/aa/one"), null);
+    assert.deepEqual(await driver.list("blobs/sha256"), ["aa"], "the emptied folder is pruned");
+    await assert.rejects(Deno.stat(`${root}/blobs/sha256/bb`), Deno.errors.NotFound);
+    await driver.settle(); // flushes `aa`, and for the pruned `bb` its parent
+    await driver.settle(); // nothing left to flush
+    assert.deepEqual(await driver.list("blobs/sha256/aa"), ["two"]);
+  } finally {
+    await dispose();
+  }
+});

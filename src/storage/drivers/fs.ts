@@ -12,6 +12,7 @@ import {
   type AppendWriter,
   byteOrder,
   checkKey,
+  type DeleteOptions,
   type ListOptions,
   type ObjectInfo,
   ObjectMissing,
@@ -40,6 +41,8 @@ export class FsDriver implements StorageDriver {
   readonly name = "filesystem";
   /** The canonical (link-free) absolute path of the root. */
   readonly root: string;
+  /** Folders (keys) a lazy delete removed a name from, not flushed since. */
+  readonly #unsettled = new Set<string>();
 
   /** Makes a driver over a canonical root (see `canonicalRoot`). */
   constructor(root: string) {
@@ -115,15 +118,36 @@ export class FsDriver implements StorageDriver {
   }
 
   /** @inheritdoc */
-  async delete(key: string): Promise<boolean> {
+  async delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
     const path = this.#path(key);
     const removed = await removeIfExists(path);
     if (removed) {
-      await syncDir(dirname(path));
+      if (options.lazy) this.#unsettled.add(dirname(key));
+      else await syncDir(dirname(path));
       await this.#prune(dirname(key));
     }
     return removed;
   }
+
+  /** Flushes each folder a lazy delete removed a name from (or its nearest remaining parent). */
+  readonly settle = async (): Promise<void> => {
+    const folders = [...this.#unsettled];
+    this.#unsettled.clear();
+    const synced = new Set<string>();
+    for (let folder of folders) {
+      // A pruned folder is gone: its removal is a name in its parent, flushed instead.
+      while (!synced.has(folder)) {
+        synced.add(folder);
+        try {
+          await syncDir(`${this.root}/${folder}`);
+          break;
+        } catch (error) {
+          if (!(error instanceof Deno.errors.NotFound) || !folder.includes("/")) throw error;
+          folder = dirname(folder);
+        }
+      }
+    }
+  };
 
   /** @inheritdoc */
   async deleteAll(prefix: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import { decadeBuckets, type Histogram, HistogramFamily } from "../../metrics/fa
 import { StoredBytes } from "../../metrics/stored_bytes.ts";
 import type {
   AppendWriter,
+  DeleteOptions,
   ListOptions,
   ObjectInfo,
   ObjectReader,
@@ -138,24 +139,29 @@ export class InstrumentedDriver implements StorageDriver {
   }
 
   /** @inheritdoc */
-  delete(key: string): Promise<boolean> {
-    if (!this.storedBytes.covers(key)) return this.#delete(key);
+  delete(key: string, options?: DeleteOptions): Promise<boolean> {
+    if (!this.storedBytes.covers(key)) return this.#delete(key, options);
     let deleted = false;
     return this.#blobChange(key, async () => {
       const before = (await this.#inner.stat(key))?.size ?? 0;
-      deleted = await this.#delete(key);
+      deleted = await this.#delete(key, options);
       return deleted ? -before : 0;
     }).then(() => deleted);
   }
 
-  async #delete(key: string): Promise<boolean> {
+  async #delete(key: string, options?: DeleteOptions): Promise<boolean> {
     const start = performance.now();
     try {
-      return await this.#inner.delete(key);
+      return await this.#inner.delete(key, options);
     } finally {
       since(this.#t.delete, start);
     }
   }
+
+  /** @inheritdoc */
+  readonly settle = async (): Promise<void> => {
+    await this.#inner.settle?.();
+  };
 
   /** @inheritdoc */
   async deleteAll(prefix: string): Promise<boolean> {

@@ -75,4 +75,11 @@ export interface MetadataStore {
    * deletes.
    */
   removeRepository(name: RepositoryName): Promise<boolean>;
+  /**
+   * Whether any repository links the blob or holds it as a revision: asked by garbage
+   * collection under the blob's lock. Given by stores shared by several processes (whose
+   * touches one process cannot see); a store of one process leaves it out, and the collector
+   * relies on the touches it sees (`Activity.openWindow`).
+   */
+  readonly blobReferenced?: (digest: Digest) => Promise<boolean>;
 }
