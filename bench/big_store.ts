@@ -20,7 +20,11 @@
  *
  * Usage: deno run -A bench/big_store.ts [--manifests 1000000] [--repositories 20000]
  *          [--big-tags 10000] [--distribution-manifests 100000] [--seconds 5] [--dir PARENT]
- *          [--keep] [--skip-distribution]
+ *          [--keep] [--reuse WORKDIR] [--skip-distribution]
+ *
+ * `--keep` leaves the stores (and their write figures, `<store>.json`) in the work folder;
+ * `--reuse WORKDIR` measures such a folder's stores again without rewriting them (a store not
+ * in it is written); a reused folder is never removed.
  */
 
 import { createHash } from "node:crypto";
@@ -69,14 +73,22 @@ function hexOf(bytes: Uint8Array): string {
 class Writer {
   readonly #made = new Set<string>();
   readonly #mtime: Date | undefined;
+  readonly #dry: boolean;
   files = 0;
   bytes = 0;
 
-  constructor(mtime?: Date) {
+  /** `dry`: counts what it would write, and writes nothing (a store written before). */
+  constructor(mtime?: Date, dry = false) {
     this.#mtime = mtime;
+    this.#dry = dry;
   }
 
   write(path: string, data: Uint8Array | string): void {
+    if (this.#dry) {
+      this.files++;
+      this.bytes += typeof data === "string" ? encoder.encode(data).length : data.length;
+      return;
+    }
     const dir = dirname(path);
     if (!this.#made.has(dir)) {
       Deno.mkdirSync(dir, { recursive: true });
@@ -144,13 +156,14 @@ export function writeStore(
   plan: StorePlan,
   layout: Layout,
   garbage: GarbagePlan = {},
+  options: { readonly dry?: boolean } = {},
 ): {
   files: number;
   targets: string[];
   every: string[];
   counts: StoreCounts;
 } {
-  const w = new Writer(garbage.mtime);
+  const w = new Writer(garbage.mtime, options.dry ?? false);
   const counts: StoreCounts = {
     blobs: 0,
     blobBytes: 0,
@@ -423,15 +436,34 @@ async function scenario(
   opts: { benchDir: string; workDir: string; repoRoot: string; seconds: number },
 ): Promise<{ figures: StoreFigures; files: number; writeS: number; inodes: number; kib: number }> {
   const dataDir = join(opts.workDir, `${name}-${plan.manifests}`);
-  const before = await diskUse(opts.workDir);
-  const t0 = performance.now();
-  const { files, targets, every } = writeStore(dataDir, plan, name);
-  const writeS = (performance.now() - t0) / 1000;
-  await new Deno.Command("sync").output();
-  const after = await diskUse(opts.workDir);
-  console.log(
-    `${name}: wrote ${files} files for ${plan.manifests} manifests in ${writeS.toFixed(0)} s`,
+  // A store written by an earlier run kept with --keep (its figures in `<store>.json`) is
+  // measured again without being rewritten.
+  const written = join(opts.workDir, `${name}-${plan.manifests}.json`);
+  const earlier = await Deno.readTextFile(written).then(
+    (text) => JSON.parse(text) as { files: number; writeS: number; inodes: number; kib: number },
+    () => null,
   );
+  const t0 = performance.now();
+  let store: { files: number; writeS: number; inodes: number; kib: number };
+  let targets: string[];
+  let every: string[];
+  if (earlier !== null) {
+    ({ targets, every } = writeStore(dataDir, plan, name, {}, { dry: true }));
+    store = earlier;
+    console.log(`${name}: reusing the store of ${plan.manifests} manifests in ${dataDir}`);
+  } else {
+    const before = await diskUse(opts.workDir);
+    let files: number;
+    ({ files, targets, every } = writeStore(dataDir, plan, name));
+    const writeS = (performance.now() - t0) / 1000;
+    await new Deno.Command("sync").output();
+    const after = await diskUse(opts.workDir);
+    store = { files, writeS, inodes: after.inodes - before.inodes, kib: after.kib - before.kib };
+    await Deno.writeTextFile(written, JSON.stringify(store));
+    console.log(
+      `${name}: wrote ${files} files for ${plan.manifests} manifests in ${writeS.toFixed(0)} s`,
+    );
+  }
   const dropped = await dropPageCache();
   if (!dropped) console.log("(the page cache could not be dropped: the cold run is warm on disk)");
   const [server, startupMs] = await timed(() =>
@@ -441,13 +473,7 @@ async function scenario(
   );
   try {
     const figures = await measure(server, startupMs, plan, targets, every, opts);
-    return {
-      figures,
-      files,
-      writeS,
-      inodes: after.inodes - before.inodes,
-      kib: after.kib - before.kib,
-    };
+    return { figures, ...store };
   } finally {
     await server.stop();
   }
@@ -477,12 +503,14 @@ if (import.meta.main) {
       seconds: { type: "string", default: "5" },
       dir: { type: "string" },
       keep: { type: "boolean", default: false },
+      reuse: { type: "string" },
       "skip-distribution": { type: "boolean", default: false },
     },
   });
   const benchDir = dirname(new URL(import.meta.url).pathname);
   const repoRoot = dirname(benchDir);
-  const workDir = await Deno.makeTempDir({ dir: values.dir, prefix: "registry-big-store-" });
+  const workDir = values.reuse ??
+    await Deno.makeTempDir({ dir: values.dir, prefix: "registry-big-store-" });
   const opts = { benchDir, workDir, repoRoot, seconds: Number(values.seconds) };
   const big: StorePlan = {
     manifests: Number(values.manifests),
@@ -520,7 +548,7 @@ if (import.meta.main) {
       console.log(table());
     }
   } finally {
-    if (!values.keep) {
+    if (!values.keep && values.reuse === undefined) {
       console.log(`removing ${workDir}`);
       await Deno.remove(workDir, { recursive: true }).catch(() => {});
     }

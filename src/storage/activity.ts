@@ -7,12 +7,18 @@
  * seconds, and before a collection) writes what changed since the last flush as journal
  * batches `gc/activity/<ms>-<seq>` of at most `BATCH_LINES` lines each, so a restart or an
  * offline collection (`deno task gc` without a running registry) knows them too. `compact`
- * rewrites the journal with only the entries still inside the longest window and deletes
- * the batches it replaced (written first, deleted after: a crash between leaves duplicates,
- * which are harmless since the latest time wins).
+ * rewrites the journal with only the lines still inside the longest window, the latest of
+ * each key, and deletes the batches it replaced (written first, deleted after: a crash
+ * between leaves duplicates, which are harmless since the latest time wins).
  *
- * Memory is bounded: past `MAX_ENTRIES` remembered digests, the tracker forgets them all and
- * takes "everything was touched now" as its floor, which can only delay a collection.
+ * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 30-bit
+ * hash and a time is whole seconds, both small integers: about 30 bytes an
+ * entry, whatever the key's length, so a million touched blobs cost ~30 MiB instead of
+ * ~150. Two keys of one hash share the later time: a blob may be spared, or a manifest kept
+ * by a pull rule, one collection longer than needed (one chance in ~2,000 per key with 500,000
+ * remembered), never deleted early. Past `MAX_ENTRIES` entries in a table, the tracker
+ * forgets that table and takes "everything was touched now" as its floor, which can only
+ * delay a collection. Only the batches not yet written keep whole keys, for the journal.
  * Touches made in the last flush interval before a crash are lost; then a blob the client just
  * saw with a HEAD may be collected, and its manifest PUT answers `MANIFEST_BLOB_UNKNOWN` (it
  * never stores a manifest whose bytes are gone: the sweep checks links under the blob lock).
@@ -24,8 +30,34 @@ import type { StorageDriver } from "./driver.ts";
 import { ACTIVITY_AREA, activityKey, activityTimeOf } from "./keys.ts";
 
 const BATCH_LINES = 10_000;
-const MAX_ENTRIES = 1_000_000;
+/** Entries a table remembers (about 15 MiB each at this size). */
+export const MAX_ENTRIES = 500_000;
+/** In memory, times are seconds after this one (September 2020): small integers in V8. */
+const BASE_S = 1_600_000_000;
 const decoder = new TextDecoder();
+
+/** A key's 30-bit FNV-1a hash: a small integer, so a map of them allocates nothing per key. */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 2;
+}
+
+/**
+ * Milliseconds as the seconds kept in memory, rounded down: a touch counts from the start of
+ * its second (a grace window of seconds may end up to a second early; the race with a sweep
+ * is covered by `openWindow`, not by the clock).
+ */
+function toSlot(ms: number): number {
+  return Math.floor(ms / 1000) - BASE_S;
+}
+
+function fromSlot(slot: number): number {
+  return (slot + BASE_S) * 1000;
+}
 
 /** Options of the tracker. */
 export interface ActivityOptions {
@@ -37,10 +69,10 @@ export interface ActivityOptions {
 export class Activity {
   readonly #driver: StorageDriver;
   readonly #now: () => number;
-  /** Digest → last touch. */
-  readonly #touched = new Map<string, number>();
-  /** `repository@digest` → last pull. */
-  readonly #pulls = new Map<string, number>();
+  /** Hash of a digest → last touch (a slot: see `toSlot`). */
+  readonly #touched = new Map<number, number>();
+  /** Hash of `repository@digest` → last pull (a slot). */
+  readonly #pulls = new Map<number, number>();
   /** Entries changed since the last flush. */
   #dirtyTouches = new Map<string, number>();
   #dirtyPulls = new Map<string, number>();
@@ -50,8 +82,8 @@ export class Activity {
   /** Batches written since the journal was last compacted. */
   #written = 0;
   #flushing: Promise<void> = Promise.resolve();
-  /** Digests touched since `openWindow` (null: no window open). */
-  #window: Set<string> | null = null;
+  /** Hashes of the digests touched since `openWindow` (null: no window open). */
+  #window: Set<number> | null = null;
   /** More were touched in the window than it remembers: count every digest as touched. */
   #windowFull = false;
 
@@ -64,13 +96,14 @@ export class Activity {
   /** Records that a blob (or manifest bytes) was touched now. */
   touch(digest: Digest): void {
     const now = this.#now();
-    this.#set(this.#touched, digest, now);
+    const hash = keyHash(digest);
+    this.#set(this.#touched, hash, now);
     this.#dirtyTouches.set(digest, now);
     if (this.#window !== null && !this.#windowFull) {
       if (this.#window.size >= MAX_ENTRIES) {
         this.#windowFull = true;
         this.#window.clear();
-      } else this.#window.add(digest);
+      } else this.#window.add(hash);
     }
   }
 
@@ -92,25 +125,27 @@ export class Activity {
 
   /** Whether a digest was touched since `openWindow` (true for all when the window overflowed). */
   touchedInWindow(digest: Digest): boolean {
-    return this.#windowFull || (this.#window?.has(digest) ?? false);
+    return this.#windowFull || (this.#window?.has(keyHash(digest)) ?? false);
   }
 
   /** Records that a manifest of a repository was pulled now. */
   pulled(repository: string, digest: Digest): void {
     const now = this.#now();
     const key = `${repository}@${digest}`;
-    this.#set(this.#pulls, key, now);
+    this.#set(this.#pulls, keyHash(key), now);
     this.#dirtyPulls.set(key, now);
   }
 
   /** The last time a blob was touched, as far as known (0: never). */
   lastTouch(digest: Digest): number {
-    return Math.max(this.#floor, this.#touched.get(digest) ?? 0);
+    const slot = this.#touched.get(keyHash(digest));
+    return Math.max(this.#floor, slot === undefined ? 0 : fromSlot(slot));
   }
 
   /** The last time a manifest of a repository was pulled, as far as known (0: never). */
   lastPull(repository: string, digest: Digest): number {
-    return Math.max(this.#floor, this.#pulls.get(`${repository}@${digest}`) ?? 0);
+    const slot = this.#pulls.get(keyHash(`${repository}@${digest}`));
+    return Math.max(this.#floor, slot === undefined ? 0 : fromSlot(slot));
   }
 
   /** Batches written since the journal was last compacted (or the process started). */
@@ -120,11 +155,20 @@ export class Activity {
 
   /** Reads the journal into memory (at start, and by an offline collection). */
   async load(): Promise<void> {
-    for (const name of await this.#driver.list(ACTIVITY_AREA)) {
-      if (activityTimeOf(name) === null) continue;
+    for await (const line of this.#journalLines(await this.#batches())) this.#apply(line);
+  }
+
+  /** The journal's batch names. */
+  async #batches(): Promise<string[]> {
+    return (await this.#driver.list(ACTIVITY_AREA)).filter((n) => activityTimeOf(n) !== null);
+  }
+
+  /** Every line of the given batches, one batch in memory at a time. */
+  async *#journalLines(batches: readonly string[]): AsyncGenerator<string> {
+    for (const name of batches) {
       const bytes = await this.#driver.get(`${ACTIVITY_AREA}/${name}`);
       if (bytes === null) continue;
-      for (const line of decoder.decode(bytes).split("\n")) this.#apply(line);
+      yield* decoder.decode(bytes).split("\n");
     }
   }
 
@@ -136,20 +180,34 @@ export class Activity {
   }
 
   /**
-   * Drops from memory what is older than `keepMs`, writes the rest as fresh batches and
-   * deletes the batches written before. Returns how many batches were deleted.
+   * Drops from memory what is older than `keepMs`, rewrites the journal with the latest line
+   * of each key still inside it, and deletes the batches written before. Returns how many
+   * batches were deleted.
    */
   compact(keepMs: number): Promise<number> {
     const next = this.#flushing.then(async () => {
       await this.#flushOnce();
-      const old = (await this.#driver.list(ACTIVITY_AREA)).filter((n) =>
-        activityTimeOf(n) !== null
-      );
-      const horizon = this.#now() - keepMs;
+      const old = await this.#batches();
+      // Whole seconds before the window's start are forgotten (kept to the second, as above).
+      const horizon = Math.ceil((this.#now() - keepMs) / 1000) - BASE_S;
       for (const map of [this.#touched, this.#pulls]) {
         for (const [key, at] of map) if (at < horizon) map.delete(key);
       }
-      await this.#write(this.#touched, this.#pulls);
+      // The memory has every key's latest time (all is flushed): a line is kept when it
+      // carries that time, once per hash. Lines go out in batches as they are read.
+      const out = this.#batchWriter();
+      const seen = { t: new Set<number>(), p: new Set<number>() };
+      for await (const line of this.#journalLines(old)) {
+        const entry = parseLine(line);
+        if (entry === null || entry.kind === "f") continue;
+        const hash = keyHash(entry.key);
+        const table = entry.kind === "t" ? this.#touched : this.#pulls;
+        if (table.get(hash) !== toSlot(entry.at) || seen[entry.kind].has(hash)) continue;
+        seen[entry.kind].add(hash);
+        await out.add(`${entry.kind} ${entry.key} ${entry.at}`);
+      }
+      if (this.#floor > 0) await out.add(`f ${this.#floor}`); // kept even with no other line
+      await out.end();
       for (const name of old) await this.#driver.delete(`${ACTIVITY_AREA}/${name}`);
       this.#written = 0;
       return old.length;
@@ -175,45 +233,64 @@ export class Activity {
   }
 
   async #write(touches: Map<string, number>, pulls: Map<string, number>): Promise<void> {
+    const out = this.#batchWriter();
+    for (const [digest, at] of touches) await out.add(`t ${digest} ${at}`);
+    for (const [key, at] of pulls) await out.add(`p ${key} ${at}`);
+    await out.end();
+  }
+
+  /** Writes lines as batches of at most `BATCH_LINES`, each starting with the floor. */
+  #batchWriter(): { add(line: string): Promise<void>; end(): Promise<void> } {
     let lines: string[] = [];
     const put = async () => {
       if (lines.length === 0) return;
+      if (this.#floor > 0) lines.unshift(`f ${this.#floor}`);
       await this.#driver.put(activityKey(this.#now(), this.#seq++), lines.join("\n"));
       this.#written++;
       lines = [];
     };
-    if (this.#floor > 0) lines.push(`f ${this.#floor}`);
-    for (const [digest, at] of touches) {
-      lines.push(`t ${digest} ${at}`);
-      if (lines.length >= BATCH_LINES) await put();
-    }
-    for (const [key, at] of pulls) {
-      lines.push(`p ${key} ${at}`);
-      if (lines.length >= BATCH_LINES) await put();
-    }
-    await put();
+    return {
+      add: async (line) => {
+        lines.push(line);
+        if (lines.length >= BATCH_LINES) await put();
+      },
+      end: put,
+    };
   }
 
   #apply(line: string): void {
-    const parts = line.split(" ");
-    const at = Number(parts[parts.length - 1]);
-    if (!Number.isSafeInteger(at)) return;
-    if (parts[0] === "f" && parts.length === 2) this.#floor = Math.max(this.#floor, at);
-    else if (parts[0] === "t" && parts.length === 3 && isDigest(parts[1])) {
-      this.#set(this.#touched, parts[1], at);
-    } else if (parts[0] === "p" && parts.length === 3 && parts[1].includes("@")) {
-      this.#set(this.#pulls, parts[1], at);
-    }
+    const entry = parseLine(line);
+    if (entry === null) return;
+    if (entry.kind === "f") this.#floor = Math.max(this.#floor, entry.at);
+    else this.#set(entry.kind === "t" ? this.#touched : this.#pulls, keyHash(entry.key), entry.at);
   }
 
-  #set(map: Map<string, number>, key: string, at: number): void {
-    if ((map.get(key) ?? 0) >= at) return;
-    if (map.size >= MAX_ENTRIES && !map.has(key)) {
+  #set(map: Map<number, number>, hash: number, at: number): void {
+    const slot = toSlot(at);
+    if ((map.get(hash) ?? -Infinity) >= slot) return;
+    if (map.size >= MAX_ENTRIES && !map.has(hash)) {
       // Forget everything, but never make anything look older than it is.
       this.#floor = Math.max(this.#floor, at);
       map.clear();
       return;
     }
-    map.set(key, at);
+    map.set(hash, slot);
   }
+}
+
+/** A journal line: `f <ms>` (the floor), `t <digest> <ms>`, `p <repository@digest> <ms>`. */
+function parseLine(
+  line: string,
+): { kind: "f"; at: number } | { kind: "t" | "p"; key: string; at: number } | null {
+  const parts = line.split(" ");
+  const at = Number(parts[parts.length - 1]);
+  if (!Number.isSafeInteger(at)) return null;
+  if (parts[0] === "f" && parts.length === 2) return { kind: "f", at };
+  if (parts[0] === "t" && parts.length === 3 && isDigest(parts[1])) {
+    return { kind: "t", key: parts[1], at };
+  }
+  if (parts[0] === "p" && parts.length === 3 && parts[1].includes("@")) {
+    return { kind: "p", key: parts[1], at };
+  }
+  return null;
 }

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Activity } from "../../src/storage/activity.ts";
+import { Activity, keyHash, MAX_ENTRIES } from "../../src/storage/activity.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { ACTIVITY_AREA } from "../../src/storage/keys.ts";
 import type { Digest } from "../../src/types/oci.ts";
@@ -13,14 +13,15 @@ import type { Digest } from "../../src/types/oci.ts";
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, "0")}` as Digest;
 
 Deno.test("touches and pulls are flushed once and read back after a restart", async () => {
-  let now = 1_000_000;
+  let now = 1_700_000_000_000;
   const driver = new MemoryDriver(() => now);
   const activity = new Activity(driver, { now: () => now });
   activity.touch(digest(1));
-  now += 10;
+  now += 1010;
   activity.touch(digest(1));
   activity.pulled("org/app", digest(2));
-  assert.equal(activity.lastTouch(digest(1)), 1_000_010);
+  // Kept to the second.
+  assert.equal(activity.lastTouch(digest(1)), 1_700_000_001_000);
   assert.deepEqual(await driver.list(ACTIVITY_AREA), [], "nothing written on the hot path");
   await activity.flush();
   assert.equal((await driver.list(ACTIVITY_AREA)).length, 1);
@@ -28,8 +29,8 @@ Deno.test("touches and pulls are flushed once and read back after a restart", as
   assert.equal((await driver.list(ACTIVITY_AREA)).length, 1, "no change, no batch");
   const restarted = new Activity(driver, { now: () => now });
   await restarted.load();
-  assert.equal(restarted.lastTouch(digest(1)), 1_000_010);
-  assert.equal(restarted.lastPull("org/app", digest(2)), 1_000_010);
+  assert.equal(restarted.lastTouch(digest(1)), 1_700_000_001_000);
+  assert.equal(restarted.lastPull("org/app", digest(2)), 1_700_000_001_000);
   assert.equal(restarted.lastPull("org/other", digest(2)), 0);
   assert.equal(restarted.lastTouch(digest(3)), 0);
 });
@@ -44,7 +45,7 @@ Deno.test("batches hold at most 10,000 lines", async () => {
 });
 
 Deno.test("compaction keeps what is inside the window and deletes the old batches", async () => {
-  let now = 5_000_000;
+  let now = 1_700_005_000_000;
   const driver = new MemoryDriver(() => now);
   const activity = new Activity(driver, { now: () => now });
   activity.touch(digest(1));
@@ -64,6 +65,65 @@ Deno.test("compaction keeps what is inside the window and deletes the old batche
   const restarted = new Activity(driver, { now: () => now });
   await restarted.load();
   assert.equal(restarted.lastTouch(digest(1)), 0, "outside the window: forgotten");
-  assert.equal(restarted.lastTouch(digest(2)), 5_001_000);
-  assert.equal(restarted.lastPull("org/app", digest(1)), 5_001_000);
+  assert.equal(restarted.lastTouch(digest(2)), 1_700_005_001_000);
+  assert.equal(restarted.lastPull("org/app", digest(1)), 1_700_005_001_000);
+});
+
+Deno.test("compaction keeps one line per key, the latest, and the floor; lookups agree after a restart", async () => {
+  let now = 1_700_010_000_000;
+  const driver = new MemoryDriver(() => now);
+  const activity = new Activity(driver, { now: () => now });
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 50; i++) activity.touch(digest(i));
+    activity.pulled("org/app", digest(7));
+    await activity.flush();
+    now += 2000;
+  }
+  const lines = async () => {
+    const out: string[] = [];
+    for (const name of await driver.list(ACTIVITY_AREA)) {
+      const bytes = await driver.get(`${ACTIVITY_AREA}/${name}`);
+      out.push(...new TextDecoder().decode(bytes!).split("\n"));
+    }
+    return out;
+  };
+  assert.equal((await lines()).length, 3 * 51);
+  await activity.compact(60_000);
+  const after = await lines();
+  assert.equal(after.length, 51, "one line per key");
+  assert.ok(after.every((l) => l.endsWith(" 1700010004000")), "each key's latest time");
+  const restarted = new Activity(driver, { now: () => now });
+  await restarted.load();
+  for (let i = 0; i < 50; i++) {
+    assert.equal(restarted.lastTouch(digest(i)), activity.lastTouch(digest(i)));
+  }
+  assert.equal(restarted.lastPull("org/app", digest(7)), 1_700_010_004_000);
+});
+
+Deno.test("keys are 30-bit hashes: distinct digests rarely share one, and a shared one errs on keeping", () => {
+  const hashes = new Set<number>();
+  for (let i = 0; i < 100_000; i++) {
+    const h = keyHash(digest(i));
+    assert.ok(Number.isInteger(h) && h >= 0 && h < 2 ** 30);
+    hashes.add(h);
+  }
+  // Expected collisions among 100,000 keys in 2^30: about 5.
+  assert.ok(hashes.size >= 100_000 - 50, `${100_000 - hashes.size} collisions`);
+  // Two keys of one hash: both read the later time.
+  let a = -1;
+  let b = -1;
+  const byHash = new Map<number, number>();
+  for (let i = 0; a < 0; i++) {
+    const h = keyHash(digest(i));
+    const other = byHash.get(h);
+    if (other !== undefined) [a, b] = [other, i];
+    byHash.set(h, i);
+  }
+  let now = 1_700_020_000_000;
+  const activity = new Activity(new MemoryDriver(), { now: () => now });
+  activity.touch(digest(a));
+  now += 5000;
+  activity.touch(digest(b));
+  assert.equal(activity.lastTouch(digest(a)), 1_700_020_005_000);
+  assert.ok(MAX_ENTRIES >= 100_000);
 });

@@ -173,8 +173,10 @@ export class LocalMetadataStore implements MetadataStore {
       { child: c, key: c, subtree: false },
       { child: c, key: `${c}/`, subtree: true },
     ]).sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
-    // A folder read as a repository is not read again as a subtree.
+    // A folder read as a repository is not read again as a subtree; one holding nothing but
+    // `_` parts has no subtree at all.
     const read = new Map<string, readonly string[]>();
+    const leaves = new Set<string>();
     const list = async (child: string) => {
       const known = read.get(child);
       read.delete(child);
@@ -184,7 +186,7 @@ export class LocalMetadataStore implements MetadataStore {
       const name = full(child);
       if (subtree) {
         const under = `${name}/`;
-        if (after !== null && after >= under && !after.startsWith(under)) {
+        if (leaves.has(child) || (after !== null && after >= under && !after.startsWith(under))) {
           read.delete(child);
           continue;
         }
@@ -193,6 +195,7 @@ export class LocalMetadataStore implements MetadataStore {
         if (after !== null && name <= after) continue;
         const parts = await list(child);
         if (parts.some((part) => !part.startsWith("_"))) read.set(child, parts);
+        else leaves.add(child);
         if (parts.some((part) => REPOSITORY_PARTS.has(part)) && isRepositoryName(name)) {
           yield name;
         }
