@@ -24,23 +24,28 @@
  * repositories, links, revision records, referrer entries, and every tag resolving to the same
  * manifest digest.
  *
- * Not moved: upload sessions in progress (clients restart them), queued notification events,
- * garbage collection's activity journal and the token issuer's generated signing key. The
- * data root's format record is copied when the target has none.
+ * The activity journal (`gc/activity/`: the collector's grace and pull-based retention) and
+ * the queued notification events (`events/`) are small objects copied as they are, under the
+ * same keys, and read back. The data root's format record is copied when the target has none.
+ * Not moved: upload sessions in progress (clients restart them) and the token issuer's
+ * generated signing key (a private key: not put into a bucket without the operator's say).
  */
 
 import { createHash } from "node:crypto";
 import { digestAlgorithm, isDigest } from "../digest/digest.ts";
 import { DriverBlobStore } from "../storage/blobs.ts";
 import type { StorageDriver } from "../storage/driver.ts";
-import { FORMAT_KEY } from "../storage/keys.ts";
-import { blobKey, repositoryKey } from "../storage/keys.ts";
+import { ACTIVITY_AREA, blobKey, EVENTS_AREA, FORMAT_KEY, repositoryKey } from "../storage/keys.ts";
 import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
 import type { Digest, RepositoryName } from "../types/oci.ts";
 
-/** Blobs up to this size are read into memory and put in one request; larger ones stream. */
-export const SMALL_BLOB = 4 * 1024 * 1024;
+/**
+ * Blobs up to this size are read into memory and put in one request (at most `jobs` of them
+ * held at once: 32 MiB with the default 4); larger ones stream through a temporary object,
+ * which costs the object store a second write (the driver's move of an appended object).
+ */
+export const SMALL_BLOB = 8 * 1024 * 1024;
 /** Where large blobs are assembled in the target before their move to the blob key. */
 export const TEMP_AREA = "_migrate";
 
@@ -75,6 +80,8 @@ export interface MigrationReport {
   readonly manifests: Tally;
   readonly referrers: Tally;
   readonly tags: Tally;
+  /** Objects of the activity journal and the event queues, copied as they are. */
+  readonly journal: Tally;
   /** Blobs re-read from the target and hashed to their digest (0 in a dry run). */
   readonly verifiedBlobs: number;
   /** Tags that resolve to the same manifest digest in the target (0 in a dry run). */
@@ -120,6 +127,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
     manifests: tally(),
     referrers: tally(),
     tags: tally(),
+    journal: tally(),
     verifiedBlobs: 0,
     verifiedTags: 0,
     findings,
@@ -176,6 +184,28 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
   report.repositories = names.length;
   for (const name of names) {
     await copyRepository(source, sourceMeta, targetMeta, name, dryRun, report);
+  }
+
+  // The activity journal (the collector's grace and pull-based retention) and undelivered
+  // events: small objects under the same keys.
+  for (const area of [ACTIVITY_AREA, EVENTS_AREA]) {
+    for (const key of await objectsUnder(source, area)) {
+      report.journal.total++;
+      const bytes = await source.get(key);
+      if (bytes === null) continue;
+      const there = await target.get(key);
+      if (there !== null && sameBytes(there, bytes)) report.journal.present++;
+      else {
+        if (!dryRun) {
+          await target.put(key, bytes);
+          const back = await target.get(key);
+          if (back === null || !sameBytes(back, bytes)) {
+            findings.push({ kind: "blob-mismatch", subject: key, detail: "reads back different" });
+          }
+        }
+        report.journal.copied++;
+      }
+    }
   }
 
   if (!dryRun) {
@@ -358,6 +388,21 @@ async function hashOf(driver: StorageDriver, key: string, digest: Digest): Promi
   const hash = createHash(digestAlgorithm(digest));
   for await (const chunk of reader.stream) hash.update(chunk);
   return `${digestAlgorithm(digest)}:${hash.digest("hex")}`;
+}
+
+/** Every object key under `prefix`, depth first. */
+async function objectsUnder(driver: StorageDriver, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const child of await driver.list(prefix)) {
+    const key = `${prefix}/${child}`;
+    if ((await driver.stat(key)) !== null) out.push(key);
+    else out.push(...await objectsUnder(driver, key));
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /** A referrer entry of the source: subject, referrer, descriptor text. */

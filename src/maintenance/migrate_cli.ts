@@ -47,8 +47,9 @@ Copies the filesystem store (the data root deno task start would use) into S3 an
 every blob (streamed, hashed on the way, re-read from S3 and hashed again), every repository's
 layer links, manifest revisions, referrer entries and tags; then checks that every tag resolves
 to the same manifest in the target and that the counts match. Re-running skips what the target
-already holds (verified) and copies the rest. Upload sessions in progress, queued notification
-events, the collector's activity journal and the token signing key are not copied.
+already holds (verified) and copies the rest. The collector's activity journal and queued
+notification events are copied as they are; upload sessions in progress and the token issuer's
+generated signing key are not.
 
 Stop the registry first: the command takes the data root's lock and refuses while a registry
 holds it.
@@ -312,7 +313,7 @@ export function summary(report: MigrationReport): string[] {
   const lines = [
     `repositories ${report.repositories}; ${part("tags", report.tags)}; ` +
     `${part("manifests", report.manifests)}; ${part("links", report.links)}; ` +
-    `${part("referrers", report.referrers)}`,
+    `${part("referrers", report.referrers)}; ${part("journal and event objects", report.journal)}`,
     `${part("blobs", report.blobs)}; ${part("bytes", report.bytes, mib)}; ` +
     `${seconds.toFixed(1)} s` +
     (report.dryRun

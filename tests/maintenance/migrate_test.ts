@@ -17,7 +17,8 @@ import { DriverBlobStore } from "../../src/storage/blobs.ts";
 import type { StorageDriver } from "../../src/storage/driver.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { S3Driver } from "../../src/storage/drivers/s3.ts";
-import { blobKey } from "../../src/storage/keys.ts";
+import { Activity } from "../../src/storage/activity.ts";
+import { blobKey, eventKey } from "../../src/storage/keys.ts";
 import { LocalMetadataStore } from "../../src/storage/metadata/local.ts";
 import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import { connect, type Sql } from "../../src/storage/postgres/client.ts";
@@ -33,6 +34,9 @@ import { buildStore, type BuiltStore } from "./fixtures.ts";
 const BIG = 9 * 1024 * 1024 + 123;
 const APP = "app" as RepositoryName;
 const OTHER = "other" as RepositoryName;
+/** When the journal planted in the source says the big layer was touched. */
+const TOUCHED_AT = Date.parse("2026-01-02T03:04:05Z");
+const EVENT = '{"events":[{"action":"push"}]}';
 
 interface Source {
   readonly root: string;
@@ -62,6 +66,12 @@ async function buildSource(): Promise<Source> {
   });
   await put.body?.cancel();
   assert.equal(put.status, 201);
+  // An activity journal and an undelivered event, as a registry leaves them.
+  const activity = new Activity(new FsDriver(root), { now: () => TOUCHED_AT });
+  activity.touch(big);
+  activity.pulled("big", manifest.digest as Digest);
+  await activity.flush();
+  await new FsDriver(root).put(eventKey("hook", 1), EVENT);
   return { root, built, big };
 }
 
@@ -202,6 +212,13 @@ await s3Tests((bucket, ignore) => {
       assert.equal(await meta.getTag(OTHER, "latest" as Tag), other.digest);
       assert.equal((await target.driver.stat(blobKey(source.big)))?.size, BIG);
       assert.deepEqual(await target.driver.list(TEMP_AREA), []);
+      const journal = new Activity(target.driver);
+      await journal.load();
+      assert.equal(journal.lastTouch(source.big), TOUCHED_AT);
+      assert.equal(
+        new TextDecoder().decode((await target.driver.get(eventKey("hook", 1)))!),
+        EVENT,
+      );
 
       // Again: everything is there and verified, nothing is copied.
       const again = await migrate({
@@ -213,7 +230,7 @@ await s3Tests((bucket, ignore) => {
       assert.equal(again.blobs.copied, 0);
       assert.equal(again.blobs.present, 18);
       assert.equal(again.verifiedBlobs, 18);
-      for (const t of [again.links, again.manifests, again.referrers, again.tags]) {
+      for (const t of [again.links, again.manifests, again.referrers, again.tags, again.journal]) {
         assert.equal(t.copied, 0);
         assert.equal(t.present, t.total);
       }
@@ -304,6 +321,32 @@ await s3Tests((bucket, ignore) => {
   });
 
   Deno.test({
+    name: "migrate-to-s3: a damaged copy in the target is copied again; extra metadata fails",
+    ...needs,
+    async fn() {
+      await using target = freshTarget(await bucket(), await db.another());
+      const fs = new FsDriver(source.root);
+      const meta = await PostgresMetadataStore.open(target.sql);
+      assert.deepEqual(
+        (await migrate({ source: fs, target: target.driver, targetMeta: meta })).findings,
+        [],
+      );
+      // The same size, other bytes: only a re-read and hash can tell.
+      const layer = source.built.shared.digest as Digest;
+      const size = (await target.driver.stat(blobKey(layer)))!.size;
+      await target.driver.put(blobKey(layer), randomBytes(size));
+      await meta.putTag(OTHER, "stray" as Tag, source.built.other.digest as Digest);
+      const ran = await runCli(["--data", source.root, "--s3-root", target.prefix], target.env);
+      assert.equal(ran.code, 1, ran.err.join("\n"));
+      assert.deepEqual(ran.out, [
+        "metadata-mismatch\tother tags\t: only in the target: stray",
+      ]);
+      assert.match(ran.err.join("\n"), /blobs 18 \(copied 1, already there 17\)/);
+      assert.equal(await hashOf(target.driver, blobKey(layer)), layer);
+    },
+  });
+
+  Deno.test({
     name: "migrate-to-s3: --dry-run counts what would be copied and writes nothing",
     ...needs,
     async fn() {
@@ -316,6 +359,7 @@ await s3Tests((bucket, ignore) => {
       const text = ran.err.join("\n");
       assert.match(text, /blobs 18 \(to copy 18, already there 0\)/);
       assert.match(text, /tags 5 \(to copy 5, already there 0\)/);
+      assert.match(text, /journal and event objects 2 \(to copy 2, already there 0\)/);
       assert.match(text, /dry run: nothing written/);
       assert.deepEqual(await target.driver.list(""), []);
       const tables = await target.sql`select to_regclass('repositories') as t`;
