@@ -38,6 +38,7 @@ import type { StorageDriver } from "../storage/driver.ts";
 import { ACTIVITY_AREA, blobKey, EVENTS_AREA, FORMAT_KEY, repositoryKey } from "../storage/keys.ts";
 import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
+import { sqlState } from "../storage/postgres/client.ts";
 import type { Digest, RepositoryName } from "../types/oci.ts";
 
 /**
@@ -55,9 +56,15 @@ export interface MigrationFinding {
    * `corrupt-source`: a source blob's bytes do not match its name (not copied);
    * `unreadable-source`: a source entry cannot be read (not copied);
    * `blob-mismatch`: a blob in the target does not re-read to its digest after a copy;
+   * `rejected-by-target`: the database refused an entry (a value breaking its constraints);
    * `metadata-mismatch`: the target's metadata differs from the source after the copy.
    */
-  readonly kind: "corrupt-source" | "unreadable-source" | "blob-mismatch" | "metadata-mismatch";
+  readonly kind:
+    | "corrupt-source"
+    | "unreadable-source"
+    | "blob-mismatch"
+    | "rejected-by-target"
+    | "metadata-mismatch";
   readonly subject: string;
   readonly detail: string;
 }
@@ -326,7 +333,6 @@ async function copyBlob(
     const bytes = new Uint8Array(size);
     for await (const chunk of reader.stream) {
       if (sent + chunk.length > size) {
-        await reader.stream.cancel().catch(() => {});
         return corrupt(digest, `more than its ${size} bytes`);
       }
       bytes.set(chunk, sent);
@@ -454,12 +460,33 @@ async function copyRepository(
     findings: MigrationFinding[];
   },
 ): Promise<void> {
+  // Writes one entry; an entry the database refuses (a data exception or a constraint, SQLSTATE
+  // class 22 or 23) is a finding, and the copy goes on; anything else stops the run.
+  const write = async (subject: string, fn: () => Promise<void>): Promise<boolean> => {
+    if (dryRun) return true;
+    try {
+      await fn();
+      return true;
+    } catch (error) {
+      const state = sqlState(error);
+      if (state === null || !/^2[23]/.test(state)) throw error;
+      report.findings.push({
+        kind: "rejected-by-target",
+        subject,
+        detail: `the database refused it (SQLSTATE ${state}: ${
+          (error as Error).message.split("\n")[0]
+        }); not copied`,
+      });
+      return false;
+    }
+  };
   for (const digest of await sourceMeta.listLayers(name)) {
     report.links.total++;
     if (await targetMeta.hasLayer(name, digest)) report.links.present++;
     else {
-      if (!dryRun) await targetMeta.linkLayer(name, digest);
-      report.links.copied++;
+      if (await write(`${name} link ${digest}`, () => targetMeta.linkLayer(name, digest))) {
+        report.links.copied++;
+      }
     }
   }
   for (const digest of await sourceMeta.listRevisions(name)) {
@@ -475,8 +502,9 @@ async function copyRepository(
     }
     if (sameRecord(record, await targetMeta.getRevision(name, digest))) report.manifests.present++;
     else {
-      if (!dryRun) await targetMeta.putRevision(name, digest, record);
-      report.manifests.copied++;
+      if (await write(`${name}@${digest}`, () => targetMeta.putRevision(name, digest, record))) {
+        report.manifests.copied++;
+      }
     }
   }
   for (const [subject, entries] of await sourceReferrers(source, name)) {
@@ -485,8 +513,11 @@ async function copyRepository(
       report.referrers.total++;
       if (have.has(descriptor)) report.referrers.present++;
       else {
-        if (!dryRun) await targetMeta.putReferrer(name, subject, referrer, descriptor);
-        report.referrers.copied++;
+        const copied = await write(
+          `${name} referrer ${referrer} of ${subject}`,
+          () => targetMeta.putReferrer(name, subject, referrer, descriptor),
+        );
+        if (copied) report.referrers.copied++;
       }
     }
   }
@@ -503,8 +534,9 @@ async function copyRepository(
     }
     if ((await targetMeta.getTag(name, tag)) === digest) report.tags.present++;
     else {
-      if (!dryRun) await targetMeta.putTag(name, tag, digest);
-      report.tags.copied++;
+      if (await write(`${name}:${tag}`, () => targetMeta.putTag(name, tag, digest))) {
+        report.tags.copied++;
+      }
     }
   }
 }
