@@ -35,7 +35,14 @@ import { createHash } from "node:crypto";
 import { digestAlgorithm, isDigest } from "../digest/digest.ts";
 import { DriverBlobStore } from "../storage/blobs.ts";
 import type { StorageDriver } from "../storage/driver.ts";
-import { ACTIVITY_AREA, blobKey, EVENTS_AREA, FORMAT_KEY, repositoryKey } from "../storage/keys.ts";
+import {
+  ACTIVITY_AREA,
+  AREAS,
+  blobKey,
+  EVENTS_AREA,
+  FORMAT_KEY,
+  repositoryKey,
+} from "../storage/keys.ts";
 import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
 import { sqlState } from "../storage/postgres/client.ts";
@@ -89,6 +96,8 @@ export interface MigrationReport {
   readonly tags: Tally;
   /** Objects of the activity journal and the event queues, copied as they are. */
   readonly journal: Tally;
+  /** Upload sessions in progress in the source, which are not copied. */
+  readonly uploadsNotCopied: number;
   /** Blobs re-read from the target and hashed to their digest (0 in a dry run). */
   readonly verifiedBlobs: number;
   /** Tags that resolve to the same manifest digest in the target (0 in a dry run). */
@@ -135,6 +144,7 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
     referrers: tally(),
     tags: tally(),
     journal: tally(),
+    uploadsNotCopied: (await source.list(AREAS.uploads)).length,
     verifiedBlobs: 0,
     verifiedTags: 0,
     findings,

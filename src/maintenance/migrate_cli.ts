@@ -322,6 +322,11 @@ export function summary(report: MigrationReport): string[] {
         mib(report.bytes.copied / Math.max(seconds, 0.001))
       }/s copied, all verification included)`),
   ];
+  if (report.uploadsNotCopied > 0) {
+    lines.push(
+      `${report.uploadsNotCopied} upload sessions in progress not copied (clients restart them)`,
+    );
+  }
   if (report.dryRun) {
     lines.push("dry run: nothing written (blobs already there were compared by size only)");
   } else if (report.findings.length === 0) {

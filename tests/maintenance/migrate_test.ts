@@ -75,6 +75,10 @@ async function buildSource(): Promise<Source> {
   activity.pulled("big", manifest.digest as Digest);
   await activity.flush();
   await new FsDriver(root).put(eventKey("hook", 1), EVENT);
+  // An upload in progress, which is not copied.
+  const started = await reg.fetch("/v2/app/blobs/uploads/", { method: "POST" });
+  await started.body?.cancel();
+  assert.equal(started.status, 202);
   return { root, built, big };
 }
 
@@ -195,6 +199,8 @@ await s3Tests((bucket, ignore) => {
       const text = first.err.join("\n");
       assert.match(text, /repositories 4; tags \d+ \(copied \d+, already there 0\)/);
       assert.match(text, /verified: 18 blobs re-read from the target and hashed, 5 tags resolve/);
+      assert.match(text, /\n1 upload sessions in progress not copied/);
+      assert.deepEqual(await target.driver.list("uploads"), []);
       assert.ok(!text.includes(target.env.REGISTRY_STORAGE_S3_SECRETKEY), "secret printed");
       assert.ok(!text.includes(target.env.REGISTRY_STORAGE_S3_ACCESSKEY), "key printed");
       await assertSameStore(fs, target);
