@@ -380,10 +380,13 @@ async function copyBlob(
   }
   const reread = await hashOf(target, key, digest);
   if (reread !== digest) {
+    // A blob key never keeps bytes that do not match its name: the registry would serve them.
+    await target.delete(key);
     return {
       kind: "blob-mismatch",
       subject: digest,
-      detail: `copied, but the target's object re-reads as ${reread ?? "nothing"}`,
+      detail: `copied, but the target's object re-read as ${reread ?? "nothing"}; deleted ` +
+        "(run again to copy it again)",
     };
   }
   return "copied";

@@ -106,7 +106,7 @@ export function main(
         name !== "REGISTRY_DATABASE"
       ),
     );
-    const command = parseCommand(rest, registryEnv, ["dry-run"]);
+    const command = sourceCommand(rest, registryEnv);
     if (command === "help") {
       io.out(HELP);
       return 0;
@@ -174,6 +174,28 @@ export function main(
       attempt.lock.release();
     }
   });
+}
+
+/**
+ * The source's settings, loaded as `deno task start` loads them; a configuration that already
+ * names the target (which the loader refuses today) gets a pointer to where the target goes.
+ */
+function sourceCommand(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): ReturnType<typeof parseCommand> {
+  try {
+    return parseCommand(args, env, ["dry-run"]);
+  } catch (error) {
+    if (error instanceof UsageError && /storage\.s3|database/.test(error.message)) {
+      throw new UsageError(
+        `${error.message}. --config names the settings the registry runs with now (its data ` +
+          "root); give the S3 and PostgreSQL ones with --target-config FILE or the " +
+          `${S3_ENV}_* and ${DATABASE_ENV} variables`,
+      );
+    }
+    throw error;
+  }
 }
 
 /** The command's own valued flags (`--bucket B` or `--bucket=B`), and the other arguments. */

@@ -371,6 +371,31 @@ await s3Tests((bucket, ignore) => {
   });
 
   Deno.test({
+    name: "migrate-to-s3: a copy that re-reads wrong is reported and deleted; a re-run copies it",
+    ...needs,
+    async fn() {
+      await using target = freshTarget(await bucket(), await db.another());
+      const fs = new FsDriver(source.root);
+      const meta = await PostgresMetadataStore.open(target.sql);
+      const layer = source.built.shared.digest as Digest;
+      const first = await migrate({
+        source: fs,
+        target: misreading(target.driver, blobKey(layer)),
+        targetMeta: meta,
+      });
+      assert.deepEqual(first.findings.map((f) => `${f.kind} ${f.subject}`), [
+        `blob-mismatch ${layer}`,
+      ]);
+      assert.equal(first.blobs.copied, 17);
+      assert.equal(await target.driver.stat(blobKey(layer)), null);
+      const again = await migrate({ source: fs, target: target.driver, targetMeta: meta });
+      assert.deepEqual(again.findings, []);
+      assert.equal(again.blobs.copied, 1);
+      assert.equal(await hashOf(target.driver, blobKey(layer)), layer);
+    },
+  });
+
+  Deno.test({
     name: "migrate-to-s3: --dry-run counts what would be copied and writes nothing",
     ...needs,
     async fn() {
@@ -408,6 +433,21 @@ Deno.test("migrate-to-s3: refuses while a registry holds the data root", async (
   });
   assert.equal(ran.code, 2);
   assert.match(ran.err.join("\n"), /in use by another registry process.*stop the registry/);
+});
+
+Deno.test("migrate-to-s3: a source configuration naming the target is pointed elsewhere", async () => {
+  const file = await Deno.makeTempFile({ suffix: ".yml" });
+  try {
+    await Deno.writeTextFile(file, "storage:\n  s3:\n    bucket: b\n");
+    const ran = await runCli(["--config", file], {});
+    assert.equal(ran.code, 2);
+    assert.match(
+      ran.err.join("\n"),
+      /storage\.s3.*give the S3 and PostgreSQL ones with --target-config/,
+    );
+  } finally {
+    await Deno.remove(file);
+  }
 });
 
 Deno.test("migrate-to-s3: target settings from flags, then variables, then the file", async () => {
@@ -476,6 +516,33 @@ function failAfterBlobWrites(
         };
       }
       return value.bind(target);
+    },
+  });
+}
+
+/** The driver, except that reads of `key` give its bytes with the first one flipped. */
+function misreading(driver: StorageDriver, key: string): StorageDriver {
+  return new Proxy(driver, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (typeof value !== "function") return value;
+      if (property !== "read") return value.bind(target);
+      return async (k: string, span?: { start: number; length: number }) => {
+        const reader = await target.read(k, span);
+        if (reader === null || k !== key) return reader;
+        let first = true;
+        const flip = new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            if (first && chunk.length > 0) {
+              chunk = chunk.slice();
+              chunk[0] ^= 0xff;
+              first = false;
+            }
+            controller.enqueue(chunk);
+          },
+        });
+        return { size: reader.size, stream: reader.stream.pipeThrough(flip) };
+      };
     },
   });
 }
