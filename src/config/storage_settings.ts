@@ -193,7 +193,7 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
  * empty `storage.s3`) named the driver without keys.
  */
 export function scaleOutProblem(
-  config: Pick<Config, "s3" | "databaseUrl">,
+  config: Pick<Config, "s3" | "databaseUrl" | "notifications">,
   explicit: ReadonlySet<string>,
   s3Named: boolean,
 ): string | null {
@@ -225,6 +225,10 @@ export function scaleOutProblem(
       (missing.some((k) => k.endsWith("key"))
         ? " (credentials from the instance or the environment are not implemented)"
         : "");
+  }
+  if (config.notifications.length > 0) {
+    return "notifications.endpoints is not implemented with storage.s3 yet: the event queue " +
+      "of an endpoint is one per registry, and replicas would write over each other's events";
   }
   if (config.databaseUrl === null) {
     return "storage.s3 needs database.url (REGISTRY_DATABASE_URL): replicas over one bucket " +

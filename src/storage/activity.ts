@@ -11,6 +11,13 @@
  * the batches it replaced (written first, deleted after: a crash between leaves duplicates,
  * which are harmless since the latest time wins).
  *
+ * Replicas sharing one bucket (the scale-out mode, `shared`) each write their own batches: a
+ * batch's sequence number starts with a random number of the process, so two replicas never
+ * write the same key (no lost update), and no batch is ever rewritten. `refresh` (before a
+ * collection) reads every replica's batches, so the collector knows every touch and pull;
+ * `compact` reads the batches it lists before it replaces them, so it deletes nothing it has
+ * not merged (two replicas compacting at once both keep everything).
+ *
  * Memory is bounded: past `MAX_ENTRIES` remembered digests, the tracker forgets them all and
  * takes "everything was touched now" as its floor, which can only delay a collection.
  * Touches made in the last flush interval before a crash are lost; then a blob the client just
@@ -31,7 +38,12 @@ const decoder = new TextDecoder();
 export interface ActivityOptions {
   /** The clock, epoch milliseconds. */
   readonly now?: () => number;
+  /** Whether other processes write batches to the same journal (replicas on one bucket). */
+  readonly shared?: boolean;
 }
+
+/** Sequence numbers of one process within a shared journal (below this, the process's own). */
+const SEQ_SPAN = 1_000_000;
 
 /** The tracker of blob touches and manifest pulls. */
 export class Activity {
@@ -47,6 +59,9 @@ export class Activity {
   /** Everything counts as touched (and pulled) at least this late (after an overflow). */
   #floor = 0;
   #seq = 0;
+  /** The first sequence number of this process (a random multiple of SEQ_SPAN when shared). */
+  readonly #seqBase: number;
+  readonly #shared: boolean;
   /** Batches written since the journal was last compacted. */
   #written = 0;
   #flushing: Promise<void> = Promise.resolve();
@@ -55,6 +70,11 @@ export class Activity {
   constructor(driver: StorageDriver, options: ActivityOptions = {}) {
     this.#driver = driver;
     this.#now = options.now ?? Date.now;
+    this.#shared = options.shared ?? false;
+    // 10^8..9·10^8 times 10^6: at most 9·10^14, a safe integer; 16 digits in the key.
+    this.#seqBase = this.#shared
+      ? (1e8 + crypto.getRandomValues(new Uint32Array(1))[0] % 8e8) * SEQ_SPAN
+      : 0;
   }
 
   /** Records that a blob (or manifest bytes) was touched now. */
@@ -89,8 +109,28 @@ export class Activity {
 
   /** Reads the journal into memory (at start, and by an offline collection). */
   async load(): Promise<void> {
-    for (const name of await this.#driver.list(ACTIVITY_AREA)) {
-      if (activityTimeOf(name) === null) continue;
+    await this.#read(await this.#batches());
+  }
+
+  /**
+   * Writes what changed, and, when the journal is shared, reads every replica's batches (a
+   * collection then knows every touch and pull). Alone, memory already knows everything.
+   */
+  refresh(): Promise<void> {
+    const next = this.#flushing.then(async () => {
+      await this.#flushOnce();
+      if (this.#shared) await this.load();
+    });
+    this.#flushing = next.catch(() => {});
+    return next;
+  }
+
+  async #batches(): Promise<string[]> {
+    return (await this.#driver.list(ACTIVITY_AREA)).filter((n) => activityTimeOf(n) !== null);
+  }
+
+  async #read(names: readonly string[]): Promise<void> {
+    for (const name of names) {
       const bytes = await this.#driver.get(`${ACTIVITY_AREA}/${name}`);
       if (bytes === null) continue;
       for (const line of decoder.decode(bytes).split("\n")) this.#apply(line);
@@ -111,9 +151,9 @@ export class Activity {
   compact(keepMs: number): Promise<number> {
     const next = this.#flushing.then(async () => {
       await this.#flushOnce();
-      const old = (await this.#driver.list(ACTIVITY_AREA)).filter((n) =>
-        activityTimeOf(n) !== null
-      );
+      const old = await this.#batches();
+      // Other replicas' batches are merged before they are replaced.
+      if (this.#shared) await this.#read(old);
       const horizon = this.#now() - keepMs;
       for (const map of [this.#touched, this.#pulls]) {
         for (const [key, at] of map) if (at < horizon) map.delete(key);
@@ -147,7 +187,10 @@ export class Activity {
     let lines: string[] = [];
     const put = async () => {
       if (lines.length === 0) return;
-      await this.#driver.put(activityKey(this.#now(), this.#seq++), lines.join("\n"));
+      await this.#driver.put(
+        activityKey(this.#now(), this.#seqBase + (this.#seq++ % SEQ_SPAN)),
+        lines.join("\n"),
+      );
       this.#written++;
       lines = [];
     };
