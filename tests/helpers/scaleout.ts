@@ -163,16 +163,3 @@ export function roundRobin(backends: () => readonly string[]): RoundRobin {
     },
   };
 }
-
-/** Polls `condition` every 50 ms until it holds, or throws after `timeoutMs` saying `what`. */
-export async function until(
-  what: string,
-  condition: () => Promise<boolean> | boolean,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
