@@ -86,7 +86,8 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
     key: "storage.s3.bucket",
     type: "text",
     default: "none",
-    help: "the bucket holding blobs, upload data, the token key and the event queues",
+    help: "the bucket holding blobs, upload data and state, the token signing key and the " +
+      "activity journal",
     parse: (node, place) => {
       const value = text(node, place, "a bucket name");
       if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(value)) {
