@@ -3,12 +3,13 @@
  * RGW) and one PostgreSQL database, behind a proxy that sends each request to the other
  * replica: pushes (monolithic and chunked) and pulls whose requests alternate replicas; an
  * upload started on A that B finishes after A was killed with SIGKILL; a tag moved on A read
- * on B at once; one collection at a time across replicas. Each test has its own database and
+ * on B at once; one collection at a time across replicas; the curl flow through the proxy. Each test has its own database and
  * its own root directory in the run's bucket. Outside CI the tests are ignored when RGW or
  * PostgreSQL cannot come up; in CI they fail.
  */
 
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import type { StorageDriver } from "../../src/storage/driver.ts";
 import { S3Driver } from "../../src/storage/drivers/s3.ts";
 import { COLLECTION_LOCK } from "../../src/services/registry.ts";
@@ -22,6 +23,7 @@ import { randomBytes, sha256Digest } from "../helpers/registry.ts";
 import { s3Tests, type TestBucket } from "../helpers/s3.ts";
 import { type Replica, roundRobin, scaleOutEnv, spawnReplica } from "../helpers/scaleout.ts";
 
+const CURL_FLOW = fileURLToPath(new URL("./curl_flow.sh", import.meta.url));
 const db = await testDatabase();
 /** Whether the S3 driver can presign (its optional `signedUrl`); nothing is requested here. */
 const probe: StorageDriver = new S3Driver({
@@ -325,6 +327,29 @@ await s3Tests((bucket, ignore) => {
         await sql.end();
       }
       assert.ok(a.output.some((line) => line.includes("another replica is collecting")));
+    },
+  );
+
+  register(
+    bucket,
+    ignore,
+    "scale-out: tests/e2e/curl_flow.sh through the proxy alternating two replicas",
+    async ({ env }) => {
+      const [a, b] = await replicas({ ...env, REGISTRY_STORAGE_REDIRECT_DISABLE: "true" });
+      await using _a = a;
+      await using _b = b;
+      await using proxy = roundRobin(() => [a.url, b.url]);
+      const { code, stdout, stderr } = await new Deno.Command("bash", {
+        args: [CURL_FLOW, proxy.url],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const out = new TextDecoder().decode(stdout);
+      assert.equal(code, 0, `curl_flow.sh failed:\n${out}\n${new TextDecoder().decode(stderr)}`);
+      const steps = out.split("\n").filter((line) => line.startsWith("ok "));
+      assert.equal(steps.length, 13, out);
+      assert.ok(proxy.sent.filter((url) => url === a.url).length > 5);
+      assert.ok(proxy.sent.filter((url) => url === b.url).length > 5);
     },
   );
 
