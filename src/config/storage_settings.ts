@@ -86,8 +86,8 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
     key: "storage.s3.bucket",
     type: "text",
     default: "none",
-    help: "the bucket holding blobs, upload data and state, the token signing key and the " +
-      "activity journal",
+    help: "the bucket holding blobs, upload data and state, the token signing key, the " +
+      "event queues and the activity journal",
     parse: (node, place) => {
       const value = text(node, place, "a bucket name");
       if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(value)) {
@@ -194,7 +194,7 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
  * empty `storage.s3`) named the driver without keys.
  */
 export function scaleOutProblem(
-  config: Pick<Config, "s3" | "databaseUrl" | "notifications">,
+  config: Pick<Config, "s3" | "databaseUrl">,
   explicit: ReadonlySet<string>,
   s3Named: boolean,
 ): string | null {
@@ -226,10 +226,6 @@ export function scaleOutProblem(
       (missing.some((k) => k.endsWith("key"))
         ? " (credentials from the instance or the environment are not implemented)"
         : "");
-  }
-  if (config.notifications.length > 0) {
-    return "notifications.endpoints is not implemented with storage.s3 yet: the event queue " +
-      "of an endpoint is one per registry, and replicas would write over each other's events";
   }
   if (config.databaseUrl === null) {
     return "storage.s3 needs database.url (REGISTRY_DATABASE_URL): replicas over one bucket " +

@@ -8,7 +8,8 @@
  *   bucket and one PostgreSQL database. Blobs, upload data and state, the token signing key
  *   and the activity journal are objects of the bucket; repository metadata is in the
  *   database; locks are its advisory locks, so they hold across replicas; collections take
- *   one more advisory lock, so one replica sweeps at a time. Nothing is cached (another
+ *   one more advisory lock, so one replica sweeps at a time; each replica has its own event
+ *   queues in the bucket and adopts those of replicas gone (`replica_events.ts`). Nothing is cached (another
  *   replica may change anything at any time), and nothing is on the replica's own disk.
  */
 
@@ -31,6 +32,12 @@ import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
 import { connect, type Sql } from "../storage/postgres/client.ts";
 import { PostgresLockManager, tryExclusive } from "../storage/postgres/locks.ts";
 import { S3Driver } from "../storage/drivers/s3.ts";
+import {
+  adoptQueues,
+  holdReplicaId,
+  ReplicaEventsDriver,
+  type ReplicaHold,
+} from "./replica_events.ts";
 import type { S3Config } from "../config/mod.ts";
 import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
@@ -229,9 +236,13 @@ async function createScaleOutServices(
   let driver: StorageDriver = options.driver ?? s3Driver(s3);
   const sql = options.sql ?? connect(config.databaseUrl!, { max: 10 });
   const lockSql = connect(config.databaseUrl!, { max: 20 });
+  let hold: ReplicaHold | null = null;
   const close = () => {
     void sql.end({ timeout: 5 }).catch(() => {});
-    void lockSql.end({ timeout: 5 }).catch(() => {});
+    void (async () => {
+      await hold?.release().catch(() => {});
+      await lockSql.end({ timeout: 5 });
+    })().catch(() => {});
   };
   let meta: MetadataStore;
   let events: EventSink = NO_EVENTS;
@@ -243,7 +254,12 @@ async function createScaleOutServices(
     meta = options.stores?.meta ?? await PostgresMetadataStore.open(sql); // migrates
     // Two replicas starting on a new bucket record the format once.
     await locks.run("startup:format", () => checkFormat(driver, where));
-    if (options.eventSink) events = await options.eventSink(driver);
+    if (options.eventSink && config.notifications.length > 0) {
+      // Event queues of its own (replica_events.ts), with those of gone replicas adopted.
+      hold = await holdReplicaId(lockSql);
+      await adoptQueues(driver, lockSql, hold.id);
+      events = await options.eventSink(new ReplicaEventsDriver(driver, hold.id));
+    }
     await activity.load();
   } catch (error) {
     close();

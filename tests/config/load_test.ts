@@ -261,11 +261,6 @@ Deno.test("the scale-out mode: storage.s3 with database.url, each refused withou
   }
   fails(
     [],
-    { ...SCALE_OUT_ENV, REGISTRY_NOTIFICATIONS_ENDPOINTS: "[{name: a, url: 'http://h/e'}]" },
-    /^notifications\.endpoints is not implemented with storage\.s3 yet/,
-  );
-  fails(
-    [],
     { ...SCALE_OUT_ENV, REGISTRY_STORAGE_S3_FORCEPATHSTYLE: "false" },
     /expected true \(virtual-host addressing is not implemented\)/,
   );

@@ -3,7 +3,8 @@
  * RGW) and one PostgreSQL database, behind a proxy that sends each request to the other
  * replica: pushes (monolithic and chunked) and pulls whose requests alternate replicas; an
  * upload started on A that B finishes after A was killed with SIGKILL; a tag moved on A read
- * on B at once; one collection at a time across replicas; the curl flow through the proxy. Each test has its own database and
+ * on B at once; one collection at a time across replicas; events of each replica delivered,
+ * a killed replica's by the next one to start; the curl flow through the proxy. Each test has its own database and
  * its own root directory in the run's bucket. Outside CI the tests are ignored when RGW or
  * PostgreSQL cannot come up; in CI they fail.
  */
@@ -73,6 +74,15 @@ async function replicas(env: Record<string, string>): Promise<[Replica, Replica]
   } catch (error) {
     await a.kill();
     throw error;
+  }
+}
+
+/** Polls `condition` every 50 ms until it holds; throws after `timeoutMs` naming `what`. */
+async function poll(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -327,6 +337,57 @@ await s3Tests((bucket, ignore) => {
         await sql.end();
       }
       assert.ok(a.output.some((line) => line.includes("another replica is collecting")));
+    },
+  );
+
+  register(
+    bucket,
+    ignore,
+    "scale-out: each replica delivers its events; a replica killed with events queued has " +
+      "them delivered by the next replica that starts",
+    async ({ env }) => {
+      // The receiver refuses (503) until told to accept; it records the pushed digests.
+      let accepting = false;
+      const received: { action: string; digest: string; repository: string }[] = [];
+      const receiver = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (r) => {
+        const body = await r.json() as {
+          events: { action: string; target: { digest: string; repository: string } }[];
+        };
+        if (!accepting) return new Response("not yet", { status: 503 });
+        for (const e of body.events) {
+          received.push({
+            action: e.action,
+            digest: e.target.digest,
+            repository: e.target.repository,
+          });
+        }
+        return new Response(null, { status: 200 });
+      });
+      try {
+        const hook = `[{name: hook, url: "http://127.0.0.1:${receiver.addr.port}/events", ` +
+          "timeout: 2s, threshold: 1, backoff: 100ms}]";
+        const withHook = { ...env, REGISTRY_NOTIFICATIONS_ENDPOINTS: hook };
+        const [a, b] = await replicas(withHook);
+        await using _a = a;
+        await using _b = b;
+        const onA = await pushWhole(at(a.url), "team/events", randomBytes(1000));
+        const onB = await pushWhole(at(b.url), "team/events", randomBytes(1001));
+        const killed = await a.kill("SIGKILL");
+        assert.equal(killed.signal, "SIGKILL");
+        accepting = true;
+        const pushed = (digest: string) =>
+          received.some((e) => e.action === "push" && e.digest === digest);
+        await poll("B's push event", () => pushed(onB));
+        assert.ok(!pushed(onA), "A was killed before it could deliver");
+        await using c = await spawnReplica(withHook);
+        await poll("A's push event, delivered by C", () => pushed(onA));
+        assert.ok(c.output.some((line) => line.includes("undelivered events found")));
+        // and new events of C go too
+        const onC = await pushWhole(at(c.url), "team/events", randomBytes(1002));
+        await poll("C's push event", () => pushed(onC));
+      } finally {
+        await receiver.shutdown();
+      }
     },
   );
 
