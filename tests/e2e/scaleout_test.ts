@@ -20,7 +20,8 @@ import { IN_CI } from "../helpers/clients.ts";
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "../helpers/media_types.ts";
 import { ociManifest } from "../helpers/manifests.ts";
 import { testDatabase } from "../helpers/postgres.ts";
-import { randomBytes, sha256Digest } from "../helpers/registry.ts";
+import { PROJECT_ROOT, randomBytes, sha256Digest } from "../helpers/registry.ts";
+import { htpasswdFile } from "../auth/helpers.ts";
 import { s3Tests, type TestBucket } from "../helpers/s3.ts";
 import { type Replica, roundRobin, scaleOutEnv, spawnReplica } from "../helpers/scaleout.ts";
 
@@ -75,6 +76,19 @@ async function replicas(env: Record<string, string>): Promise<[Replica, Replica]
     await a.kill();
     throw error;
   }
+}
+
+/** `deno task gc` (src/gc/cli.ts) with the replicas' settings. */
+async function gcCommand(env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${PROJECT_ROOT}src/gc/cli.ts`],
+    env: { NO_COLOR: "1", ...env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
 
 /** Polls `condition` every 50 ms until it holds; throws after `timeoutMs` naming `what`. */
@@ -237,6 +251,11 @@ await s3Tests((bucket, ignore) => {
       assert.deepEqual(await bytesOf(range), layer.slice(5_000_000, 5_100_001));
       const tags = await f(`/v2/${name}/tags/list`);
       assert.deepEqual(await tags.json(), { name, tags: ["v1"] });
+      for (const replica of [a, b]) {
+        const ready = await at(replica.url)("/readyz");
+        await expectStatus(ready, 200, "/readyz (the bucket and the database)");
+        await ready.body?.cancel();
+      }
     },
   );
 
@@ -328,11 +347,17 @@ await s3Tests((bucket, ignore) => {
         for (const replica of [a, b]) {
           assert.equal((await gc(replica)).skipped, "another replica is collecting");
         }
+        const cli = await gcCommand(env);
+        assert.equal(cli.code, 1, cli.stderr);
+        assert.match(cli.stderr, /nothing collected: another replica is collecting/);
         release();
         assert.ok(await holder);
         const report = await gc(b);
         assert.equal(report.skipped, undefined);
         assert.equal(report.error, undefined);
+        const alone = await gcCommand(env);
+        assert.equal(alone.code, 0, alone.stderr);
+        assert.equal(JSON.parse(alone.stdout).skipped, undefined);
       } finally {
         await sql.end();
       }
@@ -387,6 +412,46 @@ await s3Tests((bucket, ignore) => {
         await poll("C's push event", () => pushed(onC));
       } finally {
         await receiver.shutdown();
+      }
+    },
+  );
+
+  register(
+    bucket,
+    ignore,
+    "scale-out: two replicas starting at once on a new root share one token signing key",
+    async ({ env }) => {
+      await using htpasswd = await htpasswdFile({ alice: "alice-secret" });
+      const auth = {
+        ...env,
+        REGISTRY_AUTH_HTPASSWD_PATH: htpasswd.path,
+        REGISTRY_REGISTRY_AUTH_TOKEN_BUILTIN: "true",
+        REGISTRY_AUTH_TOKEN_SERVICE: "scaleout",
+        REGISTRY_REGISTRY_AUTH_ADMINS: "alice",
+      };
+      const started = await Promise.allSettled([spawnReplica(auth), spawnReplica(auth)]);
+      const running = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
+      try {
+        for (const s of started) if (s.status === "rejected") throw s.reason;
+        const [a, b] = running;
+        const scope = "repository:team/auth:pull,push";
+        const issued = await at(a.url)(`/token?service=scaleout&scope=${scope}`, {
+          headers: { authorization: `Basic ${btoa("alice:alice-secret")}` },
+        });
+        await expectStatus(issued, 200, "GET /token on A");
+        const { token } = await issued.json() as { token: string };
+        const bearer = (f: Fetch): Fetch => (path, init = {}) => {
+          const headers = new Headers(init.headers);
+          headers.set("authorization", `Bearer ${token}`);
+          return f(path, { ...init, headers });
+        };
+        const digest = await pushWhole(bearer(at(b.url)), "team/auth", randomBytes(500));
+        const head = await bearer(at(a.url))(`/v2/team/auth/blobs/${digest}`, { method: "HEAD" });
+        await expectStatus(head, 200, "HEAD on A with the token");
+        const anonymous = await at(b.url)(`/v2/team/auth/blobs/${digest}`, { method: "HEAD" });
+        assert.equal(anonymous.status, 401);
+      } finally {
+        for (const replica of running) await replica.kill();
       }
     },
   );
