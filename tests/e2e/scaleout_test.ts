@@ -196,7 +196,71 @@ async function pushImage(f: Fetch, name: string, tag: string) {
   return manifest;
 }
 
+/** Runs main.ts with `env` until it exits (a start-up failure); its code and output. */
+async function failedStart(env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${PROJECT_ROOT}main.ts`, "--port", "0"],
+    env: { NO_COLOR: "1", ...env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes).trim();
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+Deno.test("scale-out: an unreachable database is one start-up line, exit 2, no secret", async () => {
+  const run = await failedStart({
+    REGISTRY_STORAGE_S3_ACCESSKEY: "access",
+    REGISTRY_STORAGE_S3_SECRETKEY: "s3-secret-value",
+    REGISTRY_STORAGE_S3_REGION: "us-east-1",
+    REGISTRY_STORAGE_S3_REGIONENDPOINT: "http://127.0.0.1:9",
+    REGISTRY_STORAGE_S3_BUCKET: "registry",
+    REGISTRY_DATABASE_URL: "postgres://registry:db-pw-value@127.0.0.1:9/registry",
+  });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(
+    run.stderr,
+    /^cannot use the database postgres:\/\/registry:\*{8}@127\.0\.0\.1:9\/registry \(database\.url\): /,
+  );
+  assert.equal(run.stderr.split("\n").length, 1, run.stderr);
+  for (const secret of ["s3-secret-value", "db-pw-value"]) {
+    assert.ok(!`${run.stdout}${run.stderr}`.includes(secret), secret);
+  }
+});
+
 await s3Tests((bucket, ignore) => {
+  register(
+    bucket,
+    ignore,
+    "scale-out: a missing bucket or a wrong secret key is one start-up line, exit 2",
+    async ({ env }) => {
+      const missing = await failedStart({
+        ...env,
+        REGISTRY_STORAGE_S3_BUCKET: "no-such-bucket-here",
+      });
+      assert.equal(missing.code, 2, missing.stderr);
+      assert.match(
+        missing.stderr,
+        /^cannot use the bucket s3:\/\/no-such-bucket-here \(storage\.s3\): .*NoSuchBucket/,
+      );
+      const wrong = await failedStart({
+        ...env,
+        REGISTRY_STORAGE_S3_SECRETKEY: "wrong-secret-key",
+      });
+      assert.equal(wrong.code, 2, wrong.stderr);
+      assert.match(
+        wrong.stderr,
+        /^cannot use the bucket s3:\/\/\S+ \(storage\.s3\): .*SignatureDoesNotMatch/,
+      );
+      assert.ok(!wrong.stderr.includes("wrong-secret-key"));
+      for (const run of [missing, wrong]) {
+        assert.equal(run.stderr.split("\n").length, 1, run.stderr);
+      }
+    },
+  );
+
   register(
     bucket,
     ignore,
