@@ -130,10 +130,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...gcRoutes(services.gc, config),
   ];
   services.gc.onReport((report) => {
+    if (report.skipped !== undefined) {
+      // another replica collects: not a run of this one (metrics count runs)
+      log.info(`garbage collection skipped: ${report.skipped}`);
+      return;
+    }
     metrics?.recordGc(report);
     const fields = gcLogFields(report);
-    if (report.skipped !== undefined) log.info(`garbage collection skipped: ${report.skipped}`);
-    else if (report.error !== undefined) log.error("garbage collection stopped", fields);
+    if (report.error !== undefined) log.error("garbage collection stopped", fields);
     else log.info("garbage collection", fields);
   });
   const gcTimer = config.gc.intervalMs > 0

@@ -180,7 +180,7 @@ export class Collector {
       return ran?.value ?? skippedReport(dryRun, started, ANOTHER_REPLICA);
     };
     const report = collect().then((r) => {
-      this.#last = r;
+      if (r.skipped === undefined) this.#last = r; // the last run of this replica
       for (const listener of this.#listeners) listener(r);
       return r;
     }).finally(() => {
