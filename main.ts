@@ -70,6 +70,7 @@ async function main(): Promise<number> {
     const line = config.s3 === null
       ? dataRootFailure(error, config.dataDir)
       : scaleOutFailure(error, config);
+    if (line === null) throw error;
     console.error(line);
     return 2;
   }
