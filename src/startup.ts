@@ -7,6 +7,7 @@
 import type { Config } from "./config/mod.ts";
 import { maskDatabaseUrl } from "./config/storage_settings.ts";
 import { StartupError } from "./errors.ts";
+import { StorageUnavailable } from "./storage/driver.ts";
 
 /** Formats a host and port for a message or a URL: IPv6 addresses in brackets. */
 export function hostPort(host: string, port: number): string {
@@ -70,7 +71,10 @@ export function scaleOutFailure(error: unknown, config: Config): string | null {
   ) {
     return hide(`cannot use the database ${url} (database.url): ${message}`);
   }
-  if (/S3|bucket|NoSuchBucket|AccessDenied|SignatureDoesNotMatch/i.test(message)) {
+  if (
+    error instanceof StorageUnavailable ||
+    /S3|bucket|NoSuchBucket|AccessDenied|SignatureDoesNotMatch/i.test(message)
+  ) {
     return hide(`cannot use the bucket ${bucket} (storage.s3): ${message}`);
   }
   if (error instanceof TypeError && /connect|dns|fetch/i.test(message)) {
