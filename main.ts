@@ -17,6 +17,7 @@ import {
   isLoopback,
   listenFailure,
   readTlsFiles,
+  scaleOutFailure,
   tlsFailure,
   type TlsFiles,
 } from "./src/startup.ts";
@@ -66,7 +67,9 @@ async function main(): Promise<number> {
   try {
     app = await createApp(config);
   } catch (error) {
-    const line = dataRootFailure(error, config.dataDir);
+    const line = config.s3 === null
+      ? dataRootFailure(error, config.dataDir)
+      : scaleOutFailure(error, config);
     if (line === null) throw error;
     console.error(line);
     return 2;
@@ -95,7 +98,9 @@ async function main(): Promise<number> {
         log.info(
           `registry listening on ${tls ? "https" : "http"}://${
             hostPort(hostname, port)
-          }/v2/, storing in ${config.dataDir}`,
+          }/v2/, storing in ${app.services.where}${
+            config.s3 === null ? "" : " with metadata and locks in PostgreSQL"
+          }`,
         );
         if (!tls && !isLoopback(config.host)) {
           log.warn(
@@ -106,7 +111,9 @@ async function main(): Promise<number> {
         log.flush();
       };
       // For `deno task gc`: where this registry answers and its admin token, written before
-      // the start line (so whoever waits for that line finds it).
+      // the start line (so whoever waits for that line finds it). Not in the scale-out mode:
+      // a replica keeps nothing on its own disk.
+      if (config.s3 !== null) return announce();
       writeAdminFile(config.dataDir, {
         pid: Deno.pid,
         url: localUrl(tls ? "https" : "http", hostname, port),
@@ -141,7 +148,7 @@ async function main(): Promise<number> {
     await server.shutdown();
     await debug?.shutdown();
     await app.quiesce(); // a collection under way stops; the activity journal is written
-    await removeAdminFile(config.dataDir);
+    if (config.s3 === null) await removeAdminFile(config.dataDir);
     app.close(); // releases the data root only once no request runs
     log.info("stopped");
     log.flush();

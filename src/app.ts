@@ -103,7 +103,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const services = await createServices(config, { eventSink: notifications.open, ...options });
   let access: AccessControl;
   try {
-    access = await accessControl(config, log, options.auth ?? {}, services.driver);
+    const open = () => accessControl(config, log, options.auth ?? {}, services.driver);
+    // Replicas starting together on a new bucket: one generates the token signing key, the
+    // others read it (under a lock of the shared database).
+    access = services.database === null
+      ? await open()
+      : await services.locks.run("startup:token-signing-key", open);
   } catch (error) {
     services.close();
     throw error;
@@ -114,7 +119,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     purged: recovered.purged,
   });
   const metrics = config.metrics.enabled ? new RegistryMetrics(services.driver) : null;
-  const health = new Health(config, services.driver, log);
+  const health = new Health(config, services.driver, log, { database: services.database });
   const routes: Route[] = [
     ...healthRoutes(health, () => limits.draining),
     ...access.routes,
@@ -125,6 +130,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...gcRoutes(services.gc, config),
   ];
   services.gc.onReport((report) => {
+    if (report.skipped !== undefined) {
+      // another replica collects: not a run of this one (metrics count runs)
+      log.info(`garbage collection skipped: ${report.skipped}`);
+      return;
+    }
     metrics?.recordGc(report);
     const fields = gcLogFields(report);
     if (report.error !== undefined) log.error("garbage collection stopped", fields);

@@ -4,7 +4,10 @@
  * newer format). `main.ts` prints the line and exits with code 2, without a stack trace.
  */
 
+import type { Config } from "./config/mod.ts";
+import { maskDatabaseUrl } from "./config/storage_settings.ts";
 import { StartupError } from "./errors.ts";
+import { StorageUnavailable } from "./storage/driver.ts";
 
 /** Formats a host and port for a message or a URL: IPv6 addresses in brackets. */
 export function hostPort(host: string, port: number): string {
@@ -42,6 +45,41 @@ export function dataRootFailure(error: unknown, dataDir: string): string | null 
   if (code === "EROFS") return `data root ${dataDir} is on a read-only file system`;
   if (code === "ENOSPC") return `data root ${dataDir} has no space left`;
   if (code === "ELINKED") return `data root ${dataDir}: ${(error as Error).message}`;
+  return null;
+}
+
+/**
+ * The one line saying why the scale-out mode's storage cannot be used (the database, the
+ * bucket, its format), never with a secret; null for other errors.
+ */
+export function scaleOutFailure(error: unknown, config: Config): string | null {
+  if (error instanceof StartupError) return error.message;
+  const message = error instanceof Error ? firstLine(error) : String(error);
+  const code = (error as { code?: unknown })?.code;
+  const url = config.databaseUrl === null ? "" : maskDatabaseUrl(config.databaseUrl);
+  const bucket = config.s3 === null ? "" : `s3://${config.s3.bucket}`;
+  const hide = (text: string): string => {
+    for (const secret of [config.s3?.secretKey, config.databaseUrl]) {
+      if (secret) text = text.replaceAll(secret, "********");
+    }
+    return text;
+  };
+  if (
+    typeof code === "string" &&
+    (/^(?:ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|CONNECT_TIMEOUT)$/.test(code) ||
+      /^(?:28|3D|42501)/.test(code))
+  ) {
+    return hide(`cannot use the database ${url} (database.url): ${message}`);
+  }
+  if (
+    error instanceof StorageUnavailable ||
+    /S3|bucket|NoSuchBucket|AccessDenied|SignatureDoesNotMatch/i.test(message)
+  ) {
+    return hide(`cannot use the bucket ${bucket} (storage.s3): ${message}`);
+  }
+  if (error instanceof TypeError && /connect|dns|fetch/i.test(message)) {
+    return hide(`cannot reach the S3 endpoint of ${bucket} (storage.s3): ${message}`);
+  }
   return null;
 }
 

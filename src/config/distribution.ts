@@ -14,7 +14,7 @@ export interface Unsupported {
   readonly why: string;
 }
 
-const DRIVER = "only the filesystem storage driver is implemented";
+const DRIVER = "only the filesystem and s3 storage drivers are implemented";
 
 /** Keys whose presence stops the registry from starting. */
 export const REFUSED: readonly Unsupported[] = [
@@ -52,7 +52,15 @@ export const REFUSED: readonly Unsupported[] = [
     key: "middleware",
     why: "middleware is not implemented; requests would bypass what it enforces",
   },
-  { key: "storage.s3", why: DRIVER },
+  {
+    key: "storage.s3.encrypt",
+    why: "server-side encryption is not implemented; ignoring it would store objects unencrypted",
+  },
+  { key: "storage.s3.keyid", why: "server-side encryption with KMS keys is not implemented" },
+  {
+    key: "storage.s3.sessiontoken",
+    why: "temporary credentials are not implemented; use storage.s3.accesskey and secretkey",
+  },
   { key: "storage.s3aws", why: DRIVER },
   { key: "storage.azure", why: DRIVER },
   { key: "storage.gcs", why: DRIVER },
@@ -75,7 +83,16 @@ export const IGNORED: readonly Unsupported[] = [
   { key: "log.accesslog", why: "only log.accesslog.disabled is implemented" },
   { key: "hooks", why: "log hooks are not implemented" },
   { key: "storage.cache", why: "metadata is always cached in memory" },
-  { key: "storage.redirect", why: "redirects only apply to object storage drivers" },
+  { key: "storage.s3.v4auth", why: "requests are always signed with AWS Signature Version 4" },
+  { key: "storage.s3.accelerate", why: "transfer acceleration is not implemented" },
+  { key: "storage.s3.usedualstack", why: "dual-stack endpoints are not implemented" },
+  { key: "storage.s3.skipverify", why: "TLS certificates of the S3 server are always verified" },
+  { key: "storage.s3.storageclass", why: "objects get the bucket's default storage class" },
+  { key: "storage.s3.objectacl", why: "objects get the bucket's default ACL (private)" },
+  { key: "storage.s3.loglevel", why: "S3 requests are not logged separately" },
+  { key: "storage.s3.multipartcopychunksize", why: "copies use storage.s3.chunksize parts" },
+  { key: "storage.s3.multipartcopymaxconcurrency", why: "copies run one part at a time" },
+  { key: "storage.s3.multipartcopythresholdsize", why: "copies use storage.s3.chunksize" },
   { key: "storage.tag", why: "tag lookups need no concurrency limit on the filesystem" },
   { key: "storage.filesystem.maxthreads", why: "file operations use Deno's own thread pool" },
   {

@@ -13,6 +13,7 @@ import { coveredBy, IGNORED, REFUSED } from "./distribution.ts";
 import { parseYaml, readConfigFile, scalar, toYaml, type YamlNode } from "./file.ts";
 import { CONFIG_PATH_VARIABLE, type Draft, type Setting } from "./setting.ts";
 import { SETTINGS } from "./settings.ts";
+import { scaleOutProblem } from "./storage_settings.ts";
 import { type Config, ConfigError, DEFAULTS } from "./types.ts";
 import { USAGE } from "./usage.ts";
 import { invalid, Place } from "./values.ts";
@@ -112,12 +113,15 @@ function argumentError(error: Error & { code?: string }): string {
 interface Loading {
   readonly draft: Draft;
   readonly warnings: string[];
+  /** Whether `storage.s3` was named without keys (`storage: s3`, an empty section). */
+  s3Named: boolean;
 }
 
 function build(flags: Flags, env: Env): { config: Config; warnings: string[] } {
   const loading: Loading = {
     draft: { ...DEFAULTS, purgeEnabled: DEFAULTS.uploadPurging, purgeDryRun: false } as Draft,
     warnings: [],
+    s3Named: false,
   };
   const explicit = new Set<string>();
   const apply = (setting: Setting, node: YamlNode, place: Place) => {
@@ -157,6 +161,8 @@ function build(flags: Flags, env: Env): { config: Config; warnings: string[] } {
     const { certificate, key } = config.tls;
     config.tls = { certificate: certificate && resolve(certificate), key: key && resolve(key) };
   }
+  const scaleOut = scaleOutProblem(config, explicit, loading.s3Named);
+  if (scaleOut !== null) throw new ConfigError(scaleOut);
   if (config.metrics.enabled && config.debugAddr === null) {
     loading.warnings.push(
       "Metrics are not served: http.debug.prometheus.enabled needs http.debug.addr",
@@ -207,6 +213,8 @@ function walk(
       case "refused":
         throw new ConfigError(`Unsupported ${place}: ${found.entry.why}`);
       case "section":
+        // `storage: s3` or an empty `s3:` names the driver (its keys are then missing)
+        if (key === "storage.s3" && entry.value.kind === "scalar") loading.s3Named = true;
         walk(entry.value, key, placeOf, loading, apply);
         break;
       case "ignored":
@@ -240,6 +248,7 @@ function fromEnvironment(env: Env, loading: Loading, apply: Apply): void {
       case "refused":
         throw new ConfigError(`Unsupported ${name} (${found.entry.key}): ${found.entry.why}`);
       case "section": {
+        if (key === "storage.s3") loading.s3Named = true;
         const node = /^[a-z0-9]+$/.test(value) ? scalar(value) : parseYaml(value, name);
         walk(node, key, (k) => place.at(k, 0), loading, apply);
         break;

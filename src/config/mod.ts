@@ -15,6 +15,7 @@ export {
   type LogLevel,
   type NotificationEndpoint,
   type RetentionRule,
+  type S3Config,
   type TokenAuthConfig,
 } from "./types.ts";
 export { CONFIG_PATH_VARIABLE } from "./setting.ts";

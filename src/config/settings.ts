@@ -11,6 +11,7 @@ import { AUTH_SETTINGS } from "./auth_settings.ts";
 import { maskHeaders, parseEndpoints, showEndpoints } from "./endpoints.ts";
 import { GC_SETTINGS } from "./gc_settings.ts";
 import { OWN_SETTINGS } from "./own_settings.ts";
+import { STORAGE_SETTINGS } from "./storage_settings.ts";
 import { define, MASK, type Setting } from "./setting.ts";
 import { type Config, DEFAULTS } from "./types.ts";
 import {
@@ -262,7 +263,8 @@ const DISTRIBUTION_SETTINGS: readonly Setting[] = [
     help: "the storage root (relative to the working directory)",
     parse: (node, place) => text(node, place, "a directory path"),
     apply: (d, v) => d.dataDir = v,
-    show: (c) => c.dataDir,
+    // (none with S3: the two drivers exclude each other)
+    show: (c) => c.s3 === null ? c.dataDir : null,
     aliases: [{
       flag: "data",
       arg: "DIR",
@@ -375,6 +377,7 @@ const DISTRIBUTION_SETTINGS: readonly Setting[] = [
 /** Every setting, in the order of `--help` and the README. */
 export const SETTINGS: readonly Setting[] = [
   ...DISTRIBUTION_SETTINGS,
+  ...STORAGE_SETTINGS,
   ...GC_SETTINGS,
   ...AUTH_SETTINGS,
   ...OWN_SETTINGS,

@@ -80,6 +80,32 @@ export interface Config {
   readonly adminAllowRemote: boolean;
   /** Garbage collection (`storage.gc.*`). */
   readonly gc: GcConfig;
+  /**
+   * The S3 driver (`storage.s3.*`); null: the filesystem driver over `dataDir`. Set, the
+   * registry runs in the scale-out mode, with `databaseUrl`.
+   */
+  readonly s3: S3Config | null;
+  /** The PostgreSQL database of the scale-out mode (`database.url`); a secret (password). */
+  readonly databaseUrl: string | null;
+  /** Whether blob GETs are streamed rather than redirected (`storage.redirect.disable`). */
+  readonly redirectDisabled: boolean;
+}
+
+/** The S3 driver's settings (`storage.s3.*`, Distribution's keys). */
+export interface S3Config {
+  readonly accessKey: string;
+  /** Never logged or printed. */
+  readonly secretKey: string;
+  readonly region: string;
+  /** The server, a host or a URL; null: AWS's endpoint of the region. */
+  readonly regionEndpoint: string | null;
+  readonly bucket: string;
+  /** A prefix of every object name ("" for none). */
+  readonly rootDirectory: string;
+  /** HTTPS to an endpoint given without a scheme. */
+  readonly secure: boolean;
+  /** Bytes buffered per write to the bucket (and the multipart part size). */
+  readonly chunkSize: number;
 }
 
 /** Garbage collection's settings (`storage.gc.*`). */
@@ -266,6 +292,9 @@ export const DEFAULTS = {
     deleteOrphanReferrers: false,
     retention: [],
   },
+  s3: null,
+  databaseUrl: null,
+  redirectDisabled: false,
 } as const satisfies Omit<Config, "dataDir"> & { dataDir: string };
 
 /** A bad flag, variable or file key: one line naming where the value came from. */

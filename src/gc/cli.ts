@@ -8,6 +8,11 @@
  * registry started meanwhile finds the root held and exits with code 2). It prints the report
  * as JSON on standard output; exit code 0 when the collection finished, 1 when it stopped or
  * could not run, 2 for a bad setting.
+ *
+ * In the scale-out mode (`storage.s3` with `database.url`) there is no data root: the command
+ * collects itself, alongside the running replicas, as one of them would: every lock it takes
+ * is an advisory lock of the shared database, and the collection lock keeps it from running
+ * while a replica collects (it then says so and exits with code 1).
  */
 
 import { ConfigError, parseCommandLine } from "../config/mod.ts";
@@ -15,7 +20,7 @@ import { StartupError } from "../errors.ts";
 import { createServices } from "../services/registry.ts";
 import { canonicalRoot } from "../storage/drivers/fs_files.ts";
 import { lockRoot } from "../storage/drivers/fs_lock.ts";
-import { dataRootFailure } from "../startup.ts";
+import { dataRootFailure, scaleOutFailure } from "../startup.ts";
 import { ADMIN_TOKEN_HEADER, GC_PATH } from "./admin.ts";
 import { readAdminFile } from "./admin_file.ts";
 import type { GcReport } from "./collector.ts";
@@ -50,6 +55,13 @@ export async function main(args: readonly string[], env: Record<string, string>)
       "The registry is in read-only mode (storage.maintenance.readonly): use --dry-run",
     );
     return 1;
+  }
+  if (config.s3 !== null) {
+    const report = await offline(config, dryRun);
+    if (report === null) return 1;
+    console.log(JSON.stringify(report, null, 2));
+    if (report.skipped !== undefined) console.error(`nothing collected: ${report.skipped}`);
+    return report.error === undefined && report.skipped === undefined ? 0 : 1;
   }
   let held = false;
   try {
@@ -96,7 +108,10 @@ async function remote(dataDir: string, dryRun: boolean): Promise<GcReport | null
   return JSON.parse(text) as GcReport;
 }
 
-/** Collects with the data root's lock held by this process. */
+/**
+ * Collects with the data root's lock held by this process, or, in the scale-out mode, under
+ * the shared database's locks.
+ */
 async function offline(
   config: Parameters<typeof createServices>[0],
   dryRun: boolean,
@@ -105,7 +120,9 @@ async function offline(
   try {
     services = await createServices(config);
   } catch (error) {
-    const line = dataRootFailure(error, config.dataDir);
+    const line = config.s3 === null
+      ? dataRootFailure(error, config.dataDir)
+      : scaleOutFailure(error, config);
     if (line === null) throw error;
     console.error(line);
     return null;

@@ -69,7 +69,18 @@ export interface GcReport {
   readonly spared: number;
   /** Why the run stopped early, when it did (an error, or the registry shutting down). */
   readonly error?: string;
+  /** Why nothing was collected, when nothing was (another replica is collecting). */
+  readonly skipped?: string;
 }
+
+/**
+ * Runs a collection alone among the replicas sharing the storage, or not at all: `fn`'s
+ * result, or null (without calling `fn`) while another replica runs one.
+ */
+export type Exclusive = <T>(fn: () => Promise<T>) => Promise<{ value: T } | null>;
+
+/** The `skipped` reason of a run that met another replica's. */
+export const ANOTHER_REPLICA = "another replica is collecting";
 
 /** What the collector works on. */
 export interface CollectorDeps {
@@ -87,6 +98,11 @@ export interface CollectorDeps {
    * stop a process there). `phase` is `repository`, `link`, `blob` or `done`.
    */
   readonly probe?: (phase: string, subject: string) => Promise<void> | void;
+  /**
+   * Keeps collections of replicas sharing the storage apart (the scale-out mode: an advisory
+   * lock of the shared database); absent, this process is the only collector.
+   */
+  readonly exclusive?: Exclusive;
 }
 
 class Aborted extends Error {}
@@ -99,6 +115,24 @@ interface Draft {
   counts: { tags: number; manifests: number; links: number; blobs: number; uploads: number };
   bytesFreed: number;
   spared: number;
+}
+
+/** The report of a run that collected nothing, and why. */
+function skippedReport(dryRun: boolean, at: string, why: string): GcReport {
+  return {
+    dryRun,
+    startedAt: at,
+    finishedAt: at,
+    durationMs: 0,
+    counts: { tags: 0, manifests: 0, links: 0, blobs: 0, uploads: 0 },
+    bytesFreed: 0,
+    tags: [],
+    manifests: [],
+    links: [],
+    blobs: [],
+    spared: 0,
+    skipped: why,
+  };
 }
 
 /** The garbage collector of one registry. */
@@ -144,8 +178,15 @@ export class Collector {
     if (this.#running !== null) return { started: false, report: this.#running };
     const dryRun = options.dryRun ?? false;
     this.#runningDry = dryRun;
-    const report = this.#collect(dryRun).then((r) => {
-      this.#last = r;
+    const collect = async (): Promise<GcReport> => {
+      const exclusive = this.#deps.exclusive;
+      if (exclusive === undefined) return await this.#collect(dryRun);
+      const started = new Date(this.#now()).toISOString();
+      const ran = await exclusive(() => this.#collect(dryRun));
+      return ran?.value ?? skippedReport(dryRun, started, ANOTHER_REPLICA);
+    };
+    const report = collect().then((r) => {
+      if (r.skipped === undefined) this.#last = r; // the last run of this replica
       for (const listener of this.#listeners) listener(r);
       return r;
     }).finally(() => {
@@ -175,7 +216,7 @@ export class Collector {
     };
     let error: string | undefined;
     try {
-      await this.#deps.activity.flush();
+      await this.#deps.activity.refresh(); // every replica's touches, when shared
       this.#deps.activity.openWindow();
       const referenced = new Set<Digest>();
       for (const name of [...(await this.#deps.meta.listRepositories())]) {

@@ -1,7 +1,8 @@
 /**
  * The registry's health: the storage check (a small write and delete through the driver),
  * the free space of the data root, and the drain, as `/readyz` and `/debug/health` report
- * them.
+ * them. In the scale-out mode (`storage.s3`) there is no data root: no free-space check, and
+ * `/readyz` checks the database (`select 1`) as well.
  *
  * With `health.storagedriver` enabled the storage check runs every `intervalMs` and counts
  * as failing once `threshold` checks in a row failed (Distribution's threshold updater); it
@@ -28,6 +29,8 @@ const FREE_SPACE_MS = 1000;
 export interface HealthOptions {
   /** How free space is measured (default: `freeSpaceMeter()`; null: not checked). */
   readonly freeSpace?: FreeSpace | null;
+  /** The scale-out mode's database (checked by `/readyz`); absent: none. */
+  readonly database?: { check(): Promise<void> } | null;
 }
 
 /** Failing checks by name, with why: empty when healthy. */
@@ -53,6 +56,7 @@ export class Health {
   #probedAt = -Infinity;
   #free: { at: number; bytes: Promise<number | null> } | null = null;
   #warnedFreeSpace = false;
+  readonly #database: { check(): Promise<void> } | null;
 
   /** Sets up the checks; the periodic storage check starts when enabled. */
   constructor(config: Config, driver: StorageDriver, log: Logger, options: HealthOptions = {}) {
@@ -64,8 +68,10 @@ export class Health {
     this.#threshold = enabled ? Math.max(1, threshold) : 1;
     this.#timeoutMs = enabled ? Math.max(1000, intervalMs) : 10_000;
     this.#dataDir = config.dataDir;
-    this.#minFree = config.readyMinFreeBytes;
+    // No data root in the scale-out mode: nothing of the replica's own disk to check.
+    this.#minFree = config.s3 === null ? config.readyMinFreeBytes : 0;
     this.#freeSpace = options.freeSpace === undefined ? freeSpaceMeter() : options.freeSpace;
+    this.#database = options.database ?? null;
     this.#timer = enabled ? setInterval(() => void this.checkStorage(), intervalMs) : null;
     if (this.#timer !== null) Deno.unrefTimer(this.#timer);
   }
@@ -111,12 +117,34 @@ export class Health {
     if (draining) failing.draining = "The registry is shutting down";
     const storage = this.#periodic || draining ? this.storageFailure() : await this.#onDemand();
     if (storage !== null) failing[this.storageCheck] = storage;
+    if (this.#database !== null && !draining) {
+      const failure = await this.#checkDatabase();
+      if (failure !== null) failing.database = failure;
+    }
     const free = await this.#freeBytes();
     if (free !== null && free < this.#minFree) {
       failing.free_space = `Free space on the data root is ${free} bytes, ` +
         `below the minimum of ${this.#minFree} bytes`;
     }
     return failing;
+  }
+
+  async #checkDatabase(): Promise<string | null> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${this.#timeoutMs} ms`)),
+        this.#timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.#database!.check(), timeout]);
+      return null;
+    } catch (error) {
+      return `Cannot reach the database: ${error instanceof Error ? error.message : String(error)}`;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async #onDemand(): Promise<string | null> {

@@ -1,6 +1,12 @@
 /**
  * Blob routes (stories 006, 007, 012): blob GET/HEAD/DELETE and the upload session routes
  * POST (start, monolithic, mount), PATCH, PUT, GET (status) and DELETE (cancel).
+ *
+ * A blob GET on a driver that can presign (S3) is answered, as Distribution does, with
+ * 307 Temporary Redirect to a URL of the bucket valid for `REDIRECT_SECONDS` (the client
+ * sends its Range there), unless `storage.redirect.disable` is true: then the registry
+ * streams the bytes itself, with Range. HEAD is always answered here from the object's size
+ * (no redirect, no bytes read): the client gets `Docker-Content-Digest` and the length.
  */
 
 import { parseDigest } from "../digest/digest.ts";
@@ -8,14 +14,19 @@ import { parseRepositoryName, parseUploadId } from "../http/params.ts";
 import { parseContentRange, resolveRange, uploadRange } from "../http/ranges.ts";
 import { contentLength } from "../http/request.ts";
 import { content, empty } from "../http/responses.ts";
+import { blobKey } from "../storage/keys.ts";
 import type { Route, RouteContext } from "../router.ts";
 import type { Chunk, UploadStatus } from "../services/uploads.ts";
 import type { Services } from "../services/registry.ts";
 import type { Digest, RepositoryName } from "../types/oci.ts";
 
+/** How long a redirect's presigned URL is valid (Distribution's 20 minutes). */
+export const REDIRECT_SECONDS = 20 * 60;
+
 /** The blob and upload routes over the registry's services. */
 export function blobRoutes(services: Services): Route[] {
   const { blobs, uploads } = services;
+  const signedUrl = services.config.redirectDisabled ? undefined : services.driver.signedUrl;
 
   const blobHeaders = (digest: Digest, length: number) => ({
     "Content-Length": String(length),
@@ -121,6 +132,11 @@ export function blobRoutes(services: Services): Route[] {
         },
         async GET(ctx) {
           const { name, digest } = target(ctx);
+          if (signedUrl) {
+            await blobs.size(name, digest); // linked and stored (BLOB_UNKNOWN); a pull event
+            const url = await signedUrl.call(services.driver, blobKey(digest), REDIRECT_SECONDS);
+            return empty(307, { Location: url, "Docker-Content-Digest": digest });
+          }
           const range = ctx.request.headers.get("range");
           const blob = await blobs.open(name, digest, (size) => resolveRange(range, size));
           if (blob.span === null) {

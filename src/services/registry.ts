@@ -1,7 +1,16 @@
 /**
- * Wires the stores and services of one registry over one data root: the filesystem driver,
- * the data-root lock that makes this process the only writer, the format check, the cache
- * layer that single ownership makes valid, and the lock manager the services share.
+ * Wires the stores and services of one registry. Two modes:
+ *
+ * - the filesystem (the default): one data root, the data-root lock that makes this process
+ *   the only writer, the format check, the cache layer that single ownership makes valid, and
+ *   an in-process lock manager;
+ * - the scale-out mode (`storage.s3` with `database.url`): any number of replicas over one
+ *   bucket and one PostgreSQL database. Blobs, upload data and state, the token signing key
+ *   and the activity journal are objects of the bucket; repository metadata is in the
+ *   database; locks are its advisory locks, so they hold across replicas; collections take
+ *   one more advisory lock, so one replica sweeps at a time; each replica has its own event
+ *   queues in the bucket and adopts those of replicas gone (`replica_events.ts`). Nothing is cached (another
+ *   replica may change anything at any time), and nothing is on the replica's own disk.
  */
 
 import { type Config, DEFAULTS } from "../config/mod.ts";
@@ -19,6 +28,17 @@ import { checkFormat } from "../storage/format.ts";
 import { AREAS } from "../storage/keys.ts";
 import { KeyedMutex, type LockManager } from "../storage/lock.ts";
 import { LocalMetadataStore } from "../storage/metadata/local.ts";
+import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
+import { connect, type Sql } from "../storage/postgres/client.ts";
+import { PostgresLockManager, tryExclusive } from "../storage/postgres/locks.ts";
+import { S3Driver } from "../storage/drivers/s3.ts";
+import {
+  adoptQueues,
+  holdReplicaId,
+  ReplicaEventsDriver,
+  type ReplicaHold,
+} from "./replica_events.ts";
+import type { S3Config } from "../config/mod.ts";
 import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
 import { immutableMatcher } from "../auth/policy.ts";
@@ -43,7 +63,19 @@ export interface Services {
   readonly gc: Collector;
   /** The driver under the stores (timed and counted when metrics are on: health, metrics). */
   readonly driver: StorageDriver;
-  /** Releases the data root (its lock); the services must not be used afterwards. */
+  /** The lock manager the services share (advisory locks of the database when scaled out). */
+  readonly locks: LockManager;
+  /**
+   * The scale-out mode's database, or null on the filesystem: `check` fails when it cannot be
+   * reached (readiness).
+   */
+  readonly database: { check(): Promise<void> } | null;
+  /** Where the data is, for the start line (`/srv/registry`, `s3://bucket/root`). */
+  readonly where: string;
+  /**
+   * Releases the data root (its lock), or closes the database connections; the services must
+   * not be used afterwards.
+   */
   close(): void;
 }
 
@@ -76,6 +108,34 @@ export interface ServiceOptions {
    * dispatcher of `notifications.endpoints`; default: none).
    */
   readonly eventSink?: (driver: StorageDriver) => Promise<EventSink>;
+  /**
+   * The scale-out mode: a pool on the database replacing one opened on `config.databaseUrl`
+   * (tests); the services close it with theirs.
+   */
+  readonly sql?: Sql;
+}
+
+/** The advisory lock a collection holds in the scale-out mode. */
+export const COLLECTION_LOCK = "gc:collection";
+
+/** The S3 driver of `storage.s3`. */
+export function s3Driver(s3: S3Config): S3Driver {
+  return new S3Driver({
+    accesskey: s3.accessKey,
+    secretkey: s3.secretKey,
+    region: s3.region,
+    ...(s3.regionEndpoint !== null ? { regionendpoint: s3.regionEndpoint } : {}),
+    bucket: s3.bucket,
+    rootdirectory: s3.rootDirectory,
+    secure: s3.secure,
+    chunksize: s3.chunkSize,
+    forcepathstyle: true,
+  });
+}
+
+/** Where `storage.s3` keeps the data, for messages: `s3://bucket/root`. */
+export function s3Where(s3: S3Config): string {
+  return `s3://${s3.bucket}${s3.rootDirectory === "" ? "" : `/${s3.rootDirectory}`}`;
 }
 
 /**
@@ -87,6 +147,7 @@ export async function createServices(
   config: Config,
   options: ServiceOptions = {},
 ): Promise<Services> {
+  if (config.s3 !== null) return await createScaleOutServices(config, config.s3, options);
   let driver = options.driver;
   let rootLock: RootLock | null = null;
   if (!driver) {
@@ -134,6 +195,9 @@ export async function createServices(
   return {
     config,
     driver,
+    locks,
+    database: null,
+    where: config.dataDir,
     blobs: new BlobService({ blobs, meta, locks, events, activity }),
     uploads: uploadService,
     manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
@@ -154,5 +218,91 @@ export async function createServices(
       ...(options.gcProbe ? { probe: options.gcProbe } : {}),
     }),
     close: () => rootLock?.release(),
+  };
+}
+
+/**
+ * The scale-out mode: the S3 driver (or `options.driver`), the PostgreSQL metadata store and
+ * lock manager (two pools: a lock holder keeps a connection for as long as it holds, and must
+ * never starve the store's queries), no cache, no root lock, a shared activity journal, and
+ * collections one replica at a time.
+ */
+async function createScaleOutServices(
+  config: Config,
+  s3: S3Config,
+  options: ServiceOptions,
+): Promise<Services> {
+  const where = s3Where(s3);
+  let driver: StorageDriver = options.driver ?? s3Driver(s3);
+  const sql = options.sql ?? connect(config.databaseUrl!, { max: 10 });
+  const lockSql = connect(config.databaseUrl!, { max: 20 });
+  let hold: ReplicaHold | null = null;
+  const close = () => {
+    void sql.end({ timeout: 5 }).catch(() => {});
+    void (async () => {
+      await hold?.release().catch(() => {});
+      await lockSql.end({ timeout: 5 });
+    })().catch(() => {});
+  };
+  let meta: MetadataStore;
+  let events: EventSink = NO_EVENTS;
+  const clock = options.now;
+  const now = clock ? () => clock().getTime() : Date.now;
+  const activity = new Activity(driver, { now, shared: true });
+  const locks: LockManager = options.locks ?? new PostgresLockManager(lockSql);
+  try {
+    meta = options.stores?.meta ?? await PostgresMetadataStore.open(sql); // migrates
+    // Two replicas starting on a new bucket record the format once.
+    await locks.run("startup:format", () => checkFormat(driver, where));
+    if (options.eventSink && config.notifications.length > 0) {
+      // Event queues of its own (replica_events.ts), with those of gone replicas adopted.
+      hold = await holdReplicaId(lockSql);
+      await adoptQueues(driver, lockSql, hold.id);
+      events = await options.eventSink(new ReplicaEventsDriver(driver, hold.id));
+    }
+    await activity.load();
+  } catch (error) {
+    close();
+    throw error;
+  }
+  if (config.metrics.enabled) driver = new InstrumentedDriver(driver);
+  const blobs = options.stores?.blobs ?? new DriverBlobStore(driver);
+  const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
+  const uploadService = new UploadService({ uploads, blobs, meta, locks, events, activity }, {
+    maxAgeMs: config.uploadMaxAgeMs,
+    ...(options.now ? { now: options.now } : {}),
+    ...(options.hashBackend ? { backend: options.hashBackend } : {}),
+  });
+  return {
+    config,
+    driver,
+    locks,
+    database: {
+      async check() {
+        await sql`select 1`;
+      },
+    },
+    where,
+    blobs: new BlobService({ blobs, meta, locks, events, activity }),
+    uploads: uploadService,
+    manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
+      immutableTag: immutableMatcher(config.immutableTags ?? []),
+    }),
+    listings: new ListingService({ meta }),
+    repositories: new RepositoryDeleter({ meta, locks, events }),
+    activity,
+    gc: new Collector({
+      driver,
+      blobs,
+      meta,
+      locks,
+      uploads: uploadService,
+      activity,
+      config: config.gc ?? DEFAULTS.gc,
+      now,
+      exclusive: (fn) => tryExclusive(lockSql, COLLECTION_LOCK, fn),
+      ...(options.gcProbe ? { probe: options.gcProbe } : {}),
+    }),
+    close,
   };
 }

@@ -11,6 +11,13 @@
  * each key, and deletes the batches it replaced (written first, deleted after: a crash
  * between leaves duplicates, which are harmless since the latest time wins).
  *
+ * Replicas sharing one bucket (the scale-out mode, `shared`) each write their own batches: a
+ * batch's sequence number starts with a random number of the process, so two replicas never
+ * write the same key (no lost update), and no batch is ever rewritten. `refresh` (before a
+ * collection) reads every replica's batches, so the collector knows every touch and pull;
+ * `compact` reads the batches it lists before it replaces them, so it deletes nothing it has
+ * not merged (two replicas compacting at once both keep everything).
+ *
  * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 30-bit
  * hash and a time is whole seconds, both small integers: about 30 bytes an
  * entry, whatever the key's length, so a million touched blobs cost ~30 MiB instead of
@@ -63,7 +70,12 @@ function fromSlot(slot: number): number {
 export interface ActivityOptions {
   /** The clock, epoch milliseconds. */
   readonly now?: () => number;
+  /** Whether other processes write batches to the same journal (replicas on one bucket). */
+  readonly shared?: boolean;
 }
+
+/** Sequence numbers of one process within a shared journal (below this, the process's own). */
+const SEQ_SPAN = 1_000_000;
 
 /** The tracker of blob touches and manifest pulls. */
 export class Activity {
@@ -82,6 +94,9 @@ export class Activity {
   /** Batches written since the journal was last compacted. */
   #written = 0;
   #flushing: Promise<void> = Promise.resolve();
+  /** The first sequence number of this process (a random multiple of SEQ_SPAN when shared). */
+  readonly #seqBase: number;
+  readonly #shared: boolean;
   /** Hashes of the digests touched since `openWindow` (null: no window open). */
   #window: Set<number> | null = null;
   /** More were touched in the window than it remembers: count every digest as touched. */
@@ -91,6 +106,11 @@ export class Activity {
   constructor(driver: StorageDriver, options: ActivityOptions = {}) {
     this.#driver = driver;
     this.#now = options.now ?? Date.now;
+    this.#shared = options.shared ?? false;
+    // 10^8..9·10^8 times 10^6: at most 9·10^14, a safe integer; 16 digits in the key.
+    this.#seqBase = this.#shared
+      ? (1e8 + crypto.getRandomValues(new Uint32Array(1))[0] % 8e8) * SEQ_SPAN
+      : 0;
   }
 
   /** Records that a blob (or manifest bytes) was touched now. */
@@ -158,6 +178,19 @@ export class Activity {
     for await (const line of this.#journalLines(await this.#batches())) this.#apply(line);
   }
 
+  /**
+   * Writes what changed, and, when the journal is shared, reads every replica's batches (a
+   * collection then knows every touch and pull). Alone, memory already knows everything.
+   */
+  refresh(): Promise<void> {
+    const next = this.#flushing.then(async () => {
+      await this.#flushOnce();
+      if (this.#shared) await this.load();
+    });
+    this.#flushing = next.catch(() => {});
+    return next;
+  }
+
   /** The journal's batch names. */
   async #batches(): Promise<string[]> {
     return (await this.#driver.list(ACTIVITY_AREA)).filter((n) => activityTimeOf(n) !== null);
@@ -188,6 +221,10 @@ export class Activity {
     const next = this.#flushing.then(async () => {
       await this.#flushOnce();
       const old = await this.#batches();
+      // Other replicas' batches are merged before they are replaced.
+      if (this.#shared) {
+        for await (const line of this.#journalLines(old)) this.#apply(line);
+      }
       // Whole seconds before the window's start are forgotten (kept to the second, as above).
       const horizon = Math.ceil((this.#now() - keepMs) / 1000) - BASE_S;
       for (const map of [this.#touched, this.#pulls]) {
@@ -245,7 +282,10 @@ export class Activity {
     const put = async () => {
       if (lines.length === 0) return;
       if (this.#floor > 0) lines.unshift(`f ${this.#floor}`);
-      await this.#driver.put(activityKey(this.#now(), this.#seq++), lines.join("\n"));
+      await this.#driver.put(
+        activityKey(this.#now(), this.#seqBase + (this.#seq++ % SEQ_SPAN)),
+        lines.join("\n"),
+      );
       this.#written++;
       lines = [];
     };

@@ -86,7 +86,7 @@ const EXPECT: Record<string, Expect> = {
     },
   },
   "docs/delete.yml": { ignored: [], check: (c) => assert.equal(c.deleteEnabled, true) },
-  "docs/redirect.yml": { ignored: ["storage.redirect"] },
+  "docs/redirect.yml": { ignored: [], check: (c) => assert.equal(c.redirectDisabled, true) },
   "docs/auth.yml": { refused: "auth.silly" },
   "docs/htpasswd.yml": {
     ignored: [],

@@ -262,7 +262,58 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
       value: "/etc/registry/token.pem",
     },
     "registry.immutabletags": { yaml: "v*", get: (c) => c.immutableTags, value: ["v*"] },
+    "storage.s3.accesskey": { yaml: "AKIA1", get: (c) => c.s3?.accessKey, value: "AKIA1" },
+    "storage.s3.secretkey": {
+      yaml: "s3cr3t-key",
+      get: (c) => c.s3?.secretKey,
+      value: "s3cr3t-key",
+    },
+    "storage.s3.region": { yaml: "eu-west-3", get: (c) => c.s3?.region, value: "eu-west-3" },
+    "storage.s3.regionendpoint": {
+      yaml: "http://10.0.0.5:7480/",
+      get: (c) => c.s3?.regionEndpoint,
+      value: "http://10.0.0.5:7480",
+    },
+    "storage.s3.bucket": { yaml: "images", get: (c) => c.s3?.bucket, value: "images" },
+    "storage.s3.rootdirectory": {
+      yaml: "/registry/v2/",
+      get: (c) => c.s3?.rootDirectory,
+      value: "registry/v2",
+    },
+    "storage.s3.secure": { yaml: "false", get: (c) => c.s3?.secure, value: false },
+    "storage.s3.chunksize": {
+      yaml: "16777216",
+      get: (c) => c.s3?.chunkSize,
+      value: 16 * 1024 * 1024,
+    },
+    "storage.s3.forcepathstyle": { yaml: "true", get: (c) => c.s3 !== null, value: true },
+    "storage.redirect.disable": { yaml: "true", get: (c) => c.redirectDisabled, value: true },
+    "database.url": {
+      yaml: "postgresql://u:p@10.0.0.6/reg",
+      get: (c) => c.databaseUrl,
+      value: "postgresql://u:p@10.0.0.6/reg",
+    },
   };
+
+/** The least that makes a valid scale-out configuration (variables). */
+export const SCALE_OUT_ENV: Readonly<Record<string, string>> = {
+  REGISTRY_STORAGE_S3_BUCKET: "base-bucket",
+  REGISTRY_STORAGE_S3_REGION: "base-region",
+  REGISTRY_STORAGE_S3_ACCESSKEY: "base-access",
+  REGISTRY_STORAGE_S3_SECRETKEY: "base-secret",
+  REGISTRY_DATABASE_URL: "postgres://reg:base-pw@db.example.com:5432/registry",
+};
+
+/** Whether a setting belongs to the scale-out mode (valid only with the others). */
+export const isScaleOut = (key: string) => key.startsWith("storage.s3.") || key === "database.url";
+
+/** The variables a case of `key` loads with: the scale-out base but its own variable. */
+export function baseFor(key: string): Record<string, string> {
+  if (!isScaleOut(key)) return {};
+  const env = { ...SCALE_OUT_ENV };
+  delete env[`REGISTRY_${key.toUpperCase().replaceAll(".", "_")}`];
+  return env;
+}
 
 /** Settings that take any text (no variable value is invalid). */
 export const TEXT = [
@@ -275,6 +326,9 @@ export const TEXT = [
   "registry.auth.token.signingkey",
   "auth.token.rootcertbundle",
   "auth.token.jwks",
+  "storage.s3.accesskey",
+  "storage.s3.secretkey",
+  "storage.s3.region",
 ];
 
 /** Settings with no effect on Config (checked for validation only). */

@@ -29,8 +29,8 @@ Deno.test("auth, http.tls, storage drivers, proxy, http.prefix and middleware ar
     ["auth: silly\n", "auth.silly"],
     ["http:\n  tls:\n    clientcas: [/ca.pem]\n", "http.tls.clientcas"],
     ["http:\n  tls:\n    letsencrypt:\n      email: a@b.c\n", "http.tls.letsencrypt"],
-    ["storage:\n  s3:\n    bucket: b\n", "storage.s3"],
-    ["storage: s3\n", "storage.s3"],
+    ["storage:\n  azure:\n    container: c\n", "storage.azure"],
+    ["storage: gcs\n", "storage.gcs"],
     ["storage:\n  inmemory:\n", "storage.inmemory"],
     ["proxy:\n  remoteurl: https://registry-1.docker.io\n", "proxy"],
     ["http:\n  prefix: /r/\n", "http.prefix"],
@@ -50,8 +50,8 @@ Deno.test("auth, http.tls, storage drivers, proxy, http.prefix and middleware ar
   );
   fails(
     [],
-    { REGISTRY_STORAGE: "s3" },
-    /^Unsupported REGISTRY_STORAGE key storage\.s3: only the filesystem/,
+    { REGISTRY_STORAGE: "swift" },
+    /^Unsupported REGISTRY_STORAGE key storage\.swift: only the filesystem and s3/,
   );
   assert.deepEqual(
     load([], { REGISTRY_HTTP_TLS_CERTIFICATE: "/c.pem", REGISTRY_HTTP_TLS_KEY: "/k.pem" }).tls,

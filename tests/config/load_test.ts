@@ -8,7 +8,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Config, DEFAULTS } from "../../src/config/mod.ts";
 import { SETTINGS } from "../../src/config/settings.ts";
-import { CASES, DIR, fails, file, INERT, load, nested, run, TEXT } from "./helpers.ts";
+import {
+  baseFor,
+  CASES,
+  DIR,
+  fails,
+  file,
+  INERT,
+  load,
+  nested,
+  run,
+  SCALE_OUT_ENV,
+  TEXT,
+} from "./helpers.ts";
 
 Deno.test("every setting has a case, and each case changes its setting from the default", () => {
   const defaults = load([]);
@@ -23,8 +35,9 @@ Deno.test("every setting has a case, and each case changes its setting from the 
 for (const [key, c] of Object.entries(CASES)) {
   const setting = SETTINGS.find((s) => s.key === key)!;
   Deno.test(`${key} from the file and from ${setting.env}`, () => {
-    assert.deepEqual(c.get(load(["--config", file(nested(key, c.yaml))])), c.value);
-    assert.deepEqual(c.get(load([], { [setting.env!]: c.yaml })), c.value);
+    const base = baseFor(key);
+    assert.deepEqual(c.get(load(["--config", file(nested(key, c.yaml))], base)), c.value);
+    assert.deepEqual(c.get(load([], { ...base, [setting.env!]: c.yaml })), c.value);
   });
 }
 
@@ -198,5 +211,81 @@ Deno.test("argument errors are one line each", () => {
     ["--config", join(DIR, "missing.yml")],
     {},
     /^Cannot read configuration file .*missing\.yml: no such file$/,
+  );
+});
+
+Deno.test("the scale-out mode: storage.s3 with database.url, each refused without the other", () => {
+  const c = load([], SCALE_OUT_ENV);
+  assert.deepEqual(c.s3, {
+    accessKey: "base-access",
+    secretKey: "base-secret",
+    region: "base-region",
+    regionEndpoint: null,
+    bucket: "base-bucket",
+    rootDirectory: "",
+    secure: true,
+    chunkSize: 10 * 1024 * 1024,
+  });
+  assert.equal(c.databaseUrl, SCALE_OUT_ENV.REGISTRY_DATABASE_URL);
+  assert.equal(c.redirectDisabled, false);
+  const without = (name: string) => {
+    const env: Record<string, string> = { ...SCALE_OUT_ENV };
+    delete env[name];
+    return env;
+  };
+  fails(
+    [],
+    without("REGISTRY_DATABASE_URL"),
+    /^storage\.s3 needs database\.url \(REGISTRY_DATABASE_URL\): replicas/,
+  );
+  fails(
+    [],
+    { REGISTRY_DATABASE_URL: SCALE_OUT_ENV.REGISTRY_DATABASE_URL },
+    /^database\.url is only used with storage\.s3 \(the scale-out mode\)/,
+  );
+  fails([], without("REGISTRY_STORAGE_S3_BUCKET"), /^storage\.s3 needs storage\.s3\.bucket$/);
+  fails(
+    [],
+    without("REGISTRY_STORAGE_S3_SECRETKEY"),
+    /^storage\.s3 needs storage\.s3\.secretkey \(credentials from the instance/,
+  );
+  fails(
+    [],
+    { REGISTRY_STORAGE: "s3" },
+    /^storage\.s3 needs storage\.s3\.bucket, storage\.s3\.region, /,
+  );
+  fails(["--config", file("storage: s3\n")], {}, /^storage\.s3 needs storage\.s3\.bucket/);
+  for (const extra of [["--data", "/srv/r"], []]) {
+    const env = extra.length ? SCALE_OUT_ENV : { ...SCALE_OUT_ENV, REGISTRY_DATA_DIR: "/srv/r" };
+    fails(extra, env, /^storage\.s3 and storage\.filesystem\.rootdirectory .* are both set/);
+  }
+  fails(
+    [],
+    { ...SCALE_OUT_ENV, REGISTRY_STORAGE_S3_FORCEPATHSTYLE: "false" },
+    /expected true \(virtual-host addressing is not implemented\)/,
+  );
+  fails(
+    [],
+    { ...SCALE_OUT_ENV, REGISTRY_STORAGE_S3_CHUNKSIZE: "1024" },
+    /REGISTRY_STORAGE_S3_CHUNKSIZE/,
+  );
+  fails(
+    ["--config", file("storage:\n  s3:\n    encrypt: true\n")],
+    SCALE_OUT_ENV,
+    /^Unsupported .* key storage\.s3\.encrypt \(line 3\): server-side encryption/,
+  );
+  const warned = run(["--config", file("storage:\n  s3:\n    v4auth: true\n")], SCALE_OUT_ENV);
+  assert.match(warned.warnings.join("\n"), /Ignoring .* key storage\.s3\.v4auth/);
+});
+
+Deno.test("a bad database.url is refused without echoing it", () => {
+  const url = "mysql://root:hunter2@db/x";
+  assert.throws(
+    () => load([], { ...SCALE_OUT_ENV, REGISTRY_DATABASE_URL: url }),
+    (error: Error) => {
+      assert.match(error.message, /REGISTRY_DATABASE_URL: expected a postgres/);
+      assert.ok(!error.message.includes("hunter2"), error.message);
+      return true;
+    },
   );
 });

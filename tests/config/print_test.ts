@@ -8,7 +8,7 @@ import { parseCommandLine } from "../../src/config/mod.ts";
 import { printConfig } from "../../src/config/load.ts";
 import { USAGE } from "../../src/config/usage.ts";
 import { VERSION } from "../../src/version.ts";
-import { CASES, file, load, yamlOf } from "./helpers.ts";
+import { CASES, file, isScaleOut, load, SCALE_OUT_ENV, yamlOf } from "./helpers.ts";
 
 Deno.test("--help and --version print and need nothing else to be valid", () => {
   assert.deepEqual(parseCommandLine(["--help"], { REGISTRY_PORT: "x" }), {
@@ -50,9 +50,37 @@ notifications:
 });
 
 Deno.test("--print-config writes a file that loads to the same configuration", () => {
-  const path = file(yamlOf(Object.entries(CASES).map(([key, c]) => [key, c.yaml])));
+  const entries = Object.entries(CASES).map(([key, c]) => [key, c.yaml] as [string, string]);
+  const path = file(yamlOf(entries.filter(([key]) => !isScaleOut(key))));
   const config = load(["--config", path], { REGISTRY_PORT: "7000" });
   const printed = file(printConfig(config, false));
   assert.deepEqual(load(["--config", printed]), config);
+  // the scale-out mode (no filesystem root printed then)
+  const scaleOut = file(
+    yamlOf(
+      entries.filter(([key]) =>
+        isScaleOut(key) ||
+        key !== "storage.filesystem.rootdirectory"
+      ),
+    ),
+  );
+  const s3 = load(["--config", scaleOut]);
+  assert.equal(s3.s3?.bucket, "images");
+  assert.deepEqual(load(["--config", file(printConfig(s3, false))]), s3);
   assert.deepEqual(load(["--config", file(printConfig(load([]), false))]), load([]));
+});
+
+Deno.test("--print-config masks the S3 secret key and the database password", () => {
+  const result = parseCommandLine(["--print-config"], {
+    ...SCALE_OUT_ENV,
+    REGISTRY_DATABASE_URL: "postgres://reg:db-pa55@db:5432/registry?password=q-pa55",
+  });
+  assert.equal(result.action, "print-config");
+  const text = "text" in result ? result.text : "";
+  for (const secret of ["base-secret", "db-pa55", "q-pa55"]) {
+    assert.ok(!text.includes(secret), `${secret} leaked:\n${text}`);
+  }
+  assert.match(text, /secretkey: "\*{8}"/);
+  assert.match(text, /url: postgres:\/\/reg:\*{8}@db:5432\/registry\?password=\*\*\*/);
+  assert.match(text, /bucket: base-bucket/);
 });

@@ -9,6 +9,7 @@ import { printConfig } from "../../src/config/load.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { envName, SETTINGS } from "../../src/config/settings.ts";
 import { IGNORED, REFUSED } from "../../src/config/distribution.ts";
+import { SCALE_OUT_ENV } from "./helpers.ts";
 
 const LEGACY_FLAGS = [
   "host",
@@ -76,10 +77,14 @@ Deno.test("our own settings live under registry.; Distribution's nowhere near it
 });
 
 Deno.test("the documented defaults are the real ones", () => {
-  const defaults = loadConfig([], {});
-  assert.ok(defaults !== "help");
+  const plain = loadConfig([], {});
+  assert.ok(plain !== "help");
+  // the S3 driver's defaults show once it is selected
+  const scaleOut = loadConfig([], SCALE_OUT_ENV);
+  assert.ok(scaleOut !== "help");
   for (const s of SETTINGS) {
-    const shown = s.show(defaults, true);
+    const withS3 = s.key.startsWith("storage.s3.") && s.default !== "none";
+    const shown = s.show(withS3 ? scaleOut : plain, true);
     if (s.default === "none") {
       const empty = shown === null ||
         (typeof shown === "object" && Object.keys(shown).length === 0);
@@ -99,8 +104,12 @@ Deno.test("every setting has help text without a trailing period", () => {
   }
 });
 
-Deno.test("only http.secret is a secret, and it is masked when printed", () => {
-  assert.deepEqual(SETTINGS.filter((s) => s.secret).map((s) => s.key), ["http.secret"]);
+Deno.test("http.secret, the S3 secret key and the database URL are secrets, masked when printed", () => {
+  assert.deepEqual(SETTINGS.filter((s) => s.secret).map((s) => s.key).sort(), [
+    "database.url",
+    "http.secret",
+    "storage.s3.secretkey",
+  ]);
   const config = loadConfig([], { REGISTRY_HTTP_SECRET: "abc123" });
   assert.ok(config !== "help");
   assert.ok(!printConfig(config).includes("abc123"));

@@ -324,3 +324,30 @@ pg.test("advisory locks: a nested holder outliving its outer one keeps its key u
     assert.deepEqual(events, ["a x", "b x"]);
   });
 });
+
+// --- garbage collection's re-check ---
+
+pg.test("blobReferenced sees a link or a revision in any repository, and nothing else", async () => {
+  const sql = pg.pool();
+  try {
+    const store = await PostgresMetadataStore.open(sql);
+    await sql`truncate repositories, layer_links, revisions, revision_refs, tags, referrers`;
+    const other = name("org/other");
+    assert.equal(await store.blobReferenced(sha256("a1")), false);
+    await store.linkLayer(other, sha256("a1"));
+    assert.equal(await store.blobReferenced(sha256("a1")), true);
+    await store.putRevision(APP, sha256("a2"), { mediaType: "x", size: 2, refs: [sha256("a3")] });
+    assert.equal(await store.blobReferenced(sha256("a2")), true, "a revision's bytes");
+    assert.equal(await store.blobReferenced(sha256("a3")), false, "named only, not linked");
+    await store.unlinkLayer(other, sha256("a1"));
+    assert.equal(await store.blobReferenced(sha256("a1")), false);
+    const indexes = await sql<{ indexname: string }[]>`
+      select indexname from pg_indexes where indexname like '%_by_digest' order by 1`;
+    assert.deepEqual(indexes.map((i) => i.indexname), [
+      "layer_links_by_digest",
+      "revisions_by_digest",
+    ]);
+  } finally {
+    await sql.end();
+  }
+});

@@ -1,15 +1,29 @@
 /**
- * The S3 client's retries, against a scripted fake server on a raw socket: idempotent
- * requests are sent again after 5xx, 429 and connection resets (with the same body), others
- * are not; a 4xx is never retried; bodies carry a Content-MD5 the server can check.
+ * The S3 client's failure handling, against a scripted fake server on a raw socket: requests
+ * are sent again after 5xx, 429, connection resets and stalls (with the same body), with the
+ * last failure reported as StorageUnavailable; a 4xx is never retried; a body cut short is
+ * resumed from where it broke; bodies carry a Content-MD5 the server can check.
  */
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { StorageUnavailable } from "../../src/storage/driver.ts";
 import { S3Client, S3Error } from "../../src/storage/drivers/s3_client.ts";
 
-/** What the fake does with one request: answer a status, or reset the connection. */
-type Action = number | "reset";
+/**
+ * What the fake does with one request: answer a status (an error body unless 200), reset the
+ * connection, stall (read the request, never answer), or answer a reply whose body may stop
+ * after `cut` bytes (then the connection is reset, or held open when `hang`).
+ */
+type Action = number | "reset" | "stall" | Reply;
+
+interface Reply {
+  readonly status: number;
+  readonly headers?: Record<string, string>;
+  readonly body: Uint8Array;
+  readonly cut?: number;
+  readonly hang?: boolean;
+}
 
 interface Seen {
   readonly method: string;
@@ -18,31 +32,58 @@ interface Seen {
   readonly body: Uint8Array;
 }
 
+const encoder = new TextEncoder();
+
 /** A fake S3 server answering each request with the next action; 200 when none is left. */
 async function withFake(
   actions: Action[],
   fn: (client: S3Client, seen: Seen[]) => Promise<void>,
+  options: { timeoutSeconds?: number } = {},
 ): Promise<void> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const seen: Seen[] = [];
-  const serving = (async () => {
-    for await (const conn of listener) {
-      try {
-        const request = await readRequest(conn);
-        if (request === null) continue;
-        seen.push(request);
-        const action = actions.shift() ?? 200;
-        if (action === "reset") continue; // closed in finally, no reply
-        const body = action === 200
-          ? ""
-          : `<?xml version="1.0"?><Error><Code>Fake${action}</Code></Error>`;
-        const reply = `HTTP/1.1 ${action} X\r\ncontent-length: ${body.length}\r\n` +
-          `etag: "e"\r\nconnection: close\r\n\r\n${body}`;
-        await conn.write(new TextEncoder().encode(reply));
-      } finally {
+  const open = new Set<Deno.Conn>();
+  const handle = async (conn: Deno.Conn) => {
+    let keep = false;
+    open.add(conn);
+    try {
+      const request = await readRequest(conn);
+      if (request === null) return;
+      seen.push(request);
+      const action = actions.shift() ?? 200;
+      if (action === "reset") return; // closed in finally, no reply
+      if (action === "stall") {
+        keep = true; // held open until the end
+        return;
+      }
+      const reply: Reply = typeof action === "number"
+        ? {
+          status: action,
+          headers: { etag: '"e"' },
+          body: encoder.encode(
+            action === 200 ? "" : `<?xml version="1.0"?><Error><Code>Fake${action}</Code></Error>`,
+          ),
+        }
+        : action;
+      const headers = Object.entries({
+        "content-length": String(reply.body.length),
+        connection: "close",
+        ...reply.headers,
+      }).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+      await conn.write(encoder.encode(`HTTP/1.1 ${reply.status} X\r\n${headers}\r\n`));
+      await writeAll(conn, reply.body.subarray(0, reply.cut ?? reply.body.length));
+      if (reply.cut !== undefined && reply.hang) keep = true; // held open until the end
+    } finally {
+      if (!keep) {
+        open.delete(conn);
         conn.close();
       }
     }
+  };
+  const serving = (async () => {
+    const handlers: Promise<void>[] = [];
+    for await (const conn of listener) handlers.push(handle(conn).catch(() => {}));
+    await Promise.all(handlers);
   })();
   const { port } = listener.addr as Deno.NetAddr;
   const client = new S3Client({
@@ -52,13 +93,27 @@ async function withFake(
     secretKey: "sk",
     region: "us-east-1",
     attempts: 4,
+    backoffMs: 10,
+    timeoutSeconds: options.timeoutSeconds ?? 30,
   });
   try {
     await fn(client, seen);
   } finally {
     listener.close();
+    // every connection still open (held, or one a request never came on) is closed
+    for (const conn of open) {
+      try {
+        conn.close();
+      } catch {
+        // closed meanwhile
+      }
+    }
     await serving.catch(() => {});
   }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 
 /** Reads one HTTP/1.1 request (headers and a Content-Length body); null on EOF. */
@@ -119,27 +174,114 @@ Deno.test("s3 client: a retried PUT sends the same body with its Content-MD5", a
   });
 });
 
-Deno.test("s3 client: retries stop after the last attempt and the error is reported", async () => {
+Deno.test("s3 client: after the last attempt the failure is StorageUnavailable", async () => {
   await withFake([503, 503, 503, 503, 503], async (client, seen) => {
-    await assert.rejects(client.headObject("k"), (e) => e instanceof S3Error && e.status === 503);
+    await assert.rejects(
+      client.headObject("k"),
+      (e) =>
+        e instanceof StorageUnavailable && e.cause instanceof S3Error && e.cause.status === 503,
+    );
     assert.equal(seen.length, 4);
   });
   await withFake(["reset", "reset", "reset", "reset"], async (client, seen) => {
-    await assert.rejects(client.headObject("k"), TypeError);
+    await assert.rejects(client.headObject("k"), StorageUnavailable);
     assert.equal(seen.length, 4);
   });
 });
 
-Deno.test("s3 client: a 4xx and a non-idempotent request are not retried", async () => {
+Deno.test("s3 client: a 4xx is not retried, nor a request declared not idempotent", async () => {
   await withFake([403], async (client, seen) => {
     await assert.rejects(client.headObject("k"), (e) => e instanceof S3Error && e.status === 403);
     assert.equal(seen.length, 1);
   });
   await withFake([503], async (client, seen) => {
     await assert.rejects(
-      client.createMultipart("k"),
-      (e) => e instanceof S3Error && e.status === 503,
+      client.request("POST", client.url("k", "x"), { idempotent: false }),
+      StorageUnavailable,
     );
-    assert.equal(seen.length, 1, "CreateMultipartUpload is sent once");
+    assert.equal(seen.length, 1, "sent once");
+  });
+});
+
+Deno.test("s3 client: a request without an answer is abandoned after the timeout and retried", async () => {
+  await withFake(["stall", 200], async (client, seen) => {
+    const started = performance.now();
+    assert.notEqual(await client.headObject("k"), null);
+    assert.equal(seen.length, 2);
+    assert.ok(performance.now() - started >= 250, "the stalled attempt waited for the timeout");
+  }, { timeoutSeconds: 0.3 });
+  await withFake(["stall", "stall", "stall", "stall"], async (client, seen) => {
+    const started = performance.now();
+    await assert.rejects(client.headObject("k"), StorageUnavailable);
+    assert.equal(seen.length, 4);
+    assert.ok(performance.now() - started < 10_000, "bounded by attempts × timeout + backoff");
+  }, { timeoutSeconds: 0.3 });
+});
+
+Deno.test("s3 client: a reply whose body stalls or is cut is read again", async () => {
+  const xml = encoder.encode(
+    `<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated>` +
+      `<Contents><Key>a/one</Key><Size>3</Size></Contents></ListBucketResult>`,
+  );
+  await withFake([
+    { status: 200, body: xml, cut: 40, hang: true },
+    { status: 200, body: xml, cut: 40 },
+    { status: 200, body: xml },
+  ], async (client, seen) => {
+    const page = await client.listPage("a/");
+    assert.deepEqual(page.keys, [{ key: "a/one", size: 3 }]);
+    assert.equal(seen.length, 3);
+  }, { timeoutSeconds: 0.3 });
+});
+
+Deno.test("s3 client: a GetObject body cut or stalled resumes with a range pinned to the ETag", async () => {
+  const bytes = new Uint8Array(200_000).map((_, i) => (i * 31) % 256);
+  const etag = '"v1"';
+  await withFake([
+    { status: 200, headers: { etag }, body: bytes, cut: 50_000 },
+    {
+      status: 206,
+      headers: { etag, "content-range": `bytes 50000-199999/200000` },
+      body: bytes.subarray(50_000),
+      cut: 70_000,
+      hang: true,
+    },
+    {
+      status: 206,
+      headers: { etag, "content-range": `bytes 120000-199999/200000` },
+      body: bytes.subarray(120_000),
+    },
+  ], async (client, seen) => {
+    const response = await client.getObject("big");
+    assert.equal(response.status, 200);
+    const read = new Uint8Array(await response.arrayBuffer());
+    assert.equal(read.length, bytes.length);
+    assert.ok(read.every((b, i) => b === bytes[i]), "the bytes are the object's, in order");
+    assert.deepEqual(seen.map((r) => r.headers.get("range")), [
+      undefined,
+      "bytes=50000-199999",
+      "bytes=120000-199999",
+    ]);
+    assert.deepEqual(seen.slice(1).map((r) => r.headers.get("if-match")), [etag, etag]);
+  }, { timeoutSeconds: 0.3 });
+  // the object was replaced meanwhile: the read fails rather than mix two objects
+  await withFake([
+    { status: 200, headers: { etag }, body: bytes, cut: 50_000 },
+    412,
+  ], async (client) => {
+    const response = await client.getObject("big");
+    await assert.rejects(response.arrayBuffer(), /412/);
+  });
+});
+
+Deno.test("s3 client: a presigned URL carries the expiry and a signature, and refuses bad lifetimes", async () => {
+  await withFake([], async (client) => {
+    const url = new URL(await client.presign("a/b c", 60));
+    assert.equal(url.pathname, "/b/a/b%20c");
+    assert.equal(url.searchParams.get("X-Amz-Expires"), "60");
+    assert.equal(url.searchParams.get("X-Amz-Algorithm"), "AWS4-HMAC-SHA256");
+    assert.match(url.searchParams.get("X-Amz-Signature") ?? "", /^[0-9a-f]{64}$/);
+    await assert.rejects(client.presign("k", 0), RangeError);
+    await assert.rejects(client.presign("k", 604801), RangeError);
   });
 });

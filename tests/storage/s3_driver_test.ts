@@ -1,12 +1,16 @@
 /**
  * Runs the driver conformance suite against the S3 driver on a real Ceph RGW (see
  * `tests/helpers/s3.ts`), each test under its own root directory of the run's bucket, plus
- * what is particular to S3: segmented (appended) objects across chunk boundaries, and moves.
+ * what is particular to S3: upload data as multipart uploads (parts, tail, resumption, cuts,
+ * aborts, commits that move no byte through the driver, lost uploads), large copies and
+ * presigned URLs.
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { S3Driver } from "../../src/storage/drivers/s3.ts";
+import { FaultProxy } from "../helpers/fault_proxy.ts";
 import { s3Tests } from "../helpers/s3.ts";
 import { driverSuite } from "./driver_suite.ts";
 
@@ -62,57 +66,294 @@ await s3Tests((bucket, ignore) => {
     },
   });
 
+  /** What an appendable object's bytes leave in the bucket: objects and multipart uploads. */
+  const leftovers = async (root: string) => {
+    const b = await bucket();
+    return {
+      objects: (await b.client.listAll(`${root}/.multipart/`)).map((o) => o.key),
+      uploads: (await b.client.listMultipart(`${root}/`)).map((u) => u.name),
+    };
+  };
+  const chunk = 5 * 1024 * 1024;
+  const pattern = (length: number, seed: number) =>
+    new Uint8Array(length).map((_, i) => (i * seed + (i >> 13)) % 251);
+  const sha256 = async (bytes: Uint8Array | ReadableStream<Uint8Array>) => {
+    const hash = createHash("sha256");
+    if (bytes instanceof Uint8Array) hash.update(bytes);
+    else for await (const chunk of bytes) hash.update(chunk);
+    return hash.digest("hex");
+  };
+  const writeAll = async (driver: S3Driver, key: string, offset: number, bytes: Uint8Array) => {
+    const w = await driver.append(key, offset);
+    for (let at = 0; at < bytes.length; at += 1_000_000) {
+      await w.write(bytes.subarray(at, Math.min(bytes.length, at + 1_000_000)));
+    }
+    await w.sync();
+    w.close();
+  };
+
   Deno.test({
-    name: "s3 driver: appended data spans segments and chunks, survives cuts, and moves whole",
+    name:
+      "s3 driver: upload data is durable at sync, in parts and a tail, and resumes on another driver",
     ignore,
     async fn() {
       const root = `t${++fixtures}-${Date.now()}`;
       const { driver, dispose } = await make(root);
       try {
-        const chunk = 5 * 1024 * 1024;
-        const bytes = new Uint8Array(2 * chunk + 1234).map((_, i) => (i * 7) % 253);
+        const bytes = pattern(2 * chunk + 1234, 7);
         await driver.create("up/x/data");
         // a second driver over the same bucket and root sees only what the bucket holds
         const other = new S3Driver({ ...(await bucket()).options, rootdirectory: root });
         const w = await driver.append("up/x/data", 0);
         await w.write(bytes.subarray(0, 1000));
-        assert.equal((await other.stat("up/x/data"))?.size, 0, "buffered, not yet written");
+        assert.equal((await other.stat("up/x/data"))?.size, 0, "held, not yet written");
         await w.sync();
         assert.deepEqual(await other.get("up/x/data"), bytes.subarray(0, 1000), "durable at sync");
-        for (let at = 1000; at < bytes.length; at += 1_000_000) {
-          await w.write(bytes.subarray(at, Math.min(bytes.length, at + 1_000_000)));
+        for (let at = 1000; at < chunk + 5000; at += 1_000_000) {
+          await w.write(bytes.subarray(at, Math.min(chunk + 5000, at + 1_000_000)));
         }
         await w.sync();
         w.close();
+        assert.equal((await other.stat("up/x/data"))?.size, chunk + 5000, "a part and a tail");
+        assert.equal((await leftovers(root)).uploads.length, 1, "one multipart upload");
+        // the other driver resumes at the acknowledged offset, across the next part boundary
+        await writeAll(other, "up/x/data", chunk + 5000, bytes.subarray(chunk + 5000));
         assert.equal((await driver.stat("up/x/data"))?.size, bytes.length);
+        assert.equal(await sha256(await driver.readAll("up/x/data")), await sha256(bytes));
         const mid = await driver.read("up/x/data", { start: chunk - 10, length: chunk + 20 });
         assert.deepEqual(
           new Uint8Array(await new Response(mid!.stream).arrayBuffer()),
           bytes.subarray(chunk - 10, 2 * chunk + 10),
         );
-        // cut inside the first segment, then write again: the old tail never comes back
-        const again = await driver.append("up/x/data", 100);
-        await again.write(new Uint8Array(50).fill(1));
-        await again.sync();
-        again.close();
-        const expected = new Uint8Array(150);
-        expected.set(bytes.subarray(0, 100));
-        expected.fill(1, 100);
-        assert.deepEqual(await driver.get("up/x/data"), expected);
-        assert.deepEqual(await driver.list("up/x"), ["data"], "segments are not listed");
+        assert.deepEqual(await driver.list("up/x"), ["data"], "parts and tail are not listed");
+        assert.deepEqual(await driver.list(""), ["up"]);
         await driver.move("up/x/data", "blobs/final");
-        assert.deepEqual(await driver.get("blobs/final"), expected);
+        assert.equal(await sha256((await driver.get("blobs/final"))!), await sha256(bytes));
         assert.equal(await driver.stat("up/x/data"), null);
-        assert.deepEqual(await driver.list("up"), []);
-        // a large segmented object is committed by a multipart upload
-        await driver.create("up/y/data");
-        const big = await driver.append("up/y/data", 0);
-        await big.write(bytes);
-        await big.sync();
-        big.close();
-        await driver.move("up/y/data", "blobs/big");
-        assert.deepEqual(await driver.get("blobs/big"), bytes);
         assert.deepEqual(await driver.list(""), ["blobs"]);
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] }, "nothing orphaned");
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: append at an earlier offset inside a part or the tail cuts there and commits the right bytes",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
+      try {
+        const first = pattern(2 * chunk + 777, 3);
+        await driver.create("up/r/data");
+        await writeAll(driver, "up/r/data", 0, first);
+        // a client resumes inside part 2: part 2 is made again from its object's first bytes
+        const at = chunk + 4321;
+        const second = pattern(chunk + 99, 11);
+        await writeAll(driver, "up/r/data", at, second);
+        const expected = new Uint8Array(at + second.length);
+        expected.set(first.subarray(0, at));
+        expected.set(second, at);
+        assert.equal((await driver.stat("up/r/data"))?.size, expected.length);
+        assert.equal(await sha256(await driver.readAll("up/r/data")), await sha256(expected));
+        // and inside the tail
+        const third = pattern(10, 5);
+        await writeAll(driver, "up/r/data", expected.length - 50, third);
+        const final = new Uint8Array(expected.length - 50 + 10);
+        final.set(expected.subarray(0, expected.length - 50));
+        final.set(third, expected.length - 50);
+        await driver.move("up/r/data", "blobs/r");
+        assert.equal(await sha256((await driver.get("blobs/r"))!), await sha256(final));
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: truncate to 0 aborts the multipart upload; delete and deleteAll leave nothing",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
+      try {
+        const bytes = pattern(chunk + 10, 13);
+        await driver.create("up/a/data");
+        await writeAll(driver, "up/a/data", 0, bytes);
+        assert.equal((await leftovers(root)).uploads.length, 1);
+        await driver.truncate("up/a/data", chunk + 3);
+        assert.deepEqual(await driver.get("up/a/data"), bytes.subarray(0, chunk + 3));
+        assert.equal((await leftovers(root)).uploads.length, 1, "a part still stands");
+        await driver.truncate("up/a/data", 100);
+        assert.deepEqual(
+          await driver.get("up/a/data"),
+          bytes.subarray(0, 100),
+          "from part 1's object",
+        );
+        assert.equal((await leftovers(root)).uploads.length, 0, "no part: upload aborted");
+        await writeAll(driver, "up/a/data", 100, bytes.subarray(100));
+        assert.deepEqual(await driver.get("up/a/data"), bytes, "written again over a new upload");
+        await driver.create("up/b/data");
+        await writeAll(driver, "up/b/data", 0, bytes);
+        await driver.put("up/b/state", "x");
+        assert.equal((await leftovers(root)).uploads.length, 2);
+        assert.equal(await driver.delete("up/a/data"), true);
+        assert.equal(await driver.deleteAll("up/b"), true);
+        assert.deepEqual(await driver.list(""), []);
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name: "s3 driver: a commit sends and reads back no blob bytes (counted by a proxy)",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const b = await bucket();
+      const proxy = new FaultProxy(b.options.regionendpoint!);
+      try {
+        const driver = new S3Driver({
+          ...b.options,
+          regionendpoint: proxy.endpoint,
+          rootdirectory: root,
+          chunksize: chunk,
+        });
+        for (const size of [3 * chunk + 5, chunk, 1000]) {
+          const bytes = pattern(size, 17);
+          await driver.create(`up/${size}/data`);
+          await writeAll(driver, `up/${size}/data`, 0, bytes);
+          proxy.resetCounts();
+          await driver.move(`up/${size}/data`, `blobs/${size}`);
+          const { sent, received, lines } = proxy.counts;
+          assert.ok(
+            sent < 16 * 1024 && received < 16 * 1024,
+            `${size}: ${sent} B sent, ${received} B received: ${lines.join(", ")}`,
+          );
+          assert.equal(await sha256((await driver.get(`blobs/${size}`))!), await sha256(bytes));
+        }
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await proxy.close();
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name: "s3 driver: a commit whose multipart upload is gone rebuilds it from the part objects",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
+      try {
+        const b = await bucket();
+        const bytes = pattern(2 * chunk + 5, 19);
+        await driver.create("up/g/data");
+        await writeAll(driver, "up/g/data", 0, bytes);
+        for (const u of await b.client.listMultipart(`${root}/`)) {
+          await b.client.abortMultipart(u.name, u.id);
+        }
+        await driver.move("up/g/data", "blobs/g");
+        assert.equal(await sha256((await driver.get("blobs/g"))!), await sha256(bytes));
+        // the same when the upload disappears while parts are still being added
+        await driver.create("up/h/data");
+        await writeAll(driver, "up/h/data", 0, bytes.subarray(0, chunk + 1));
+        for (const u of await b.client.listMultipart(`${root}/`)) {
+          await b.client.abortMultipart(u.name, u.id);
+        }
+        await writeAll(driver, "up/h/data", chunk + 1, bytes.subarray(chunk + 1));
+        await driver.move("up/h/data", "blobs/h");
+        assert.equal(await sha256((await driver.get("blobs/h"))!), await sha256(bytes));
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: above the CopyObject limit a commit copies by UploadPartCopy ranges; a plain object can be appended to",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      try {
+        const driver = new S3Driver({
+          ...(await bucket()).options,
+          rootdirectory: root,
+          chunksize: chunk,
+          copyObjectLimit: chunk,
+        });
+        const bytes = pattern(2 * chunk + 3, 23);
+        await driver.create("up/l/data");
+        await writeAll(driver, "up/l/data", 0, bytes);
+        await driver.move("up/l/data", "blobs/l");
+        assert.equal(await sha256((await driver.get("blobs/l"))!), await sha256(bytes));
+        await driver.move("blobs/l", "blobs/l2");
+        assert.equal(await sha256((await driver.get("blobs/l2"))!), await sha256(bytes));
+        assert.equal(await driver.stat("blobs/l"), null);
+        // a plain object of more than a part becomes part 1, then grows
+        await writeAll(driver, "blobs/l2", bytes.length, bytes.subarray(0, 10));
+        const grown = new Uint8Array(bytes.length + 10);
+        grown.set(bytes);
+        grown.set(bytes.subarray(0, 10), bytes.length);
+        assert.equal(await sha256(await driver.readAll("blobs/l2")), await sha256(grown));
+        await driver.move("blobs/l2", "blobs/l3");
+        assert.equal(await sha256((await driver.get("blobs/l3"))!), await sha256(grown));
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name: "s3 driver: a presigned URL gives the bytes; an expired or tampered one is refused",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
+      try {
+        const bytes = pattern(100_000, 29);
+        await driver.put("blobs/s", bytes);
+        await driver.put("blobs/other", "other");
+        const url = await driver.signedUrl("blobs/s", 60);
+        const ok = await fetch(url);
+        assert.equal(ok.status, 200);
+        assert.deepEqual(new Uint8Array(await ok.arrayBuffer()), bytes);
+        const refused = async (href: string, why: string) => {
+          const response = await fetch(href);
+          await response.body?.cancel();
+          assert.equal(response.status, 403, why);
+        };
+        const signature = new URL(url).searchParams.get("X-Amz-Signature")!;
+        const flipped = signature.replace(/^./, (c) => (c === "0" ? "1" : "0"));
+        await refused(url.replace(signature, flipped), "signature changed");
+        await refused(url.replace("/blobs/s?", "/blobs/other?"), "another object");
+        await refused(url.replace("X-Amz-Expires=60", "X-Amz-Expires=600"), "longer life");
+        const unsigned = new URL(url);
+        unsigned.search = "";
+        await refused(unsigned.href, "no signature");
+        // a URL of 1 s is refused once it expired (polled, bounded)
+        const short = await driver.signedUrl("blobs/s", 1);
+        const deadline = Date.now() + 15_000;
+        let status = 200;
+        while (status === 200 && Date.now() < deadline) {
+          const response = await fetch(short);
+          await response.body?.cancel();
+          status = response.status;
+          if (status === 200) await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+        assert.equal(status, 403, "expired");
       } finally {
         await dispose();
       }

@@ -62,11 +62,15 @@ export class InstrumentedDriver implements StorageDriver {
   readonly #t: Record<ActionName, Histogram>;
   /** The last change under way per blob key. */
   readonly #chains = new Map<string, Promise<void>>();
+  /** The inner driver's, when it has one (presigning touches no bytes: not timed). */
+  readonly signedUrl?: (key: string, expiresInSeconds: number) => Promise<string>;
 
   /** Wraps a driver. */
   constructor(inner: StorageDriver) {
     this.#inner = inner;
     this.name = inner.name;
+    const signedUrl = inner.signedUrl;
+    if (signedUrl) this.signedUrl = (key, expires) => signedUrl.call(inner, key, expires);
     this.timings = new HistogramFamily({
       name: "registry_storage_action_seconds",
       help: "The number of seconds that the storage action takes",

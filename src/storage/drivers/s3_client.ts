@@ -1,12 +1,22 @@
 /**
  * A small S3 client for the S3 driver: path-style requests signed with SigV4 by `aws4fetch`
- * (we never sign by hand), retries with backoff for idempotent requests (5xx, 429, connection
- * errors), a Content-MD5 on every body, and the few operations the driver needs: object PUT/GET/HEAD/DELETE/copy,
- * ListObjectsV2, DeleteObjects and multipart uploads.
+ * (we never sign by hand), a Content-MD5 on every body, and the few operations the driver
+ * needs: object PUT/GET/HEAD/DELETE/copy, ListObjectsV2, DeleteObjects, multipart uploads
+ * (with UploadPartCopy and ListMultipartUploads) and presigned GetObject URLs.
+ *
+ * Failures: a request is attempted up to `attempts` times (exponential backoff with full
+ * jitter between attempts) when it fails with 5xx, 429, a connection error (refused, reset,
+ * closed early) or a stall: no response headers within `timeoutSeconds` (plus one second per
+ * MiB of request body), or no byte of the response body for `timeoutSeconds`. Every reply
+ * but a GetObject's is read whole inside the attempt, so a body cut short is retried too; a
+ * GetObject's body stream resumes after a cut with a ranged GET of the rest, pinned to the
+ * object's ETag (`If-Match`). When the last attempt fails that way the error is
+ * `StorageUnavailable` (the HTTP layer answers 503 with `Retry-After`).
  */
 
 import { AwsClient } from "aws4fetch";
 import { createHash } from "node:crypto";
+import { StorageUnavailable } from "../driver.ts";
 
 /** How to reach a bucket. */
 export interface S3ClientOptions {
@@ -16,17 +26,32 @@ export interface S3ClientOptions {
   readonly accessKey: string;
   readonly secretKey: string;
   readonly region: string;
-  /** Attempts of an idempotent request (1 = no retry). */
+  /** Attempts of a request (1 = no retry). Default 5. */
   readonly attempts?: number;
+  /** Seconds without progress after which an attempt is abandoned as stalled. Default 30. */
+  readonly timeoutSeconds?: number;
+  /** The first backoff's upper bound in milliseconds (doubling per attempt). Default 100. */
+  readonly backoffMs?: number;
 }
 
 /** A reply the client did not expect. */
 export class S3Error extends Error {
+  /** The S3 error code (`NoSuchUpload`, …), or "" when the reply had none. */
+  readonly code: string;
   /** Makes the error for a request and its reply. */
   constructor(readonly status: number, what: string, body: string) {
     const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1] ?? "";
     super(`S3 ${what}: ${status} ${code}`.trim());
     this.name = "S3Error";
+    this.code = code;
+  }
+}
+
+/** An attempt abandoned because nothing moved for the timeout. */
+class Stalled extends Error {
+  constructor(what: string, seconds: number) {
+    super(`S3 ${what}: no progress for ${seconds} s`);
+    this.name = "Stalled";
   }
 }
 
@@ -35,6 +60,12 @@ export interface ListPage {
   readonly keys: { key: string; size: number }[];
   readonly prefixes: string[];
   readonly next: string | null;
+}
+
+/** A part of a multipart upload as CompleteMultipartUpload wants it. */
+export interface CompletedPart {
+  readonly number: number;
+  readonly etag: string;
 }
 
 const xmlEntities: Record<string, string> = {
@@ -64,14 +95,25 @@ function tags(xml: string, tag: string): string[] {
  */
 const md5 = (body: Uint8Array) => createHash("md5").update(body).digest("base64");
 
-/** Statuses worth another attempt of an idempotent request. */
+/** Statuses worth another attempt. */
 const retryable = (status: number) => status >= 500 || status === 429;
+
+/** A failure of the transport (not a reply): worth another attempt. */
+const transient = (error: unknown) =>
+  error instanceof TypeError || error instanceof Stalled ||
+  (error instanceof DOMException && (error.name === "AbortError" || error.name === "TimeoutError"));
+
+/** The `x-amz-copy-source` value of an object name of `bucket`. */
+const copySource = (bucket: string, name: string) =>
+  `/${encodeURIComponent(bucket)}/${name.split("/").map(encodeURIComponent).join("/")}`;
 
 /** A client of one bucket. */
 export class S3Client {
   readonly #aws: AwsClient;
   readonly #base: string;
   readonly #attempts: number;
+  readonly #timeout: number;
+  readonly #backoff: number;
 
   /** Makes a client; nothing is requested. */
   constructor(readonly options: S3ClientOptions) {
@@ -80,10 +122,12 @@ export class S3Client {
       secretAccessKey: options.secretKey,
       service: "s3",
       region: options.region,
-      retries: 0, // our own retries, for idempotent requests only
+      retries: 0, // our own retries
     });
     this.#base = `${options.endpoint.replace(/\/+$/, "")}/${encodeURIComponent(options.bucket)}`;
-    this.#attempts = options.attempts ?? 5;
+    this.#attempts = Math.max(1, options.attempts ?? 5);
+    this.#timeout = options.timeoutSeconds ?? 30;
+    this.#backoff = options.backoffMs ?? 100;
   }
 
   /** The URL of an object name (path-style), with an optional query. */
@@ -93,31 +137,86 @@ export class S3Client {
   }
 
   /**
-   * Sends a request; retries an idempotent one (its body must be bytes or absent) on 5xx, 429
-   * and connection errors with exponential backoff. Returns the response of the last attempt.
+   * A presigned GetObject URL of an object name, valid for `seconds` (1 s to 7 days): anyone
+   * holding it can read the object without credentials until then; the server refuses it once
+   * expired or when any part of it was changed.
+   */
+  async presign(name: string, seconds: number): Promise<string> {
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > 604800) {
+      throw new RangeError(`A presigned URL lives 1 to 604800 seconds, not ${seconds}`);
+    }
+    const url = new URL(this.url(name));
+    url.searchParams.set("X-Amz-Expires", String(seconds));
+    const signed = await this.#aws.sign(url.toString(), {
+      method: "GET",
+      aws: { signQuery: true },
+    });
+    return signed.url;
+  }
+
+  /**
+   * Sends a request, attempted up to `attempts` times (once when `idempotent` is false) on
+   * 5xx, 429, connection errors and stalls, with backoff; the body must be bytes or absent.
+   * The reply's body is read whole within the attempt unless `stream` (then only the headers
+   * are bounded by the timeout, and the body is watched for stalls). Returns the first reply
+   * that is not worth a retry; throws StorageUnavailable when the last attempt failed.
    */
   async request(
     method: string,
     url: string,
-    init: { headers?: Record<string, string>; body?: Uint8Array | string; idempotent?: boolean } =
-      {},
+    init: {
+      headers?: Record<string, string>;
+      body?: Uint8Array | string;
+      idempotent?: boolean;
+      stream?: boolean;
+    } = {},
   ): Promise<Response> {
     const attempts = init.idempotent === false ? 1 : this.#attempts;
-    for (let attempt = 1;; attempt++) {
+    const what = `${method} ${url.slice(this.#base.length) || "/"}`;
+    let last: unknown = null;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      if (attempt > 1) await this.#pause(attempt);
+      const controller = new AbortController();
+      const size = typeof init.body === "string" ? init.body.length : init.body?.length ?? 0;
+      const limit = (this.#timeout + size / (1024 * 1024)) * 1000;
+      const timer = setTimeout(() => controller.abort(new Stalled(what, this.#timeout)), limit);
       try {
         const response = await this.#aws.fetch(url, {
           method,
           headers: init.headers,
           body: init.body as BodyInit | undefined,
+          signal: controller.signal,
         });
-        if (!retryable(response.status) || attempt >= attempts) return response;
-        await response.body?.cancel();
+        clearTimeout(timer);
+        if (retryable(response.status)) {
+          last = new S3Error(response.status, what, await response.text().catch(() => ""));
+          continue;
+        }
+        const body = response.body === null
+          ? null
+          : watch(response.body, controller, what, this.#timeout);
+        if (init.stream) return rebuild(response, body);
+        const bytes = body === null ? null : await new Response(body).arrayBuffer();
+        return rebuild(response, bytes);
       } catch (error) {
-        if (attempt >= attempts || !(error instanceof TypeError)) throw error;
+        clearTimeout(timer);
+        if (!transient(error)) throw error;
+        last = error;
       }
-      // Backoff between attempts of a failed request (not a synchronisation).
-      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt * Math.random()));
     }
+    throw new StorageUnavailable(
+      `S3 ${what}: ${
+        last instanceof Error ? last.message : String(last)
+      } after ${attempts} attempts`,
+      { cause: last },
+    );
+  }
+
+  /** Waits before another attempt: full jitter over an exponential bound, at most 5 s. */
+  #pause(attempt: number): Promise<void> {
+    const bound = Math.min(5000, this.#backoff * 2 ** (attempt - 2));
+    // Backoff between attempts of a failed request (not a synchronisation).
+    return new Promise((resolve) => setTimeout(resolve, bound * Math.random()));
   }
 
   /** Fails with an S3Error unless the response has one of `ok` statuses (body consumed). */
@@ -161,13 +260,38 @@ export class S3Client {
     return response.headers;
   }
 
-  /** GetObject, whole or `bytes=start-end` (inclusive end); the raw response (200/206/404/416). */
+  /**
+   * GetObject, whole or `bytes=start-end` (inclusive end); the raw response (200/206/404/416).
+   * Its body resumes after a cut or a stall (a ranged GET of the rest, `If-Match` its ETag).
+   */
   async getObject(name: string, range?: { start: number; end: number }): Promise<Response> {
     const headers: Record<string, string> = {};
     if (range) headers.range = `bytes=${range.start}-${range.end}`;
-    const response = await this.request("GET", this.url(name), { headers });
-    if ([200, 206, 404, 416].includes(response.status)) return response;
-    return await this.expect(response, `GetObject ${name}`);
+    const url = this.url(name);
+    const response = await this.request("GET", url, { headers, stream: true });
+    if (response.status === 404 || response.status === 416) return response;
+    if (response.status !== 200 && response.status !== 206) {
+      return await this.expect(response, `GetObject ${name}`);
+    }
+    const etag = response.headers.get("etag");
+    const start = response.status === 206 ? range?.start ?? 0 : 0;
+    const end = response.status === 206
+      ? Number(/-(\d+)\//.exec(response.headers.get("content-range") ?? "")?.[1])
+      : Number(response.headers.get("content-length")) - 1;
+    if (response.body === null || etag === null || !Number.isSafeInteger(end)) return response;
+    const rest = async (received: number) => {
+      const again = await this.request("GET", url, {
+        headers: { range: `bytes=${start + received}-${end}`, "if-match": etag },
+        stream: true,
+      });
+      if (again.status !== 206 || again.body === null) {
+        await again.body?.cancel();
+        throw new S3Error(again.status, `GetObject ${name} (resumed at ${start + received})`, "");
+      }
+      return again.body;
+    };
+    const body = resuming(response.body, end - start + 1, rest, this.#attempts, name);
+    return rebuild(response, body);
   }
 
   /** DeleteObject (no error when missing). */
@@ -178,11 +302,8 @@ export class S3Client {
 
   /** CopyObject within the bucket, keeping the source's metadata; false when it is missing. */
   async copyObject(from: string, to: string): Promise<boolean> {
-    const source = `/${encodeURIComponent(this.options.bucket)}/${
-      from.split("/").map(encodeURIComponent).join("/")
-    }`;
     const response = await this.request("PUT", this.url(to), {
-      headers: { "x-amz-copy-source": source },
+      headers: { "x-amz-copy-source": copySource(this.options.bucket, from) },
     });
     if (response.status === 404) {
       await response.body?.cancel();
@@ -250,9 +371,12 @@ export class S3Client {
     }
   }
 
-  /** CreateMultipartUpload; the upload id. */
+  /**
+   * CreateMultipartUpload; the upload id. Retried like the others: an upload created by an
+   * attempt whose reply was lost is left over, found by `listMultipart` and aborted.
+   */
   async createMultipart(name: string): Promise<string> {
-    const response = await this.request("POST", this.url(name, "uploads"), { idempotent: false });
+    const response = await this.request("POST", this.url(name, "uploads"));
     const xml = await (await this.expect(response, `CreateMultipartUpload ${name}`)).text();
     const id = tags(xml, "UploadId")[0];
     if (!id) throw new S3Error(500, `CreateMultipartUpload ${name}`, xml);
@@ -272,11 +396,40 @@ export class S3Client {
     return etag;
   }
 
-  /** CompleteMultipartUpload of the parts' ETags in order (part numbers from 1). */
-  async completeMultipart(name: string, id: string, etags: readonly string[]): Promise<void> {
+  /**
+   * UploadPartCopy: part `part` of the upload is (a range, inclusive end, of) the object
+   * `source`, copied by the server; the part's ETag. Throws S3Error (404 `NoSuchUpload` when
+   * the upload is gone, 404 `NoSuchKey` when the source is).
+   */
+  async uploadPartCopy(
+    name: string,
+    id: string,
+    part: number,
+    source: string,
+    range?: { start: number; end: number },
+  ): Promise<string> {
+    const query = `partNumber=${part}&uploadId=${encodeURIComponent(id)}`;
+    const headers: Record<string, string> = {
+      "x-amz-copy-source": copySource(this.options.bucket, source),
+    };
+    if (range) headers["x-amz-copy-source-range"] = `bytes=${range.start}-${range.end}`;
+    const response = await this.request("PUT", this.url(name, query), { headers });
+    const what = `UploadPartCopy ${source} -> ${name} #${part}`;
+    const xml = await (await this.expect(response, what)).text();
+    const etag = tags(xml, "ETag")[0];
+    if (xml.includes("<Error>") || !etag) throw new S3Error(500, what, xml);
+    return etag;
+  }
+
+  /** CompleteMultipartUpload of the parts, in order; S3Error 404 `NoSuchUpload` when gone. */
+  async completeMultipart(
+    name: string,
+    id: string,
+    parts: readonly CompletedPart[],
+  ): Promise<void> {
     const body = `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload>${
-      etags.map((etag, i) =>
-        `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`
+      parts.map((p) =>
+        `<Part><PartNumber>${p.number}</PartNumber><ETag>${escapeXml(p.etag)}</ETag></Part>`
       ).join("")
     }</CompleteMultipartUpload>`;
     const response = await this.request(
@@ -297,4 +450,110 @@ export class S3Client {
     await (await this.expect(response, `AbortMultipartUpload ${name}`, [200, 204, 404])).body
       ?.cancel();
   }
+
+  /** The unfinished multipart uploads of object names under `prefix` (ListMultipartUploads). */
+  async listMultipart(prefix: string): Promise<{ name: string; id: string }[]> {
+    const out: { name: string; id: string }[] = [];
+    let marker: { key: string; id: string } | null = null;
+    do {
+      const query = new URLSearchParams({ uploads: "", prefix });
+      if (marker) {
+        query.set("key-marker", marker.key);
+        query.set("upload-id-marker", marker.id);
+      }
+      const response = await this.request("GET", this.url("", query.toString()));
+      const xml = await (await this.expect(response, `ListMultipartUploads ${prefix}`)).text();
+      for (const m of xml.matchAll(/<Upload>(.*?)<\/Upload>/gs)) {
+        out.push({ name: tags(m[1], "Key")[0], id: tags(m[1], "UploadId")[0] });
+      }
+      const truncated = tags(xml, "IsTruncated")[0] === "true";
+      const key = tags(xml, "NextKeyMarker")[0];
+      const id = tags(xml, "NextUploadIdMarker")[0];
+      marker = truncated && key ? { key, id: id ?? "" } : null;
+    } while (marker);
+    return out;
+  }
+}
+
+/** Statuses whose responses have no body. */
+const NULL_BODY = new Set([101, 103, 204, 205, 304]);
+
+/** The response again with another body (the same status and headers). */
+function rebuild(response: Response, body: BodyInit | null): Response {
+  return new Response(NULL_BODY.has(response.status) ? null : body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
+/**
+ * A body that fails its reader (by aborting the request) when a read gets no byte for
+ * `seconds`; time spent by the consumer between reads does not count.
+ */
+function watch(
+  body: ReadableStream<Uint8Array>,
+  controller: AbortController,
+  what: string,
+  seconds: number,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(out) {
+      const timer = setTimeout(() => controller.abort(new Stalled(what, seconds)), seconds * 1000);
+      try {
+        const { done, value } = await reader.read();
+        if (done) out.close();
+        else out.enqueue(value);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
+/**
+ * The `length` bytes of a body that, when it breaks (a cut, a stall), continues from `rest`
+ * (the bytes from the count received so far), at most `attempts` times in a row without a
+ * byte received; then it fails with StorageUnavailable. A body that ends early is a cut too.
+ */
+function resuming(
+  first: ReadableStream<Uint8Array>,
+  length: number,
+  rest: (received: number) => Promise<ReadableStream<Uint8Array>>,
+  attempts: number,
+  name: string,
+): ReadableStream<Uint8Array> {
+  let reader = first.getReader();
+  let received = 0;
+  let failures = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(out) {
+      for (;;) {
+        let failure: unknown;
+        try {
+          const { done, value } = await reader.read();
+          if (!done) {
+            received += value.length;
+            failures = 0;
+            return out.enqueue(value);
+          }
+          if (received >= length) return out.close();
+          failure = new TypeError(`GetObject ${name}: the body ended at ${received} of ${length}`);
+        } catch (error) {
+          if (!transient(error)) throw error;
+          failure = error;
+        }
+        if (++failures >= attempts) {
+          throw new StorageUnavailable(`S3 GetObject ${name}: the body broke ${failures} times`, {
+            cause: failure,
+          });
+        }
+        await reader.cancel().catch(() => {});
+        reader = (await rest(received)).getReader();
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }

@@ -85,6 +85,14 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "look-ups of a blob across repositories (garbage collection's re-check)",
+    sql: String.raw`
+      create index layer_links_by_digest on layer_links (digest);
+      create index revisions_by_digest on revisions (digest);
+    `,
+  },
 ];
 
 /** Applies the migrations the database lacks; returns the versions it applied (none: up to date). */

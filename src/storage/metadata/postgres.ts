@@ -46,6 +46,17 @@ export class PostgresMetadataStore implements MetadataStore {
     return rows.length > 0;
   }
 
+  /**
+   * Whether any repository links the blob or holds it as a revision: one indexed query, which
+   * sees every replica's writes (garbage collection's re-check under the blob's lock).
+   */
+  readonly blobReferenced = async (digest: Digest): Promise<boolean> => {
+    const rows = await this.#sql`
+      select 1 where exists (select 1 from layer_links where digest = ${digest})
+        or exists (select 1 from revisions where digest = ${digest})`;
+    return rows.length > 0;
+  };
+
   /** @inheritdoc */
   linkLayer(name: RepositoryName, digest: Digest): Promise<void> {
     return this.#write(name, async (tx) => {

@@ -83,3 +83,28 @@ export class PostgresLockManager implements LockManager {
     return this.#local.isBusy(key);
   }
 }
+
+/**
+ * Runs `fn` while holding the session-level advisory lock `key` on a connection reserved from
+ * `sql`, or returns null at once when another session (another replica) holds it. The lock
+ * goes with the connection if the process dies, so a killed replica never blocks the others.
+ */
+export async function tryExclusive<T>(
+  sql: Sql,
+  key: string,
+  fn: () => Promise<T>,
+): Promise<{ value: T } | null> {
+  const connection = await sql.reserve();
+  try {
+    const [row] = await connection<{ taken: boolean }[]>`
+      select pg_try_advisory_lock(hashtextextended(${key}, 0)) as taken`;
+    if (!row.taken) return null;
+    try {
+      return { value: await fn() };
+    } finally {
+      await connection`select pg_advisory_unlock(hashtextextended(${key}, 0))`;
+    }
+  } finally {
+    connection.release();
+  }
+}
