@@ -16,9 +16,10 @@
  *    remembers every digest touched since the mark began (`Activity.openWindow`): a blob
  *    linked after its repository was scanned is spared, without re-reading every repository
  *    for every candidate. A metadata store shared by several processes, whose touches this
- *    process cannot see, answers `blobReferenced` instead. Blob deletes are lazy (each folder
- *    is flushed once, at the end of the sweep): bytes no repository references that come back
- *    after a crash are deleted again by the next collection.
+ *    process cannot see, answers `blobReferenced` instead. Link removals and blob deletes
+ *    are lazy (each folder is flushed once: the links' before the sweep begins, the blobs' at
+ *    its end): a link or bytes nothing needs that come back after a crash are removed again
+ *    by the next collection, and a link never comes back without its bytes.
  * 3. Stale upload sessions: the upload service's own purge.
  *
  * Every delete goes through the cache layer, which drops its entry before the file goes. A
@@ -40,6 +41,23 @@ import type { LockManager } from "../storage/lock.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
 import type { Digest, RepositoryName, Tag } from "../types/oci.ts";
 import { Retention, type RevisionFact, type TagFact } from "./retention.ts";
+
+/** Reads of one repository's metadata in flight at once (under its lock). */
+const READS = 16;
+
+/** `fn` over every item, at most `READS` at a time; the results in the items' order. */
+async function inOrder<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS, items.length) }, worker));
+  return out;
+}
 
 /** At most this many items of each kind are listed in a report (all are counted). */
 export const REPORT_ITEMS = 1000;
@@ -226,6 +244,9 @@ export class Collector {
         if (dryRun) await run();
         else await this.#deps.locks.run(repositoryLock(name), run);
       }
+      // The links removed are durable before any blob goes: after a crash, a link that came
+      // back still names bytes that are there (the next collection removes it again).
+      if (!dryRun) await this.#deps.driver.settle?.();
       await this.#sweepBlobs(dryRun, draft, referenced);
       if (!dryRun) {
         this.#check();
@@ -286,23 +307,36 @@ export class Collector {
     const { meta, driver, activity, config } = this.#deps;
     const now = this.#now();
     const grace = config.graceMs;
+    // The repository's lock is held: its reads may overlap (`READS` at a time), in order.
     const tags: TagFact[] = [];
-    for (const tag of [...((await meta.listTags(name)) ?? [])]) {
-      const digest = await meta.getTag(name, tag);
-      const info = await driver.stat(tagKey(name, tag));
-      if (digest !== null && info !== null) tags.push({ tag, digest, pushedAt: info.modifiedAt });
-    }
+    const tagNames = [...((await meta.listTags(name)) ?? [])];
+    for (
+      const fact of await inOrder(tagNames, async (tag) => {
+        const [digest, info] = await Promise.all([
+          meta.getTag(name, tag),
+          driver.stat(tagKey(name, tag)),
+        ]);
+        return digest !== null && info !== null ? { tag, digest, pushedAt: info.modifiedAt } : null;
+      })
+    ) if (fact !== null) tags.push(fact);
     const revisions: RevisionFact[] = [];
     const records = new Map<Digest, RevisionRecord>();
-    for (const digest of await meta.listRevisions(name)) {
-      const record = await meta.getRevision(name, digest);
-      const info = await driver.stat(revisionKey(name, digest));
-      if (record === null || info === null) continue;
+    const read = await inOrder(await meta.listRevisions(name), async (digest) => {
+      const [record, info] = await Promise.all([
+        meta.getRevision(name, digest),
+        driver.stat(revisionKey(name, digest)),
+      ]);
+      if (record === null || info === null) return null;
+      return { digest, record, info, refs: record.refs ?? await this.#refsOf(digest, record) };
+    });
+    for (const entry of read) {
+      if (entry === null) continue;
+      const { digest, record, info, refs } = entry;
       records.set(digest, record);
       revisions.push({
         digest,
         isIndex: isIndexMediaType(record.mediaType),
-        refs: record.refs ?? await this.#refsOf(digest, record),
+        refs,
         subject: record.subject ?? null,
         pushedAt: info.modifiedAt,
         touchedAt: activity.lastTouch(digest),
@@ -342,12 +376,14 @@ export class Collector {
       referenced.add(r.digest);
       if (!r.isIndex) { for (const ref of r.refs) needed.add(ref); }
     }
+    const unneeded: Digest[] = [];
     for (const digest of await this.#links(name)) {
-      if (needed.has(digest)) {
-        referenced.add(digest);
-        continue;
-      }
-      const info = await driver.stat(layerKey(name, digest));
+      if (needed.has(digest)) referenced.add(digest);
+      else unneeded.push(digest);
+    }
+    const infos = await inOrder(unneeded, (digest) => driver.stat(layerKey(name, digest)));
+    for (const [i, digest] of unneeded.entries()) {
+      const info = infos[i];
       const touched = Math.max(activity.lastTouch(digest), info?.modifiedAt ?? now);
       if (this.#now() - touched < grace) {
         referenced.add(digest);
@@ -355,7 +391,7 @@ export class Collector {
       }
       this.#check();
       await this.#probe("link", `${name}@${digest}`);
-      if (!dryRun) await meta.unlinkLayer(name, digest);
+      if (!dryRun) await meta.unlinkLayer(name, digest, { lazy: true });
       draft.counts.links++;
       if (draft.links.length < REPORT_ITEMS) draft.links.push({ repository: name, digest });
     }

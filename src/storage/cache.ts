@@ -213,11 +213,11 @@ export class CachedMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
-  unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
+  unlinkLayer(name: RepositoryName, digest: Digest, options?: DeleteOptions): Promise<boolean> {
     const key = `${name}@${digest}`;
     return this.#write(key, async () => {
       this.#links.delete(key);
-      const removed = await this.#inner.unlinkLayer(name, digest);
+      const removed = await this.#inner.unlinkLayer(name, digest, options);
       await this.#recheckRepository(name);
       return removed;
     });

@@ -6,7 +6,7 @@
 import { isDigest } from "../../digest/digest.ts";
 import { isRepositoryName, isTag } from "../../types/names.ts";
 import type { Digest, RepositoryName, Tag } from "../../types/oci.ts";
-import type { StorageDriver } from "../driver.ts";
+import type { DeleteOptions, StorageDriver } from "../driver.ts";
 import {
   AREAS,
   layerKey,
@@ -46,8 +46,8 @@ export class LocalMetadataStore implements MetadataStore {
   }
 
   /** @inheritdoc */
-  unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
-    return this.#driver.delete(layerKey(name, digest));
+  unlinkLayer(name: RepositoryName, digest: Digest, options?: DeleteOptions): Promise<boolean> {
+    return this.#driver.delete(layerKey(name, digest), options);
   }
 
   /** @inheritdoc */

@@ -5,6 +5,7 @@
  * services do, under the repository lock.
  */
 
+import type { DeleteOptions } from "../driver.ts";
 import type { Digest, RepositoryName, Tag } from "../../types/oci.ts";
 
 /** What a repository records about one of its manifest revisions. */
@@ -27,8 +28,11 @@ export interface MetadataStore {
   hasLayer(name: RepositoryName, digest: Digest): Promise<boolean>;
   /** Links a blob into the repository (idempotent). */
   linkLayer(name: RepositoryName, digest: Digest): Promise<void>;
-  /** Removes a blob's link; false when there was none. */
-  unlinkLayer(name: RepositoryName, digest: Digest): Promise<boolean>;
+  /**
+   * Removes a blob's link; false when there was none. `lazy` (garbage collection): durable
+   * only once the driver's `settle()` resolves (see `DeleteOptions`).
+   */
+  unlinkLayer(name: RepositoryName, digest: Digest, options?: DeleteOptions): Promise<boolean>;
   /** Every blob digest linked into the repository, in byte order. */
   listLayers(name: RepositoryName): Promise<readonly Digest[]>;
   /** The record of a revision, or null when the repository does not hold it. */
