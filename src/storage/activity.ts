@@ -18,14 +18,14 @@
  * `compact` reads the batches it lists before it replaces them, so it deletes nothing it has
  * not merged (two replicas compacting at once both keep everything).
  *
- * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 30-bit
- * hash and a time is whole seconds, both small integers: about 30 bytes an
- * entry, whatever the key's length, so a million touched blobs cost ~30 MiB instead of
- * ~150. Two keys of one hash share the later time: a blob may be spared, or a manifest kept
- * by a pull rule, one collection longer than needed (one chance in ~2,000 per key with 500,000
- * remembered), never deleted early. Past `MAX_ENTRIES` entries in a table, the tracker
- * forgets that table and takes "everything was touched now" as its floor, which can only
- * delay a collection. Only the batches not yet written keep whole keys, for the journal.
+ * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
+ * hash and a time is whole seconds: about 50 bytes an entry, whatever the key's length, so
+ * 250,000 touched blobs cost ~12 MiB instead of ~40. Two keys of one hash (one chance in
+ * ~10^10 per key with a table full) would share the later time: a blob spared, or a manifest
+ * kept by a pull rule, one collection longer than needed, never deleted early. Past
+ * `MAX_ENTRIES` entries in a table, the tracker forgets that table and takes "everything was
+ * touched now" as its floor, which can only delay a collection. Only the batches not yet
+ * written keep whole keys, for the journal.
  * Touches made in the last flush interval before a crash are lost; then a blob the client just
  * saw with a HEAD may be collected, and its manifest PUT answers `MANIFEST_BLOB_UNKNOWN` (it
  * never stores a manifest whose bytes are gone: the sweep checks links under the blob lock).
@@ -37,20 +37,25 @@ import type { StorageDriver } from "./driver.ts";
 import { ACTIVITY_AREA, activityKey, activityTimeOf } from "./keys.ts";
 
 const BATCH_LINES = 10_000;
-/** Entries a table remembers (about 15 MiB each at this size). */
-export const MAX_ENTRIES = 500_000;
+/** Entries a table remembers (about 12 MiB each at this size). */
+export const MAX_ENTRIES = 250_000;
 /** In memory, times are seconds after this one (September 2020): small integers in V8. */
 const BASE_S = 1_600_000_000;
 const decoder = new TextDecoder();
 
-/** A key's 30-bit FNV-1a hash: a small integer, so a map of them allocates nothing per key. */
+/**
+ * A key's 52-bit hash (two FNV-1a passes with different offsets): a number, so a map of them
+ * holds no string; two keys share one about once in 2^52 pairs.
+ */
 export function keyHash(key: string): number {
-  let h = 0x811c9dc5;
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
   for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
+    const c = key.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 15);
   }
-  return h >>> 2;
+  return (a >>> 12) * 2 ** 32 + (b >>> 0);
 }
 
 /**
