@@ -380,7 +380,8 @@ export class S3Driver implements StorageDriver {
       // Smaller than a part: the tail object is the blob (a copy, or its first bytes).
       const head = tail.size === 0 ? null : await this.client.headObject(tail.name);
       if (head !== null && Number(head.get("content-length")) === tail.size) {
-        if (!(await this.client.copyObject(tail.name, target))) throw new ObjectMissing(from);
+        const copied = await this.client.copyObject(tail.name, target, tail.size);
+        if (!copied) throw new ObjectMissing(from);
       } else {
         const bytes = tail.size === 0 ? EMPTY : await this.#readWhole(tail.name, tail.size);
         const response = await this.client.putObject(target, bytes);
@@ -437,13 +438,19 @@ export class S3Driver implements StorageDriver {
    * Copies the object of part `number` into the multipart upload (UploadPartCopy, inside the
    * server); the part's ETag, or null when the upload is gone (for the writer).
    */
-  async copyPart(key: string, upload: string, number: number): Promise<string | null> {
+  async copyPart(
+    key: string,
+    upload: string,
+    number: number,
+    size: number,
+  ): Promise<string | null> {
     try {
       return await this.client.uploadPartCopy(
         this.#assembled(key),
         upload,
         number,
         this.#partName(key, number),
+        { size },
       );
     } catch (error) {
       if (gone(error)) return null;
@@ -540,10 +547,19 @@ export class S3Driver implements StorageDriver {
     if (size > 0) {
       const first = this.#partName(key, 1);
       if (size > MAX_COPY) throw new RangeError(`Cannot append to "${key}": larger than 5 GiB`);
-      if (!(await this.client.copyObject(this.#name(key), first))) throw new ObjectMissing(key);
+      const copied = await this.client.copyObject(this.#name(key), first, size);
+      if (!copied) throw new ObjectMissing(key);
       if (size >= MIN_CHUNK) {
         state.upload = await this.client.createMultipart(this.#assembled(key));
-        const etag = await this.client.uploadPartCopy(this.#assembled(key), state.upload, 1, first);
+        const etag = await this.client.uploadPartCopy(
+          this.#assembled(key),
+          state.upload,
+          1,
+          first,
+          {
+            size,
+          },
+        );
         state.parts.push({ size, etag });
       }
     }
@@ -586,6 +602,7 @@ export class S3Driver implements StorageDriver {
         upload,
         i + 1,
         this.#partName(key, i + 1),
+        { size },
       );
       parts.push({ size, etag });
     }
@@ -611,11 +628,11 @@ export class S3Driver implements StorageDriver {
           state.upload!,
           number,
           this.#partName(key, number),
-          { start: 0, end: tail - 1 },
+          { range: { start: 0, end: tail - 1 } },
         );
         parts.push({ number, etag });
       }
-      await this.client.completeMultipart(name, state.upload!, parts);
+      await this.client.completeMultipart(name, state.upload!, parts, state.size);
     };
     // An assembled object left by an earlier attempt must not pass for this one's.
     await this.client.deleteObject(name);
@@ -644,7 +661,7 @@ export class S3Driver implements StorageDriver {
    */
   async #copy(source: string, target: string, size: number): Promise<void> {
     if (size <= this.#copyLimit) {
-      if (!(await this.client.copyObject(source, target))) throw new ObjectMissing(source);
+      if (!(await this.client.copyObject(source, target, size))) throw new ObjectMissing(source);
       return;
     }
     const part = Math.max(this.#chunk, Math.ceil(size / MAX_PARTS));
@@ -655,12 +672,11 @@ export class S3Driver implements StorageDriver {
         const end = Math.min(size, start + part) - 1;
         const number = parts.length + 1;
         const etag = await this.client.uploadPartCopy(target, upload, number, source, {
-          start,
-          end,
+          range: { start, end },
         });
         parts.push({ number, etag });
       }
-      await this.client.completeMultipart(target, upload, parts);
+      await this.client.completeMultipart(target, upload, parts, size);
     } catch (error) {
       await this.client.abortMultipart(target, upload).catch(() => {});
       throw error;
@@ -826,7 +842,7 @@ class MultipartWriter implements AppendWriter {
     const number = this.state.parts.length + this.#promoted.length + 1;
     await this.driver.putPart(this.key, number, bytes);
     this.state.upload ??= await this.driver.startUpload(this.key);
-    const copy = this.driver.copyPart(this.key, this.state.upload, number);
+    const copy = this.driver.copyPart(this.key, this.state.upload, number, bytes.length);
     copy.catch(() => {}); // awaited by #settle
     this.#promoted.push({ size: bytes.length, copy });
     await this.#settle(COPIES_IN_FLIGHT);
