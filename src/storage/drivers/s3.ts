@@ -54,9 +54,10 @@
  *   any left over, ListObjectsV2 + DeleteObjects of the part objects. No byte of the blob
  *   passes through this process; the store copies it once (the CopyObject: S3 has no rename,
  *   and the digest, hence the target, is known only at the commit). On this machine's Ceph
- *   RGW a 64 MiB commit takes about 0.4 to 1.1 s, 256 MiB about 2 s
- *   (`deno run -A tests/storage/s3_commit_bench.ts 64`), against 9 s for 64 MiB when the
- *   bytes were streamed through the driver.
+ *   RGW (2 shared cores, loaded) a 64 MiB commit took 0.4 to 1.1 s (median 0.6 s), 256 MiB
+ *   about 2 s, against 3.4 to 12 s (median 5.5 s) for 64 MiB when the bytes were streamed
+ *   through the driver (`deno run -A tests/storage/s3_commit_bench.ts 64`); appending the
+ *   64 MiB costs about the same as before (4 to 8 s here, the machine's noise dominating).
  * - `delete`: HeadObject + DeleteObject, and for an appendable object ListMultipartUploads +
  *   AbortMultipartUpload + ListObjectsV2 + DeleteObjects of its bytes; `deleteAll` two
  *   listings + DeleteObjects, then the same for the bytes of every appendable object under
