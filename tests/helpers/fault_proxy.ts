@@ -9,8 +9,10 @@
  * - `stall`: no reply ever (the connection is held until the proxy closes);
  * - `cut`: forwarded, but the connection is closed after `cutAfter` bytes of the reply.
  *
- * `fail(mode, count)` injects a fault into the next `count` requests only (then `pass`);
- * `mode = …` switches every later request. Each request is served on a connection of its
+ * `fail(mode, count)` injects a fault into the next `count` requests only (then `mode`);
+ * `failEvery(mode, period)` into every `period`-th request; `failMatching(pattern, mode, count)`
+ * into the next `count` requests whose `METHOD path?query` matches; `mode = …` switches every
+ * later request. Each request is served on a connection of its
  * own (`Connection: close` both ways), so a switch applies to the very next request. It
  * counts requests and bytes each way, so a test can tell what crossed the network.
  */
@@ -47,6 +49,8 @@ export class FaultProxy {
   readonly #conns = new Set<Deno.Conn>();
   readonly #handlers = new Set<Promise<void>>();
   #transient: { mode: FaultMode; left: number } | null = null;
+  #periodic: { mode: FaultMode; period: number; seen: number } | null = null;
+  #matching: { pattern: RegExp; mode: FaultMode; left: number }[] = [];
   #serving: Promise<void>;
 
   /** Starts a proxy to `upstream` (`http://host:port`). */
@@ -67,9 +71,19 @@ export class FaultProxy {
     this.#transient = { mode, left: count };
   }
 
-  /** Transient faults not yet injected. */
+  /** Injects `mode` into every `period`-th request from now on (null: stops). */
+  failEvery(mode: FaultMode | null, period = 1): void {
+    this.#periodic = mode === null ? null : { mode, period, seen: 0 };
+  }
+
+  /** Injects `mode` into the next `count` requests whose `METHOD path?query` matches. */
+  failMatching(pattern: RegExp, mode: FaultMode, count = 1): void {
+    this.#matching.push({ pattern, mode, left: count });
+  }
+
+  /** Transient and matching faults not yet injected. */
   get pendingFaults(): number {
-    return this.#transient?.left ?? 0;
+    return (this.#transient?.left ?? 0) + this.#matching.reduce((sum, m) => sum + m.left, 0);
   }
 
   /** Zeroes the counts. */
@@ -95,12 +109,21 @@ export class FaultProxy {
     }
   }
 
-  /** The mode of the next request (consuming a transient fault). */
-  #next(): FaultMode {
+  /** The mode of a request (consuming a transient or matching fault). */
+  #next(line: string): FaultMode {
+    const matching = this.#matching.find((m) => m.left > 0 && m.pattern.test(line));
+    if (matching) {
+      matching.left--;
+      return matching.mode;
+    }
     const transient = this.#transient;
-    if (transient === null || transient.left <= 0) return this.mode;
-    transient.left--;
-    return transient.mode;
+    if (transient !== null && transient.left > 0) {
+      transient.left--;
+      return transient.mode;
+    }
+    const periodic = this.#periodic;
+    if (periodic !== null && ++periodic.seen % periodic.period === 0) return periodic.mode;
+    return this.mode;
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
@@ -111,7 +134,7 @@ export class FaultProxy {
       this.counts.requests++;
       this.counts.sent += request.bytes.length;
       this.counts.lines.push(request.line);
-      const mode = this.#next();
+      const mode = this.#next(request.line);
       if (mode !== "pass" && mode !== "cut") this.counts.faults++;
       if (mode === "reset") return;
       if (mode === "stall") {

@@ -52,7 +52,7 @@ export function s3Server(): Promise<S3Server | Error> {
 export interface TestBucket {
   readonly options: S3DriverOptions;
   readonly client: S3Client;
-  /** Deletes every object (and unfinished multipart upload is left to RGW) and the bucket. */
+  /** Aborts every unfinished multipart upload, deletes every object, then the bucket. */
   remove(): Promise<void>;
 }
 
@@ -78,6 +78,7 @@ export async function createBucket(s3: S3Server): Promise<TestBucket> {
       forcepathstyle: true,
     },
     async remove() {
+      for (const u of await client.listMultipart("")) await client.abortMultipart(u.name, u.id);
       const keys = (await client.listAll("")).map((o) => o.key);
       if (keys.length > 0) await client.deleteObjects(keys);
       await client.deleteBucket();

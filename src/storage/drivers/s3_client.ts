@@ -169,6 +169,8 @@ export class S3Client {
       body?: Uint8Array | string;
       idempotent?: boolean;
       stream?: boolean;
+      /** Bytes the server copies before it answers (CopyObject, UploadPartCopy). */
+      work?: number;
     } = {},
   ): Promise<Response> {
     const attempts = init.idempotent === false ? 1 : this.#attempts;
@@ -178,23 +180,33 @@ export class S3Client {
       if (attempt > 1) await this.#pause(attempt);
       const controller = new AbortController();
       const size = typeof init.body === "string" ? init.body.length : init.body?.length ?? 0;
-      const limit = (this.#timeout + size / (1024 * 1024)) * 1000;
-      const timer = setTimeout(() => controller.abort(new Stalled(what, this.#timeout)), limit);
+      const limit = (this.#timeout + (size + (init.work ?? 0)) / (1024 * 1024)) * 1000;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new Stalled(what, this.#timeout);
+          controller.abort(error);
+          reject(error);
+        }, limit);
+      });
       try {
-        const response = await this.#aws.fetch(url, {
+        const sent = this.#aws.fetch(url, {
           method,
           headers: init.headers,
           body: init.body as BodyInit | undefined,
           signal: controller.signal,
         });
+        sent.catch(() => {}); // when the stall won the race
+        const response = await Promise.race([sent, stalled]);
         clearTimeout(timer);
-        if (retryable(response.status)) {
-          last = new S3Error(response.status, what, await response.text().catch(() => ""));
-          continue;
-        }
         const body = response.body === null
           ? null
           : watch(response.body, controller, what, this.#timeout);
+        if (retryable(response.status)) {
+          const text = body === null ? "" : await new Response(body).text().catch(() => "");
+          last = new S3Error(response.status, what, text);
+          continue;
+        }
         if (init.stream) return rebuild(response, body);
         const bytes = body === null ? null : await new Response(body).arrayBuffer();
         return rebuild(response, bytes);
@@ -300,10 +312,14 @@ export class S3Client {
     await (await this.expect(response, `DeleteObject ${name}`, [200, 204, 404])).body?.cancel();
   }
 
-  /** CopyObject within the bucket, keeping the source's metadata; false when it is missing. */
-  async copyObject(from: string, to: string): Promise<boolean> {
+  /**
+   * CopyObject within the bucket, keeping the source's metadata; false when it is missing.
+   * `size` (of the source, when known) lengthens the wait for the reply.
+   */
+  async copyObject(from: string, to: string, size = 0): Promise<boolean> {
     const response = await this.request("PUT", this.url(to), {
       headers: { "x-amz-copy-source": copySource(this.options.bucket, from) },
+      work: size,
     });
     if (response.status === 404) {
       await response.body?.cancel();
@@ -398,22 +414,26 @@ export class S3Client {
 
   /**
    * UploadPartCopy: part `part` of the upload is (a range, inclusive end, of) the object
-   * `source`, copied by the server; the part's ETag. Throws S3Error (404 `NoSuchUpload` when
-   * the upload is gone, 404 `NoSuchKey` when the source is).
+   * `source`, copied by the server; the part's ETag. `size`, the bytes copied, lengthens the
+   * wait for the reply. Throws S3Error (404 `NoSuchUpload` when the upload is gone, 404
+   * `NoSuchKey` when the source is).
    */
   async uploadPartCopy(
     name: string,
     id: string,
     part: number,
     source: string,
-    range?: { start: number; end: number },
+    { range, size }: { range?: { start: number; end: number }; size?: number } = {},
   ): Promise<string> {
     const query = `partNumber=${part}&uploadId=${encodeURIComponent(id)}`;
     const headers: Record<string, string> = {
       "x-amz-copy-source": copySource(this.options.bucket, source),
     };
     if (range) headers["x-amz-copy-source-range"] = `bytes=${range.start}-${range.end}`;
-    const response = await this.request("PUT", this.url(name, query), { headers });
+    const response = await this.request("PUT", this.url(name, query), {
+      headers,
+      work: range ? range.end - range.start + 1 : size ?? 0,
+    });
     const what = `UploadPartCopy ${source} -> ${name} #${part}`;
     const xml = await (await this.expect(response, what)).text();
     const etag = tags(xml, "ETag")[0];
@@ -421,11 +441,15 @@ export class S3Client {
     return etag;
   }
 
-  /** CompleteMultipartUpload of the parts, in order; S3Error 404 `NoSuchUpload` when gone. */
+  /**
+   * CompleteMultipartUpload of the parts, in order; S3Error 404 `NoSuchUpload` when gone.
+   * `size`, the upload's, lengthens the wait for the reply.
+   */
   async completeMultipart(
     name: string,
     id: string,
     parts: readonly CompletedPart[],
+    size = 0,
   ): Promise<void> {
     const body = `<?xml version="1.0" encoding="UTF-8"?><CompleteMultipartUpload>${
       parts.map((p) =>
@@ -435,7 +459,7 @@ export class S3Client {
     const response = await this.request(
       "POST",
       this.url(name, `uploadId=${encodeURIComponent(id)}`),
-      { body, headers: { "content-type": "application/xml" } },
+      { body, headers: { "content-type": "application/xml" }, work: size },
     );
     const xml = await (await this.expect(response, `CompleteMultipartUpload ${name}`)).text();
     if (xml.includes("<Error>")) throw new S3Error(500, `CompleteMultipartUpload ${name}`, xml);
@@ -500,9 +524,18 @@ function watch(
   const reader = body.getReader();
   return new ReadableStream<Uint8Array>({
     async pull(out) {
-      const timer = setTimeout(() => controller.abort(new Stalled(what, seconds)), seconds * 1000);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new Stalled(what, seconds);
+          controller.abort(error); // releases the connection
+          reject(error); // fails the read even if the abort does not reach it
+        }, seconds * 1000);
+      });
+      const read = reader.read();
+      read.catch(() => {}); // when the stall won the race
       try {
-        const { done, value } = await reader.read();
+        const { done, value } = await Promise.race([read, stalled]);
         if (done) out.close();
         else out.enqueue(value);
       } finally {
