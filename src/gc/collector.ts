@@ -28,7 +28,6 @@
  * same way, deletes nothing, and reports what would go and the bytes that would be freed.
  */
 
-import { isDigest } from "../digest/digest.ts";
 import type { GcConfig } from "../config/mod.ts";
 import { blobLock, repositoryLock } from "../services/locks.ts";
 import { isIndexMediaType, parseManifest, referencesOf } from "../services/manifest_parse.ts";
@@ -36,7 +35,7 @@ import type { UploadService } from "../services/uploads.ts";
 import type { Activity } from "../storage/activity.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { StorageDriver } from "../storage/driver.ts";
-import { blobKey, layerKey, layersKey, revisionKey, tagKey } from "../storage/keys.ts";
+import { blobKey } from "../storage/keys.ts";
 import type { LockManager } from "../storage/lock.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
 import type { Digest, RepositoryName, Tag } from "../types/oci.ts";
@@ -304,7 +303,7 @@ export class Collector {
     draft: Draft,
     referenced: Set<Digest>,
   ): Promise<void> {
-    const { meta, driver, activity, config } = this.#deps;
+    const { meta, activity, config } = this.#deps;
     const now = this.#now();
     const grace = config.graceMs;
     // The repository's lock is held: its reads may overlap (`READS` at a time), in order.
@@ -314,9 +313,9 @@ export class Collector {
       const fact of await inOrder(tagNames, async (tag) => {
         const [digest, info] = await Promise.all([
           meta.getTag(name, tag),
-          driver.stat(tagKey(name, tag)),
+          meta.writtenAt("tag", name, tag),
         ]);
-        return digest !== null && info !== null ? { tag, digest, pushedAt: info.modifiedAt } : null;
+        return digest !== null && info !== null ? { tag, digest, pushedAt: info } : null;
       })
     ) if (fact !== null) tags.push(fact);
     const revisions: RevisionFact[] = [];
@@ -324,7 +323,7 @@ export class Collector {
     const read = await inOrder(await meta.listRevisions(name), async (digest) => {
       const [record, info] = await Promise.all([
         meta.getRevision(name, digest),
-        driver.stat(revisionKey(name, digest)),
+        meta.writtenAt("revision", name, digest),
       ]);
       if (record === null || info === null) return null;
       return { digest, record, info, refs: record.refs ?? await this.#refsOf(digest, record) };
@@ -338,7 +337,7 @@ export class Collector {
         isIndex: isIndexMediaType(record.mediaType),
         refs,
         subject: record.subject ?? null,
-        pushedAt: info.modifiedAt,
+        pushedAt: info,
         touchedAt: activity.lastTouch(digest),
         pulledAt: activity.lastPull(name, digest),
       });
@@ -377,14 +376,13 @@ export class Collector {
       if (!r.isIndex) { for (const ref of r.refs) needed.add(ref); }
     }
     const unneeded: Digest[] = [];
-    for (const digest of await this.#links(name)) {
+    for (const digest of await meta.listLayers(name)) {
       if (needed.has(digest)) referenced.add(digest);
       else unneeded.push(digest);
     }
-    const infos = await inOrder(unneeded, (digest) => driver.stat(layerKey(name, digest)));
+    const linked = await inOrder(unneeded, (digest) => meta.writtenAt("link", name, digest));
     for (const [i, digest] of unneeded.entries()) {
-      const info = infos[i];
-      const touched = Math.max(activity.lastTouch(digest), info?.modifiedAt ?? now);
+      const touched = Math.max(activity.lastTouch(digest), linked[i] ?? now);
       if (this.#now() - touched < grace) {
         referenced.add(digest);
         continue;
@@ -395,20 +393,6 @@ export class Collector {
       draft.counts.links++;
       if (draft.links.length < REPORT_ITEMS) draft.links.push({ repository: name, digest });
     }
-  }
-
-  /** The digests linked in a repository. */
-  async #links(name: RepositoryName): Promise<Digest[]> {
-    const { driver } = this.#deps;
-    const out: Digest[] = [];
-    const prefix = layersKey(name);
-    for (const algorithm of await driver.list(prefix)) {
-      for (const hex of await driver.list(`${prefix}/${algorithm}`)) {
-        const digest = `${algorithm}:${hex}`;
-        if (isDigest(digest)) out.push(digest);
-      }
-    }
-    return out;
   }
 
   /** The references of a record written before records carried them. */

@@ -13,7 +13,7 @@ import type { Digest, RepositoryName, Tag, UploadId } from "../types/oci.ts";
 import type { BlobStore } from "./blobs.ts";
 import type { DeleteOptions, ObjectReader, Span } from "./driver.ts";
 import { KeyedMutex } from "./lock.ts";
-import type { MetadataStore, RevisionRecord } from "./metadata/metadata.ts";
+import type { MetadataStore, RevisionRecord, WrittenKind } from "./metadata/metadata.ts";
 
 /** What an entry costs besides its key and value: the map's slot and the objects' headers. */
 const ENTRY_OVERHEAD = 64;
@@ -346,6 +346,11 @@ export class CachedMetadataStore implements MetadataStore {
   /** @inheritdoc */
   listReferrers(name: RepositoryName, subject: Digest): Promise<string[]> {
     return this.#inner.listReferrers(name, subject);
+  }
+
+  /** @inheritdoc (not cached: garbage collection asks, once a collection) */
+  writtenAt(kind: WrittenKind, name: RepositoryName, key: string): Promise<number | null> {
+    return this.#inner.writtenAt(kind, name, key);
   }
 
   /** @inheritdoc */

@@ -19,7 +19,7 @@ import {
   tagKey,
   tagsKey,
 } from "../keys.ts";
-import type { MetadataStore, RevisionRecord } from "./metadata.ts";
+import type { MetadataStore, RevisionRecord, WrittenKind } from "./metadata.ts";
 
 const decoder = new TextDecoder();
 /** The folders that make a folder under `repositories/` a repository. */
@@ -37,6 +37,16 @@ export class LocalMetadataStore implements MetadataStore {
   /** @inheritdoc */
   async hasLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
     return (await this.#driver.stat(layerKey(name, digest))) !== null;
+  }
+
+  /** @inheritdoc */
+  async writtenAt(kind: WrittenKind, name: RepositoryName, key: string): Promise<number | null> {
+    const path = kind === "tag"
+      ? tagKey(name, key as Tag)
+      : kind === "revision"
+      ? revisionKey(name, key as Digest)
+      : layerKey(name, key as Digest);
+    return (await this.#driver.stat(path))?.modifiedAt ?? null;
   }
 
   /** @inheritdoc */

@@ -22,6 +22,9 @@ export interface RevisionRecord {
   readonly refs?: readonly Digest[];
 }
 
+/** What `writtenAt` asks about: a tag (by name), a revision or a layer link (by digest). */
+export type WrittenKind = "tag" | "revision" | "link";
+
 /** What the services need from repository metadata storage. */
 export interface MetadataStore {
   /** Whether the blob is linked into the repository. */
@@ -86,4 +89,9 @@ export interface MetadataStore {
    * relies on the touches it sees (`Activity.openWindow`).
    */
   readonly blobReferenced?: (digest: Digest) => Promise<boolean>;
+  /**
+   * When a tag (`key`: its name), a revision or a link (`key`: the digest) was last written,
+   * epoch milliseconds; null when it does not exist. Garbage collection's push times.
+   */
+  writtenAt(kind: WrittenKind, name: RepositoryName, key: string): Promise<number | null>;
 }

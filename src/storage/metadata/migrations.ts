@@ -93,6 +93,16 @@ export const MIGRATIONS: readonly Migration[] = [
       create index revisions_by_digest on revisions (digest);
     `,
   },
+  {
+    version: 3,
+    name: "when links, revisions and tags were written (garbage collection's push times)",
+    // Rows from before this migration count as written now: collection waits a grace window.
+    sql: String.raw`
+      alter table layer_links add column written_at timestamptz not null default now();
+      alter table revisions add column written_at timestamptz not null default now();
+      alter table tags add column written_at timestamptz not null default now();
+    `,
+  },
 ];
 
 /** Applies the migrations the database lacks; returns the versions it applied (none: up to date). */

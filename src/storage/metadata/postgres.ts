@@ -14,7 +14,7 @@
 
 import type { Digest, RepositoryName, Tag } from "../../types/oci.ts";
 import { type Sql, sqlState, type TransactionSql } from "../postgres/client.ts";
-import type { MetadataStore, RevisionRecord } from "./metadata.ts";
+import type { MetadataStore, RevisionRecord, WrittenKind } from "./metadata.ts";
 import { migrate } from "./migrations.ts";
 
 /** How many names one query of `repositoriesAfter` reads. */
@@ -56,6 +56,19 @@ export class PostgresMetadataStore implements MetadataStore {
         or exists (select 1 from revisions where digest = ${digest})`;
     return rows.length > 0;
   };
+
+  /** @inheritdoc */
+  async writtenAt(kind: WrittenKind, name: RepositoryName, key: string): Promise<number | null> {
+    const rows = kind === "tag"
+      ? await this.#sql<{ at: Date }[]>`
+          select written_at as at from tags where repository = ${name} and tag = ${key}`
+      : kind === "revision"
+      ? await this.#sql<{ at: Date }[]>`
+          select written_at as at from revisions where repository = ${name} and digest = ${key}`
+      : await this.#sql<{ at: Date }[]>`
+          select written_at as at from layer_links where repository = ${name} and digest = ${key}`;
+    return rows[0] === undefined ? null : rows[0].at.getTime();
+  }
 
   /** @inheritdoc */
   linkLayer(name: RepositoryName, digest: Digest): Promise<void> {
@@ -121,7 +134,7 @@ export class PostgresMetadataStore implements MetadataStore {
           ${record.subject ?? null}, ${record.refs !== undefined})
         on conflict (repository, digest) do update set
           media_type = excluded.media_type, size = excluded.size,
-          subject = excluded.subject, has_refs = excluded.has_refs`;
+          subject = excluded.subject, has_refs = excluded.has_refs, written_at = now()`;
       await tx`delete from revision_refs where repository = ${name} and revision = ${digest}`;
       const refs = record.refs ?? [];
       if (refs.length > 0) {
@@ -162,7 +175,7 @@ export class PostgresMetadataStore implements MetadataStore {
     return this.#write(name, async (tx) => {
       await tx`
         insert into tags (repository, tag, digest) values (${name}, ${tag}, ${digest})
-        on conflict (repository, tag) do update set digest = excluded.digest`;
+        on conflict (repository, tag) do update set digest = excluded.digest, written_at = now()`;
     });
   }
 
