@@ -52,9 +52,11 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
     return pool;
   };
   let current = open();
-  const end = (how?: { timeout?: number }) => {
+  // Bounded by default: a query the client sent between a socket's error and its close is
+  // never settled, and an unbounded end would wait for it forever.
+  const end = (how: { timeout?: number } = {}) => {
     ending = true;
-    return current.end(how);
+    return current.end({ timeout: how.timeout ?? 10 });
   };
   return new Proxy(function () {} as unknown as Sql, {
     apply: (_target, _self, args) => Reflect.apply(current, undefined, args),
@@ -169,12 +171,23 @@ export function transaction<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>)
       new StorageUnavailable("The database connection was lost", {
         cause: lost?.error,
       });
+    // Rejects when the connection is lost: a query sent between the socket's error and its
+    // close is neither answered nor failed by the client, so each query races this.
+    let loss!: () => void;
+    const lostSignal = new Promise<never>((_, fail) => (loss = () => fail(failed())));
+    lostSignal.catch(() => {});
+    const markLost = (error: unknown) => {
+      if (lost !== null) return;
+      lost = { error };
+      loss();
+    };
     sql.begin(async (raw) => {
       state = "running";
       const tx = new Proxy(raw, {
         apply(target, self, args) {
           if (lost !== null) return Promise.reject(failed());
-          return Reflect.apply(target, self, args);
+          const query = Reflect.apply(target, self, args) as Promise<unknown>;
+          return Promise.race([query, lostSignal]);
         },
       });
       let outcome: { value: T } | { error: unknown };
@@ -184,9 +197,7 @@ export function transaction<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>)
         outcome = { error };
       }
       state = "ended";
-      if (lost === null && "error" in outcome && isConnectionError(outcome.error)) {
-        lost = { error: outcome.error };
-      }
+      if ("error" in outcome && isConnectionError(outcome.error)) markLost(outcome.error);
       if (lost !== null) {
         reject(databaseFailure(lost.error));
         // Never settles: the client must not write a commit or a rollback on the lost connection.
@@ -198,7 +209,7 @@ export function transaction<T>(sql: Sql, fn: (tx: TransactionSql) => Promise<T>)
       ({ value }) => resolve(value),
       (error) => {
         // The connection closed while `fn` runs: `fn` ends first, then the call settles.
-        if (state === "running") lost ??= { error };
+        if (state === "running") markLost(error);
         else reject(databaseFailure(error));
       },
     );
