@@ -1,7 +1,9 @@
 /**
  * The maintenance commands as subprocesses (`deno task fsck`, `du`, `repo-delete`): exit
  * codes, output, the settings they read (`--config`, `REGISTRY_*`), and what they do while a
- * registry holds the data root.
+ * registry holds the data root; and in the scale-out mode (`storage.s3` with `database.url`):
+ * fsck and du refuse in one line, repo-delete deletes in the database under the replicas'
+ * advisory locks.
  */
 
 import assert from "node:assert/strict";
@@ -10,6 +12,12 @@ import { measureUsage } from "../../src/maintenance/usage.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { PROJECT_ROOT, spawnRegistry, tempRegistry } from "../helpers/registry.ts";
 import { buildStore, type BuiltStore, keysUnder } from "./fixtures.ts";
+import { repositoryLock } from "../../src/services/locks.ts";
+import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
+import { PostgresLockManager } from "../../src/storage/postgres/locks.ts";
+import type { Digest, RepositoryName, Tag } from "../../src/types/oci.ts";
+import { connect } from "../../src/storage/postgres/client.ts";
+import { testDatabase } from "../helpers/postgres.ts";
 
 interface Ran {
   readonly code: number;
@@ -17,17 +25,28 @@ interface Ran {
   readonly stderr: string;
 }
 
+function cliCommand(
+  command: "fsck" | "du" | "repo_delete",
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", join(PROJECT_ROOT, "src/maintenance/cli", `${command}.ts`), ...args],
+    env: { NO_COLOR: "1", ...env },
+    ...(cwd === undefined ? {} : { cwd }),
+    stdout: "piped",
+    stderr: "piped",
+  });
+}
+
 async function cli(
   command: "fsck" | "du" | "repo_delete",
   args: string[],
   env: Record<string, string> = {},
+  cwd?: string,
 ): Promise<Ran> {
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", join(PROJECT_ROOT, "src/maintenance/cli", `${command}.ts`), ...args],
-    env: { NO_COLOR: "1", ...env },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  const output = await cliCommand(command, args, env, cwd).output();
   const decoder = new TextDecoder();
   return {
     code: output.code,
@@ -200,3 +219,104 @@ Deno.test("while a registry runs: repo-delete asks it over HTTP, fsck checks wit
   assert.equal(again.code, 1);
   assert.match(again.stderr, /the registry answered 404: Repository "app" is not known/);
 });
+
+// --- the scale-out mode ---
+
+const pg = await testDatabase();
+
+/** The settings of the scale-out mode (the bucket is never reached by these commands). */
+function scaleOut(databaseUrl: string): Record<string, string> {
+  return {
+    REGISTRY_STORAGE_S3_ACCESSKEY: "access",
+    REGISTRY_STORAGE_S3_SECRETKEY: "secret",
+    REGISTRY_STORAGE_S3_REGION: "us-east-1",
+    REGISTRY_STORAGE_S3_REGIONENDPOINT: "http://127.0.0.1:9",
+    REGISTRY_STORAGE_S3_BUCKET: "registry",
+    REGISTRY_DATABASE_URL: databaseUrl,
+  };
+}
+
+Deno.test("scale-out: fsck and du refuse in one line, exit 2, and leave the data root alone", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "registry-cli-s3-" });
+  try {
+    const env = scaleOut("postgres://registry@127.0.0.1:9/registry");
+    for (const command of ["fsck", "du"] as const) {
+      // No --data (the loader refuses it beside storage.s3): the default ./data, here `dir`.
+      const ran = await cli(command, [], env, dir);
+      assert.equal(ran.code, 2, ran.stderr);
+      assert.equal(ran.stdout, "");
+      assert.equal(
+        ran.stderr.trim(),
+        `deno task ${command} works on a data root only; storage.s3 is configured (the ` +
+          "scale-out mode), whose data is in the bucket and the database: nothing " +
+          (command === "fsck" ? "checked" : "measured"),
+      );
+    }
+    assert.deepEqual([...Deno.readDirSync(dir)], [], "no data root made");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+pg.test(
+  "scale-out: repo-delete deletes in the database, under the replicas' repository lock",
+  async (url) => {
+    const sql = connect(url, { max: 4 });
+    const lockSql = connect(url, { max: 2 });
+    try {
+      const store = await PostgresMetadataStore.open(sql);
+      const app = "app" as RepositoryName;
+      const other = "other" as RepositoryName;
+      const digest = (seed: string) => `sha256:${seed.repeat(64)}` as Digest;
+      await store.linkLayer(app, digest("a"));
+      await store.putRevision(app, digest("b"), { mediaType: "x", size: 1 });
+      await store.putTag(app, "v1" as Tag, digest("b"));
+      await store.linkLayer(other, digest("a"));
+      // A replica holds the repository's lock: the command waits for it.
+      const locks = new PostgresLockManager(lockSql);
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let entered!: () => void;
+      const inside = new Promise<void>((resolve) => (entered = resolve));
+      const holder = locks.run(repositoryLock(app), async () => {
+        entered();
+        await held;
+      });
+      await inside;
+      const child = cliCommand("repo_delete", ["app"], scaleOut(url)).spawn();
+      try {
+        const deadline = Date.now() + 60_000;
+        for (;;) {
+          const [row] = await sql<{ n: number }[]>`
+            select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted
+              and database = (select oid from pg_database where datname = current_database())`;
+          if (row.n > 0) break;
+          if (Date.now() > deadline) throw new Error("repo-delete never waited for the lock");
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.equal(await store.repositoryExists(app), true, "nothing deleted while held");
+      } finally {
+        release();
+        await holder;
+      }
+      const out = await child.output();
+      const text = new TextDecoder();
+      assert.equal(out.code, 0, text.decode(out.stderr));
+      assert.equal(
+        text.decode(out.stdout).trim(),
+        "deleted app: 1 tags, 1 manifests, 0 referrer entries, 1 layer links (blob bytes stay)",
+      );
+      assert.equal(await store.repositoryExists(app), false);
+      assert.equal(await store.repositoryExists(other), true);
+      const again = await cli("repo_delete", ["app"], scaleOut(url));
+      assert.equal(again.code, 1);
+      assert.match(again.stderr, /Repository "app" is not known in s3:\/\/registry \(database /);
+      const down = await cli("repo_delete", ["app"], scaleOut("postgres://x@127.0.0.1:9/x"));
+      assert.equal(down.code, 1, down.stderr);
+      assert.match(down.stderr, /^cannot use the database of s3:\/\/registry/);
+    } finally {
+      await sql.end();
+      await lockSql.end();
+    }
+  },
+);

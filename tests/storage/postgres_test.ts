@@ -3,15 +3,26 @@
  * the migrations (a fresh database, a re-run that does nothing, a failing one that leaves
  * nothing, two processes at once), the constraints the database enforces by itself, the
  * page-wise walk of the repositories, and the lock manager over advisory locks across two
- * pools (two registry processes), shown by what the database says each connection waits on.
+ * pools (two registry processes), shown by what the database says each connection waits on;
+ * and the loss of the database (refused connections, a backend terminated under a transaction
+ * or a lock): `StorageUnavailable` (503) rather than an anonymous error or a crash of the
+ * process, `fn` run to its end, and the same pools serving again afterwards.
  */
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import { migrate, MIGRATION_LOCK, MIGRATIONS } from "../../src/storage/metadata/migrations.ts";
-import { connect, type Sql, sqlState } from "../../src/storage/postgres/client.ts";
-import { PostgresLockManager } from "../../src/storage/postgres/locks.ts";
+import {
+  connect,
+  databaseFailure,
+  isConnectionError,
+  type Sql,
+  sqlState,
+  transaction,
+} from "../../src/storage/postgres/client.ts";
+import { PostgresLockManager, tryExclusive } from "../../src/storage/postgres/locks.ts";
+import { StorageUnavailable } from "../../src/storage/driver.ts";
 import type { Digest, RepositoryName, Tag } from "../../src/types/oci.ts";
 import { testDatabase } from "../helpers/postgres.ts";
 
@@ -351,3 +362,210 @@ pg.test("blobReferenced sees a link or a revision in any repository, and nothing
     await sql.end();
   }
 });
+
+// --- the database lost: refused connections, connections terminated mid-transaction ---
+
+/** A URL of a port where nothing listens (a free port, taken and given back). */
+function deadUrl(): string {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+}
+
+/** Terminates the backend `pid` and waits until the server no longer lists it. */
+async function terminate(admin: Sql, pid: number): Promise<void> {
+  const [row] = await admin<{ done: boolean }[]>`select pg_terminate_backend(${pid}) as done`;
+  assert.equal(row.done, true);
+  await until(
+    async () => {
+      const rows = await admin`select 1 from pg_stat_activity where pid = ${pid}`;
+      return rows.length === 0;
+    },
+    `backend ${pid} is gone`,
+    30_000,
+  );
+}
+
+Deno.test("connection errors are told apart from query errors", () => {
+  const coded = (code: string) => Object.assign(new Error(code), { code });
+  for (const code of ["ECONNREFUSED", "CONNECTION_CLOSED", "CONNECT_TIMEOUT", "ECONNRESET"]) {
+    assert.equal(isConnectionError(coded(code)), true, code);
+    const mapped = databaseFailure(coded(code));
+    assert.ok(mapped instanceof StorageUnavailable, code);
+    assert.match((mapped as Error).message, new RegExp(code));
+  }
+  assert.equal(isConnectionError(new Deno.errors.ConnectionRefused("refused")), true);
+  for (const code of ["23503", "42P01", "UNDEFINED_VALUE"]) {
+    assert.equal(isConnectionError(coded(code)), false, code);
+    const error = coded(code);
+    assert.equal(databaseFailure(error), error, code);
+  }
+  assert.equal(isConnectionError(new TypeError("x")), false);
+});
+
+pg.test("a refused database: reads, writes, locks answer StorageUnavailable at once", async () => {
+  const sql = connect(deadUrl(), { max: 2, connectTimeout: 5 });
+  try {
+    const store = new PostgresMetadataStore(sql);
+    const locks = new PostgresLockManager(sql);
+    const started = Date.now();
+    await assert.rejects(store.getTag(APP, "v1" as Tag), StorageUnavailable);
+    await assert.rejects(store.listRepositories(), StorageUnavailable);
+    await assert.rejects(store.putTag(APP, "v1" as Tag, sha256("a1")), StorageUnavailable);
+    let ran = false;
+    await assert.rejects(
+      locks.run("k", () => Promise.resolve(void (ran = true))),
+      StorageUnavailable,
+    );
+    assert.equal(ran, false, "no lock, no holder");
+    await assert.rejects(tryExclusive(sql, "gc", () => Promise.resolve(1)), StorageUnavailable);
+    assert.ok(Date.now() - started < 10_000, `${Date.now() - started} ms`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+});
+
+pg.test(
+  "transaction: its connection terminated while fn runs: fn ends, its later queries fail " +
+    "without reaching the lost connection, StorageUnavailable, and the pool serves again",
+  async (url) => {
+    const sql = connect(url, { max: 1 });
+    const admin = connect(url, { max: 1 });
+    try {
+      await sql`create table if not exists lost_tx (n int)`;
+      await sql`truncate lost_tx`;
+      let later: unknown = null;
+      let ended = false;
+      const call = transaction(sql, async (tx) => {
+        await tx`insert into lost_tx values (1)`;
+        const [{ pid }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        await terminate(admin, pid);
+        // The client sees the close on its own time: each try either fails on the socket or,
+        // once the loss is known, without touching it. Never a crash of the process.
+        for (let i = 0; i < 50 && later === null; i++) {
+          try {
+            await tx`select 1`;
+          } catch (error) {
+            later = error;
+          }
+        }
+        ended = true;
+        return "done";
+      });
+      await assert.rejects(call, StorageUnavailable);
+      assert.equal(ended, true, "fn ran to its end first");
+      assert.ok(isConnectionError(later), String(later));
+      // Nothing was committed; the pool's one connection opens again.
+      const rows = await sql`select n from lost_tx`;
+      assert.equal(rows.length, 0);
+      assert.equal(await transaction(sql, async (tx) => (await tx`select 2 as n`)[0].n), 2);
+    } finally {
+      await sql`drop table if exists lost_tx`.catch(() => {});
+      await sql.end();
+      await admin.end();
+    }
+  },
+);
+
+pg.test(
+  "transaction: its connection terminated after fn's last query: StorageUnavailable, " +
+    "nothing committed, the pool serves again",
+  async (url) => {
+    const sql = connect(url, { max: 1 });
+    const admin = connect(url, { max: 1 });
+    try {
+      await sql`create table if not exists lost_commit (n int)`;
+      await sql`truncate lost_commit`;
+      const call = transaction(sql, async (tx) => {
+        await tx`insert into lost_commit values (1)`;
+        const [{ pid }] = await tx<{ pid: number }[]>`select pg_backend_pid() as pid`;
+        await terminate(admin, pid);
+        // Whether the client has seen the close yet or not, the commit cannot happen: it is
+        // never sent (seen), or it fails on the closed socket (not yet seen).
+        return 1;
+      });
+      await assert.rejects(call, StorageUnavailable);
+      assert.equal((await sql`select n from lost_commit`).length, 0);
+      assert.equal(await transaction(sql, async (tx) => (await tx`select 3 as n`)[0].n), 3);
+    } finally {
+      await sql`drop table if exists lost_commit`.catch(() => {});
+      await sql.end();
+      await admin.end();
+    }
+  },
+);
+
+pg.test(
+  "advisory locks: the lock's connection terminated while a holder runs: the holder ends, " +
+    "its outcome stands, the key is free, and the manager locks again",
+  async (url) => {
+    const sql = connect(url, { max: 2 });
+    const other = connect(url, { max: 2 });
+    const admin = connect(url, { max: 1 });
+    try {
+      const locks = new PostgresLockManager(sql);
+      const theirs = new PostgresLockManager(other);
+      const result = await locks.run("lost-key", async () => {
+        const rows = await admin<{ pid: number }[]>`
+          select pid from pg_locks where locktype = 'advisory' and granted
+            and database = (select oid from pg_database where datname = current_database())`;
+        assert.equal(rows.length, 1);
+        await terminate(admin, rows[0].pid);
+        // A nested holder on the lost connection: refused as unavailable, not a crash.
+        await assert.rejects(locks.run("nested-key", () => Promise.resolve(0)), StorageUnavailable);
+        return "holder's result";
+      });
+      assert.equal(result, "holder's result");
+      // The lock went with the connection: another pool takes it, and so does this one.
+      assert.equal(await theirs.run("lost-key", () => Promise.resolve("theirs")), "theirs");
+      assert.equal(await locks.run("lost-key", () => Promise.resolve("again")), "again");
+      // A holder that throws while the connection is lost: its own error.
+      await assert.rejects(
+        locks.run("lost-key", async () => {
+          const rows = await admin<{ pid: number }[]>`
+            select pid from pg_locks where locktype = 'advisory' and granted
+              and database = (select oid from pg_database where datname = current_database())`;
+          await terminate(admin, rows[0].pid);
+          throw new Error("holder's own failure");
+        }),
+        /holder's own failure/,
+      );
+      assert.equal(await locks.run("lost-key", () => Promise.resolve("after")), "after");
+    } finally {
+      await sql.end();
+      await other.end();
+      await admin.end();
+    }
+  },
+);
+
+pg.test(
+  "tryExclusive: the connection terminated while fn runs: fn ends, StorageUnavailable, the " +
+    "lock is free for the next",
+  async (url) => {
+    const sql = connect(url, { max: 2 });
+    const admin = connect(url, { max: 1 });
+    try {
+      let ended = false;
+      await assert.rejects(
+        tryExclusive(sql, "gc-lost", async () => {
+          const rows = await admin<{ pid: number }[]>`
+            select pid from pg_locks where locktype = 'advisory' and granted
+              and database = (select oid from pg_database where datname = current_database())`;
+          assert.equal(rows.length, 1);
+          await terminate(admin, rows[0].pid);
+          ended = true;
+        }),
+        StorageUnavailable,
+      );
+      assert.equal(ended, true);
+      assert.deepEqual(await tryExclusive(sql, "gc-lost", () => Promise.resolve("next")), {
+        value: "next",
+      });
+    } finally {
+      await sql.end();
+      await admin.end();
+    }
+  },
+);

@@ -18,6 +18,14 @@ repositories, and its manifests, tags and blobs; for the store, all blob bytes, 
 repository holds (what the collector can free), and upload sessions. NAME: one repository.
 Reads only, takes no lock. Exit code: 0, 1 unknown repository, 2 usage error.`;
 
+/**
+ * The one line of the scale-out mode, which this command does not cover: it reads a data
+ * root, and would otherwise inspect `dataDir` (unused in that mode) and report on nothing.
+ */
+export const SCALE_OUT_REFUSAL =
+  `deno task du works on a data root only; storage.s3 is configured (the scale-out mode), ` +
+  `whose data is in the bucket and the database: nothing measured`;
+
 /** Runs the command; returns the exit code. */
 export function main(
   args: readonly string[],
@@ -38,6 +46,10 @@ export function main(
       throw new UsageError(`Invalid repository name ${JSON.stringify(name.slice(0, 200))}`);
     }
     for (const warning of command.warnings) io.err(warning);
+    if (command.config.s3 !== null) {
+      io.err(SCALE_OUT_REFUSAL);
+      return 2;
+    }
     const driver = await openRoot(await existingRoot(command.config.dataDir));
     let report;
     try {

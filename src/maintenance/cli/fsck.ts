@@ -22,6 +22,14 @@ layer, layer link and referrer entry, upload sessions and leftover temporary fil
 line per finding (kind, key, detail), or JSON with --json. Repairs nothing.
 Exit code: 0 sound, 1 findings, 2 usage error.`;
 
+/**
+ * The one line of the scale-out mode, which this command does not cover: it reads a data
+ * root, and would otherwise inspect `dataDir` (unused in that mode) and report on nothing.
+ */
+export const SCALE_OUT_REFUSAL =
+  `deno task fsck works on a data root only; storage.s3 is configured (the scale-out mode), ` +
+  `whose data is in the bucket and the database: nothing checked`;
+
 /** Runs the command; returns the exit code. */
 export function main(
   args: readonly string[],
@@ -39,6 +47,10 @@ export function main(
       return 2;
     }
     for (const warning of command.warnings) io.err(warning);
+    if (command.config.s3 !== null) {
+      io.err(SCALE_OUT_REFUSAL);
+      return 2;
+    }
     const root = await existingRoot(command.config.dataDir);
     const attempt = await tryLock(root);
     if (!attempt.held) {

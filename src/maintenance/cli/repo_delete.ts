@@ -9,15 +9,22 @@
  * and caches: with access control off and plain HTTP, the command asks it over HTTP at the
  * configured `http.addr` (`DELETE /admin/repositories/NAME`, from this machine, which the
  * admin rule allows); otherwise it says so and names the endpoint to call with an admin's
- * credentials. Exit code 0 deleted, 1 not deleted (unknown repository, registry unreachable
+ * credentials. In the scale-out mode (`storage.s3` with `database.url`) it deletes on the
+ * database itself, under the advisory locks the replicas take, so it is safe while they run.
+ * Exit code 0 deleted, 1 not deleted (unknown repository, registry or database unreachable,
  * or refusing), 2 usage error.
  */
 
 import { RegistryError } from "../../errors.ts";
+import { s3Where } from "../../services/registry.ts";
 import { KeyedMutex } from "../../storage/lock.ts";
+import { PostgresMetadataStore } from "../../storage/metadata/postgres.ts";
+import { connect, databaseFailure, isConnectionError } from "../../storage/postgres/client.ts";
+import { PostgresLockManager } from "../../storage/postgres/locks.ts";
 import { LocalMetadataStore } from "../../storage/metadata/local.ts";
 import { hostPort } from "../../startup.ts";
 import { isRepositoryName } from "../../types/names.ts";
+import type { RepositoryName } from "../../types/oci.ts";
 import type { Config } from "../../config/mod.ts";
 import { type DeletionReport, RepositoryDeleter } from "../repositories.ts";
 import {
@@ -36,7 +43,8 @@ const HELP =
 
 Deletes repository NAME: its tags, manifests, referrer entries and layer links. Blob bytes stay
 (the collector frees the ones no repository links). Without a running registry it works on the
-data root directly; with one, it asks the registry (DELETE /admin/repositories/NAME).
+data root directly; with one, it asks the registry (DELETE /admin/repositories/NAME). With
+storage.s3 and database.url it deletes in the database, under the replicas' own locks.
 Exit code: 0 deleted, 1 not deleted, 2 usage error.`;
 
 /** How long the registry may take to answer an HTTP deletion. */
@@ -63,6 +71,7 @@ export function main(
     }
     for (const warning of command.warnings) io.err(warning);
     const { config } = command;
+    if (config.s3 !== null) return await scaledOut(config, name, io);
     const root = await existingRoot(config.dataDir);
     const attempt = await tryLock(root);
     if (!attempt.held) return await online(config, name, attempt.reason, io);
@@ -85,6 +94,50 @@ export function main(
       attempt.lock.release();
     }
   });
+}
+
+/**
+ * The scale-out mode (`storage.s3` with `database.url`): the deletion runs here, on the
+ * PostgreSQL metadata store, under the advisory locks the replicas take (so it is safe while
+ * they run, as their admin endpoint is). No events are sent (each replica sends its own).
+ */
+async function scaledOut(config: Config, name: RepositoryName, io: Io): Promise<number> {
+  const where = `${s3Where(config.s3!)} (database ${redactedUrl(config.databaseUrl!)})`;
+  const sql = connect(config.databaseUrl!, { max: 2, connectTimeout: 10 });
+  const lockSql = connect(config.databaseUrl!, { max: 2, connectTimeout: 10 });
+  try {
+    const deleter = new RepositoryDeleter({
+      meta: await PostgresMetadataStore.open(sql),
+      locks: new PostgresLockManager(lockSql),
+    });
+    const report = await deleter.deleteRepository(name);
+    io.out(summary(report));
+    return 0;
+  } catch (error) {
+    if (error instanceof RegistryError && error.code === "NAME_UNKNOWN") {
+      io.err(`${error.message} in ${where}`);
+      return 1;
+    }
+    if (isConnectionError(error)) {
+      io.err(`cannot use the database of ${where}: ${(databaseFailure(error) as Error).message}`);
+      return 1;
+    }
+    throw error;
+  } finally {
+    await sql.end({ timeout: 5 });
+    await lockSql.end({ timeout: 5 });
+  }
+}
+
+/** `url` with its password replaced by asterisks. */
+function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "********";
+    return parsed.href;
+  } catch {
+    return "(database.url)";
+  }
 }
 
 /** The deletion through the running registry's admin endpoint. */

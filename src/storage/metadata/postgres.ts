@@ -13,7 +13,13 @@
  */
 
 import type { Digest, RepositoryName, Tag } from "../../types/oci.ts";
-import { type Sql, sqlState, type TransactionSql } from "../postgres/client.ts";
+import {
+  databaseFailure,
+  type Sql,
+  sqlState,
+  transaction,
+  type TransactionSql,
+} from "../postgres/client.ts";
 import type { MetadataStore, RevisionRecord, WrittenKind } from "./metadata.ts";
 import { migrate } from "./migrations.ts";
 
@@ -41,7 +47,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async hasLayer(name: RepositoryName, digest: Digest): Promise<boolean> {
-    const rows = await this.#sql`
+    const rows = await this.#read`
       select 1 from layer_links where repository = ${name} and digest = ${digest}`;
     return rows.length > 0;
   }
@@ -51,7 +57,7 @@ export class PostgresMetadataStore implements MetadataStore {
    * sees every replica's writes (garbage collection's re-check under the blob's lock).
    */
   readonly blobReferenced = async (digest: Digest): Promise<boolean> => {
-    const rows = await this.#sql`
+    const rows = await this.#read`
       select 1 where exists (select 1 from layer_links where digest = ${digest})
         or exists (select 1 from revisions where digest = ${digest})`;
     return rows.length > 0;
@@ -60,12 +66,12 @@ export class PostgresMetadataStore implements MetadataStore {
   /** @inheritdoc */
   async writtenAt(kind: WrittenKind, name: RepositoryName, key: string): Promise<number | null> {
     const rows = kind === "tag"
-      ? await this.#sql<{ at: Date }[]>`
+      ? await this.#read<{ at: Date }[]>`
           select written_at as at from tags where repository = ${name} and tag = ${key}`
       : kind === "revision"
-      ? await this.#sql<{ at: Date }[]>`
+      ? await this.#read<{ at: Date }[]>`
           select written_at as at from revisions where repository = ${name} and digest = ${key}`
-      : await this.#sql<{ at: Date }[]>`
+      : await this.#read<{ at: Date }[]>`
           select written_at as at from layer_links where repository = ${name} and digest = ${key}`;
     return rows[0] === undefined ? null : rows[0].at.getTime();
   }
@@ -90,7 +96,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async listLayers(name: RepositoryName): Promise<readonly Digest[]> {
-    const rows = await this.#sql<{ digest: Digest }[]>`
+    const rows = await this.#read<{ digest: Digest }[]>`
       select digest::text as digest from layer_links where repository = ${name}
       order by digest`;
     return rows.map((row) => row.digest);
@@ -98,7 +104,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async getRevision(name: RepositoryName, digest: Digest): Promise<RevisionRecord | null> {
-    const rows = await this.#sql<
+    const rows = await this.#read<
       {
         media_type: string;
         size: string | number;
@@ -157,7 +163,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async listRevisions(name: RepositoryName): Promise<readonly Digest[]> {
-    const rows = await this.#sql<{ digest: Digest }[]>`
+    const rows = await this.#read<{ digest: Digest }[]>`
       select digest::text as digest from revisions where repository = ${name}
       order by digest`;
     return rows.map((row) => row.digest);
@@ -165,7 +171,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async getTag(name: RepositoryName, tag: Tag): Promise<Digest | null> {
-    const rows = await this.#sql<{ digest: Digest }[]>`
+    const rows = await this.#read<{ digest: Digest }[]>`
       select digest::text as digest from tags where repository = ${name} and tag = ${tag}`;
     return rows[0]?.digest ?? null;
   }
@@ -189,7 +195,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async listTags(name: RepositoryName): Promise<readonly Tag[] | null> {
-    const rows = await this.#sql<{ tags: Tag[] }[]>`
+    const rows = await this.#read<{ tags: Tag[] }[]>`
       select array(
         select t.tag::text from tags t where t.repository = r.name order by t.tag
       ) as tags
@@ -225,7 +231,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async listReferrers(name: RepositoryName, subject: Digest): Promise<string[]> {
-    const rows = await this.#sql<{ descriptor: string }[]>`
+    const rows = await this.#read<{ descriptor: string }[]>`
       select descriptor from referrers where repository = ${name} and subject = ${subject}
       order by referrer`;
     return rows.map((row) => row.descriptor);
@@ -233,7 +239,7 @@ export class PostgresMetadataStore implements MetadataStore {
 
   /** @inheritdoc */
   async repositoryExists(name: RepositoryName): Promise<boolean> {
-    const rows = await this.#sql`select 1 from repositories where name = ${name}`;
+    const rows = await this.#read`select 1 from repositories where name = ${name}`;
     return rows.length > 0;
   }
 
@@ -262,14 +268,29 @@ export class PostgresMetadataStore implements MetadataStore {
     let mark = after;
     while (true) {
       const rows = mark === null
-        ? await this.#sql<{ name: RepositoryName }[]>`
+        ? await this.#read<{ name: RepositoryName }[]>`
             select name::text as name from repositories order by name limit ${PAGE}`
-        : await this.#sql<{ name: RepositoryName }[]>`
+        : await this.#read<{ name: RepositoryName }[]>`
             select name::text as name from repositories
             where name > ${mark} collate "C" order by name limit ${PAGE}`;
       for (const row of rows) yield row.name;
       if (rows.length < PAGE) return;
       mark = rows[rows.length - 1]!.name;
+    }
+  }
+
+  /**
+   * One query of a read on the pool, its connection errors (the database down, restarting,
+   * out of connections) thrown as `StorageUnavailable`: 503 with Retry-After, not 500.
+   */
+  async #read<T extends readonly object[]>(
+    strings: TemplateStringsArray,
+    ...values: unknown[]
+  ): Promise<T> {
+    try {
+      return await this.#sql<T>(strings, ...(values as never[]));
+    } catch (error) {
+      throw databaseFailure(error);
     }
   }
 
@@ -301,10 +322,10 @@ export class PostgresMetadataStore implements MetadataStore {
   async #transaction<T>(fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
     for (let attempt = 1;; attempt++) {
       try {
-        // Wrapped: the client would await a returned array as a list of queries.
-        const { value } = await this.#sql.begin(async (tx) => ({ value: await fn(tx) }));
-        return value;
+        return await transaction(this.#sql, fn);
       } catch (error) {
+        // A lost connection (StorageUnavailable) is not retried here: the client is told to
+        // retry (503), and every write here is idempotent.
         const state = sqlState(error);
         if (attempt >= ATTEMPTS || state === null || !RETRIED.has(state)) throw error;
       }

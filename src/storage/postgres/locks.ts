@@ -15,7 +15,26 @@
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import { KeyedMutex, type LockManager } from "../lock.ts";
-import type { Sql, TransactionSql } from "./client.ts";
+import {
+  databaseFailure,
+  guarded,
+  isConnectionError,
+  type Sql,
+  transaction,
+  type TransactionSql,
+} from "./client.ts";
+
+/**
+ * Awaits the release of a session-level lock: when the connection is gone, so is the lock, and
+ * that is not the holder's failure.
+ */
+async function release(query: Promise<unknown>): Promise<void> {
+  try {
+    await query;
+  } catch (error) {
+    if (!isConnectionError(error)) throw error;
+  }
+}
 
 /** An outer holder's transaction, as its nested holders see it. */
 interface Held {
@@ -43,7 +62,15 @@ export class PostgresLockManager implements LockManager {
     this.#sql = sql;
   }
 
-  /** @inheritdoc */
+  /**
+   * @inheritdoc
+   *
+   * When the database cannot be reached the lock is not taken and `fn` does not run: the call
+   * throws `StorageUnavailable` (503 with Retry-After). When the lock's connection dies while
+   * `fn` runs (the server restarted), the lock went with it; `fn` still ends, and its own
+   * outcome is the call's: its writes went through the stores' pool, and the transaction held
+   * nothing but the lock (nothing is sent on the lost connection: see `transaction`).
+   */
   run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     // Whether this is nested is decided at the call, while the outer holder is still in `fn`.
     const outer = this.#held.getStore();
@@ -52,29 +79,43 @@ export class PostgresLockManager implements LockManager {
       return this.#local.run(key, async () => {
         const { tx } = outer;
         // Session-level on the outer transaction's connection, released as `fn` ends.
-        await tx`select pg_advisory_lock(hashtextextended(${key}, 0))`;
+        await guarded(() => tx`select pg_advisory_lock(hashtextextended(${key}, 0))`);
         try {
           return await fn();
         } finally {
-          await tx`select pg_advisory_unlock(hashtextextended(${key}, 0))`;
+          await release(tx`select pg_advisory_unlock(hashtextextended(${key}, 0))`);
         }
       }).finally(() => {
         if (--outer.nested === 0) outer.drained?.();
       });
     }
     return this.#local.run(key, async () => {
-      const { value } = await this.#sql.begin(async (tx) => {
-        await tx`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`;
-        const held: Held = { tx, open: true, nested: 0, drained: null };
-        try {
-          return { value: await this.#held.run(held, fn) };
-        } finally {
-          held.open = false;
-          // A nested holder still running (started in `fn`, not awaited) keeps the connection.
-          if (held.nested > 0) await new Promise<void>((resolve) => (held.drained = resolve));
-        }
-      });
-      return value;
+      const ended: { outcome?: { value: T } | { error: unknown } } = {};
+      try {
+        await transaction(this.#sql, async (tx) => {
+          await tx`select pg_advisory_xact_lock(hashtextextended(${key}, 0))`;
+          const held: Held = { tx, open: true, nested: 0, drained: null };
+          try {
+            ended.outcome = { value: await this.#held.run(held, fn) };
+          } catch (error) {
+            // Kept, not thrown: the transaction holds nothing but the lock, and its end
+            // (a commit here) releases it as a rollback would.
+            ended.outcome = { error };
+          } finally {
+            held.open = false;
+            // A nested holder still running (started in `fn`, not awaited) keeps the connection.
+            if (held.nested > 0) await new Promise<void>((resolve) => (held.drained = resolve));
+          }
+        });
+      } catch (error) {
+        // Before `fn` ran: no lock, so no `fn`. After: the connection was lost under the lock
+        // (the lock went with it), and `fn`'s own outcome stands.
+        if (ended.outcome === undefined) throw databaseFailure(error);
+      }
+      const { outcome } = ended;
+      if (outcome === undefined) throw new Error("lock transaction ended without running fn");
+      if ("error" in outcome) throw outcome.error;
+      return outcome.value;
     });
   }
 
@@ -85,26 +126,21 @@ export class PostgresLockManager implements LockManager {
 }
 
 /**
- * Runs `fn` while holding the session-level advisory lock `key` on a connection reserved from
- * `sql`, or returns null at once when another session (another replica) holds it. The lock
- * goes with the connection if the process dies, so a killed replica never blocks the others.
+ * Runs `fn` while holding the advisory lock `key` in a transaction on a connection of `sql`,
+ * or returns null at once when another session (another replica) holds it. The lock goes with
+ * the connection if the process dies, so a killed replica never blocks the others. When the
+ * database cannot be reached the call throws `StorageUnavailable`; when the connection is lost
+ * while `fn` runs, `fn` ends first and then the call throws it (`transaction`).
  */
 export async function tryExclusive<T>(
   sql: Sql,
   key: string,
   fn: () => Promise<T>,
 ): Promise<{ value: T } | null> {
-  const connection = await sql.reserve();
-  try {
-    const [row] = await connection<{ taken: boolean }[]>`
-      select pg_try_advisory_lock(hashtextextended(${key}, 0)) as taken`;
+  return await transaction(sql, async (tx) => {
+    const [row] = await tx<{ taken: boolean }[]>`
+      select pg_try_advisory_xact_lock(hashtextextended(${key}, 0)) as taken`;
     if (!row.taken) return null;
-    try {
-      return { value: await fn() };
-    } finally {
-      await connection`select pg_advisory_unlock(hashtextextended(${key}, 0))`;
-    }
-  } finally {
-    connection.release();
-  }
+    return { value: await fn() };
+  });
 }
