@@ -26,7 +26,7 @@
 
 import assert from "node:assert/strict";
 import type { Config } from "../../src/config/mod.ts";
-import { randomBytes, sha256Digest, type TempRegistry, tempRegistry } from "../helpers/registry.ts";
+import { randomBytes, sha256Digest, tempRegistry } from "../helpers/registry.ts";
 import { rawRequest } from "../helpers/uploads.ts";
 import { OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST } from "../helpers/media_types.ts";
 
@@ -391,10 +391,10 @@ async function makeFixtures(): Promise<Fixtures> {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-type RegistryConfig = Partial<Config>;
+export type RegistryConfig = Partial<Config>;
 
 /** The settings of one run of the suite. */
-interface Settings {
+export interface Settings {
   readonly label: string;
   /** The suite's `OCI_DELETE_MANIFEST_BEFORE_BLOBS`. */
   readonly manifestsFirst: boolean;
@@ -406,11 +406,11 @@ interface Settings {
 
 /** One run: a registry over a fresh data root, the run's content, and the suite's client. */
 class Run {
-  #registry: TempRegistry | null = null;
+  #registry: AsyncDisposable & { readonly url: string } | null = null;
   #client: Client | null = null;
   #fixtures: Fixtures | null = null;
 
-  constructor(readonly settings: Settings) {}
+  constructor(readonly settings: Settings, readonly open: ConformanceSuite["registry"]) {}
 
   get client(): Client {
     assert.ok(this.#client, "the run's registry is not started");
@@ -426,7 +426,7 @@ class Run {
   async start(): Promise<void> {
     if (this.#registry) return;
     this.#fixtures = await makeFixtures();
-    this.#registry = await tempRegistry({ config: this.settings.config });
+    this.#registry = await this.open(this.settings.config);
     this.#client = new Client(this.#registry.url);
   }
 
@@ -1209,99 +1209,123 @@ const WORKFLOWS: [string, (t: Deno.TestContext, run: Run) => Promise<void>][] = 
   ["Content Management", managementWorkflow],
 ];
 
-for (const settings of RUNS) {
-  const run = new Run(settings);
-  for (const [index, [title, workflow]] of WORKFLOWS.entries()) {
-    const last = index === WORKFLOWS.length - 1;
-    Deno.test({
-      name: `OCI conformance v1.1.1 (${settings.label}): ${title}`,
-      // The run's registry outlives each workflow's test: it is stopped after the last one.
-      sanitizeResources: false,
-      sanitizeOps: false,
-      async fn(t) {
-        await run.start();
-        try {
-          await workflow(t, run);
-        } finally {
-          if (last) await run.stop();
-        }
-      },
-    });
+/** What the four runs go against (by default a registry of this process per run). */
+export interface ConformanceSuite {
+  /** A new registry with `config`'s settings (only `automaticMount` varies). */
+  readonly registry: (
+    config: RegistryConfig,
+  ) => Promise<AsyncDisposable & { readonly url: string }>;
+  /** Prepended to each test's name. */
+  readonly label?: string;
+  /** Which runs to register (default: all four). */
+  readonly runs?: (settings: Settings) => boolean;
+  /** Registers the tests ignored (what they need is missing here). */
+  readonly ignore?: boolean;
+}
+
+/** Registers the runs' workflows against `suite`'s registries. */
+export function conformanceSuite(suite: ConformanceSuite): void {
+  for (const settings of RUNS.filter(suite.runs ?? (() => true))) {
+    const run = new Run(settings, suite.registry);
+    for (const [index, [title, workflow]] of WORKFLOWS.entries()) {
+      const last = index === WORKFLOWS.length - 1;
+      Deno.test({
+        name: `${suite.label ?? ""}OCI conformance v1.1.1 (${settings.label}): ${title}`,
+        ignore: suite.ignore ?? false,
+        // The run's registry outlives each workflow's test: it is stopped after the last one.
+        sanitizeResources: false,
+        sanitizeOps: false,
+        async fn(t) {
+          await run.start();
+          try {
+            await workflow(t, run);
+          } finally {
+            if (last) await run.stop();
+          }
+        },
+      });
+    }
   }
 }
+
+const onThisProcess = Deno.mainModule === import.meta.url;
+if (onThisProcess) conformanceSuite({ registry: (config) => tempRegistry({ config }) });
 
 // ---------------------------------------------------------------------------------------------
 // What the suite leaves open
 
-Deno.test("OCI conformance v1.1.1, beyond the suite: answers it leaves open", async (t) => {
-  const f = await makeFixtures();
+// Against this process's registries only (configurations the runs do not cover).
+if (onThisProcess) {
+  Deno.test("OCI conformance v1.1.1, beyond the suite: answers it leaves open", async (t) => {
+    const f = await makeFixtures();
 
-  await t.step("a reference that is neither tag nor digest", async (t) => {
-    await using reg = await tempRegistry();
-    const c = new Client(reg.url);
-    await populateBlob(c, f.configs[0]);
-    await populateBlob(c, f.layer);
-    const path = `/v2/${NAMESPACE}/manifests/${NONEXISTENT_MANIFEST}`;
-    await t.step("DELETE: 404 MANIFEST_UNKNOWN", async () => {
-      assertOurs(await c.send("DELETE", path), 404, "MANIFEST_UNKNOWN");
-    });
-    await t.step("PUT: 400 MANIFEST_INVALID", async () => {
-      const reply = await putManifest(c, NONEXISTENT_MANIFEST, f.manifests[0]);
-      assertOurs(reply, 400, "MANIFEST_INVALID");
-    });
-  });
-
-  for (const automaticMount of [true, false]) {
-    await t.step(
-      `a mount without "from" of a blob only another repository holds, automatic mount ${
-        automaticMount ? "on: 201" : "off: 202"
-      }`,
-      async () => {
-        const config: RegistryConfig = { automaticMount };
-        await using reg = await tempRegistry({ config });
-        const c = new Client(reg.url);
-        await populateBlob(c, f.blobA, "myorg/source");
-        const reply = await c.send("POST", `/v2/${CROSSMOUNT_NAMESPACE}/blobs/uploads/`, {
-          query: { mount: f.blobA.digest },
-        });
-        const blob = `/v2/${CROSSMOUNT_NAMESPACE}/blobs/${f.blobA.digest}`;
-        if (automaticMount) {
-          assertOurs(reply, 201);
-          assert.equal(relativeLocation(reply), blob);
-          assert.equal(reply.headers.get("docker-content-digest"), f.blobA.digest);
-          assert.equal((await c.send("GET", blob)).status, 200);
-        } else {
-          assertOurs(reply, 202);
-          assert.ok(
-            relativeLocation(reply).startsWith(`/v2/${CROSSMOUNT_NAMESPACE}/blobs/uploads/`),
-          );
-          assert.equal((await c.send("GET", blob)).status, 404);
-        }
-      },
-    );
-  }
-
-  await t.step(
-    "DELETE of a manifest a stored index lists: 409 DENIED until the index is gone",
-    async () => {
+    await t.step("a reference that is neither tag nor digest", async (t) => {
       await using reg = await tempRegistry();
       const c = new Client(reg.url);
-      for (const blob of [f.emptyJson, f.refBlobA, f.configs[4], f.layer]) {
-        await populateBlob(c, blob);
-      }
-      assert2xx((await putManifest(c, TEST_TAG, f.manifests[4])).status);
-      for (const blob of [f.refsAConfig, f.refsALayer]) {
-        assert2xx((await putManifest(c, blob.digest, blob)).status);
-      }
-      assert2xx((await putManifest(c, f.refsIndex.digest, f.refsIndex, OCI_INDEX)).status);
-      const manifest = (blob: TestBlob) => `/v2/${NAMESPACE}/manifests/${blob.digest}`;
-      assertOurs(await c.send("DELETE", manifest(f.refsAConfig)), 409, "DENIED");
-      assert.equal((await c.send("GET", manifest(f.refsAConfig))).status, 200);
-      // The subject of the index is not listed by it: it can go.
-      assertOurs(await c.send("DELETE", manifest(f.manifests[4])), 202);
-      assertOurs(await c.send("DELETE", manifest(f.refsIndex)), 202);
-      assertOurs(await c.send("DELETE", manifest(f.refsAConfig)), 202);
-      assertOurs(await c.send("DELETE", manifest(f.refsALayer)), 202);
-    },
-  );
-});
+      await populateBlob(c, f.configs[0]);
+      await populateBlob(c, f.layer);
+      const path = `/v2/${NAMESPACE}/manifests/${NONEXISTENT_MANIFEST}`;
+      await t.step("DELETE: 404 MANIFEST_UNKNOWN", async () => {
+        assertOurs(await c.send("DELETE", path), 404, "MANIFEST_UNKNOWN");
+      });
+      await t.step("PUT: 400 MANIFEST_INVALID", async () => {
+        const reply = await putManifest(c, NONEXISTENT_MANIFEST, f.manifests[0]);
+        assertOurs(reply, 400, "MANIFEST_INVALID");
+      });
+    });
+
+    for (const automaticMount of [true, false]) {
+      await t.step(
+        `a mount without "from" of a blob only another repository holds, automatic mount ${
+          automaticMount ? "on: 201" : "off: 202"
+        }`,
+        async () => {
+          const config: RegistryConfig = { automaticMount };
+          await using reg = await tempRegistry({ config });
+          const c = new Client(reg.url);
+          await populateBlob(c, f.blobA, "myorg/source");
+          const reply = await c.send("POST", `/v2/${CROSSMOUNT_NAMESPACE}/blobs/uploads/`, {
+            query: { mount: f.blobA.digest },
+          });
+          const blob = `/v2/${CROSSMOUNT_NAMESPACE}/blobs/${f.blobA.digest}`;
+          if (automaticMount) {
+            assertOurs(reply, 201);
+            assert.equal(relativeLocation(reply), blob);
+            assert.equal(reply.headers.get("docker-content-digest"), f.blobA.digest);
+            assert.equal((await c.send("GET", blob)).status, 200);
+          } else {
+            assertOurs(reply, 202);
+            assert.ok(
+              relativeLocation(reply).startsWith(`/v2/${CROSSMOUNT_NAMESPACE}/blobs/uploads/`),
+            );
+            assert.equal((await c.send("GET", blob)).status, 404);
+          }
+        },
+      );
+    }
+
+    await t.step(
+      "DELETE of a manifest a stored index lists: 409 DENIED until the index is gone",
+      async () => {
+        await using reg = await tempRegistry();
+        const c = new Client(reg.url);
+        for (const blob of [f.emptyJson, f.refBlobA, f.configs[4], f.layer]) {
+          await populateBlob(c, blob);
+        }
+        assert2xx((await putManifest(c, TEST_TAG, f.manifests[4])).status);
+        for (const blob of [f.refsAConfig, f.refsALayer]) {
+          assert2xx((await putManifest(c, blob.digest, blob)).status);
+        }
+        assert2xx((await putManifest(c, f.refsIndex.digest, f.refsIndex, OCI_INDEX)).status);
+        const manifest = (blob: TestBlob) => `/v2/${NAMESPACE}/manifests/${blob.digest}`;
+        assertOurs(await c.send("DELETE", manifest(f.refsAConfig)), 409, "DENIED");
+        assert.equal((await c.send("GET", manifest(f.refsAConfig))).status, 200);
+        // The subject of the index is not listed by it: it can go.
+        assertOurs(await c.send("DELETE", manifest(f.manifests[4])), 202);
+        assertOurs(await c.send("DELETE", manifest(f.refsIndex)), 202);
+        assertOurs(await c.send("DELETE", manifest(f.refsAConfig)), 202);
+        assertOurs(await c.send("DELETE", manifest(f.refsALayer)), 202);
+      },
+    );
+  });
+}

@@ -23,7 +23,8 @@ import { testDatabase } from "../helpers/postgres.ts";
 import { PROJECT_ROOT, randomBytes, sha256Digest } from "../helpers/registry.ts";
 import { htpasswdFile } from "../auth/helpers.ts";
 import { s3Tests, type TestBucket } from "../helpers/s3.ts";
-import { type Replica, roundRobin, scaleOutEnv, spawnReplica } from "../helpers/scaleout.ts";
+import { type Replica, scaleOutEnv, spawnReplica } from "../helpers/scaleout.ts";
+import { type TwoReplicas, twoReplicas } from "../helpers/replicas.ts";
 
 const CURL_FLOW = fileURLToPath(new URL("./curl_flow.sh", import.meta.url));
 const db = await testDatabase();
@@ -57,15 +58,9 @@ function register(
   });
 }
 
-/** Starts two replicas (in turn: both migrate the same database, which is locked). */
-async function replicas(env: Record<string, string>): Promise<[Replica, Replica]> {
-  const a = await spawnReplica(env);
-  try {
-    return [a, await spawnReplica(env)];
-  } catch (error) {
-    await a.kill();
-    throw error;
-  }
+/** Two replicas over the test's bucket root and database, `extra` settings added. */
+function pair(cluster: Cluster, extra: Record<string, string> = {}): Promise<TwoReplicas> {
+  return twoReplicas({ backend: cluster, env: extra });
 }
 
 /** `deno task gc` (src/gc/cli.ts) with the replicas' settings. */
@@ -255,11 +250,10 @@ await s3Tests((bucket, ignore) => {
     bucket,
     ignore,
     "scale-out: pushes (monolithic, chunked) and a pull through a proxy alternating two replicas",
-    async ({ env }) => {
-      const [a, b] = await replicas({ ...env, REGISTRY_STORAGE_REDIRECT_DISABLE: "true" });
-      await using _a = a;
-      await using _b = b;
-      await using proxy = roundRobin(() => [a.url, b.url]);
+    async (cluster) => {
+      await using proxy = await pair(cluster, { REGISTRY_STORAGE_REDIRECT_DISABLE: "true" });
+      const { a, b } = proxy;
+      const sent = () => proxy.forwarded.map((r) => r.backend);
       const f = proxy.fetch;
       const name = "team/app";
       const config = text({ architecture: "amd64", os: "linux" });
@@ -278,8 +272,8 @@ await s3Tests((bucket, ignore) => {
         layers: [{ mediaType: OCI_LAYER, digest: layerDigest, size: layer.length }],
       });
       await putManifest(f, name, "v1", manifest.bytes);
-      assert.deepEqual(new Set(proxy.sent), new Set([a.url, b.url]));
-      for (let i = 1; i < proxy.sent.length; i++) assert.notEqual(proxy.sent[i], proxy.sent[i - 1]);
+      assert.deepEqual(new Set(sent()), new Set([a.url, b.url]));
+      for (let i = 1; i < sent().length; i++) assert.notEqual(sent()[i], sent()[i - 1]);
 
       // pull, every request to the other replica than the last
       for (let round = 0; round < 2; round++) {
@@ -317,10 +311,9 @@ await s3Tests((bucket, ignore) => {
     bucket,
     ignore,
     "scale-out: an upload started on A continues on B after A is killed with SIGKILL",
-    async ({ env }) => {
-      const [a, b] = await replicas(env);
-      await using _a = a;
-      await using _b = b;
+    async (cluster) => {
+      await using replicas = await pair(cluster);
+      const { a, b } = replicas;
       const name = "team/resume";
       const bytes = randomBytes(3 * 1024 * 1024 + 77);
       const digest = await sha256Digest(bytes);
@@ -349,10 +342,9 @@ await s3Tests((bucket, ignore) => {
     bucket,
     ignore,
     "scale-out: a tag moved on A is read on B at once",
-    async ({ env }) => {
-      const [a, b] = await replicas(env);
-      await using _a = a;
-      await using _b = b;
+    async (cluster) => {
+      await using replicas = await pair(cluster);
+      const { a, b } = replicas;
       const name = "team/tags";
       const one = await pushImage(at(a.url), name, "one");
       const two = await pushImage(at(b.url), name, "two");
@@ -381,10 +373,10 @@ await s3Tests((bucket, ignore) => {
     bucket,
     ignore,
     "scale-out: one collection at a time; a replica finding another collecting says so",
-    async ({ env, databaseUrl }) => {
-      const [a, b] = await replicas(env);
-      await using _a = a;
-      await using _b = b;
+    async (cluster) => {
+      const { env, databaseUrl } = cluster;
+      await using replicas = await pair(cluster);
+      const { a, b } = replicas;
       const gc = async (replica: Replica) => {
         const r = await at(replica.url)("/admin/gc?wait=true", { method: "POST" });
         await expectStatus(r, 200, "POST /admin/gc");
@@ -428,7 +420,7 @@ await s3Tests((bucket, ignore) => {
     ignore,
     "scale-out: each replica delivers its events; a replica killed with events queued has " +
       "them delivered by the next replica that starts",
-    async ({ env }) => {
+    async ({ env, databaseUrl }) => {
       // The receiver refuses (503) until told to accept; it records the pushed digests.
       let accepting = false;
       const received: { action: string; digest: string; repository: string }[] = [];
@@ -450,9 +442,8 @@ await s3Tests((bucket, ignore) => {
         const hook = `[{name: hook, url: "http://127.0.0.1:${receiver.addr.port}/events", ` +
           "timeout: 2s, threshold: 1, backoff: 100ms}]";
         const withHook = { ...env, REGISTRY_NOTIFICATIONS_ENDPOINTS: hook };
-        const [a, b] = await replicas(withHook);
-        await using _a = a;
-        await using _b = b;
+        await using replicas = await twoReplicas({ backend: { env: withHook, databaseUrl } });
+        const { a, b } = replicas;
         const onA = await pushWhole(at(a.url), "team/events", randomBytes(1000));
         const onB = await pushWhole(at(b.url), "team/events", randomBytes(1001));
         const killed = await a.kill("SIGKILL");
@@ -518,11 +509,9 @@ await s3Tests((bucket, ignore) => {
     bucket,
     ignore,
     "scale-out: tests/e2e/curl_flow.sh through the proxy alternating two replicas",
-    async ({ env }) => {
-      const [a, b] = await replicas({ ...env, REGISTRY_STORAGE_REDIRECT_DISABLE: "true" });
-      await using _a = a;
-      await using _b = b;
-      await using proxy = roundRobin(() => [a.url, b.url]);
+    async (cluster) => {
+      await using proxy = await pair(cluster, { REGISTRY_STORAGE_REDIRECT_DISABLE: "true" });
+      const { a, b } = proxy;
       const { code, stdout, stderr } = await new Deno.Command("bash", {
         args: [CURL_FLOW, proxy.url],
         stdout: "piped",
@@ -532,8 +521,9 @@ await s3Tests((bucket, ignore) => {
       assert.equal(code, 0, `curl_flow.sh failed:\n${out}\n${new TextDecoder().decode(stderr)}`);
       const steps = out.split("\n").filter((line) => line.startsWith("ok "));
       assert.equal(steps.length, 13, out);
-      assert.ok(proxy.sent.filter((url) => url === a.url).length > 5);
-      assert.ok(proxy.sent.filter((url) => url === b.url).length > 5);
+      const sent = proxy.forwarded.map((r) => r.backend);
+      assert.ok(sent.filter((url) => url === a.url).length > 5);
+      assert.ok(sent.filter((url) => url === b.url).length > 5);
     },
   );
 
@@ -541,11 +531,8 @@ await s3Tests((bucket, ignore) => {
     bucket,
     ignore,
     "scale-out: a blob GET answers 307 to a presigned URL of the bucket; HEAD answers itself",
-    async ({ env }) => {
-      const [a, b] = await replicas(env);
-      await using _a = a;
-      await using _b = b;
-      await using proxy = roundRobin(() => [a.url, b.url]);
+    async (cluster) => {
+      await using proxy = await pair(cluster);
       const name = "team/redirect";
       const bytes = randomBytes(100_000);
       const digest = await pushWhole(proxy.fetch, name, bytes);

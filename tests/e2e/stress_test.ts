@@ -31,7 +31,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { sha256Digest, type TempRegistry, tempRegistry } from "../helpers/registry.ts";
-import { checkStore } from "../helpers/store_check.ts";
+import { checkStore, type StoreReport } from "../helpers/store_check.ts";
 import {
   type Answered,
   applyEffect,
@@ -74,16 +74,59 @@ function envInt(name: string, fallback: number): number {
 }
 
 const SEED = envInt("STRESS_SEED", 20240917);
-const OPS = envInt("STRESS_OPS", 600);
-const BATCH = Math.max(1, envInt("STRESS_BATCH", 48));
-const CLIENTS = Math.max(1, envInt("STRESS_CLIENTS", 8));
+const OPS_DEFAULT = envInt("STRESS_OPS", 600);
+const BATCH_DEFAULT = Math.max(1, envInt("STRESS_BATCH", 48));
+const CLIENTS_DEFAULT = Math.max(1, envInt("STRESS_CLIENTS", 8));
 /** A collection runs alone after every this many batches (and as a random operation). */
 const GC_EVERY = 4;
 const TRACE = Deno.env.get("STRESS_TRACE") || null;
 const KEEP_GOING = Deno.env.get("STRESS_KEEP_GOING") === "1";
-const REPLAY =
-  `STRESS_SEED=${SEED} STRESS_OPS=${OPS} STRESS_BATCH=${BATCH} STRESS_CLIENTS=${CLIENTS} ` +
+const REPLAY = `STRESS_SEED=${SEED} STRESS_OPS=${OPS_DEFAULT} STRESS_BATCH=${BATCH_DEFAULT} ` +
+  `STRESS_CLIENTS=${CLIENTS_DEFAULT} ` +
   "NO_COLOR=1 deno test -A tests/e2e/stress_test.ts";
+
+// ---------------------------------------------------------------------------------------------
+// What the test runs against
+
+/** A registry the test runs against: `fetch` relative to its base URL, and its log lines. */
+export interface StressRegistry extends AsyncDisposable {
+  readonly logs: string[];
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+}
+
+/**
+ * What a registry's storage holds, read without the registry: the data root's files
+ * (`checkStore`), or the scale-out mode's bucket and database.
+ */
+export interface StoreListing
+  extends Pick<StoreReport, "problems" | "blobs" | "revisions" | "tags" | "layers" | "uploads"> {
+  /** Per repository, `<subject digest> <referrer digest>` of each of its referrers entries. */
+  readonly referrers: Map<string, Set<string>>;
+}
+
+/** A registry for the test and how to read its storage; the run's counts. */
+export interface StressSuite {
+  /**
+   * A new registry collecting only on demand, with no grace window, dropping untagged
+   * manifests at once (no retention of any tag count), orphan referrers kept.
+   */
+  readonly registry: () => Promise<StressRegistry>;
+  /** Reads `reg`'s storage for the universe's repositories; the name of what it reads. */
+  readonly store: (reg: StressRegistry, repos: readonly string[]) => Promise<StoreListing>;
+  readonly storeName: string;
+  readonly label?: string;
+  readonly ops?: number;
+  readonly batch?: number;
+  readonly clients?: number;
+  /**
+   * Whether the collection run alone every GC_EVERY batches must leave exactly the state the
+   * model of a collection computes (default); off, its answer and the state after it are
+   * still checked like any other.
+   */
+  readonly collectionModel?: boolean;
+  /** Registers the test ignored. */
+  readonly ignore?: boolean;
+}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
@@ -95,7 +138,7 @@ interface Answer {
 }
 
 async function call(
-  reg: TempRegistry,
+  reg: StressRegistry,
   method: string,
   path: string,
   init: { headers?: Record<string, string>; body?: Uint8Array<ArrayBuffer> } = {},
@@ -137,7 +180,7 @@ function outcomeOf(answer: Answer, step?: string): Outcome {
 const ACCEPT = [OCI_MANIFEST, OCI_INDEX].join(", ");
 
 /** Runs one operation over HTTP. Never throws: a failed request is status 0. */
-async function execute(reg: TempRegistry, u: Universe, op: Op): Promise<Outcome> {
+async function execute(reg: StressRegistry, u: Universe, op: Op): Promise<Outcome> {
   try {
     return await executeOrThrow(reg, u, op);
   } catch (error) {
@@ -145,7 +188,7 @@ async function execute(reg: TempRegistry, u: Universe, op: Op): Promise<Outcome>
   }
 }
 
-async function executeOrThrow(reg: TempRegistry, u: Universe, op: Op): Promise<Outcome> {
+async function executeOrThrow(reg: StressRegistry, u: Universe, op: Op): Promise<Outcome> {
   const repo = u.repos[op.repo];
   switch (op.kind) {
     case "pushBlob": {
@@ -296,16 +339,17 @@ interface BatchResult {
 }
 
 async function runBatch(
-  reg: TempRegistry,
+  reg: StressRegistry,
   u: Universe,
   batch: number,
   ops: readonly { seq: number; op: Op }[],
   start: State,
   t0: number,
+  clients: number,
 ): Promise<BatchResult> {
   const batchOps = ops.map(({ op }) => op);
   const writes = ops.map(({ op }) => writeKeys(u, op, start, batchOps));
-  const clientOf = (i: number) => i % CLIENTS;
+  const clientOf = (i: number) => i % clients;
   const answered: Answered[] = new Array(ops.length);
   const entries: TraceEntry[] = new Array(ops.length);
   const findings: Finding[] = [];
@@ -315,7 +359,7 @@ async function runBatch(
       if (clientOf(i) !== c) { for (const key of keys) unknown.add(key); }
     });
     const view = { state: cloneState(start), unknown };
-    for (let i = c; i < ops.length; i += CLIENTS) {
+    for (let i = c; i < ops.length; i += clients) {
       const { seq, op } = ops[i];
       const prediction = predict(u, op, view);
       const reads = readKeys(u, op, view);
@@ -350,7 +394,7 @@ async function runBatch(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(CLIENTS, ops.length) }, (_, c) => client(c)));
+  await Promise.all(Array.from({ length: Math.min(clients, ops.length) }, (_, c) => client(c)));
   return { answered, entries, findings };
 }
 
@@ -383,7 +427,7 @@ function hindsightFindings(u: Universe, before: State, result: BatchResult): Fin
 
 /** Reads the whole state through the API and checks it: bytes, tags, referrers, invariants. */
 async function observeApi(
-  reg: TempRegistry,
+  reg: StressRegistry,
   u: Universe,
 ): Promise<{ state: State; findings: Finding[] }> {
   const state = emptyState(u);
@@ -479,16 +523,37 @@ async function observeApi(
   return { state, findings };
 }
 
-/** Reads the state from the data root and checks it (with `checkStore`, and the referrers). */
-async function observeDisk(
-  root: string,
+/** Lists a data root (with `checkStore`, and its referrers entries). */
+async function listDataRoot(root: string, repos: readonly string[]): Promise<StoreListing> {
+  const report = await checkStore(root);
+  // Referrers entries: `_referrers/<alg>/<subject hex>/<alg>-<hex>`.
+  const referrers = new Map<string, Set<string>>();
+  for (const repo of repos) {
+    const found = new Set<string>();
+    const base = join(root, "repositories", repo, "_referrers");
+    for (const alg of await names(base)) {
+      for (const subject of await names(join(base, alg))) {
+        for (const file of await names(join(base, alg, subject))) {
+          if (file.startsWith(".tmp-")) continue;
+          found.add(`${alg}:${subject} ${file.replace("-", ":")}`);
+        }
+      }
+    }
+    referrers.set(repo, found);
+  }
+  return { ...report, referrers };
+}
+
+/** The state a storage listing holds, checked (the referrers: exactly one per stored subject). */
+function observeStore(
+  what: string,
+  report: StoreListing,
   u: Universe,
-): Promise<{ state: State; findings: Finding[] }> {
+): { state: State; findings: Finding[] } {
   const state = emptyState(u);
   const findings: Finding[] = [];
   const problem = (message: string, keys: string[] = []) =>
-    findings.push({ message: `disk: ${message}`, keys });
-  const report = await checkStore(root);
+    findings.push({ message: `${what}: ${message}`, keys });
   for (const p of report.problems) problem(p);
   if (report.uploads.length) problem(`upload sessions left: ${report.uploads.join(", ")}`);
   const split = (value: string, at: number) => [value.slice(0, at), value.slice(at + 1)];
@@ -514,19 +579,8 @@ async function observeDisk(
     if (r < 0 || t < 0 || m === undefined) problem(`unexpected tag ${entry} -> ${digest}`);
     else state[r].tags[t] = m;
   }
-  // Referrers entries: `_referrers/<alg>/<subject hex>/<alg>-<hex>`, exactly one per stored
-  // manifest with a subject.
   for (const [r, repo] of u.repos.entries()) {
-    const found = new Set<string>();
-    const base = join(root, "repositories", repo, "_referrers");
-    for (const alg of await names(base)) {
-      for (const subject of await names(join(base, alg))) {
-        for (const file of await names(join(base, alg, subject))) {
-          if (file.startsWith(".tmp-")) continue;
-          found.add(`${alg}:${subject} ${file.replace("-", ":")}`);
-        }
-      }
-    }
+    const found = report.referrers.get(repo) ?? new Set<string>();
     const expected = new Set(
       u.manifests.flatMap((m, i) =>
         state[r].revs[i] && m.subject !== null
@@ -559,7 +613,9 @@ async function observeDisk(
       }
     }
   }
-  for (const f of stateProblems(u, state)) findings.push({ ...f, message: `disk: ${f.message}` });
+  for (const f of stateProblems(u, state)) {
+    findings.push({ ...f, message: `${what}: ${f.message}` });
+  }
   return { state, findings };
 }
 
@@ -604,10 +660,11 @@ function formatFailure(
   before: State,
   trace: string,
   logs: readonly string[],
+  replay: string,
 ): string {
   const lines = [
     `stress seed ${SEED}: ${findings.length} problem(s) at batch ${batch}`,
-    `replay: ${REPLAY}`,
+    `replay: ${replay}`,
     "(with STRESS_CLIENTS=1 the same operations run one at a time: what fails there is no race)",
     `trace: ${trace}`,
   ];
@@ -636,117 +693,156 @@ function formatFailure(
 // ---------------------------------------------------------------------------------------------
 // The test
 
-Deno.test(
-  `stress: seed ${SEED}, ${OPS} ops in batches of ${BATCH} over ${CLIENTS} clients; consistency after every batch`,
-  async () => {
-    const rng = new Rng(SEED);
-    const u = await buildUniverse(rng);
-    const ops = generateOps(rng, u, OPS);
-    // Collections (an operation, and alone every GC_EVERY batches) with no grace window, and
-    // untagged manifests dropped at once.
-    await using reg = await tempRegistry({
-      config: {
-        gc: {
-          intervalMs: 0,
-          graceMs: 0,
-          deleteOrphanReferrers: false,
-          retention: [{
-            repositories: ["**"],
-            keepTags: null,
-            keepTagPatterns: [],
-            keepPulledWithinMs: null,
-            untaggedAfterMs: 0,
-          }],
-        },
-      },
-    });
-    const t0 = performance.now();
-    const trace: string[] = [JSON.stringify({
-      seed: SEED,
-      ops: OPS,
-      batch: BATCH,
-      clients: CLIENTS,
-      replay: REPLAY,
-      keys: "L<repo>:<blob> link, R<repo>:<manifest> revision, T<repo>:<tag> tag (list indexes)",
-      repos: u.repos,
-      tags: u.tags,
-      blobs: u.blobs.map((b) => b.name),
-      manifests: u.manifests.map((m) => m.name),
-      universe: legend(u),
-    })];
-    const failures: string[] = [];
-    const seen = new Set<string>();
-    let tracePath = TRACE;
-    const writeTrace = async (): Promise<string> => {
-      tracePath ??= await Deno.makeTempFile({ prefix: `stress-trace-${SEED}-`, suffix: ".jsonl" });
-      await Deno.writeTextFile(tracePath, trace.join("\n") + "\n");
-      return tracePath;
-    };
-    let state = emptyState(u);
-    for (let batch = 0; batch * BATCH < ops.length; batch++) {
-      const slice = ops.slice(batch * BATCH, (batch + 1) * BATCH)
-        .map((op, i) => ({ seq: batch * BATCH + i, op }));
-      const logsBefore = reg.logs.length;
-      const result = await runBatch(reg, u, batch, slice, state, t0);
-      for (const e of result.entries) trace.push(JSON.stringify(e));
-      const api = await observeApi(reg, u);
-      const disk = await observeDisk(reg.dataDir, u);
-      const logs = reg.logs.slice(logsBefore).filter((l) => !/^[A-Z]+ http/.test(l));
-      // Every GC_EVERY batches, a collection alone must leave exactly what the model says.
-      const gcFindings: Finding[] = [];
-      let gcState: State | null = null;
-      if (batch % GC_EVERY === GC_EVERY - 1) {
-        const before = api.state;
-        const answer = await call(reg, "POST", "/admin/gc?wait=true");
-        const report = JSON.parse(text(answer)) as { error?: string };
-        if (answer.status !== 200 || report.error !== undefined) {
-          gcFindings.push({ message: `collection: ${answer.status} ${text(answer)}`, keys: [] });
+/** Registers the stress test against `suite`'s registry (its counts default to the variables'). */
+export function stressSuite(suite: StressSuite): void {
+  const label = suite.label ?? "";
+  const OPS = suite.ops ?? OPS_DEFAULT;
+  const BATCH = suite.batch ?? BATCH_DEFAULT;
+  const CLIENTS = suite.clients ?? CLIENTS_DEFAULT;
+  const replay = suite.ops === undefined && suite.batch === undefined && suite.clients === undefined
+    ? REPLAY
+    : `the same counts (seed ${SEED}, ${OPS} ops, batches of ${BATCH}, ${CLIENTS} clients)`;
+  Deno.test({
+    name: `${label}stress: seed ${SEED}, ${OPS} ops in batches of ${BATCH} over ${CLIENTS} ` +
+      `clients; consistency after every batch${
+        suite.collectionModel ?? true ? "" : " (collections not held to the model)"
+      }`,
+    ignore: suite.ignore ?? false,
+    async fn() {
+      const rng = new Rng(SEED);
+      const u = await buildUniverse(rng);
+      const ops = generateOps(rng, u, OPS);
+      // Collections (an operation, and alone every GC_EVERY batches) with no grace window, and
+      // untagged manifests dropped at once.
+      await using reg = await suite.registry();
+      const t0 = performance.now();
+      const trace: string[] = [JSON.stringify({
+        seed: SEED,
+        ops: OPS,
+        batch: BATCH,
+        clients: CLIENTS,
+        replay: REPLAY,
+        keys: "L<repo>:<blob> link, R<repo>:<manifest> revision, T<repo>:<tag> tag (list indexes)",
+        repos: u.repos,
+        tags: u.tags,
+        blobs: u.blobs.map((b) => b.name),
+        manifests: u.manifests.map((m) => m.name),
+        universe: legend(u),
+      })];
+      const failures: string[] = [];
+      const seen = new Set<string>();
+      let tracePath = TRACE;
+      const writeTrace = async (): Promise<string> => {
+        tracePath ??= await Deno.makeTempFile({
+          prefix: `stress-trace-${SEED}-`,
+          suffix: ".jsonl",
+        });
+        await Deno.writeTextFile(tracePath, trace.join("\n") + "\n");
+        return tracePath;
+      };
+      let state = emptyState(u);
+      for (let batch = 0; batch * BATCH < ops.length; batch++) {
+        const slice = ops.slice(batch * BATCH, (batch + 1) * BATCH)
+          .map((op, i) => ({ seq: batch * BATCH + i, op }));
+        const logsBefore = reg.logs.length;
+        const result = await runBatch(reg, u, batch, slice, state, t0, CLIENTS);
+        for (const e of result.entries) trace.push(JSON.stringify(e));
+        const api = await observeApi(reg, u);
+        const disk = observeStore(suite.storeName, await suite.store(reg, u.repos), u);
+        const logs = reg.logs.slice(logsBefore).filter((l) => !/^[A-Z]+ http/.test(l));
+        // Every GC_EVERY batches, a collection alone must leave exactly what the model says.
+        const gcFindings: Finding[] = [];
+        let gcState: State | null = null;
+        if (batch % GC_EVERY === GC_EVERY - 1) {
+          const before = api.state;
+          const answer = await call(reg, "POST", "/admin/gc?wait=true");
+          const report = JSON.parse(text(answer)) as { error?: string };
+          if (answer.status !== 200 || report.error !== undefined) {
+            gcFindings.push({ message: `collection: ${answer.status} ${text(answer)}`, keys: [] });
+          }
+          const after = await observeApi(reg, u);
+          const afterDisk = observeStore(suite.storeName, await suite.store(reg, u.repos), u);
+          gcState = after.state;
+          gcFindings.push(
+            ...after.findings,
+            ...afterDisk.findings,
+            ...(suite.collectionModel ?? true
+              ? stateDifferences(u, collected(u, before), after.state, [
+                "the model of a collection",
+                "the API after one",
+              ])
+              : []),
+            ...stateDifferences(u, after.state, afterDisk.state, ["the API", suite.storeName]),
+          );
         }
-        const after = await observeApi(reg, u);
-        const afterDisk = await observeDisk(reg.dataDir, u);
-        gcState = after.state;
-        gcFindings.push(
-          ...after.findings,
-          ...afterDisk.findings,
-          ...stateDifferences(u, collected(u, before), after.state, [
-            "the model of a collection",
-            "the API after one",
-          ]),
-          ...stateDifferences(u, after.state, afterDisk.state, ["the API", "the disk"]),
+        const findings = [
+          ...result.findings,
+          ...gcFindings,
+          ...hindsightFindings(u, state, result),
+          ...api.findings,
+          ...disk.findings,
+          ...stateDifferences(u, api.state, disk.state, ["the API", suite.storeName]),
+          ...historyProblems(u, state, api.state, result.answered).map((f) => ({
+            ...f,
+            message: `history: ${f.message}`,
+          })),
+        ].filter((f) => !KEEP_GOING || !seen.has(f.message));
+        for (const f of findings) seen.add(f.message);
+        trace.push(
+          JSON.stringify({
+            batch,
+            state: summarize(u, api.state),
+            problems: findings.map((f) => f.message),
+          }),
         );
+        if (findings.length) {
+          const path = await writeTrace();
+          const message = formatFailure(
+            u,
+            batch,
+            findings,
+            result.entries,
+            state,
+            path,
+            logs,
+            replay,
+          );
+          if (!KEEP_GOING) throw new Error(message);
+          failures.push(message);
+        }
+        state = gcState ?? api.state;
       }
-      const findings = [
-        ...result.findings,
-        ...gcFindings,
-        ...hindsightFindings(u, state, result),
-        ...api.findings,
-        ...disk.findings,
-        ...stateDifferences(u, api.state, disk.state, ["the API", "the disk"]),
-        ...historyProblems(u, state, api.state, result.answered).map((f) => ({
-          ...f,
-          message: `history: ${f.message}`,
-        })),
-      ].filter((f) => !KEEP_GOING || !seen.has(f.message));
-      for (const f of findings) seen.add(f.message);
-      trace.push(
-        JSON.stringify({
-          batch,
-          state: summarize(u, api.state),
-          problems: findings.map((f) => f.message),
-        }),
-      );
-      if (findings.length) {
-        const path = await writeTrace();
-        const message = formatFailure(u, batch, findings, result.entries, state, path, logs);
-        if (!KEEP_GOING) throw new Error(message);
-        failures.push(message);
-      }
-      state = gcState ?? api.state;
-    }
-    if (TRACE || failures.length) await writeTrace();
-    if (failures.length) throw new Error(failures.join("\n\n"));
-  },
-);
+      if (TRACE || failures.length) await writeTrace();
+      if (failures.length) throw new Error(failures.join("\n\n"));
+    },
+  });
+}
+
+if (Deno.mainModule === import.meta.url) {
+  // Collections (an operation, and alone every GC_EVERY batches) with no grace window, and
+  // untagged manifests dropped at once.
+  stressSuite({
+    registry: () =>
+      tempRegistry({
+        config: {
+          gc: {
+            intervalMs: 0,
+            graceMs: 0,
+            deleteOrphanReferrers: false,
+            retention: [{
+              repositories: ["**"],
+              keepTags: null,
+              keepTagPatterns: [],
+              keepPulledWithinMs: null,
+              untaggedAfterMs: 0,
+            }],
+          },
+        },
+      }),
+    store: (reg, repos) => listDataRoot((reg as TempRegistry).dataDir, repos),
+    storeName: "the disk",
+  });
+}
 
 Deno.test("stress model: the checks catch what they must and spare what they may not judge", async () => {
   const rng = new Rng(7);
