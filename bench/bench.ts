@@ -55,19 +55,13 @@ import {
   sinkIntake,
   startSink,
 } from "./ceilings.ts";
-import {
-  type Ceilings,
-  ceilingsTable,
-  resourcesTable,
-  resultsTable,
-  type Sample,
-  type WorkloadResult,
-} from "./report.ts";
+import { type Ceilings, ceilingsTable, resourcesTable, resultsTable } from "./report.ts";
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { parseGcArgs, runGcBench } from "./gc_bench.ts";
-import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
+import { type Server, startDistribution, startOurs } from "./servers.ts";
+import { runRows } from "./rows.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
-import { type ClientRows, clientWorkloads, SkipRow } from "./client_rows.ts";
+import { type ClientRows, clientWorkloads } from "./client_rows.ts";
 import {
   CHECK_ROWS,
   compareWithBaseline,
@@ -337,7 +331,7 @@ async function main(): Promise<number> {
   let clients: ClientRows | null = null;
   try {
     // Test data: generated and hashed once, outside every timed section.
-    let t0 = performance.now();
+    const t0 = performance.now();
     const master = makeData(blobSize);
     const blob: Blob = { bytes: master, digest: sha256(master) };
     const parallel: Blob[] = Array.from({ length: 8 }, (_, i) => {
@@ -406,81 +400,10 @@ async function main(): Promise<number> {
       return 2;
     }
 
-    const results: WorkloadResult[] = [];
-    for (const w of chosen) {
-      t0 = performance.now();
-      const result: WorkloadResult = {
-        name: w.name,
-        metrics: w.metrics,
-        transfer: w.transfer,
-        ours: [],
-        distribution: [],
-      };
-      const capped = new Set<string>();
-      // A client row that cannot run here (bench/client_rows.ts) is reported as skipped.
-      const skip = (error: unknown) => {
-        if (!(error instanceof SkipRow)) throw error;
-        result.skipped = error.message;
-        console.log(`${w.name}: skipped: ${error.message}`);
-      };
-      try {
-        for (const s of [ours!, dist!]) await w.setup?.(s);
-      } catch (error) {
-        skip(error);
-      }
-      for (let r = 0; r < runs && result.skipped === undefined; r++) {
-        const order: Server[] = r % 2 === 0 ? [ours!, dist!] : [dist!, ours!];
-        for (let s of order) {
-          if (capped.has(s.name)) continue;
-          const sampler = new Sampler(s.pid);
-          sampler.start();
-          let out;
-          let usage;
-          try {
-            out = await w.run(s, r);
-          } catch (error) {
-            skip(error);
-            break;
-          } finally {
-            usage = sampler.stop();
-          }
-          const sample: Sample = {
-            metrics: out.metrics,
-            seconds: out.seconds,
-            clientCpu: out.clientCpu,
-            peakRssMiB: usage.peakRssMiB,
-            serverCpu: usage.cpuSeconds,
-            ...(out.note ? { note: out.note } : {}),
-          };
-          (s.name === "ours" ? result.ours : result.distribution).push(sample);
-          if (out.timedOut) {
-            // The server may go on working through what it had received: start it afresh.
-            console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
-            s = await s.restart();
-            if (s.name === "ours") ours = s;
-            else dist = s;
-          }
-          await w.after?.(s);
-          if (out.seconds >= maxRunSeconds && r < runs - 1) {
-            capped.add(s.name);
-            console.log(
-              `  ${w.name}: ${s.name} run took ${
-                out.seconds.toFixed(0)
-              } s (limit ${maxRunSeconds} s); its remaining runs are skipped (--max-run-seconds)`,
-            );
-          }
-        }
-      }
-      results.push(result);
-      if (result.skipped !== undefined) continue;
-      const line = w.metrics.map((m) =>
-        `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
-          result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
-        }`
-      ).join("; ");
-      console.log(`${w.name}: ${line} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-    }
-
+    const pair = { ours: ours!, dist: dist! };
+    const results = await runRows(chosen, pair, { runs, maxRunSeconds });
+    ours = pair.ours;
+    dist = pair.dist;
     console.log("\n## Results\n");
     console.log(resultsTable(results, allCeilings, runs));
     console.log("\n## Resources per workload (peak RSS: max over runs; CPU: median over runs)\n");

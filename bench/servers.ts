@@ -17,6 +17,11 @@ export interface Server {
   readonly logPath: string;
   /** Where the committed bytes of a sha256 blob live on disk (for cleanup between runs). */
   blobPath(hex: string): string;
+  /**
+   * When set (a server on S3), removes a committed blob from its storage instead of deleting
+   * `blobPath` (for cleanup between runs), after checking that its stored size is `size`.
+   */
+  dropBlob?(digest: string, size: number): Promise<void>;
   /** Stops the process (SIGTERM, then SIGKILL after 15 s; at once with `force`). */
   stop(force?: boolean): Promise<void>;
   /** Kills the process and starts a new one on the same data root (new port and pid). */
@@ -104,6 +109,11 @@ export interface OursOptions {
   readonly env?: Record<string, string>;
   /** The log file's name in the log folder (default `ours.log`). */
   readonly logName?: string;
+  /**
+   * A configuration file (`--config FILE`) instead of `--data DATA_DIR`: the S3 mode, where a
+   * filesystem root is refused.
+   */
+  readonly configPath?: string;
 }
 
 /**
@@ -134,8 +144,7 @@ export async function startOurs(
       join(opts.repoRoot, "main.ts"),
       "--port",
       "0",
-      "--data",
-      dataDir,
+      ...(opts.configPath ? ["--config", opts.configPath] : ["--data", dataDir]),
     ],
     logPath,
     { cwd: opts.repoRoot, env: { NO_COLOR: "1", ...opts.env } },
@@ -211,12 +220,18 @@ export async function startDistribution(
   binary: string,
   dataDir: string,
   logDir: string,
+  /** Another configuration (e.g. the S3 driver's) for a port, and the files' base name. */
+  custom?: { config: (port: number) => string; name: string },
 ): Promise<Server> {
   await Deno.mkdir(dataDir, { recursive: true });
   const port = freePort();
-  const configPath = join(logDir, "distribution.yml");
-  await Deno.writeTextFile(configPath, distributionConfig(dataDir, port));
-  const logPath = join(logDir, "distribution.log");
+  const name = custom?.name ?? "distribution";
+  const configPath = join(logDir, `${name}.yml`);
+  await Deno.writeTextFile(
+    configPath,
+    custom ? custom.config(port) : distributionConfig(dataDir, port),
+  );
+  const logPath = join(logDir, `${name}.log`);
   const child = spawnLogged(binary, ["serve", configPath], logPath);
   const base = `http://127.0.0.1:${port}`;
   try {
@@ -238,7 +253,7 @@ export async function startDistribution(
     },
     restart: async () => {
       await stopChild(child, true);
-      return await startDistribution(binary, dataDir, logDir);
+      return await startDistribution(binary, dataDir, logDir, custom);
     },
   };
 }

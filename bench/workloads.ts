@@ -97,6 +97,11 @@ export interface WorkloadOptions {
   readonly benchDir: string;
   /** Where the pulled bytes land (at least the blob size). */
   readonly rx: Uint8Array;
+  /**
+   * The pull row follows a 307 to its Location (a presigned URL of the bucket), on a new
+   * connection, inside the timed part; without it a pull must answer 200.
+   */
+  readonly followRedirects?: boolean;
 }
 
 function fail(what: string, res: Http1Response): never {
@@ -218,7 +223,11 @@ async function putManifest(
 }
 
 /** Removes the committed bytes of pushed blobs, so the next run pushes a new blob again. */
-async function dropBlobs(server: Server, blobs: readonly Blob[]): Promise<void> {
+export async function dropBlobs(server: Server, blobs: readonly Blob[]): Promise<void> {
+  if (server.dropBlob) {
+    for (const blob of blobs) await server.dropBlob(blob.digest, blob.bytes.length);
+    return;
+  }
   for (const blob of blobs) {
     await Deno.remove(server.blobPath(blob.digest.slice("sha256:".length)), { recursive: true })
       .catch(() => {});
@@ -442,6 +451,7 @@ export function workloads(opts: WorkloadOptions): Workload[] {
       async run(server) {
         opts.rx.fill(0, 0, size);
         let res: Http1Response | null = null;
+        let redirected = false;
         const t = await timed(async () => {
           const conn = await Http1.connect(server.base);
           try {
@@ -451,6 +461,17 @@ export function workloads(opts: WorkloadOptions): Workload[] {
           } finally {
             conn.close();
           }
+          const loc = res.headers.get("location");
+          if (opts.followRedirects && res.status === 307 && loc) {
+            redirected = true;
+            const target = new URL(loc, server.base);
+            const next = await Http1.connect(target.origin);
+            try {
+              res = await next.request("GET", target.pathname + target.search, { sink: opts.rx });
+            } finally {
+              next.close();
+            }
+          }
         });
         const r = res as Http1Response | null;
         if (r === null || r.status !== 200 || r.received !== size) {
@@ -459,7 +480,11 @@ export function workloads(opts: WorkloadOptions): Workload[] {
           );
         }
         verifyPull(`pull on ${server.name}`);
-        return { metrics: { "MiB/s": size / MiB / t.seconds }, ...t };
+        return {
+          metrics: { "MiB/s": size / MiB / t.seconds },
+          ...t,
+          ...(redirected ? { note: "307 to the bucket, followed" } : {}),
+        };
       },
     },
     {
