@@ -46,12 +46,17 @@ function spawnLogged(
   command: string,
   args: readonly string[],
   logPath: string,
-  options: { cwd?: string; env?: Record<string, string> } = {},
+  options: { cwd?: string; env?: Record<string, string>; unsetEnv?: readonly string[] } = {},
 ): Deno.ChildProcess {
+  const unset = options.unsetEnv ?? [];
+  const env = unset.length === 0 ? options.env : Object.fromEntries(
+    Object.entries({ ...Deno.env.toObject(), ...options.env }).filter(([k]) => !unset.includes(k)),
+  );
   return new Deno.Command("sh", {
     args: ["-c", 'exec "$@" >>"$0" 2>&1', logPath, command, ...args],
     cwd: options.cwd,
-    env: options.env,
+    env,
+    clearEnv: unset.length > 0,
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -220,8 +225,11 @@ export async function startDistribution(
   binary: string,
   dataDir: string,
   logDir: string,
-  /** Another configuration (e.g. the S3 driver's) for a port, and the files' base name. */
-  custom?: { config: (port: number) => string; name: string },
+  /**
+   * Another configuration (e.g. the S3 driver's) for a port, the files' base name, and
+   * environment variables the process must not see.
+   */
+  custom?: { config: (port: number) => string; name: string; unsetEnv?: readonly string[] },
 ): Promise<Server> {
   await Deno.mkdir(dataDir, { recursive: true });
   const port = freePort();
@@ -232,7 +240,9 @@ export async function startDistribution(
     custom ? custom.config(port) : distributionConfig(dataDir, port),
   );
   const logPath = join(logDir, `${name}.log`);
-  const child = spawnLogged(binary, ["serve", configPath], logPath);
+  const child = spawnLogged(binary, ["serve", configPath], logPath, {
+    unsetEnv: custom?.unsetEnv,
+  });
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitReady(base, child, logPath);
