@@ -106,15 +106,25 @@ Deno.test("targets of the S3 run by row, with or without a pull mode", () => {
 });
 
 Deno.test("bound notes say whether RGW's own figure rules the target out", () => {
-  const c = { put: 100, copy: 100, parallelPut: 150, get: 200, head: 900, smallGet: 1000 };
+  const c = {
+    put: 100,
+    copy: 100,
+    oursPath: 40,
+    distPath: 50,
+    parallelPut: 150,
+    get: 200,
+    head: 900,
+    smallGet: 1000,
+  };
   const over = boundNote("head-blob [stream]", 500, 400, 10, c);
   assertIncludes(over, "target 10× Dist = 4,000 req/s");
   assertIncludes(over, "HeadObject at 64 conns: 900 req/s");
   assertIncludes(over, "no registry in front of it can reach it here");
-  const under = boundNote("push-mono", 20, 30, 1.5, c);
-  assertIncludes(under, "one PutObject then a CopyObject, in series: 50 MiB/s");
+  const under = boundNote("push-mono", 20, 20, 1.5, c);
+  assertIncludes(under, "bound (RGW alone, no registry in between): ours' storage path: 40 MiB/s");
+  assertIncludes(under, "Distribution's path: 50 MiB/s, so ours' path allows at most 0.80×");
   assertIncludes(under, "not explained by it");
-  const over2 = boundNote("push-mono", 20, 40, 1.5, c);
+  const over2 = boundNote("push-stream", 20, 30, 1.5, c);
   assertIncludes(over2, "no registry in front of it can reach it here");
   assertIncludes(boundNote("push-parallel", 1, 10, 1.5, c), "in series: 60 MiB/s");
   assertIncludes(boundNote("pull [redirect]", 90, 100, 1, c), "RGW against itself");
