@@ -400,6 +400,9 @@ export function boundNote(
       (ceilings.oursPath / ceilings.distPath).toFixed(2)
     }× a Distribution at its own bound)`
     : "";
+  if (paths !== "" && want > bound.v && want <= ceilings.distPath) {
+    return `${head}${paths}: the target is above what RGW does on ours' storage path here (every byte written once more inside RGW: the part objects, then their UploadPartCopy), so no registry on that path can reach it; Distribution's path would leave room, so this miss is ours' storage design, not RGW alone`;
+  }
   if (want > bound.v) {
     return `${head}${paths}: the target is above what RGW itself does on this machine, so no registry in front of it can reach it here`;
   }

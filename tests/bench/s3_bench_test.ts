@@ -124,7 +124,9 @@ Deno.test("bound notes say whether RGW's own figure rules the target out", () =>
   assertIncludes(under, "bound (RGW alone, no registry in between): ours' storage path: 40 MiB/s");
   assertIncludes(under, "Distribution's path: 50 MiB/s, so ours' path allows at most 0.80×");
   assertIncludes(under, "not explained by it");
-  const over2 = boundNote("push-stream", 20, 30, 1.5, c);
+  const design = boundNote("push-stream", 20, 30, 1.5, c);
+  assertIncludes(design, "this miss is ours' storage design, not RGW alone");
+  const over2 = boundNote("push-stream", 20, 40, 1.5, c);
   assertIncludes(over2, "no registry in front of it can reach it here");
   assertIncludes(boundNote("push-parallel", 1, 10, 1.5, c), "in series: 60 MiB/s");
   assertIncludes(boundNote("pull [redirect]", 90, 100, 1, c), "RGW against itself");
