@@ -448,7 +448,7 @@ export async function runS3Bench(o: S3BenchOptions): Promise<number> {
     });
     const rx = new Uint8Array(blobSize);
 
-    const scratch = await createRunBucket(s3, "rgw");
+    const scratch = await createRunBucket(s3, "rgw", true);
     buckets.push(scratch);
     const rgw = await measureRgw(s3, scratch, {
       blob,

@@ -141,11 +141,33 @@ export interface RunBucket {
   remove(): Promise<void>;
 }
 
-/** Creates a fresh bucket `bench-<tag>-<time>-<rand>`. */
-export async function createRunBucket(s3: S3Endpoint, tag: string): Promise<RunBucket> {
+/**
+ * Creates a fresh bucket `bench-<tag>-<time>-<rand>`. With `probe`, first writes and deletes
+ * one small object in it with one attempt and a short timeout, so that an RGW that takes no
+ * writes (a full OSD: writes then hang rather than fail) stops the run at once, saying so.
+ */
+export async function createRunBucket(
+  s3: S3Endpoint,
+  tag: string,
+  probe = false,
+): Promise<RunBucket> {
   const rand = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
   const name = `bench-${tag}-${Date.now()}-${rand}`;
   const client = new S3Client({ ...s3, bucket: name });
+  if (probe) {
+    const quick = new S3Client({ ...s3, bucket: name, attempts: 1, timeoutSeconds: 15 });
+    try {
+      await quick.createBucket();
+      await (await quick.putObject("probe", new Uint8Array(1024))).body?.cancel();
+      await quick.deleteObject("probe");
+    } catch (error) {
+      await quick.deleteBucket().catch(() => {});
+      throw new Error(
+        `RGW at ${s3.endpoint} does not take a 1 KiB write within 15 s (${error}); ` +
+          "a full OSD blocks writes (`ceph -c /var/tmp/registry-ceph/ceph.conf health`)",
+      );
+    }
+  }
   await client.createBucket();
   return {
     name,
