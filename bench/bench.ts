@@ -38,6 +38,14 @@
  *   --baseline FILE  the baseline file (default bench/baseline.json)
  *   --note TEXT  with --write-baseline: a remark stored with it (e.g. "measured under load")
  *
+ *   --storage s3  the S3 run instead (bench/s3_bench.ts): ours on S3 + PostgreSQL against
+ *               Distribution's s3 driver on the same Ceph RGW, RGW's own ceilings in the same
+ *               run; rows push-mono, push-stream, push-chunked, push-parallel, pull, head-blob,
+ *               get-manifest. Its flags: --blob-mib (default 64), --parallel-mib (blob/8),
+ *               --runs (3), --seconds (3), --only, --chunk-mib (both drivers' chunksize, 10),
+ *               --pull-modes (redirect,stream: pull and head-blob again with
+ *               storage.redirect.disable on both), --max-run-seconds (60), --dir, --keep
+ *
  * It installs nothing: when a tool is missing it says what to install and exits 1.
  */
 
@@ -55,19 +63,14 @@ import {
   sinkIntake,
   startSink,
 } from "./ceilings.ts";
-import {
-  type Ceilings,
-  ceilingsTable,
-  resourcesTable,
-  resultsTable,
-  type Sample,
-  type WorkloadResult,
-} from "./report.ts";
+import { type Ceilings, ceilingsTable, resourcesTable, resultsTable } from "./report.ts";
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { parseGcArgs, runGcBench } from "./gc_bench.ts";
-import { Sampler, type Server, startDistribution, startOurs } from "./servers.ts";
+import { type Server, startDistribution, startOurs } from "./servers.ts";
+import { runRows } from "./rows.ts";
+import { runS3Bench, S3_ROWS } from "./s3_bench.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
-import { type ClientRows, clientWorkloads, SkipRow } from "./client_rows.ts";
+import { type ClientRows, clientWorkloads } from "./client_rows.ts";
 import {
   CHECK_ROWS,
   compareWithBaseline,
@@ -196,6 +199,44 @@ export function gcOnlyArgs(args: readonly string[]): string[] | null {
   return [...args.slice(0, i), ...args.slice(i + (args[i] === "--only" ? 2 : 1))];
 }
 
+/** `--storage s3` (bench/s3_bench.ts): its own rows, sizes and servers. */
+async function s3Main(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const str = (k: string) => typeof values[k] === "string" ? values[k] as string : undefined;
+  const distBinary = which("docker-registry") ??
+    (Deno.statSync("/usr/bin/docker-registry").isFile ? "/usr/bin/docker-registry" : null);
+  if (distBinary === null) {
+    console.error(`Missing: docker-registry. Install it, e.g.:\n  ${INSTALL_HINT}`);
+    return 1;
+  }
+  const blobMiB = Number(str("blob-mib") ?? 64);
+  const modes = (str("pull-modes") ?? "redirect,stream").split(",").map((m) => m.trim());
+  if (modes.some((m) => m !== "redirect" && m !== "stream")) {
+    console.error("--pull-modes is a list of redirect and stream");
+    return 2;
+  }
+  const only = str("only")?.split(",").map((n) => n.trim()) ?? null;
+  const unknown = only?.filter((n) => !(S3_ROWS as readonly string[]).includes(n)) ?? [];
+  if (unknown.length > 0) {
+    console.error(`Unknown rows for --storage s3: ${unknown.join(", ")}; known: ${S3_ROWS}`);
+    return 2;
+  }
+  return await runS3Bench({
+    repoRoot: REPO_ROOT,
+    benchDir: BENCH_DIR,
+    distBinary,
+    blobMiB,
+    parallelMiB: Number(str("parallel-mib") ?? Math.max(1, Math.floor(blobMiB / 8))),
+    runs: Math.max(1, Number(str("runs") ?? 3)),
+    loadSeconds: Number(str("seconds") ?? 3),
+    maxRunSeconds: Number(str("max-run-seconds") ?? 60),
+    chunkSize: Number(str("chunk-mib") ?? 10) * MiB,
+    only,
+    pullModes: modes as ("redirect" | "stream")[],
+    parent: str("dir") ?? (Deno.env.get("TMPDIR") || "/tmp"),
+    keep: values.keep === true,
+  });
+}
+
 async function main(): Promise<number> {
   const gcArgs = gcOnlyArgs(Deno.args);
   if (gcArgs !== null) {
@@ -223,6 +264,10 @@ async function main(): Promise<number> {
       "write-baseline": { type: "string" },
       baseline: { type: "string", default: DEFAULT_BASELINE },
       note: { type: "string" },
+      storage: { type: "string", default: "filesystem" },
+      "parallel-mib": { type: "string" },
+      "chunk-mib": { type: "string", default: "10" },
+      "pull-modes": { type: "string", default: "redirect,stream" },
       help: { type: "boolean", default: false },
     },
   });
@@ -231,6 +276,11 @@ async function main(): Promise<number> {
       "Usage: deno task bench [--full] [--runs N] [--only a,b] [--seconds N] [--dir D] [--keep] [--json F] [--profile D] [--image-mib N] [--image-layers N] [--check] [--write-baseline N [--note T]] [--baseline F]",
     );
     return 0;
+  }
+  if (values.storage === "s3") return await s3Main(values);
+  if (values.storage !== "filesystem") {
+    console.error(`--storage is filesystem (the default) or s3, not ${values.storage}`);
+    return 2;
   }
   if (values["write-baseline"] !== undefined) {
     // Every other argument goes to the check runs.
@@ -337,7 +387,7 @@ async function main(): Promise<number> {
   let clients: ClientRows | null = null;
   try {
     // Test data: generated and hashed once, outside every timed section.
-    let t0 = performance.now();
+    const t0 = performance.now();
     const master = makeData(blobSize);
     const blob: Blob = { bytes: master, digest: sha256(master) };
     const parallel: Blob[] = Array.from({ length: 8 }, (_, i) => {
@@ -406,81 +456,10 @@ async function main(): Promise<number> {
       return 2;
     }
 
-    const results: WorkloadResult[] = [];
-    for (const w of chosen) {
-      t0 = performance.now();
-      const result: WorkloadResult = {
-        name: w.name,
-        metrics: w.metrics,
-        transfer: w.transfer,
-        ours: [],
-        distribution: [],
-      };
-      const capped = new Set<string>();
-      // A client row that cannot run here (bench/client_rows.ts) is reported as skipped.
-      const skip = (error: unknown) => {
-        if (!(error instanceof SkipRow)) throw error;
-        result.skipped = error.message;
-        console.log(`${w.name}: skipped: ${error.message}`);
-      };
-      try {
-        for (const s of [ours!, dist!]) await w.setup?.(s);
-      } catch (error) {
-        skip(error);
-      }
-      for (let r = 0; r < runs && result.skipped === undefined; r++) {
-        const order: Server[] = r % 2 === 0 ? [ours!, dist!] : [dist!, ours!];
-        for (let s of order) {
-          if (capped.has(s.name)) continue;
-          const sampler = new Sampler(s.pid);
-          sampler.start();
-          let out;
-          let usage;
-          try {
-            out = await w.run(s, r);
-          } catch (error) {
-            skip(error);
-            break;
-          } finally {
-            usage = sampler.stop();
-          }
-          const sample: Sample = {
-            metrics: out.metrics,
-            seconds: out.seconds,
-            clientCpu: out.clientCpu,
-            peakRssMiB: usage.peakRssMiB,
-            serverCpu: usage.cpuSeconds,
-            ...(out.note ? { note: out.note } : {}),
-          };
-          (s.name === "ours" ? result.ours : result.distribution).push(sample);
-          if (out.timedOut) {
-            // The server may go on working through what it had received: start it afresh.
-            console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
-            s = await s.restart();
-            if (s.name === "ours") ours = s;
-            else dist = s;
-          }
-          await w.after?.(s);
-          if (out.seconds >= maxRunSeconds && r < runs - 1) {
-            capped.add(s.name);
-            console.log(
-              `  ${w.name}: ${s.name} run took ${
-                out.seconds.toFixed(0)
-              } s (limit ${maxRunSeconds} s); its remaining runs are skipped (--max-run-seconds)`,
-            );
-          }
-        }
-      }
-      results.push(result);
-      if (result.skipped !== undefined) continue;
-      const line = w.metrics.map((m) =>
-        `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
-          result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
-        }`
-      ).join("; ");
-      console.log(`${w.name}: ${line} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
-    }
-
+    const pair = { ours: ours!, dist: dist! };
+    const results = await runRows(chosen, pair, { runs, maxRunSeconds });
+    ours = pair.ours;
+    dist = pair.dist;
     console.log("\n## Results\n");
     console.log(resultsTable(results, allCeilings, runs));
     console.log("\n## Resources per workload (peak RSS: max over runs; CPU: median over runs)\n");

@@ -17,6 +17,11 @@ export interface Server {
   readonly logPath: string;
   /** Where the committed bytes of a sha256 blob live on disk (for cleanup between runs). */
   blobPath(hex: string): string;
+  /**
+   * When set (a server on S3), removes a committed blob from its storage instead of deleting
+   * `blobPath` (for cleanup between runs), after checking that its stored size is `size`.
+   */
+  dropBlob?(digest: string, size: number): Promise<void>;
   /** Stops the process (SIGTERM, then SIGKILL after 15 s; at once with `force`). */
   stop(force?: boolean): Promise<void>;
   /** Kills the process and starts a new one on the same data root (new port and pid). */
@@ -41,12 +46,17 @@ function spawnLogged(
   command: string,
   args: readonly string[],
   logPath: string,
-  options: { cwd?: string; env?: Record<string, string> } = {},
+  options: { cwd?: string; env?: Record<string, string>; unsetEnv?: readonly string[] } = {},
 ): Deno.ChildProcess {
+  const unset = options.unsetEnv ?? [];
+  const env = unset.length === 0 ? options.env : Object.fromEntries(
+    Object.entries({ ...Deno.env.toObject(), ...options.env }).filter(([k]) => !unset.includes(k)),
+  );
   return new Deno.Command("sh", {
     args: ["-c", 'exec "$@" >>"$0" 2>&1', logPath, command, ...args],
     cwd: options.cwd,
-    env: options.env,
+    env,
+    clearEnv: unset.length > 0,
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -104,6 +114,11 @@ export interface OursOptions {
   readonly env?: Record<string, string>;
   /** The log file's name in the log folder (default `ours.log`). */
   readonly logName?: string;
+  /**
+   * A configuration file (`--config FILE`) instead of `--data DATA_DIR`: the S3 mode, where a
+   * filesystem root is refused.
+   */
+  readonly configPath?: string;
 }
 
 /**
@@ -134,8 +149,7 @@ export async function startOurs(
       join(opts.repoRoot, "main.ts"),
       "--port",
       "0",
-      "--data",
-      dataDir,
+      ...(opts.configPath ? ["--config", opts.configPath] : ["--data", dataDir]),
     ],
     logPath,
     { cwd: opts.repoRoot, env: { NO_COLOR: "1", ...opts.env } },
@@ -211,13 +225,24 @@ export async function startDistribution(
   binary: string,
   dataDir: string,
   logDir: string,
+  /**
+   * Another configuration (e.g. the S3 driver's) for a port, the files' base name, and
+   * environment variables the process must not see.
+   */
+  custom?: { config: (port: number) => string; name: string; unsetEnv?: readonly string[] },
 ): Promise<Server> {
   await Deno.mkdir(dataDir, { recursive: true });
   const port = freePort();
-  const configPath = join(logDir, "distribution.yml");
-  await Deno.writeTextFile(configPath, distributionConfig(dataDir, port));
-  const logPath = join(logDir, "distribution.log");
-  const child = spawnLogged(binary, ["serve", configPath], logPath);
+  const name = custom?.name ?? "distribution";
+  const configPath = join(logDir, `${name}.yml`);
+  await Deno.writeTextFile(
+    configPath,
+    custom ? custom.config(port) : distributionConfig(dataDir, port),
+  );
+  const logPath = join(logDir, `${name}.log`);
+  const child = spawnLogged(binary, ["serve", configPath], logPath, {
+    unsetEnv: custom?.unsetEnv,
+  });
   const base = `http://127.0.0.1:${port}`;
   try {
     await waitReady(base, child, logPath);
@@ -238,7 +263,7 @@ export async function startDistribution(
     },
     restart: async () => {
       await stopChild(child, true);
-      return await startDistribution(binary, dataDir, logDir);
+      return await startDistribution(binary, dataDir, logDir, custom);
     },
   };
 }

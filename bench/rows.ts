@@ -1,0 +1,103 @@
+/**
+ * The measuring loop of `deno task bench` (bench/bench.ts and bench/s3_bench.ts): each
+ * workload against both servers, run by run, alternating which goes first, with each run's
+ * server sampled (peak RSS, CPU); a client row that cannot run here is reported as skipped; a
+ * push run stopped at its time limit restarts that server; a server whose run took longer
+ * than the limit skips its remaining runs of that workload.
+ */
+
+import { SkipRow } from "./client_rows.ts";
+import type { Sample, WorkloadResult } from "./report.ts";
+import { Sampler, type Server } from "./servers.ts";
+import type { Workload } from "./workloads.ts";
+
+/** The two servers under test; replaced in place when one is restarted. */
+export interface Pair {
+  ours: Server;
+  dist: Server;
+}
+
+/** Runs the workloads against both servers and returns their samples. */
+export async function runRows(
+  chosen: readonly Workload[],
+  pair: Pair,
+  o: { runs: number; maxRunSeconds: number },
+): Promise<WorkloadResult[]> {
+  const { runs, maxRunSeconds } = o;
+  const results: WorkloadResult[] = [];
+  for (const w of chosen) {
+    const t0 = performance.now();
+    const result: WorkloadResult = {
+      name: w.name,
+      metrics: w.metrics,
+      transfer: w.transfer,
+      ours: [],
+      distribution: [],
+    };
+    const capped = new Set<string>();
+    // A client row that cannot run here (bench/client_rows.ts) is reported as skipped.
+    const skip = (error: unknown) => {
+      if (!(error instanceof SkipRow)) throw error;
+      result.skipped = error.message;
+      console.log(`${w.name}: skipped: ${error.message}`);
+    };
+    try {
+      for (const s of [pair.ours, pair.dist]) await w.setup?.(s);
+    } catch (error) {
+      skip(error);
+    }
+    for (let r = 0; r < runs && result.skipped === undefined; r++) {
+      const order: Server[] = r % 2 === 0 ? [pair.ours, pair.dist] : [pair.dist, pair.ours];
+      for (let s of order) {
+        if (capped.has(s.name)) continue;
+        const sampler = new Sampler(s.pid);
+        sampler.start();
+        let out;
+        let usage;
+        try {
+          out = await w.run(s, r);
+        } catch (error) {
+          skip(error);
+          break;
+        } finally {
+          usage = sampler.stop();
+        }
+        const sample: Sample = {
+          metrics: out.metrics,
+          seconds: out.seconds,
+          clientCpu: out.clientCpu,
+          peakRssMiB: usage.peakRssMiB,
+          serverCpu: usage.cpuSeconds,
+          ...(out.note ? { note: out.note } : {}),
+        };
+        (s.name === "ours" ? result.ours : result.distribution).push(sample);
+        if (out.timedOut) {
+          // The server may go on working through what it had received: start it afresh.
+          console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
+          s = await s.restart();
+          if (s.name === "ours") pair.ours = s;
+          else pair.dist = s;
+        }
+        await w.after?.(s);
+        if (out.seconds >= maxRunSeconds && r < runs - 1) {
+          capped.add(s.name);
+          console.log(
+            `  ${w.name}: ${s.name} run took ${
+              out.seconds.toFixed(0)
+            } s (limit ${maxRunSeconds} s); its remaining runs are skipped (--max-run-seconds)`,
+          );
+        }
+      }
+    }
+    results.push(result);
+    if (result.skipped !== undefined) continue;
+    const line = w.metrics.map((m) =>
+      `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
+        result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
+      }`
+    ).join("; ");
+    console.log(`${w.name}: ${line} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+  }
+
+  return results;
+}
