@@ -15,7 +15,7 @@
 
 import { type Config, DEFAULTS } from "../config/mod.ts";
 import { type EventSink, NO_EVENTS } from "../events/sink.ts";
-import { Collector } from "../gc/collector.ts";
+import { Collector, type CollectorDeps } from "../gc/collector.ts";
 import { Activity } from "../storage/activity.ts";
 import { type BlobStore, DriverBlobStore } from "../storage/blobs.ts";
 import { CachedBlobStore, CachedMetadataStore } from "../storage/cache.ts";
@@ -187,36 +187,10 @@ export async function createServices(
     rootLock?.release();
     throw error;
   }
-  const uploadService = new UploadService({ uploads, blobs, meta, locks, events, activity }, {
-    maxAgeMs: config.uploadMaxAgeMs,
-    ...(options.now ? { now: options.now } : {}),
-    ...(options.hashBackend ? { backend: options.hashBackend } : {}),
-  });
   return {
-    config,
-    driver,
-    locks,
+    ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }),
     database: null,
     where: config.dataDir,
-    blobs: new BlobService({ blobs, meta, locks, events, activity }),
-    uploads: uploadService,
-    manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
-      immutableTag: immutableMatcher(config.immutableTags ?? []),
-    }),
-    listings: new ListingService({ meta }),
-    repositories: new RepositoryDeleter({ meta, locks, events }),
-    activity,
-    gc: new Collector({
-      driver,
-      blobs,
-      meta,
-      locks,
-      uploads: uploadService,
-      activity,
-      config: config.gc ?? DEFAULTS.gc,
-      now,
-      ...(options.gcProbe ? { probe: options.gcProbe } : {}),
-    }),
     close: () => rootLock?.release(),
   };
 }
@@ -268,6 +242,40 @@ async function createScaleOutServices(
   if (config.metrics.enabled) driver = new InstrumentedDriver(driver);
   const blobs = options.stores?.blobs ?? new DriverBlobStore(driver);
   const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
+  return {
+    ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }, {
+      exclusive: (fn) => tryExclusive(lockSql, COLLECTION_LOCK, fn),
+    }),
+    database: {
+      async check() {
+        await sql`select 1`;
+      },
+    },
+    where,
+    close,
+  };
+}
+
+/** The stores, locks and trackers of one registry, in either mode. */
+interface Parts {
+  readonly config: Config;
+  readonly options: ServiceOptions;
+  readonly driver: StorageDriver;
+  readonly blobs: BlobStore;
+  readonly meta: MetadataStore;
+  readonly uploads: UploadStore;
+  readonly locks: LockManager;
+  readonly events: EventSink;
+  readonly activity: Activity;
+  readonly now: () => number;
+}
+
+/** The services over the parts (both modes build them alike). */
+function assemble(
+  parts: Parts,
+  gc: Pick<CollectorDeps, "exclusive"> = {},
+): Omit<Services, "database" | "where" | "close"> {
+  const { config, options, driver, blobs, meta, uploads, locks, events, activity, now } = parts;
   const uploadService = new UploadService({ uploads, blobs, meta, locks, events, activity }, {
     maxAgeMs: config.uploadMaxAgeMs,
     ...(options.now ? { now: options.now } : {}),
@@ -277,12 +285,6 @@ async function createScaleOutServices(
     config,
     driver,
     locks,
-    database: {
-      async check() {
-        await sql`select 1`;
-      },
-    },
-    where,
     blobs: new BlobService({ blobs, meta, locks, events, activity }),
     uploads: uploadService,
     manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
@@ -300,9 +302,8 @@ async function createScaleOutServices(
       activity,
       config: config.gc ?? DEFAULTS.gc,
       now,
-      exclusive: (fn) => tryExclusive(lockSql, COLLECTION_LOCK, fn),
+      ...gc,
       ...(options.gcProbe ? { probe: options.gcProbe } : {}),
     }),
-    close,
   };
 }
