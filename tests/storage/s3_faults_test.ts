@@ -218,7 +218,7 @@ await s3Tests((bucket, ignore) => {
 
   test("through the app: a blob push gets 503 with Retry-After during an outage, and succeeds after", async () => {
     await using s = await setup();
-    const config = { ...DEFAULTS, port: 0, dataDir: "memory" };
+    const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true }; // the bytes through the app
     const app = await createApp(config, { log: () => {}, driver: s.driver });
     try {
       const call = (path: string, init?: RequestInit) =>
