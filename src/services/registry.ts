@@ -6,11 +6,12 @@
  *   an in-process lock manager;
  * - the scale-out mode (`storage.s3` with `database.url`): any number of replicas over one
  *   bucket and one PostgreSQL database. Blobs, upload data and state, the token signing key
- *   and the activity journal are objects of the bucket; repository metadata is in the
- *   database; locks are its advisory locks, so they hold across replicas; collections take
- *   one more advisory lock, so one replica sweeps at a time; each replica has its own event
- *   queues in the bucket and adopts those of replicas gone (`replica_events.ts`). Nothing is cached (another
- *   replica may change anything at any time), and nothing is on the replica's own disk.
+ *   and the activity journal are objects of the bucket; repository metadata and the sizes of
+ *   stored blobs are in the database; locks are its advisory locks, so they hold across
+ *   replicas; collections take one more advisory lock, so one replica sweeps at a time; each
+ *   replica has its own event queues in the bucket and adopts those of replicas gone
+ *   (`replica_events.ts`). Nothing is cached (another replica may change anything at any
+ *   time), and nothing is on the replica's own disk.
  */
 
 import { type Config, DEFAULTS } from "../config/mod.ts";
@@ -31,6 +32,7 @@ import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
 import { connect, type Sql } from "../storage/postgres/client.ts";
 import { PostgresLockManager, tryExclusive } from "../storage/postgres/locks.ts";
+import { BlobSizes, SizedBlobStore } from "../storage/postgres/blobs.ts";
 import { S3Driver } from "../storage/drivers/s3.ts";
 import {
   adoptQueues,
@@ -240,7 +242,10 @@ async function createScaleOutServices(
     throw error;
   }
   if (config.metrics.enabled) driver = new InstrumentedDriver(driver);
-  const blobs = options.stores?.blobs ?? new DriverBlobStore(driver);
+  // Blob sizes are rows of the database (written around the bytes, see postgres/blobs.ts):
+  // a size is a query, not a request to the bucket.
+  const sizes = new BlobSizes(sql);
+  const blobs = options.stores?.blobs ?? new SizedBlobStore(new DriverBlobStore(driver), sizes);
   const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
   return {
     ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }, {
