@@ -45,7 +45,7 @@ import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
 import { immutableMatcher } from "../auth/policy.ts";
 import { RepositoryDeleter } from "../maintenance/repositories.ts";
-import { BlobService } from "./blobs.ts";
+import { BlobService, type LinkedSize } from "./blobs.ts";
 import { ListingService } from "./listings.ts";
 import { ManifestService } from "./manifests.ts";
 import { UploadService } from "./uploads.ts";
@@ -243,12 +243,18 @@ async function createScaleOutServices(
   }
   if (config.metrics.enabled) driver = new InstrumentedDriver(driver);
   // Blob sizes are rows of the database (written around the bytes, see postgres/blobs.ts):
-  // a size is a query, not a request to the bucket.
+  // a blob HEAD is one query, with no request to the bucket. The one-query look-up joins the
+  // links of the database's metadata, so it is used only when both stores are these.
   const sizes = new BlobSizes(sql);
   const blobs = options.stores?.blobs ?? new SizedBlobStore(new DriverBlobStore(driver), sizes);
+  const linkedSize: LinkedSize | undefined =
+    options.stores?.blobs === undefined && options.stores?.meta === undefined
+      ? (name, digest) => sizes.linked(name, digest)
+      : undefined;
   const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
+  const parts = { config, options, driver, blobs, meta, uploads, locks, events, activity, now };
   return {
-    ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }, {
+    ...assemble({ ...parts, linkedSize }, {
       exclusive: (fn) => tryExclusive(lockSql, COLLECTION_LOCK, fn),
     }),
     database: {
@@ -273,6 +279,8 @@ interface Parts {
   readonly events: EventSink;
   readonly activity: Activity;
   readonly now: () => number;
+  /** The blob service's one-step size of a linked blob, when the stores have one. */
+  readonly linkedSize?: LinkedSize;
 }
 
 /** The services over the parts (both modes build them alike). */
@@ -290,7 +298,14 @@ function assemble(
     config,
     driver,
     locks,
-    blobs: new BlobService({ blobs, meta, locks, events, activity }),
+    blobs: new BlobService({
+      blobs,
+      meta,
+      locks,
+      events,
+      activity,
+      linkedSize: parts.linkedSize,
+    }),
     uploads: uploadService,
     manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
       immutableTag: immutableMatcher(config.immutableTags ?? []),
