@@ -7,7 +7,8 @@
  *   PutObject, CopyObject and GetObject of the push/pull sizes, 8 parallel PutObjects,
  *   HeadObject and a small GetObject under bench/load.ts; and each registry's storage path
  *   for one blob, its S3 requests sent straight to RGW), so that a missed target is set
- *   against the bound;
+ *   against the bound; then PostgreSQL's for the one query a blob HEAD of ours costs (pgbench,
+ *   and the registry's own client and pool: bench/pg_ceiling.ts), as that HEAD never asks RGW;
  * - pass 1, both servers in their default pull mode (307 to a presigned URL of the bucket,
  *   which the client follows inside the timed part): push-mono, push-stream, push-chunked,
  *   push-parallel, pull, head-blob, get-manifest;
@@ -27,6 +28,7 @@ import { AwsClient } from "aws4fetch";
 import { type CompletedPart, S3Client } from "../src/storage/drivers/s3_client.ts";
 import { join } from "node:path";
 import { runLoadProcess } from "./ceilings.ts";
+import { databaseTable, measureDatabase } from "./pg_ceiling.ts";
 import { Http1 } from "./http1.ts";
 import type { LoadResult } from "./load.ts";
 import { resourcesTable, resultsTable, spread, stats, type WorkloadResult } from "./report.ts";
@@ -347,6 +349,14 @@ function onBucket(server: Server, bucket: RunBucket, key: (digest: string) => st
   };
 }
 
+/** What bounds a row: a figure, what it is, its unit, and who alone reaches it (RGW). */
+interface Bound {
+  readonly v: number;
+  readonly what: string;
+  readonly unit: string;
+  readonly alone?: string;
+}
+
 /**
  * Why a missed target cannot be passed here, from RGW's figures of this run; "" when the
  * bound does not explain it.
@@ -365,6 +375,8 @@ export function boundNote(
     get: number;
     head: number;
     smallGet: number;
+    /** The blob HEAD's one query, PostgreSQL alone (bench/pg_ceiling.ts); NaN: unmeasured. */
+    headQuery?: number;
   },
 ): string {
   const base = workload.replace(/ \[.*\]$/, "");
@@ -372,7 +384,10 @@ export function boundNote(
   // the last byte is in: the fastest push RGW allows is a PutObject then a CopyObject, in
   // series, for either registry.
   const serial = (put: number) => 1 / (1 / put + 1 / ceilings.copy);
-  const bound = base === "push-parallel"
+  // A blob HEAD of ours asks PostgreSQL only (the link and the recorded size, one query):
+  // its bound is that query's rate; Distribution's still asks RGW.
+  const headQuery = ceilings.headQuery ?? NaN;
+  const bound: Bound = base === "push-parallel"
     ? {
       v: serial(ceilings.parallelPut),
       what: "8 parallel PutObjects then a CopyObject, in series",
@@ -382,14 +397,22 @@ export function boundNote(
     ? { v: ceilings.oursPath, what: "ours' storage path", unit: "MiB/s" }
     : base === "pull"
     ? { v: ceilings.get, what: "one GetObject", unit: "MiB/s" }
+    : base === "head-blob" && Number.isFinite(headQuery)
+    ? {
+      v: headQuery,
+      what: "the HEAD's one query (bench/pg_ceiling.ts)",
+      unit: "req/s",
+      alone: "PostgreSQL",
+    }
     : base === "head-blob"
     ? { v: ceilings.head, what: "HeadObject at 64 conns", unit: "req/s" }
     : { v: ceilings.smallGet, what: "GetObject 1 KiB at 64 conns", unit: "req/s" };
   const f = (x: number) => Math.round(x).toLocaleString("en-US");
+  const alone = bound.alone ?? "RGW";
   const want = target * distValue;
   const head = `${workload}: ours ${f(oursValue)}, target ${target}× Dist = ${
     f(want)
-  } ${bound.unit}; bound (RGW alone, no registry in between): ${bound.what}: ${
+  } ${bound.unit}; bound (${alone} alone, no registry in between): ${bound.what}: ${
     f(bound.v)
   } ${bound.unit}`;
   if (workload.endsWith("[redirect]") && base === "pull") {
@@ -404,7 +427,7 @@ export function boundNote(
     return `${head}${paths}: the target is above what RGW does on ours' storage path here (every byte written once more inside RGW: the part objects, then their UploadPartCopy), so no registry on that path can reach it; Distribution's path would leave room, so this miss is ours' storage design, not RGW alone`;
   }
   if (want > bound.v) {
-    return `${head}${paths}: the target is above what RGW itself does on this machine, so no registry in front of it can reach it here`;
+    return `${head}${paths}: the target is above what ${alone} itself does on this machine, so no registry in front of it can reach it here`;
   }
   return `${head}${paths}: under the bound, not explained by it`;
 }
@@ -475,6 +498,10 @@ export async function runS3Bench(o: S3BenchOptions): Promise<number> {
     const distBucket = await createRunBucket(s3, "dist");
     buckets.push(distBucket);
     db = await createRunDatabase(o.repoRoot);
+    const database = await measureDatabase(db.url, { seconds: 2, scratchDir: root });
+    console.log("## PostgreSQL ceiling (this run)\n");
+    console.log(databaseTable(database));
+    console.log("");
     const secret = crypto.randomUUID();
 
     const results: WorkloadResult[] = [];
@@ -571,6 +598,7 @@ export async function runS3Bench(o: S3BenchOptions): Promise<number> {
       get: stats(rgw.getMiBs).median,
       head: rgw.head?.rps ?? NaN,
       smallGet: rgw.smallGet?.rps ?? NaN,
+      headQuery: database.pgbench?.qps ?? database.client?.qps ?? NaN,
     };
     const missed: string[] = [];
     for (const r of results) {

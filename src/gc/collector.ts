@@ -22,10 +22,11 @@
  *    by the next collection, and a link never comes back without its bytes.
  * 3. Stale upload sessions: the upload service's own purge.
  *
- * Every delete goes through the cache layer, which drops its entry before the file goes. A
- * crash between two deletes leaves a consistent store (each step is one durable delete that
- * the readers' order allows); the next collection finishes the job. A dry run decides the
- * same way, deletes nothing, and reports what would go and the bytes that would be freed.
+ * Every delete goes through the stores: the cache layer drops its entry before the file goes,
+ * the scale-out mode's blob store the row of the blob's size before the bytes go. A crash
+ * between two deletes leaves a consistent store (each step is one durable delete that the
+ * readers' order allows); the next collection finishes the job. A dry run decides the same
+ * way, deletes nothing, and reports what would go and the bytes that would be freed.
  */
 
 import type { GcConfig } from "../config/mod.ts";

@@ -16,6 +16,9 @@
  * that does not is copied again. So a re-run after an interruption copies only what is
  * missing or damaged, and every run ends with every blob verified.
  *
+ * Each blob copied or found whole in the target is then recorded with its size in the
+ * target's table of stored blobs (`targetSizes`), which the replicas answer a HEAD from.
+ *
  * Metadata. Per repository, in the source's name order: layer links, manifest revisions
  * (their records: media type, size, subject, references), referrer entries, then tags (last,
  * so a tag in the target never names a manifest whose record is not there yet). Each entry is
@@ -115,6 +118,12 @@ export interface MigrateOptions {
   readonly target: StorageDriver;
   /** The target's metadata store (PostgreSQL). */
   readonly targetMeta: MetadataStore;
+  /**
+   * The target's record of stored blobs' sizes (the `blobs` table of the scale-out mode), told
+   * of every blob once it is copied or found whole in the target: the replicas then answer its
+   * HEAD from the database. Absent: sizes are not recorded (the replicas ask the bucket).
+   */
+  readonly targetSizes?: { record(digest: Digest, size: number): Promise<void> };
   /** Only say what would be copied: nothing is written, nothing re-read. */
   readonly dryRun?: boolean;
   /** Blobs copied at the same time (default 4). */
@@ -178,6 +187,10 @@ export async function migrate(options: MigrateOptions): Promise<MigrationReport>
       ? await plannedBlob(target, digest, size)
       : await copyBlob(source, target, digest, size);
     if (outcome === "copied" || outcome === "present") {
+      // After the bytes are verified in the target: a row never names bytes that are not
+      // there. No blob lock is taken: the move is made before replicas serve the target (a
+      // collection running there meanwhile would miss the links copied next just as well).
+      if (!dryRun) await options.targetSizes?.record(digest, size);
       report.blobs[outcome]++;
       report.bytes[outcome] += size;
       if (!dryRun) report.verifiedBlobs++;

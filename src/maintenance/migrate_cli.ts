@@ -26,6 +26,7 @@ import { MemoryDriver } from "../storage/drivers/memory.ts";
 import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
+import { BlobSizes } from "../storage/postgres/blobs.ts";
 import { connect, type Sql } from "../storage/postgres/client.ts";
 import {
   existingRoot,
@@ -155,6 +156,8 @@ export function main(
           source,
           target: driver,
           targetMeta,
+          // The replicas answer a blob HEAD from these rows (src/storage/postgres/blobs.ts).
+          ...(dryRun ? {} : { targetSizes: new BlobSizes(sql) }),
           dryRun,
           jobs,
           progress: (line) => io.err(line),

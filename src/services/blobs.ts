@@ -17,10 +17,21 @@ import type { ByteSpan } from "../types/spans.ts";
 import { Dependents } from "./dependents.ts";
 import { blobLock, repositoryLock } from "./locks.ts";
 
+/**
+ * Whether a blob is linked in a repository and the size its store recorded, in one look-up:
+ * null when it is not linked, `{ size: null }` when it is but no size is recorded (the blob
+ * store is asked then). The scale-out mode's `BlobSizes.linked`: one query for a HEAD.
+ */
+export type LinkedSize = (
+  name: RepositoryName,
+  digest: Digest,
+) => Promise<{ size: number | null } | null>;
+
 /** Registry semantics of blobs: stat, read, unlink and cross-repository mount. */
 export class BlobService {
   readonly #blobs: BlobStore;
   readonly #meta: MetadataStore;
+  readonly #linkedSize: LinkedSize | null;
   readonly #locks: LockManager;
   readonly #dependents: Dependents;
   readonly #events: EventSink;
@@ -28,7 +39,9 @@ export class BlobService {
 
   /**
    * Makes the service over its stores, the lock manager shared with the manifests, the sink
-   * of its events (default: none) and the activity tracker told of reads and mounts.
+   * of its events (default: none), the activity tracker told of reads and mounts, and the
+   * one-step look-up of a linked blob's size when the stores have one (`linkedSize`: sizes
+   * recorded by `blobs` in the database of `meta`).
    */
   constructor(
     stores: {
@@ -37,10 +50,12 @@ export class BlobService {
       locks: LockManager;
       events?: EventSink;
       activity?: Activity;
+      linkedSize?: LinkedSize;
     },
   ) {
     this.#blobs = stores.blobs;
     this.#meta = stores.meta;
+    this.#linkedSize = stores.linkedSize ?? null;
     this.#locks = stores.locks;
     this.#dependents = new Dependents(stores);
     this.#events = stores.events ?? NO_EVENTS;
@@ -56,7 +71,14 @@ export class BlobService {
 
   /** Size of a blob linked in the repository; throws BLOB_UNKNOWN. */
   async #size(name: RepositoryName, digest: Digest): Promise<number> {
-    const size = (await this.#meta.hasLayer(name, digest)) ? await this.#blobs.size(digest) : null;
+    let size: number | null;
+    if (this.#linkedSize !== null) {
+      // One round trip when the size is recorded; the blob store for a blob without one.
+      const linked = await this.#linkedSize(name, digest);
+      size = linked === null ? null : linked.size ?? await this.#blobs.size(digest);
+    } else {
+      size = (await this.#meta.hasLayer(name, digest)) ? await this.#blobs.size(digest) : null;
+    }
     if (size === null) throw unknownBlob(name, digest);
     return size;
   }

@@ -6,11 +6,12 @@
  *   an in-process lock manager;
  * - the scale-out mode (`storage.s3` with `database.url`): any number of replicas over one
  *   bucket and one PostgreSQL database. Blobs, upload data and state, the token signing key
- *   and the activity journal are objects of the bucket; repository metadata is in the
- *   database; locks are its advisory locks, so they hold across replicas; collections take
- *   one more advisory lock, so one replica sweeps at a time; each replica has its own event
- *   queues in the bucket and adopts those of replicas gone (`replica_events.ts`). Nothing is cached (another
- *   replica may change anything at any time), and nothing is on the replica's own disk.
+ *   and the activity journal are objects of the bucket; repository metadata and the sizes of
+ *   stored blobs are in the database; locks are its advisory locks, so they hold across
+ *   replicas; collections take one more advisory lock, so one replica sweeps at a time; each
+ *   replica has its own event queues in the bucket and adopts those of replicas gone
+ *   (`replica_events.ts`). Nothing is cached (another replica may change anything at any
+ *   time), and nothing is on the replica's own disk.
  */
 
 import { type Config, DEFAULTS } from "../config/mod.ts";
@@ -31,6 +32,7 @@ import { LocalMetadataStore } from "../storage/metadata/local.ts";
 import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
 import { connect, type Sql } from "../storage/postgres/client.ts";
 import { PostgresLockManager, tryExclusive } from "../storage/postgres/locks.ts";
+import { BlobSizes, SizedBlobStore } from "../storage/postgres/blobs.ts";
 import { S3Driver } from "../storage/drivers/s3.ts";
 import {
   adoptQueues,
@@ -43,7 +45,7 @@ import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import { DriverUploadStore, type UploadStore } from "../storage/uploads.ts";
 import { immutableMatcher } from "../auth/policy.ts";
 import { RepositoryDeleter } from "../maintenance/repositories.ts";
-import { BlobService } from "./blobs.ts";
+import { BlobService, type LinkedSize } from "./blobs.ts";
 import { ListingService } from "./listings.ts";
 import { ManifestService } from "./manifests.ts";
 import { UploadService } from "./uploads.ts";
@@ -240,10 +242,19 @@ async function createScaleOutServices(
     throw error;
   }
   if (config.metrics.enabled) driver = new InstrumentedDriver(driver);
-  const blobs = options.stores?.blobs ?? new DriverBlobStore(driver);
+  // Blob sizes are rows of the database (written around the bytes, see postgres/blobs.ts):
+  // a blob HEAD is one query, with no request to the bucket. The one-query look-up joins the
+  // links of the database's metadata, so it is used only when both stores are these.
+  const sizes = new BlobSizes(sql);
+  const blobs = options.stores?.blobs ?? new SizedBlobStore(new DriverBlobStore(driver), sizes);
+  const linkedSize: LinkedSize | undefined =
+    options.stores?.blobs === undefined && options.stores?.meta === undefined
+      ? (name, digest) => sizes.linked(name, digest)
+      : undefined;
   const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
+  const parts = { config, options, driver, blobs, meta, uploads, locks, events, activity, now };
   return {
-    ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }, {
+    ...assemble({ ...parts, linkedSize }, {
       exclusive: (fn) => tryExclusive(lockSql, COLLECTION_LOCK, fn),
     }),
     database: {
@@ -268,6 +279,8 @@ interface Parts {
   readonly events: EventSink;
   readonly activity: Activity;
   readonly now: () => number;
+  /** The blob service's one-step size of a linked blob, when the stores have one. */
+  readonly linkedSize?: LinkedSize;
 }
 
 /** The services over the parts (both modes build them alike). */
@@ -285,7 +298,14 @@ function assemble(
     config,
     driver,
     locks,
-    blobs: new BlobService({ blobs, meta, locks, events, activity }),
+    blobs: new BlobService({
+      blobs,
+      meta,
+      locks,
+      events,
+      activity,
+      linkedSize: parts.linkedSize,
+    }),
     uploads: uploadService,
     manifests: new ManifestService({ blobs, meta, locks, events, activity }, {
       immutableTag: immutableMatcher(config.immutableTags ?? []),

@@ -147,7 +147,7 @@ export class UploadService {
       // Under the blob's lock: a collection sweeping an old copy of these bytes runs wholly
       // before (the commit then brings them back) or after (it then sees the touch and link).
       await this.#locks.run(blobLock(digest), async () => {
-        await this.#blobs.commitUpload(id, digest);
+        await this.#blobs.commitUpload(id, digest, hasher.length);
         this.#activity?.touch(digest);
         await this.#locks.run(repositoryLock(name), async () => {
           await this.#meta.linkLayer(name, digest);

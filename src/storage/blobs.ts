@@ -20,8 +20,12 @@ export interface BlobStore {
   read(digest: Digest): Promise<Uint8Array<ArrayBuffer> | null>;
   /** Stores small verified bytes (a manifest) under their digest. */
   write(digest: Digest, bytes: Uint8Array): Promise<void>;
-  /** Moves the verified, flushed data of an upload session into the store under its digest. */
-  commitUpload(id: UploadId, digest: Digest): Promise<void>;
+  /**
+   * Moves the verified, flushed data of an upload session into the store under its digest;
+   * `size` is the verified length of that data, when the caller knows it (a store that records
+   * sizes then need not ask the driver).
+   */
+  commitUpload(id: UploadId, digest: Digest, size?: number): Promise<void>;
   /** Deletes a blob's bytes (`lazy`: see `DeleteOptions`); false when it was not stored. */
   delete(digest: Digest, options?: DeleteOptions): Promise<boolean>;
   /** Every stored digest, in no particular order. */

@@ -139,8 +139,8 @@ export class CachedBlobStore implements BlobStore {
   }
 
   /** @inheritdoc */
-  async commitUpload(id: UploadId, digest: Digest): Promise<void> {
-    await this.#inner.commitUpload(id, digest);
+  async commitUpload(id: UploadId, digest: Digest, size?: number): Promise<void> {
+    await this.#inner.commitUpload(id, digest, size);
     this.#sizes.delete(digest); // learnt again from the store on the next look-up
   }
 

@@ -131,6 +131,13 @@ Deno.test("bound notes say whether RGW's own figure rules the target out", () =>
   assertIncludes(boundNote("push-parallel", 1, 10, 1.5, c), "in series: 60 MiB/s");
   assertIncludes(boundNote("pull [redirect]", 90, 100, 1, c), "RGW against itself");
   assertIncludes(boundNote("get-manifest", 90, 100, 10, c), "GetObject 1 KiB");
+  // Ours' HEAD asks PostgreSQL only: its query's rate is the bound once measured.
+  const db = boundNote("head-blob [redirect]", 3000, 700, 10, { ...c, headQuery: 5000 });
+  assertIncludes(db, "bound (PostgreSQL alone, no registry in between)");
+  assertIncludes(db, "the HEAD's one query (bench/pg_ceiling.ts): 5,000 req/s");
+  assertIncludes(db, "above what PostgreSQL itself does");
+  const dbUnder = boundNote("head-blob [stream]", 3000, 700, 10, { ...c, headQuery: 9000 });
+  assertIncludes(dbUnder, "under the bound, not explained by it");
 });
 
 function assertIncludes(text: string, part: string): void {

@@ -4,10 +4,10 @@
  * than the last:
  *
  * - the OCI conformance workflows of `conformance_test.ts` (Pull, Push, Content Discovery,
- *   Content Management), in two of its four runs (the default, and blobs deleted before
- *   manifests with automatic mounts off), each run over a fresh bucket and database; blob
- *   GETs are redirected to the bucket (the default), which the suite's client follows as the
- *   Go suite's does;
+ *   Content Management) in all four of its runs (teardowns deleting manifests or blobs first,
+ *   automatic mounts on or off), each run over a fresh bucket and database; blob GETs are
+ *   redirected to the bucket (the default), which the suite's client follows as the Go
+ *   suite's does;
  * - the exact Docker, containerd, containers/image and crane request sequences of
  *   `docker_sequences_test.ts`, over one pair serving blob GETs itself
  *   (`storage.redirect.disable`: the sequences read the registry's headers on them), each
@@ -28,7 +28,6 @@ const ignore = unavailable !== null && !IN_CI;
 conformanceSuite({
   label: "two replicas: ",
   ignore,
-  runs: (s) => (s.manifestsFirst && s.automaticMount) || (!s.manifestsFirst && !s.automaticMount),
   registry: async (config) => {
     if (unavailable !== null) throw new Error(unavailable);
     const replicas = await twoReplicas({

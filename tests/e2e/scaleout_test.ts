@@ -3,8 +3,10 @@
  * RGW) and one PostgreSQL database, behind a proxy that sends each request to the other
  * replica: pushes (monolithic and chunked) and pulls whose requests alternate replicas, the
  * bytes streamed with Range (`storage.redirect.disable`) or, by default, redirected to a
- * presigned URL of the bucket; an upload started on A that B finishes after A was killed with
- * SIGKILL; a tag moved on A read on B at once; one collection at a time across replicas;
+ * presigned URL of the bucket; blob HEADs answered from PostgreSQL with no request to the
+ * bucket (counted by a proxy in front of RGW), a blob deleted on A 404 on B at once and its
+ * size's row gone with its bytes; an upload started on A that B finishes after A was killed
+ * with SIGKILL; a tag moved on A read on B at once; one collection at a time across replicas;
  * events of each replica delivered, a killed replica's by the next one to start; the curl
  * flow through the proxy; start-up failures as one line. Each test has its own database and
  * its own root directory in the run's bucket. Outside CI the tests are ignored when RGW or
@@ -17,6 +19,7 @@ import { COLLECTION_LOCK } from "../../src/services/registry.ts";
 import { connect } from "../../src/storage/postgres/client.ts";
 import { tryExclusive } from "../../src/storage/postgres/locks.ts";
 import { IN_CI } from "../helpers/clients.ts";
+import { FaultProxy } from "../helpers/fault_proxy.ts";
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "../helpers/media_types.ts";
 import { ociManifest } from "../helpers/manifests.ts";
 import { testDatabase } from "../helpers/postgres.ts";
@@ -303,6 +306,75 @@ await s3Tests((bucket, ignore) => {
         const ready = await at(replica.url)("/readyz");
         await expectStatus(ready, 200, "/readyz (the bucket and the database)");
         await ready.body?.cancel();
+      }
+    },
+  );
+
+  register(
+    bucket,
+    ignore,
+    "scale-out: a blob HEAD asks PostgreSQL, not the bucket; a blob deleted on A is 404 on B " +
+      "at once, and collected with its row",
+    async (cluster) => {
+      // Both replicas reach RGW through a proxy that counts their S3 requests.
+      const s3 = new FaultProxy(cluster.env.REGISTRY_STORAGE_S3_REGIONENDPOINT!);
+      const sql = connect(cluster.databaseUrl, { max: 1 });
+      try {
+        await using replicas = await pair(cluster, {
+          REGISTRY_STORAGE_S3_REGIONENDPOINT: s3.endpoint,
+          REGISTRY_STORAGE_GC_GRACE: "0s",
+        });
+        const { a, b } = replicas;
+        const name = "team/head";
+        const bytes = randomBytes(100_000);
+        const digest = await pushWhole(at(a.url), name, bytes);
+        const objectKey = `blobs/sha256/${digest.slice(7, 9)}/${digest.slice(7)}`;
+        const objectRequests = () => s3.counts.lines.filter((line) => line.includes(objectKey));
+        const rows = async () =>
+          (await sql<{ size: string }[]>`select size from blobs where digest = ${digest}`)
+            .map((row) => Number(row.size));
+        assert.deepEqual(await rows(), [bytes.length], "the commit recorded the size");
+        const head = async (replica: Replica) => {
+          const r = await at(replica.url)(`/v2/${name}/blobs/${digest}`, { method: "HEAD" });
+          await r.body?.cancel();
+          return r;
+        };
+        s3.resetCounts();
+        for (const replica of [a, b, a, b]) {
+          const r = await head(replica);
+          await expectStatus(r, 200, "HEAD blob");
+          assert.equal(r.headers.get("content-length"), String(bytes.length));
+          assert.equal(r.headers.get("docker-content-digest"), digest);
+        }
+        assert.deepEqual(objectRequests(), [], "a HEAD sent S3 requests for the blob");
+
+        // A blob stored before the table (no row): the bucket answers, and no row is made.
+        await sql`delete from blobs where digest = ${digest}`;
+        await expectStatus(await head(b), 200, "HEAD of a blob without a row");
+        assert.equal(objectRequests().length, 1, objectRequests().join("\n"));
+        assert.deepEqual(await rows(), [], "a HEAD inserted a row");
+        // The next push of the same bytes records it again.
+        await pushWhole(at(b.url), name, bytes);
+        assert.deepEqual(await rows(), [bytes.length]);
+
+        const deleted = await at(a.url)(`/v2/${name}/blobs/${digest}`, { method: "DELETE" });
+        await expectStatus(deleted, 202, "DELETE blob on A");
+        await deleted.body?.cancel();
+        await expectStatus(await head(b), 404, "HEAD on B just after the DELETE on A");
+        // The collector deletes the row, then the bytes.
+        const gc = await at(b.url)("/admin/gc?wait=true", { method: "POST" });
+        await expectStatus(gc, 200, "POST /admin/gc");
+        const report = await gc.json() as { counts: { blobs: number }; error?: string };
+        assert.equal(report.error, undefined);
+        assert.equal(report.counts.blobs, 1);
+        assert.deepEqual(await rows(), []);
+        s3.resetCounts();
+        await expectStatus(await head(a), 404, "HEAD on A after the collection");
+        assert.deepEqual(objectRequests(), [], "a HEAD of an unlinked blob asked the bucket");
+        assert.deepEqual(replicas.errors(), []);
+      } finally {
+        await sql.end();
+        await s3.close();
       }
     },
   );

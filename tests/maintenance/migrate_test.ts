@@ -2,7 +2,7 @@
  * `deno task migrate-to-s3`: a store pushed through the API into a data root (an index with
  * children, a referrer, a layer shared by two repositories, a nested repository, a 9 MiB
  * layer) is moved into a fresh S3 prefix (Ceph RGW) and a fresh PostgreSQL database, then read
- * back through `S3Driver` and `PostgresMetadataStore`. Also: a re-run copies nothing, an
+ * back through `S3Driver` and `PostgresMetadataStore` (every blob's size recorded). Also: a re-run copies nothing, an
  * interrupted run resumes, a damaged source blob is reported and not copied, a dry run writes
  * nothing, and a running registry is refused. Outside CI the tests needing S3 or PostgreSQL
  * are ignored when those cannot be brought up.
@@ -204,6 +204,15 @@ await s3Tests((bucket, ignore) => {
       assert.ok(!text.includes(target.env.REGISTRY_STORAGE_S3_SECRETKEY), "secret printed");
       assert.ok(!text.includes(target.env.REGISTRY_STORAGE_S3_ACCESSKEY), "key printed");
       await assertSameStore(fs, target);
+      // Every blob's size is recorded, as the replicas answer a HEAD from it.
+      const recorded = await target.sql<{ digest: string; size: string }[]>`
+        select digest::text as digest, size from blobs order by digest`;
+      const want = [];
+      for (const digest of await digestsOf(fs)) {
+        want.push({ digest, size: (await fs.stat(blobKey(digest as Digest)))!.size });
+      }
+      assert.equal(want.length, 18);
+      assert.deepEqual(recorded.map((r) => ({ digest: r.digest, size: Number(r.size) })), want);
 
       // What the fixture pushed, read back from PostgreSQL and S3.
       const meta = new PostgresMetadataStore(target.sql);

@@ -5,13 +5,19 @@
  * manifest's record predates stored references (which then get filled in), and succeeds once
  * the manifest is deleted; the same blob in another repository is unaffected. Mounts: from a
  * named repository, and without `from` by automatic mount (on: 201 from any holder; off: a new
- * upload session).
+ * upload session). With a one-step look-up of a linked blob's size (the scale-out mode's), a
+ * HEAD asks the blob store only for a linked blob without a recorded size.
  */
 
 import assert from "node:assert/strict";
 import { ociManifest } from "../helpers/manifests.ts";
 import { memoryRegistry, pushBlob, randomBytes, sha256Digest } from "../helpers/registry.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
+import { RegistryError } from "../../src/errors.ts";
+import { BlobService } from "../../src/services/blobs.ts";
+import { DriverBlobStore } from "../../src/storage/blobs.ts";
+import { KeyedMutex } from "../../src/storage/lock.ts";
+import { LocalMetadataStore } from "../../src/storage/metadata/local.ts";
 import { revisionKey } from "../../src/storage/keys.ts";
 import type { Digest, RepositoryName } from "../../src/types/oci.ts";
 import {
@@ -242,4 +248,44 @@ Deno.test("open gives the span the picker chooses from the size", async () => {
     new Uint8Array(await new Response(blob.stream).arrayBuffer()),
     bytes.slice(10, 20),
   );
+});
+
+Deno.test("with a one-step look-up (the scale-out mode's), a HEAD asks the blob store only for a blob without a recorded size", async () => {
+  /** A blob store counting its size look-ups. */
+  class CountingBlobs extends DriverBlobStore {
+    sizes = 0;
+    override size(digest: Digest): Promise<number | null> {
+      this.sizes++;
+      return super.size(digest);
+    }
+  }
+  /** Metadata whose two-step path must not be taken. */
+  class NoTwoStep extends LocalMetadataStore {
+    override hasLayer(): Promise<boolean> {
+      return Promise.reject(new Error("hasLayer asked: two steps"));
+    }
+  }
+  const blobs = new CountingBlobs(new MemoryDriver());
+  const bytes = randomBytes(10);
+  const digest = await sha256Digest(bytes) as Digest;
+  await blobs.write(digest, bytes);
+  blobs.sizes = 0;
+  const recorded = new Map<string, { size: number | null }>();
+  const service = new BlobService({
+    blobs,
+    meta: new NoTwoStep(new MemoryDriver()),
+    locks: new KeyedMutex(),
+    linkedSize: (name, d) => Promise.resolve(recorded.get(`${name}@${d}`) ?? null),
+  });
+  recorded.set(`app@${digest}`, { size: 10 });
+  assert.equal(await service.size(repo("app"), digest), 10);
+  assert.equal(blobs.sizes, 0, "a recorded size asked the blob store");
+  recorded.set(`app@${digest}`, { size: null }); // linked, stored before sizes were recorded
+  assert.equal(await service.size(repo("app"), digest), 10);
+  assert.equal(blobs.sizes, 1);
+  await assert.rejects(
+    service.size(repo("other"), digest),
+    (e) => e instanceof RegistryError && e.code === "BLOB_UNKNOWN",
+  );
+  assert.equal(blobs.sizes, 1, "an unlinked blob asked the blob store");
 });

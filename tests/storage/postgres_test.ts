@@ -1,7 +1,7 @@
 /**
  * What is particular to PostgreSQL (the metadata suite itself runs in `metadata_test.ts`):
- * the migrations (a fresh database, a re-run that does nothing, a failing one that leaves
- * nothing, two processes at once), the constraints the database enforces by itself, the
+ * the migrations (a fresh database, a re-run that does nothing, the blob sizes table added to
+ * a database in use, a failing one that leaves nothing, two processes at once), the constraints the database enforces by itself, the
  * page-wise walk of the repositories, and the lock manager over advisory locks across two
  * pools (two registry processes), shown by what the database says each connection waits on;
  * and the loss of the database (refused connections, a backend terminated under a transaction
@@ -22,6 +22,7 @@ import {
   transaction,
 } from "../../src/storage/postgres/client.ts";
 import { PostgresLockManager, tryExclusive } from "../../src/storage/postgres/locks.ts";
+import { BlobSizes } from "../../src/storage/postgres/blobs.ts";
 import { StorageUnavailable } from "../../src/storage/driver.ts";
 import type { Digest, RepositoryName, Tag } from "../../src/types/oci.ts";
 import { testDatabase } from "../helpers/postgres.ts";
@@ -64,6 +65,7 @@ pg.test("migrations: a fresh database gets every migration once; a re-run is a n
     assert.deepEqual(await tables(sql), []);
     assert.deepEqual(await migrate(sql), MIGRATIONS.map((m) => m.version));
     assert.deepEqual(await tables(sql), [
+      "blobs",
       "layer_links",
       "referrers",
       "repositories",
@@ -75,6 +77,30 @@ pg.test("migrations: a fresh database gets every migration once; a re-run is a n
     assert.deepEqual(await migrate(sql), [], "nothing left to apply");
     const rows = await sql`select version from schema_migrations order by version`;
     assert.deepEqual(rows.map((row) => row.version), MIGRATIONS.map((m) => m.version));
+  } finally {
+    await sql.end();
+  }
+});
+
+pg.test("migrations: the blob sizes table applies on a database already in use", async () => {
+  const sql = connect(await pg.another(), { max: 2 });
+  try {
+    // A database as the registry left it before migration 4, holding a repository.
+    const before = MIGRATIONS.filter((m) => m.version < 4);
+    assert.deepEqual(await migrate(sql, before), [1, 2, 3]);
+    const store = new PostgresMetadataStore(sql);
+    await store.linkLayer(APP, sha256("ab"));
+    await store.putTag(APP, "v1" as Tag, sha256("cd"));
+    assert.equal((await tables(sql)).includes("blobs"), false);
+    assert.deepEqual(await migrate(sql), [4]);
+    assert.equal((await tables(sql)).includes("blobs"), true);
+    // What was there is still there; the table starts empty (sizes are then asked of the
+    // bucket), and the blob service's one-query look-up finds the old link without a size.
+    assert.deepEqual(await store.listLayers(APP), [sha256("ab")]);
+    assert.equal(await store.getTag(APP, "v1" as Tag), sha256("cd"));
+    const rows = await sql`select 1 from blobs`;
+    assert.equal(rows.length, 0);
+    assert.deepEqual(await new BlobSizes(sql).linked(APP, sha256("ab")), { size: null });
   } finally {
     await sql.end();
   }

@@ -103,6 +103,19 @@ export const MIGRATIONS: readonly Migration[] = [
       alter table tags add column written_at timestamptz not null default now();
     `,
   },
+  {
+    version: 4,
+    name: "the size of each stored blob (a blob HEAD without asking the bucket)",
+    // A row says the blob's bytes are stored in the bucket, with that size; no row says
+    // nothing (blobs stored before this migration are not listed). Rows go in after the bytes
+    // and out before them, under the blob's lock (src/storage/postgres/blobs.ts).
+    sql: String.raw`
+      create table blobs (
+        digest digest primary key,
+        size bigint not null check (size >= 0)
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations the database lacks; returns the versions it applied (none: up to date). */
