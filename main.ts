@@ -10,6 +10,7 @@ import { startDebugServer } from "./src/debug_server.ts";
 import { ConfigError, type Invocation, parseCommandLine } from "./src/config/mod.ts";
 import { localUrl, removeAdminFile, writeAdminFile } from "./src/gc/admin_file.ts";
 import { createLogger } from "./src/log.ts";
+import { isOrphanSocketError } from "./src/storage/postgres/client.ts";
 import { reloadTls, serve, type Serving } from "./src/serve.ts";
 import {
   dataRootFailure,
@@ -75,6 +76,17 @@ async function main(): Promise<number> {
     return 2;
   }
   const log = app.log;
+  if (config.s3 !== null) {
+    // The database client's sockets may report a reset after the client let go of them
+    // (isOrphanSocketError): logged, not fatal. Any other unhandled rejection still is.
+    globalThis.addEventListener("unhandledrejection", (event) => {
+      if (!isOrphanSocketError(event.reason)) return;
+      event.preventDefault();
+      log.warn("database connection reset after it was closed", {
+        error: String(event.reason),
+      });
+    });
+  }
   let debug;
   try {
     debug = startDebugServer(app, config); // null when http.debug.addr is not set

@@ -10,6 +10,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createConnection } from "node:net";
 import { fileURLToPath } from "node:url";
 import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import { migrate, MIGRATION_LOCK, MIGRATIONS } from "../../src/storage/metadata/migrations.ts";
@@ -17,6 +18,7 @@ import {
   connect,
   databaseFailure,
   isConnectionError,
+  isOrphanSocketError,
   type Sql,
   sqlState,
   transaction,
@@ -428,6 +430,29 @@ Deno.test("connection errors are told apart from query errors", () => {
     assert.equal(databaseFailure(error), error, code);
   }
   assert.equal(isConnectionError(new TypeError("x")), false);
+});
+
+Deno.test("only node:net's read and write resets pass for a closed connection's orphan errors", async () => {
+  const socketError = (code: string, syscall: string) =>
+    Object.assign(new Error(`${syscall} ${code}`), { code, syscall, errno: -104 });
+  assert.equal(isOrphanSocketError(socketError("ECONNRESET", "read")), true);
+  assert.equal(isOrphanSocketError(socketError("EPIPE", "write")), true);
+  // Not a connection's late error: a refused connect (failed on the query), our own errors.
+  assert.equal(isOrphanSocketError(socketError("ECONNRESET", "connect")), false);
+  assert.equal(isOrphanSocketError(socketError("EACCES", "read")), false);
+  assert.equal(isOrphanSocketError(Object.assign(new Error("x"), { code: "ECONNRESET" })), false);
+  assert.equal(isOrphanSocketError(new Deno.errors.ConnectionReset("reset")), false);
+  assert.equal(isOrphanSocketError("read ECONNRESET"), false);
+  // A real node:net error has that shape (here a refused connect, told apart by its syscall).
+  const refused = await new Promise<unknown>((resolve) => {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    createConnection({ host: "127.0.0.1", port }).on("error", resolve);
+  });
+  assert.equal((refused as { code?: string }).code, "ECONNREFUSED");
+  assert.equal((refused as { syscall?: string }).syscall, "connect");
+  assert.equal(isOrphanSocketError(refused), false);
 });
 
 pg.test("a refused database: reads, writes, locks answer StorageUnavailable at once", async () => {

@@ -68,6 +68,22 @@ export function connect(url: string, options: ConnectOptions = {}): Sql {
   });
 }
 
+/**
+ * Whether an unhandled rejection is a socket error that the client's connection reported
+ * after it had let go of its socket. The client talks over `node:net`; when the server dies
+ * (SIGKILL: the kernel resets the connections) a socket can report its read error after
+ * the client removed its listeners on `close`, and an error event with no listener ends the
+ * process as an unhandled rejection, although every query on that connection was already
+ * failed and retried on a fresh pool. Only `node:net`'s errors (a `code` and a `syscall`)
+ * match: nothing else in the registry makes them.
+ */
+export function isOrphanSocketError(reason: unknown): boolean {
+  if (!(reason instanceof Error)) return false;
+  const { code, syscall } = reason as { code?: unknown; syscall?: unknown };
+  return typeof code === "string" && typeof syscall === "string" &&
+    CONNECTION_CODES.has(code) && (syscall === "read" || syscall === "write");
+}
+
 /** The SQLSTATE of a PostgreSQL error, or null for any other error. */
 export function sqlState(error: unknown): string | null {
   return error instanceof postgres.PostgresError ? error.code : null;
