@@ -188,4 +188,57 @@ await s3Tests((bucket, ignore) => {
       }
     },
   });
+
+  Deno.test({
+    name:
+      "s3 uploads: a session whose multipart upload was aborted from outside is removed with BLOB_UPLOAD_UNKNOWN, not a 500",
+    ignore,
+    async fn() {
+      const b = await bucket();
+      const root = `l-${Date.now()}`;
+      const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true };
+      const app = await createApp(config, {
+        log: () => {},
+        driver: new S3Driver({ ...b.options, rootdirectory: root, chunksize: CHUNK }),
+      });
+      try {
+        const call = (path: string, init?: RequestInit) =>
+          app(new Request(new URL(path, "http://registry.test"), init));
+        const bytes = new Uint8Array(2 * CHUNK + 10).map((_, i) => (i * 5 + (i >> 10)) % 251);
+        const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+        const started = await call("/v2/s3/lost/blobs/uploads/", { method: "POST" });
+        await started.body?.cancel();
+        const patched = await call(started.headers.get("location")!, {
+          method: "PATCH",
+          headers: { "content-type": "application/octet-stream" },
+          body: bytes,
+        });
+        await patched.body?.cancel();
+        assert.equal(patched.status, 202);
+        const location = patched.headers.get("location")!;
+        for (const u of await b.client.listMultipart(`${root}/`)) {
+          await b.client.abortMultipart(u.name, u.id);
+        }
+        const url = new URL(location, "http://registry.test");
+        url.searchParams.set("digest", digest);
+        const put = await call(url.pathname + url.search, { method: "PUT" });
+        const text = await put.text();
+        assert.equal(put.status, 404, text);
+        assert.match(text, /BLOB_UPLOAD_UNKNOWN/);
+        const status = await call(location);
+        await status.body?.cancel();
+        assert.equal(status.status, 404, "the session is gone");
+        const blob = await call(`/v2/s3/lost/blobs/${digest}`, { method: "HEAD" });
+        await blob.body?.cancel();
+        assert.equal(blob.status, 404, "no blob");
+      } finally {
+        app.close();
+        for (const u of await b.client.listMultipart(`${root}/`)) {
+          await b.client.abortMultipart(u.name, u.id);
+        }
+        const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
+        if (keys.length > 0) await b.client.deleteObjects(keys);
+      }
+    },
+  });
 });
