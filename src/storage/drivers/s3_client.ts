@@ -2,7 +2,9 @@
  * A small S3 client for the S3 driver: path-style requests signed with SigV4 by `aws4fetch`
  * (we never sign by hand), a Content-MD5 on every body, and the few operations the driver
  * needs: object PUT/GET/HEAD/DELETE/copy, ListObjectsV2, DeleteObjects, multipart uploads
- * (with UploadPartCopy and ListMultipartUploads) and presigned GetObject URLs.
+ * (with UploadPartCopy and ListMultipartUploads) and presigned GetObject URLs. PutObject and
+ * UploadPart bodies of a MiB or more are written on a connection of their own straight from
+ * the caller's bytes (`sendRaw`: fetch would copy them twice), other requests go by fetch.
  *
  * Failures: a request is attempted up to `attempts` times (exponential backoff with full
  * jitter between attempts) when it fails with 5xx, 429, a connection error (refused, reset,
