@@ -133,10 +133,10 @@ function presigner(s3: S3Endpoint, bucket: string) {
  * to RGW by our S3Client (the bytes from memory, `chunk` bytes a part, parts one after the
  * other), timed; seconds of each. Distribution 2.8.2's s3 driver: CreateMultipartUpload,
  * UploadPart per chunk, CompleteMultipartUpload, then the commit's copy to the blob's name.
- * Ours (src/storage/drivers/s3.ts): per chunk a PutObject of the part's object and an
- * UploadPartCopy of it into the multipart upload (up to two copies in flight), then
- * CompleteMultipartUpload and the commit's CopyObject: every byte written once more inside
- * RGW than Distribution's path writes it. Neither path's small state objects are counted.
+ * Ours (src/storage/drivers/s3.ts): UploadPart per whole chunk, the tail (the bytes after
+ * the last whole chunk) PutObject'd as the tail object at the sync and copied in as the last
+ * part by UploadPartCopy at the commit, CompleteMultipartUpload, then the commit's
+ * CopyObject. Neither path's small state objects are counted.
  */
 async function storagePaths(
   client: S3Client,
@@ -158,22 +158,19 @@ async function storagePaths(
   });
   const ours = await timedSeconds(async () => {
     const key = `${prefix}/ours/assembled`;
-    let id: string | null = null;
-    const copies: Promise<CompletedPart>[] = [];
-    for (let i = 0; i < parts; i++) {
-      const source = `${prefix}/ours/part-${String(i + 1).padStart(5, "0")}`;
-      await (await client.putObject(source, part(i))).body?.cancel();
-      id ??= await client.createMultipart(key);
-      const uploadId: string = id;
-      copies.push(
-        client.uploadPartCopy(key, uploadId, i + 1, source).then((etag) => ({
-          number: i + 1,
-          etag,
-        })),
-      );
-      if (copies.length > 2) await copies[copies.length - 3];
+    const whole = Math.floor(bytes.length / chunk);
+    const id = await client.createMultipart(key);
+    const done: CompletedPart[] = [];
+    for (let i = 0; i < whole; i++) {
+      done.push({ number: i + 1, etag: await client.uploadPart(key, id, i + 1, part(i)) });
     }
-    await client.completeMultipart(key, id!, await Promise.all(copies));
+    const rest = bytes.subarray(whole * chunk);
+    if (rest.length > 0) {
+      const tail = `${prefix}/ours/tail.1`;
+      await (await client.putObject(tail, rest)).body?.cancel();
+      done.push({ number: whole + 1, etag: await client.uploadPartCopy(key, id, whole + 1, tail) });
+    }
+    await client.completeMultipart(key, id, done);
     if (!await client.copyObject(key, `${prefix}/ours/blob`)) throw new Error("copy failed");
   });
   return { dist, ours };
@@ -311,7 +308,7 @@ function rgwTable(
     } MiB/s | S3Client → RGW: UploadPart per ${o.chunkMiB} MiB, Complete, CopyObject (the commit) |`,
     `| ours' storage path, one ${o.blobMiB} MiB blob | ${
       spread(c.oursPathMiBs, "MiB/s")
-    } MiB/s | S3Client → RGW: PutObject + UploadPartCopy per ${o.chunkMiB} MiB, Complete, CopyObject |`,
+    } MiB/s | S3Client → RGW: UploadPart per ${o.chunkMiB} MiB, the tail's PutObject + UploadPartCopy, Complete, CopyObject |`,
     `| PutObject, 8 parallel × ${o.parallelMiB} MiB | ${
       spread(c.parallelPutMiBs, "MiB/s")
     } MiB/s | 8 connections at once |`,
@@ -424,7 +421,7 @@ export function boundNote(
     }× a Distribution at its own bound)`
     : "";
   if (paths !== "" && want > bound.v && want <= ceilings.distPath) {
-    return `${head}${paths}: the target is above what RGW does on ours' storage path here (every byte written once more inside RGW: the part objects, then their UploadPartCopy), so no registry on that path can reach it; Distribution's path would leave room, so this miss is ours' storage design, not RGW alone`;
+    return `${head}${paths}: the target is above what RGW does on ours' storage path here, so no registry on that path can reach it; Distribution's path would leave room, so this miss is ours' storage design, not RGW alone`;
   }
   if (want > bound.v) {
     return `${head}${paths}: the target is above what ${alone} itself does on this machine, so no registry in front of it can reach it here`;

@@ -19,6 +19,7 @@ import { type EventSink, NO_EVENTS } from "../events/sink.ts";
 import type { Activity } from "../storage/activity.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
+import { UploadDataLost } from "../storage/driver.ts";
 import type { LockManager } from "../storage/lock.ts";
 import type { MetadataStore } from "../storage/metadata/metadata.ts";
 import type { StoredSession, UploadStore } from "../storage/uploads.ts";
@@ -107,20 +108,41 @@ export class UploadService {
       const state = tryDecode(stored.hashState);
       return { id, size: state ? Math.min(state.length, stored.dataSize) : 0 };
     }
-    return await this.#locks.run(uploadLock(id), async () => {
-      const { state } = await this.#load(name, id);
-      return { id, size: state.length };
-    });
+    return await this.#locks.run(uploadLock(id), () =>
+      this.#unlessLost(id, async () => {
+        const { state } = await this.#load(name, id);
+        return { id, size: state.length };
+      }));
+  }
+
+  /**
+   * Runs `fn` (under the session's lock); when the session's data turns out lost for good
+   * (UploadDataLost), removes the session and throws BLOB_UPLOAD_UNKNOWN: the client starts
+   * the upload again instead of meeting a 500 at every request.
+   */
+  async #unlessLost<T>(id: UploadId, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!(error instanceof UploadDataLost)) throw error;
+      await this.#uploads.remove(id);
+      throw new RegistryError(
+        "BLOB_UPLOAD_UNKNOWN",
+        `Upload "${id}" is gone: its stored data was lost; start the upload again`,
+        { detail: { uuid: id } },
+      );
+    }
   }
 
   /** Appends one chunk; throws 416 for a chunk that does not continue the data, SIZE_INVALID. */
   append(name: RepositoryName, id: UploadId, chunk: Chunk): Promise<UploadStatus> {
-    return this.#locks.run(uploadLock(id), async () => {
-      const { state } = await this.#load(name, id);
-      const hasher = createSha256(state, this.#hashOptions());
-      await this.#write(id, hasher, chunk);
-      return { id, size: hasher.length };
-    });
+    return this.#locks.run(uploadLock(id), () =>
+      this.#unlessLost(id, async () => {
+        const { state } = await this.#load(name, id);
+        const hasher = createSha256(state, this.#hashOptions());
+        await this.#write(id, hasher, chunk);
+        return { id, size: hasher.length };
+      }));
   }
 
   /**
@@ -130,40 +152,51 @@ export class UploadService {
    * is stored.
    */
   complete(name: RepositoryName, id: UploadId, digest: Digest, chunk: Chunk): Promise<Digest> {
-    return this.#locks.run(uploadLock(id), async () => {
-      const { state } = await this.#load(name, id);
-      const hasher = createSha256(state, this.#hashOptions());
-      const hasBody = chunk.body !== null && chunk.contentLength !== 0;
-      if (hasBody || chunk.range !== null) await this.#write(id, hasher, chunk);
-      const actual = await this.#digestOf(id, hasher, digest);
-      if (actual !== digest) {
-        await this.#uploads.remove(id);
-        throw new RegistryError(
-          "DIGEST_INVALID",
-          `Upload content has digest "${actual}", not the given "${digest}"`,
-          { detail: { expected: digest, actual } },
-        );
-      }
-      // Under the blob's lock: a collection sweeping an old copy of these bytes runs wholly
-      // before (the commit then brings them back) or after (it then sees the touch and link).
-      await this.#locks.run(blobLock(digest), async () => {
-        await this.#blobs.commitUpload(id, digest, hasher.length);
-        this.#activity?.touch(digest);
-        await this.#locks.run(repositoryLock(name), async () => {
-          await this.#meta.linkLayer(name, digest);
-          await this.#events.record([{
-            action: "push",
-            kind: "blob",
-            repository: name,
-            digest,
-            mediaType: BLOB_MEDIA_TYPE,
-            size: hasher.length,
-          }]);
-        });
-      });
+    return this.#locks.run(
+      uploadLock(id),
+      () => this.#unlessLost(id, () => this.#complete(name, id, digest, chunk)),
+    );
+  }
+
+  /** `complete`, under the session's lock. */
+  async #complete(
+    name: RepositoryName,
+    id: UploadId,
+    digest: Digest,
+    chunk: Chunk,
+  ): Promise<Digest> {
+    const { state } = await this.#load(name, id);
+    const hasher = createSha256(state, this.#hashOptions());
+    const hasBody = chunk.body !== null && chunk.contentLength !== 0;
+    if (hasBody || chunk.range !== null) await this.#write(id, hasher, chunk);
+    const actual = await this.#digestOf(id, hasher, digest);
+    if (actual !== digest) {
       await this.#uploads.remove(id);
-      return digest;
+      throw new RegistryError(
+        "DIGEST_INVALID",
+        `Upload content has digest "${actual}", not the given "${digest}"`,
+        { detail: { expected: digest, actual } },
+      );
+    }
+    // Under the blob's lock: a collection sweeping an old copy of these bytes runs wholly
+    // before (the commit then brings them back) or after (it then sees the touch and link).
+    await this.#locks.run(blobLock(digest), async () => {
+      await this.#blobs.commitUpload(id, digest, hasher.length);
+      this.#activity?.touch(digest);
+      await this.#locks.run(repositoryLock(name), async () => {
+        await this.#meta.linkLayer(name, digest);
+        await this.#events.record([{
+          action: "push",
+          kind: "blob",
+          repository: name,
+          digest,
+          mediaType: BLOB_MEDIA_TYPE,
+          size: hasher.length,
+        }]);
+      });
     });
+    await this.#uploads.remove(id);
+    return digest;
   }
 
   /** Uploads a whole blob in one request (POST `?digest=` with a body). */
@@ -200,7 +233,13 @@ export class UploadService {
           await this.#uploads.remove(id);
           return "purged";
         }
-        await this.#reconcile(stored);
+        try {
+          await this.#reconcile(stored);
+        } catch (error) {
+          if (!(error instanceof UploadDataLost)) throw error;
+          await this.#uploads.remove(id);
+          return "purged";
+        }
         return "resumed";
       });
       if (outcome === "purged") purged++;

@@ -133,6 +133,20 @@ export class StorageUnavailable extends Error {
   }
 }
 
+/**
+ * Thrown when upload data can no longer be appended to, cut, read or committed because bytes
+ * of it are gone for good (S3: a multipart upload aborted from outside, e.g. by a lifecycle
+ * rule). The upload cannot go on: the uploads service removes the session and answers
+ * BLOB_UPLOAD_UNKNOWN, so that the client starts it again.
+ */
+export class UploadDataLost extends Error {
+  /** Makes the error for a key. */
+  constructor(key: string, why: string) {
+    super(`The upload data of "${key}" is lost: ${why}`);
+    this.name = "UploadDataLost";
+  }
+}
+
 /** Thrown by `create` when the key exists. */
 export class AlreadyExists extends Error {
   /** Makes the error for a key. */

@@ -2,7 +2,8 @@
  * The S3 client's failure handling, against a scripted fake server on a raw socket: requests
  * are sent again after 5xx, 429, connection resets and stalls (with the same body), with the
  * last failure reported as StorageUnavailable; a 4xx is never retried; a body cut short is
- * resumed from where it broke; bodies carry a Content-MD5 the server can check.
+ * resumed from where it broke; bodies carry a Content-MD5 the server can check; a large PUT
+ * body goes with its Content-Length, never chunked.
  */
 
 import assert from "node:assert/strict";
@@ -170,6 +171,24 @@ Deno.test("s3 client: a retried PUT sends the same body with its Content-MD5", a
     for (const request of seen) {
       assert.deepEqual(request.body, body);
       assert.equal(request.headers.get("content-md5"), md5);
+    }
+  });
+});
+
+Deno.test("s3 client: a PUT of a MiB or more is sent from the bytes with its Content-Length, and retried", async () => {
+  const bytes = new Uint8Array(2 * 1024 * 1024 + 7).map((_, i) => (i * 31 + (i >> 9)) % 256);
+  await withFake([503, "reset"], async (client, seen) => {
+    assert.equal(await client.uploadPart("k", "u1", 3, bytes), '"e"');
+    assert.equal(seen.length, 3);
+    const md5 = createHash("md5").update(bytes).digest("base64");
+    for (const request of seen) {
+      assert.equal(request.method, "PUT");
+      assert.equal(request.target, "/b/k?partNumber=3&uploadId=u1");
+      assert.equal(request.headers.get("content-length"), String(bytes.length));
+      assert.equal(request.headers.has("transfer-encoding"), false);
+      assert.equal(request.headers.get("content-md5"), md5);
+      assert.match(request.headers.get("authorization") ?? "", /^AWS4-HMAC-SHA256 /);
+      assert.deepEqual(request.body, bytes);
     }
   });
 });

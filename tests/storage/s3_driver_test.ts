@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { UploadDataLost } from "../../src/storage/driver.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { S3Driver } from "../../src/storage/drivers/s3.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
@@ -248,7 +249,103 @@ await s3Tests((bucket, ignore) => {
   });
 
   Deno.test({
-    name: "s3 driver: a commit whose multipart upload is gone rebuilds it from the part objects",
+    name:
+      "s3 driver: a full part goes to the upload by UploadPart: no part object, no copy while writing",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const b = await bucket();
+      const proxy = new FaultProxy(b.options.regionendpoint!);
+      try {
+        const driver = new S3Driver({
+          ...b.options,
+          regionendpoint: proxy.endpoint,
+          rootdirectory: root,
+          chunksize: chunk,
+        });
+        const bytes = pattern(3 * chunk + 5, 29);
+        await driver.create("up/p/data");
+        proxy.resetCounts();
+        await writeAll(driver, "up/p/data", 0, bytes);
+        const { sent, lines } = proxy.counts;
+        const parts = lines.filter((l) => /^PUT \S+\/assembled\?partNumber=\d+&uploadId=/.test(l));
+        const objects = lines.filter((l) => l.startsWith("PUT ") && !l.includes("?"));
+        assert.equal(parts.length, 3, lines.join(", "));
+        // the tail object and the state: no part is stored as an object first
+        assert.equal(objects.length, 2, lines.join(", "));
+        assert.ok(sent < bytes.length + 64 * 1024, `${sent} B sent for ${bytes.length}`);
+        await driver.move("up/p/data", "blobs/p");
+        assert.equal(await sha256((await driver.get("blobs/p"))!), await sha256(bytes));
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await proxy.close();
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: a cut back to the last writer's start reads nothing back; a cut elsewhere below the parts reads it from a completed copy",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const b = await bucket();
+      const proxy = new FaultProxy(b.options.regionendpoint!);
+      try {
+        const driver = new S3Driver({
+          ...b.options,
+          regionendpoint: proxy.endpoint,
+          rootdirectory: root,
+          chunksize: chunk,
+        });
+        const bytes = pattern(3 * chunk + 4321, 31);
+        const other = pattern(3 * chunk, 37);
+        // acknowledged: a part and a tail; then a writer adds two parts and syncs
+        const at = chunk + 100;
+        await driver.create("up/c/data");
+        await writeAll(driver, "up/c/data", 0, bytes.subarray(0, at));
+        await writeAll(driver, "up/c/data", at, other.subarray(0, 2 * chunk));
+        proxy.resetCounts();
+        await driver.truncate("up/c/data", at);
+        const { received, lines } = proxy.counts;
+        assert.ok(received < 16 * 1024, `${received} B received: ${lines.join(", ")}`);
+        assert.ok(!lines.some((l) => l.startsWith("POST ")), `no completion: ${lines.join(", ")}`);
+        assert.equal((await driver.stat("up/c/data"))?.size, at);
+        // the upload goes on from the cut, over the parts sent after it
+        await writeAll(driver, "up/c/data", at, bytes.subarray(at));
+        assert.equal(await sha256(await driver.readAll("up/c/data")), await sha256(bytes));
+        await driver.move("up/c/data", "blobs/c");
+        assert.equal(await sha256((await driver.get("blobs/c"))!), await sha256(bytes));
+
+        // a cut inside part 2, not a writer's start: part 1 stays, the rest is read back
+        await driver.create("up/d/data");
+        await writeAll(driver, "up/d/data", 0, other);
+        const cut = chunk + 7;
+        await driver.truncate("up/d/data", cut);
+        assert.deepEqual(await driver.get("up/d/data"), other.subarray(0, cut));
+        await writeAll(driver, "up/d/data", cut, bytes.subarray(cut));
+        const expected = new Uint8Array(bytes.length);
+        expected.set(other.subarray(0, cut));
+        expected.set(bytes.subarray(cut), cut);
+        // and on a part boundary below the parts' end
+        await driver.truncate("up/d/data", 2 * chunk);
+        await writeAll(driver, "up/d/data", 2 * chunk, expected.subarray(2 * chunk));
+        await driver.move("up/d/data", "blobs/d");
+        assert.equal(await sha256((await driver.get("blobs/d"))!), await sha256(expected));
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await proxy.close();
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: an upload completed without its state stored (a crash in a read or a commit) is rebuilt from its object; an aborted one is lost",
     ignore,
     async fn() {
       const root = `t${++fixtures}-${Date.now()}`;
@@ -256,23 +353,50 @@ await s3Tests((bucket, ignore) => {
       try {
         const b = await bucket();
         const bytes = pattern(2 * chunk + 5, 19);
+        /** Completes the key's upload as a crashed read or commit did: the state unchanged. */
+        const completeBehind = async (key: string, withTail: boolean) => {
+          const response = await b.client.getObject(`${root}/${key}`);
+          const state = JSON.parse(await response.text());
+          const name = `${root}/.multipart/${key}/assembled`;
+          const parts = state.parts.map((p: { etag: string }, i: number) => ({
+            number: i + 1,
+            etag: p.etag,
+          }));
+          if (withTail) {
+            const number = parts.length + 1;
+            const tail = `${root}/.multipart/${key}/${state.tail}`;
+            const etag = await b.client.uploadPartCopy(name, state.upload, number, tail, {});
+            parts.push({ number, etag });
+          }
+          await b.client.completeMultipart(name, state.upload, parts);
+        };
+        // a writer finds the upload gone, and goes on over a new one made from its object
         await driver.create("up/g/data");
-        await writeAll(driver, "up/g/data", 0, bytes);
-        for (const u of await b.client.listMultipart(`${root}/`)) {
-          await b.client.abortMultipart(u.name, u.id);
-        }
+        await writeAll(driver, "up/g/data", 0, bytes.subarray(0, chunk + 1));
+        await completeBehind("up/g/data", true);
+        await writeAll(driver, "up/g/data", chunk + 1, bytes.subarray(chunk + 1));
         await driver.move("up/g/data", "blobs/g");
         assert.equal(await sha256((await driver.get("blobs/g"))!), await sha256(bytes));
-        // the same when the upload disappears while parts are still being added
-        await driver.create("up/h/data");
-        await writeAll(driver, "up/h/data", 0, bytes.subarray(0, chunk + 1));
+        // a commit, and a read
+        for (const key of ["up/h/data", "up/i/data"]) {
+          await driver.create(key);
+          await writeAll(driver, key, 0, bytes);
+          await completeBehind(key, false);
+          if (key === "up/i/data") {
+            assert.equal(await sha256(await driver.readAll(key)), await sha256(bytes));
+          }
+          await driver.move(key, `blobs/${key}`);
+          assert.equal(await sha256((await driver.get(`blobs/${key}`))!), await sha256(bytes));
+        }
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+        // aborted from outside: the parts' bytes are nowhere, the commit says so
+        await driver.create("up/l/data");
+        await writeAll(driver, "up/l/data", 0, bytes);
         for (const u of await b.client.listMultipart(`${root}/`)) {
           await b.client.abortMultipart(u.name, u.id);
         }
-        await writeAll(driver, "up/h/data", chunk + 1, bytes.subarray(chunk + 1));
-        await driver.move("up/h/data", "blobs/h");
-        assert.equal(await sha256((await driver.get("blobs/h"))!), await sha256(bytes));
-        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+        await assert.rejects(driver.move("up/l/data", "blobs/l"), UploadDataLost);
+        assert.equal(await driver.stat("blobs/l"), null);
       } finally {
         await dispose();
       }

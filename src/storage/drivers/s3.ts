@@ -15,58 +15,83 @@
  * whole new object. `signedUrl` is a presigned GetObject URL, computed here (no request).
  *
  * Appendable objects (upload data: `create`, `append`, `truncate`) are S3 multipart uploads.
- * The object at the key is the state, JSON: the size, the multipart upload's id and its
- * completed parts (size, ETag), the size also in `x-amz-meta-appended-size` (so `stat` stays
- * a HeadObject). The bytes are objects under `<rootdirectory>/.multipart/<key>/`, a prefix no
- * listing shows: `00001`, `00002`, … hold the parts (`chunksize` bytes each, at least 5 MiB),
- * each copied into the multipart upload (object `assembled`) by UploadPartCopy, inside the
- * server; the object of the next part number is the tail, the bytes after the last part
- * (fewer than a part), of which the state counts the first `size - parts` bytes. The part
- * objects stay until the commit, so the object can be read, cut and resumed anywhere; the
- * bucket holds the bytes twice meanwhile.
+ * The object at the key is the state, JSON: the size, the multipart upload's id and
+ * generation, its parts (size, ETag), the name of the tail object, the checkpoint before the
+ * last writer and the base (below), the size also in `x-amz-meta-appended-size` (so `stat`
+ * stays a HeadObject). The bytes are under `<rootdirectory>/.multipart/<key>/`, a prefix no
+ * listing shows: the multipart upload (of object `assembled`, `assembled.<generation>` after
+ * a rebuild) holds the parts (`chunksize` bytes each, at least 5 MiB), each sent once by
+ * UploadPart and written once by the store; the tail object (`tail.<n>`, a new name at every
+ * sync) holds the bytes after the last part (less than a part), of which the state counts
+ * the first `size - parts` bytes. S3 cannot read a multipart upload's parts before it is
+ * completed; the base, when there is one, is a completed upload's object whose first bytes
+ * are the object's, so that they can be read (see `read`).
  *
  * - `create`: HeadObject + PutObject of the state (`If-None-Match: *`).
  * - `append(key, offset)`: GetObject of the state; below its size, the cut (see `truncate`);
  *   then a ranged GetObject of the tail's counted bytes (less than a part: the only bytes
- *   ever read back, so that the writer can rewrite the tail).
- * - The writer's `write` holds bytes in memory until a part is full, then PutObject of the
- *   part's object (the part's bytes are sent once) and UploadPartCopy of it (inside the
- *   server; up to two run while the next part is sent), the first part after a
- *   CreateMultipartUpload.
- * - `sync` waits for those copies, then PutObject of the tail object (the tail and the new
- *   bytes: a PATCH smaller than a part rewrites the tail) and PutObject of the state: every
- *   acknowledged byte is durable in the bucket, and any replica resumes from the state. The
- *   tail object always begins with the bytes the stored state counts (a cut is stored
- *   before anything is written again), so a crash between the two leaves the old state true.
- * - `truncate`: GetObject + PutObject of the state, no byte moved: the parts wholly before
- *   the size stay, the object of the part the size falls in becomes the tail. Cut before the
- *   first part, the multipart upload is aborted (AbortMultipartUpload).
- * - `read`/`readAll`: GetObject of the state, then ranged GetObjects of the part objects and
- *   the tail (a read, e.g. a re-hash after a crash, costs the bytes read, as for any object).
+ *   read back on the write path, since the next part begins with them).
+ * - The writer's `write` copies the bytes into one buffer (a part at most; a PATCH of less
+ *   than a MiB holds a small one); a full part goes by UploadPart straight from the buffer
+ *   (the first after a CreateMultipartUpload), `write` waiting for it: one request in flight
+ *   and one buffer per writer, the bytes kept until the part is acknowledged (the client
+ *   retries it). A writer that fails leaves the stored state as it was; parts it sent past
+ *   that state are replaced when their numbers are sent again, and are never listed at the
+ *   completion otherwise.
+ * - `sync`: PutObject of the buffered tail as a new tail object (a PATCH smaller than a part
+ *   rewrites the tail: up to a part less one byte), then PutObject of the state, then
+ *   DeleteObject of the tail objects no state refers to any more: every acknowledged byte is
+ *   durable in the bucket, and any replica resumes from the state. A crash between the two
+ *   PutObjects leaves the old state true (the new tail has a new name).
+ * - `truncate`: GetObject of the state, then a PutObject of it; what else depends on the cut.
+ *   Inside the tail: nothing more (the tail object's first bytes count). Back to the
+ *   checkpoint (the state when the last writer opened, i.e. the last size the uploads layer
+ *   acknowledged, which is the only cut it makes besides none: after a crash between the
+ *   data's sync and the hash state's save, and for a chunk whose byte count is wrong after
+ *   its sync): nothing more either, its parts are the first ones and its tail object is kept
+ *   until a later writer's sync. Any other cut below the parts' end reads the bytes between
+ *   the last whole part and the cut (less than a part) from the base, made first when it
+ *   does not reach them (see `read`), and PutObjects them as the new tail. Cut before the
+ *   first part, the multipart upload is aborted (AbortMultipartUpload). No cut fails for
+ *   want of bytes. The one failure particular to this layout is an upload gone without a
+ *   completed object (aborted from outside, e.g. by a lifecycle rule): the bytes in parts are
+ *   lost, every operation that needs them throws UploadDataLost, and the uploads service
+ *   then removes the session and answers BLOB_UPLOAD_UNKNOWN (the client starts again).
+ * - `read`/`readAll`: GetObject of the state, then ranged GetObjects of the base (the bytes
+ *   in parts) and of the tail object. When the bytes wanted are in parts beyond the base
+ *   (a re-hash when the hash state is missing, a sha512 digest: rare), first
+ *   CompleteMultipartUpload of the parts into the upload's object, which becomes the base,
+ *   then CreateMultipartUpload of the next generation + one UploadPartCopy per part (ranges of
+ *   the base, copied inside the store) + PutObject of the state, so that appends go on. Crash
+ *   safe: an upload found gone (by a writer, a commit, a read) whose object holds its parts
+ *   is rebuilt the same way from it.
  * - `move` (the commit of an upload): GetObject of the state. With no part (less than a part
  *   in all): HeadObject + CopyObject of the tail object to the target (GetObject + PutObject
  *   of its counted bytes, less than a part, when a cut left it longer). With parts:
- *   DeleteObject of a stale `assembled`, UploadPartCopy of the tail's range as the last part,
- *   CompleteMultipartUpload into `assembled` (when the upload is gone: `assembled` is used
- *   when a completion whose reply was lost made it, else a new upload is made from the part
- *   objects by UploadPartCopy),
- *   HeadObject to check its size, CopyObject to the target (above 5 GiB UploadPartCopy
- *   ranges). In both cases then DeleteObject of the state, ListMultipartUploads +
- *   AbortMultipartUpload of any left over, ListObjectsV2 + DeleteObjects of the part
- *   objects. No byte of the blob passes through this process at the commit; the store
- *   copies it once then (the CopyObject: S3 has no rename, and the digest, hence the
- *   target, is known only at the commit). Over a whole upload the store writes each byte
- *   three times (part object, its copy into the upload, the commit's copy) and this process
- *   sends it once (plus the tail rewrites of PATCHes smaller than a part). On this machine's
- *   RGW (2 shared cores, loaded) a 64 MiB commit took 0.4 to 1.1 s (median 0.6 s), 256 MiB
- *   about 2 s, against 3.4 to 12 s (median 5.5 s) for 64 MiB when the bytes were streamed
- *   through the driver (`deno run -A tests/storage/s3_commit_bench.ts 64`); appending the
- *   64 MiB costs about the same as before (4 to 8 s here, the machine's noise dominating).
+ *   UploadPartCopy of the tail object's counted range as the last part (the store copies
+ *   less than a part), CompleteMultipartUpload (on RGW it copies nothing: the object is made
+ *   of the parts as written), HeadObject to check the size, CopyObject to the target (above
+ *   5 GiB UploadPartCopy ranges). When the upload is gone the completion was this commit's
+ *   own (a lost reply, retried: recognised by the object's ETag, the MD5 of the parts' MD5s)
+ *   or an earlier one (rebuilt as above, then completed). In both cases then DeleteObject of
+ *   the state, ListMultipartUploads + AbortMultipartUpload of any left over, ListObjectsV2 +
+ *   DeleteObjects of the data prefix. No byte of the blob passes through this process at the
+ *   commit; the store copies it once then (the CopyObject: S3 has no rename, and the digest,
+ *   hence the target, is known only at the commit).
+ *
+ *   Over a whole upload this process sends each byte once (plus the tail rewrites of PATCHes
+ *   smaller than a part, and the tail read back at each PATCH), and the store writes each
+ *   byte twice: the UploadPart, and the commit's CopyObject (plus the last partial part's
+ *   copy at the completion and the tail objects). Before, every part was first a PutObject of
+ *   a part object, then copied into the upload (three writes).
  * - `delete`: HeadObject + DeleteObject, and for an appendable object ListMultipartUploads +
  *   AbortMultipartUpload + ListObjectsV2 + DeleteObjects of its bytes; `deleteAll` two
  *   listings + DeleteObjects, then the same for the bytes of every appendable object under
  *   the prefix. Nothing is left orphaned.
  *
+ * Upload data stored by the previous layout of this driver (part objects `00001`, … copied
+ * into the upload, the object after the last part the tail) is read as such: its state names
+ * no tail, and the tail is then that object; its part objects are left until the commit.
  * Upload data written by the earlier layout of this driver (segments under `.segments/`,
  * an empty object at the key) is not read: such an upload fails and must be started again.
  */
@@ -84,7 +109,9 @@ import {
   type PutOptions,
   type Span,
   type StorageDriver,
+  UploadDataLost,
 } from "../driver.ts";
+import { createHash } from "node:crypto";
 import { type CompletedPart, type ListPage, S3Client, S3Error } from "./s3_client.ts";
 
 /** The driver's settings (Distribution's `storage.s3` keys, and a few for tests). */
@@ -124,11 +151,16 @@ const MAX_PARTS = 10000;
 const SIZE_META = "x-amz-meta-appended-size";
 /** The hidden prefix of the bytes of appendable objects (never listed: it starts with `.`). */
 const MULTIPART = ".multipart";
-/** The name, under an appendable object's data prefix, of its multipart upload's object. */
+/**
+ * The name, under an appendable object's data prefix, of the object of its multipart upload
+ * of generation 0; generation `g` > 0 is `assembled.<g>`.
+ */
 const ASSEMBLED = "assembled";
 /** The bytes of an object `#load` reads first: the whole of most states. */
 const STATE_PEEK = 64 * 1024;
-const EMPTY = new Uint8Array(0);
+/** A writer's buffer below this size grows as needed; a larger need takes a whole part. */
+const SMALL_BUFFER = 1024 * 1024;
+const EMPTY: Uint8Array = new Uint8Array(0);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -138,13 +170,38 @@ interface Part {
   readonly etag: string;
 }
 
+/** An earlier stored state an appendable object can be cut back to without reading a part. */
+interface Checkpoint {
+  readonly size: number;
+  /** How many of the state's first parts it had. */
+  readonly parts: number;
+  /** Its tail object (under the data prefix), null when it had no tail byte. */
+  readonly tail: string | null;
+}
+
 /** What the object at an appendable key holds (its body, as JSON). */
 interface State {
   /** The logical size: the parts' bytes then the tail's. */
   size: number;
+  /** The generation of the multipart upload (the name of its object, see ASSEMBLED). */
+  gen: number;
   /** The multipart upload holding the parts; null before the first part. */
   upload: string | null;
   parts: Part[];
+  /**
+   * The tail object (a name under the data prefix): its first `size - parts` bytes are the
+   * bytes after the parts. Null when there is none. A new name at every sync.
+   */
+  tail: string | null;
+  /** The last number used in a tail object's name (`tail.<n>`): names are never reused. */
+  serial: number;
+  /** The state before the writer that stored this one opened (what a cut goes back to). */
+  prev: Checkpoint | null;
+  /**
+   * A completed object (`assembled` of generation `gen`) whose first `size` bytes are the
+   * object's first bytes: the only readable copy of bytes in parts. Null when none.
+   */
+  base: { gen: number; size: number } | null;
 }
 
 /** One stored piece of an object: its bytes [start, end) are the object `name` from 0. */
@@ -153,6 +210,26 @@ interface Piece {
   readonly start: number;
   readonly end: number;
 }
+
+/** The state of a new, empty appendable object. */
+const emptyState = (): State => ({
+  size: 0,
+  gen: 0,
+  upload: null,
+  parts: [],
+  tail: null,
+  serial: 0,
+  prev: null,
+  base: null,
+});
+
+/** A deep copy of a state. */
+const cloneState = (state: State): State => ({
+  ...state,
+  parts: [...state.parts],
+  prev: state.prev && { ...state.prev },
+  base: state.base && { ...state.base },
+});
 
 /** The endpoint URL of the options. */
 function endpointOf(options: S3DriverOptions): string {
@@ -163,7 +240,8 @@ function endpointOf(options: S3DriverOptions): string {
 }
 
 /** The bytes covered by an appendable object's parts. */
-const partsEnd = (state: State) => state.parts.reduce((sum, p) => sum + p.size, 0);
+const partsEnd = (state: { parts: readonly Part[] }) =>
+  state.parts.reduce((sum, p) => sum + p.size, 0);
 
 /** A driver over one bucket of an S3 server. */
 export class S3Driver implements StorageDriver {
@@ -208,14 +286,14 @@ export class S3Driver implements StorageDriver {
     return `${this.#root}${MULTIPART}/${key}/`;
   }
 
-  /** The object holding part `number` (from 1) of an appendable key; the tail is the next. */
-  #partName(key: string, number: number): string {
-    return `${this.#dataOf(key)}${String(number).padStart(5, "0")}`;
+  /** The object `name` under an appendable key's data prefix. */
+  #child(key: string, name: string): string {
+    return `${this.#dataOf(key)}${name}`;
   }
 
-  /** The object name of an appendable key's multipart upload. */
-  #assembled(key: string): string {
-    return `${this.#dataOf(key)}${ASSEMBLED}`;
+  /** The object of an appendable key's multipart upload of generation `gen`. */
+  #assembled(key: string, gen: number): string {
+    return this.#child(key, gen === 0 ? ASSEMBLED : `${ASSEMBLED}.${gen}`);
   }
 
   /** @inheritdoc */
@@ -262,6 +340,11 @@ export class S3Driver implements StorageDriver {
       const { state } = found;
       const start = Math.min(span?.start ?? 0, state.size);
       const end = span ? Math.min(state.size, start + span.length) : state.size;
+      // Bytes in parts are readable only from a completed copy (the base): make it first.
+      const inParts = Math.min(end, partsEnd(state));
+      if (start < inParts && (state.base?.size ?? 0) < inParts) {
+        await this.#materialize(key, state);
+      }
       return { size: state.size, stream: this.#streamPieces(this.#pieces(key, state), start, end) };
     }
     const size = response.status === 206
@@ -334,7 +417,7 @@ export class S3Driver implements StorageDriver {
   async create(key: string): Promise<void> {
     const name = this.#name(key);
     if ((await this.client.headObject(name)) !== null) throw new AlreadyExists(key);
-    const response = await this.#putState(name, { size: 0, upload: null, parts: [] }, {
+    const response = await this.#putState(name, emptyState(), {
       "if-none-match": "*",
     });
     if (response.status === 412) {
@@ -352,10 +435,10 @@ export class S3Driver implements StorageDriver {
     }
     if (offset < state.size) await this.#cut(key, state, offset);
     const length = state.size - partsEnd(state);
-    const tail = length === 0 ? EMPTY : await this.#readWhole(
-      this.#partName(key, state.parts.length + 1),
-      length,
-    );
+    // The tail (less than a part) is read back: the next part begins with it.
+    const tail = length === 0
+      ? EMPTY
+      : await this.#readRange(this.#child(key, state.tail!), 0, length);
     return new MultipartWriter(this, key, state, tail);
   }
 
@@ -380,18 +463,15 @@ export class S3Driver implements StorageDriver {
       return;
     }
     const { state } = found;
-    const tail = {
-      name: this.#partName(from, state.parts.length + 1),
-      size: state.size - partsEnd(state),
-    };
     if (state.parts.length === 0) {
       // Smaller than a part: the tail object is the blob (a copy, or its first bytes).
-      const head = tail.size === 0 ? null : await this.client.headObject(tail.name);
-      if (head !== null && Number(head.get("content-length")) === tail.size) {
-        const copied = await this.client.copyObject(tail.name, target, tail.size);
-        if (!copied) throw new ObjectMissing(from);
+      const size = state.size;
+      const tail = size === 0 ? null : this.#child(from, state.tail!);
+      const head = tail === null ? null : await this.client.headObject(tail);
+      if (head !== null && Number(head.get("content-length")) === size) {
+        if (!(await this.client.copyObject(tail!, target, size))) throw new ObjectMissing(from);
       } else {
-        const bytes = tail.size === 0 ? EMPTY : await this.#readWhole(tail.name, tail.size);
+        const bytes = tail === null ? EMPTY : await this.#readRange(tail, 0, size);
         const response = await this.client.putObject(target, bytes);
         await (await this.client.expect(response, `PutObject ${target}`)).body?.cancel();
       }
@@ -424,62 +504,126 @@ export class S3Driver implements StorageDriver {
     return this.#chunk;
   }
 
-  /**
-   * Stores `bytes` (a chunk) as the object of part `number` of an appendable key, replacing
-   * the tail object, whose bytes it begins with (for the writer).
-   */
-  async putPart(key: string, number: number, bytes: Uint8Array): Promise<void> {
+  /** CreateMultipartUpload of the generation of `state`; the upload's id (for the writer). */
+  startUpload(key: string, state: State): Promise<string> {
+    return this.client.createMultipart(this.#assembled(key, state.gen));
+  }
+
+  /** UploadPart of `bytes` as part `number` of the upload of `state`; its ETag (for the writer). */
+  uploadPart(key: string, state: State, number: number, bytes: Uint8Array): Promise<string> {
     if (number > MAX_PARTS) {
       throw new RangeError(`"${key}" would need more than ${MAX_PARTS} parts of ${this.#chunk}`);
     }
-    const name = this.#partName(key, number);
-    const response = await this.client.putObject(name, bytes);
-    await (await this.client.expect(response, `PutObject ${name}`)).body?.cancel();
+    return this.client.uploadPart(this.#assembled(key, state.gen), state.upload!, number, bytes);
   }
 
-  /** Creates an appendable key's multipart upload; its id (for the writer). */
-  startUpload(key: string): Promise<string> {
-    return this.client.createMultipart(this.#assembled(key));
-  }
-
-  /**
-   * Copies the object of part `number` into the multipart upload (UploadPartCopy, inside the
-   * server); the part's ETag, or null when the upload is gone (for the writer).
-   */
-  async copyPart(
-    key: string,
-    upload: string,
-    number: number,
-    size: number,
-  ): Promise<string | null> {
-    try {
-      return await this.client.uploadPartCopy(
-        this.#assembled(key),
-        upload,
-        number,
-        this.#partName(key, number),
-        { size },
-      );
-    } catch (error) {
-      if (gone(error)) return null;
-      throw error;
-    }
+  /** PutObject of a tail object of an appendable key (for the writer, and cuts). */
+  async putTail(key: string, name: string, bytes: Uint8Array): Promise<void> {
+    const object = this.#child(key, name);
+    const response = await this.client.putObject(object, bytes);
+    await (await this.client.expect(response, `PutObject ${object}`)).body?.cancel();
   }
 
   /**
-   * Stores the tail bytes (`tail`, after the parts) when given, then the state: both durable
-   * when it resolves. The tail object's first bytes are the old tail's (a cut was stored
-   * first), so a crash between the two leaves the old state true.
+   * Stores `state`: the PutObject of the object at the key is the commit point of every change
+   * of an appendable object. Then deletes the objects `old`, the stored state it replaces,
+   * names and `state` does not (a tail object, a base); after a crash in between they are
+   * only left over until the commit or the delete purges the data prefix.
    */
-  async store(key: string, state: State, tail: Uint8Array | null): Promise<void> {
-    if (tail !== null && tail.length > 0) {
-      const name = this.#partName(key, state.parts.length + 1);
-      const response = await this.client.putObject(name, tail);
-      await (await this.client.expect(response, `PutObject ${name}`)).body?.cancel();
-    }
+  async save(key: string, state: State, old: State | null): Promise<void> {
     const name = this.#name(key);
     await (await this.client.expect(await this.#putState(name, state), `PutObject ${name}`))
       .body?.cancel();
+    if (old === null) return;
+    const keep = this.#named(key, state);
+    const drop = [...this.#named(key, old)].filter((n) => !keep.has(n));
+    await Promise.all(drop.map((n) => this.client.deleteObject(n).catch(() => {})));
+  }
+
+  /** The objects a state needs besides its multipart upload: tails and base. */
+  #named(key: string, state: State): Set<string> {
+    const names = new Set<string>();
+    if (state.tail !== null) names.add(this.#child(key, state.tail));
+    if (state.prev?.tail) names.add(this.#child(key, state.prev.tail));
+    if (state.base !== null) names.add(this.#assembled(key, state.base.gen));
+    return names;
+  }
+
+  /**
+   * Gives `state` (as stored), whose multipart upload is gone, a new one: the upload was
+   * completed (by a read or a commit whose new state was not stored: a crash, a lost reply),
+   * so its object holds the parts; they are copied from it (UploadPartCopy) into a new upload
+   * of the next generation, and it becomes the base. Stores the state. Throws when that
+   * object does not hold them (the upload was aborted: the bytes in parts are lost).
+   */
+  async revive(key: string, state: State): Promise<void> {
+    const end = partsEnd(state);
+    const name = this.#assembled(key, state.gen);
+    const head = await this.client.headObject(name);
+    if (head === null || Number(head.get("content-length")) < end) {
+      throw new UploadDataLost(
+        key,
+        `its multipart upload is gone and no completed copy of its ${state.parts.length} ` +
+          `parts (${end} bytes) is left`,
+      );
+    }
+    await this.#reopen(key, state, { gen: state.gen, size: end });
+  }
+
+  /**
+   * Makes `base` (a completed object holding the first bytes) the state's base, with a new
+   * multipart upload of the next generation whose parts, of `sizes` (default: those of the
+   * state's parts), are ranges of the base copied by UploadPartCopy, inside the store; stores
+   * the state. The old upload is left as it is (completed, or gone).
+   */
+  async #reopen(
+    key: string,
+    state: State,
+    base: { gen: number; size: number },
+    sizes = state.parts.map((p) => p.size),
+  ): Promise<void> {
+    const old = cloneState(state);
+    const gen = Math.max(state.gen, base.gen) + 1;
+    const name = this.#assembled(key, gen);
+    const source = this.#assembled(key, base.gen);
+    const upload = sizes.length === 0 ? null : await this.client.createMultipart(name);
+    const parts: Part[] = [];
+    let at = 0;
+    for (const [i, size] of sizes.entries()) {
+      const range = { start: at, end: at + size - 1 };
+      parts.push({
+        size,
+        etag: await this.client.uploadPartCopy(name, upload!, i + 1, source, { range }),
+      });
+      at += size;
+    }
+    Object.assign(state, { gen, upload, parts, base });
+    await this.save(key, state, old);
+  }
+
+  /**
+   * Makes every byte in parts readable: CompleteMultipartUpload of the parts into the
+   * upload's object, which then is the base, and a new upload made of copies of its parts
+   * (`revive`), so that appends go on. Stores the state. The store copies the parts' bytes
+   * once (the new parts); no byte passes through this process.
+   */
+  async #materialize(key: string, state: State): Promise<void> {
+    const end = partsEnd(state);
+    if (end === 0 || (state.base?.size ?? 0) >= end) return;
+    const parts = state.parts.map((p, i) => ({ number: i + 1, etag: p.etag }));
+    try {
+      await this.client.completeMultipart(
+        this.#assembled(key, state.gen),
+        state.upload!,
+        parts,
+        end,
+      );
+    } catch (error) {
+      // Completed before (a lost reply, or a crash before the new state was stored): `revive`
+      // checks that the object holds the parts.
+      if (!gone(error)) throw error;
+    }
+    await this.revive(key, state);
   }
 
   /** PutObject of an appendable object's state (its size also in `x-amz-meta-appended-size`). */
@@ -526,141 +670,169 @@ export class S3Driver implements StorageDriver {
       }
     }
     const text = decoder.decode(await new Response(response.body).arrayBuffer());
-    let state: State;
+    let raw: Partial<State>;
     try {
-      state = JSON.parse(text);
+      raw = JSON.parse(text);
     } catch {
       throw new Error(`"${key}" is not an appendable object of this driver (${text.length} B)`);
     }
     if (
-      typeof state?.size !== "number" || !Array.isArray(state.parts) ||
-      (state.upload !== null && typeof state.upload !== "string")
+      typeof raw?.size !== "number" || !Array.isArray(raw.parts) ||
+      (raw.upload !== null && typeof raw.upload !== "string")
     ) {
       throw new Error(`"${key}" is not an appendable object of this driver`);
     }
-    return { state };
+    const { size, parts, upload } = raw;
+    const end = partsEnd({ parts });
+    return {
+      state: {
+        size,
+        upload,
+        parts,
+        gen: raw.gen ?? 0,
+        // A state of the previous layout (no tail name): the object of the part after the
+        // last is the tail, the parts' objects are left over until the commit.
+        tail: raw.tail !== undefined
+          ? raw.tail
+          : size > end
+          ? String(parts.length + 1).padStart(5, "0")
+          : null,
+        serial: raw.serial ?? 0,
+        prev: raw.prev ?? null,
+        base: raw.base ?? null,
+      },
+    };
   }
 
   /**
    * The state of an existing object as an appendable object; a plain object is made one first
-   * (copied server-side to its first part object, and made part 1 when at least 5 MiB).
-   * Throws ObjectMissing.
+   * (copied server-side to the base, its whole parts copies of ranges of it, the rest read
+   * back as the tail: less than a part). Throws ObjectMissing.
    */
   async #appendable(key: string): Promise<State> {
     const found = await this.#load(key);
     if (found === null) throw new ObjectMissing(key);
     if ("state" in found) return found.state;
     const size = found.plain;
-    const state: State = { size, upload: null, parts: [] };
-    if (size > 0) {
-      const first = this.#partName(key, 1);
-      if (size > MAX_COPY) throw new RangeError(`Cannot append to "${key}": larger than 5 GiB`);
-      const copied = await this.client.copyObject(this.#name(key), first, size);
-      if (!copied) throw new ObjectMissing(key);
-      if (size >= MIN_CHUNK) {
-        state.upload = await this.client.createMultipart(this.#assembled(key));
-        const etag = await this.client.uploadPartCopy(
-          this.#assembled(key),
-          state.upload,
-          1,
-          first,
-          {
-            size,
-          },
-        );
-        state.parts.push({ size, etag });
-      }
+    const state = emptyState();
+    if (size === 0) {
+      await this.save(key, state, null);
+      return state;
     }
-    await this.store(key, state, null);
+    if (size > MAX_COPY) throw new RangeError(`Cannot append to "${key}": larger than 5 GiB`);
+    const base = this.#assembled(key, 0);
+    if (!(await this.client.copyObject(this.#name(key), base, size))) throw new ObjectMissing(key);
+    const whole = Math.floor(size / this.#chunk);
+    const rest = size - whole * this.#chunk;
+    state.size = size;
+    if (rest > 0) {
+      state.serial = 1;
+      state.tail = "tail.1";
+      await this.putTail(key, state.tail, await this.#readRange(base, size - rest, rest));
+    }
+    await this.#reopen(key, state, { gen: 0, size }, new Array(whole).fill(this.#chunk));
     return state;
   }
 
   /**
-   * Cuts an appendable object to `size` bytes, durably: the parts wholly before `size` stay,
-   * the object of the next part (or the tail) keeps the rest as its first bytes. Cut to no
-   * part, the multipart upload is aborted (after the state no longer names it).
+   * Cuts an appendable object to `size` bytes, durably (the new state stored). Bytes in parts
+   * cannot be read back while the upload is open, so: a cut inside the tail keeps the tail
+   * object (its first bytes count); a cut back to the state before the last writer (`prev`:
+   * what the uploads layer does, to the last acknowledged size) takes its parts and its tail
+   * object, which are still there; any other cut keeps the parts wholly before `size` and
+   * makes a new tail object of the bytes after them, read from the base (made first by
+   * `#materialize` when it does not reach `size`). Cut to no part, the multipart upload is
+   * aborted (after the state no longer names it).
    */
   async #cut(key: string, state: State, size: number): Promise<void> {
-    let end = 0;
     let keep = 0;
+    let end = 0;
     while (keep < state.parts.length && end + state.parts[keep].size <= size) {
       end += state.parts[keep++].size;
     }
+    const prev = state.prev;
+    const prevEnd = prev === null ? 0 : partsEnd({ parts: state.parts.slice(0, prev.parts) });
+    let tail: string | null;
+    let bytes = EMPTY;
+    if (keep === state.parts.length) {
+      tail = size > end ? state.tail : null;
+    } else if (size === end) {
+      tail = null; // on a part boundary: the parts before it, no tail
+    } else if (
+      prev !== null && prev.parts <= state.parts.length && prevEnd <= size && size <= prev.size
+    ) {
+      keep = prev.parts;
+      end = prevEnd;
+      tail = size > end ? prev.tail : null;
+    } else {
+      if ((state.base?.size ?? 0) < size) await this.#materialize(key, state);
+      bytes = await this.#readRange(this.#assembled(key, state.base!.gen), end, size - end);
+      tail = null;
+    }
+    const old = cloneState(state);
+    if (bytes.length > 0) {
+      state.serial += 1;
+      tail = `tail.${state.serial}`;
+      await this.putTail(key, tail, bytes);
+    }
     const upload = state.upload;
-    state.parts = state.parts.slice(0, keep);
     state.size = size;
-    if (keep === 0) state.upload = null;
-    await this.store(key, state, null);
-    if (keep === 0 && upload !== null) {
-      await this.client.abortMultipart(this.#assembled(key), upload);
+    state.parts = state.parts.slice(0, keep);
+    state.tail = tail;
+    state.prev = null;
+    if (state.base !== null && state.base.size > size) {
+      state.base = size === 0 ? null : { gen: state.base.gen, size };
     }
+    const abort = keep === 0 && upload !== null;
+    if (abort) {
+      state.upload = null;
+      state.gen += 1; // the aborted upload's object name is never used again
+    }
+    await this.save(key, state, old);
+    if (abort) await this.client.abortMultipart(this.#assembled(key, old.gen), upload);
   }
 
   /**
-   * Replaces the multipart upload of an appendable object by a new one whose parts (of
-   * `sizes`, default the state's) are copied from their part objects; updates `state`.
-   */
-  async reupload(key: string, state: State, sizes = state.parts.map((p) => p.size)): Promise<void> {
-    const name = this.#assembled(key);
-    const upload = await this.client.createMultipart(name);
-    const parts: Part[] = [];
-    for (const [i, size] of sizes.entries()) {
-      const etag = await this.client.uploadPartCopy(
-        name,
-        upload,
-        i + 1,
-        this.#partName(key, i + 1),
-        { size },
-      );
-      parts.push({ size, etag });
-    }
-    state.upload = upload;
-    state.parts = parts;
-  }
-
-  /**
-   * Completes an appendable object's multipart upload (its tail copied in as the last part,
-   * server-side) into its assembled object; the name of that object. When the upload is gone
-   * (a completion whose reply was lost, or a crash) the assembled object is used if it is
-   * there, else a new upload is made from the part objects.
+   * Completes an appendable object's multipart upload, its tail copied in as the last part
+   * (UploadPartCopy of the tail object's range, inside the server), into the upload's object;
+   * the name of that object. When the upload is gone: if this call completed it (a lost reply,
+   * retried) the object's ETag is that of these parts and it is used; else (completed by an
+   * earlier read or commit that did not store its outcome) it is revived and completed again.
    */
   async #complete(key: string, state: State): Promise<string> {
-    const name = this.#assembled(key);
     const tail = state.size - partsEnd(state);
-    const attempt = async () => {
+    for (let revived = false;; revived = true) {
+      const name = this.#assembled(key, state.gen);
       const parts: CompletedPart[] = state.parts.map((p, i) => ({ number: i + 1, etag: p.etag }));
-      if (tail > 0) {
-        const number = parts.length + 1;
-        const etag = await this.client.uploadPartCopy(
-          name,
-          state.upload!,
-          number,
-          this.#partName(key, number),
-          { range: { start: 0, end: tail - 1 } },
-        );
-        parts.push({ number, etag });
+      try {
+        if (tail > 0) {
+          const number = parts.length + 1;
+          const etag = await this.client.uploadPartCopy(
+            name,
+            state.upload!,
+            number,
+            this.#child(key, state.tail!),
+            { range: { start: 0, end: tail - 1 } },
+          );
+          parts.push({ number, etag });
+        }
+        await this.client.completeMultipart(name, state.upload!, parts, state.size);
+      } catch (error) {
+        if (!gone(error) || revived) throw error;
+        const whole = parts.length === state.parts.length + (tail > 0 ? 1 : 0);
+        const head = whole ? await this.client.headObject(name) : null;
+        if (head === null || unquote(head.get("etag")) !== multipartEtag(parts)) {
+          await this.revive(key, state);
+          continue;
+        }
       }
-      await this.client.completeMultipart(name, state.upload!, parts, state.size);
-    };
-    // An assembled object left by an earlier attempt must not pass for this one's.
-    await this.client.deleteObject(name);
-    try {
-      if (state.upload === null) await this.reupload(key, state);
-      await attempt();
-    } catch (error) {
-      if (!gone(error)) throw error;
       const head = await this.client.headObject(name);
-      if (head === null || Number(head.get("content-length")) !== state.size) {
-        await this.reupload(key, state);
-        await attempt();
+      const size = Number(head?.get("content-length"));
+      if (size !== state.size) {
+        throw new Error(`Assembled "${key}" has ${size} bytes, not ${state.size}`);
       }
+      return name;
     }
-    const head = await this.client.headObject(name);
-    const size = Number(head?.get("content-length"));
-    if (size !== state.size) {
-      throw new Error(`Assembled "${key}" has ${size} bytes, not ${state.size}`);
-    }
-    return name;
   }
 
   /**
@@ -700,34 +872,34 @@ export class S3Driver implements StorageDriver {
     if (objects.length > 0) await this.client.deleteObjects(objects);
   }
 
-  /** The first `length` bytes of an object (at most a chunk: a tail), read whole. */
-  async #readWhole(name: string, length: number): Promise<Uint8Array> {
-    const response = await this.client.getObject(name, { start: 0, end: length - 1 });
+  /** Bytes [start, start + length) of an object (less than a part: a tail), read whole. */
+  async #readRange(name: string, start: number, length: number): Promise<Uint8Array> {
+    const response = await this.client.getObject(name, { start, end: start + length - 1 });
     if (response.status !== 206 && response.status !== 200) {
       await response.body?.cancel();
       throw new S3Error(response.status, `GetObject ${name}`, "");
     }
-    const bytes = new Uint8Array(await response.arrayBuffer()).subarray(0, length);
-    if (bytes.length !== length) {
-      throw new Error(`GetObject ${name}: ${bytes.length} bytes, ${length} expected`);
+    let bytes = new Uint8Array(await response.arrayBuffer());
+    if (response.status === 200) bytes = bytes.subarray(start); // the range was ignored
+    if (bytes.length < length) {
+      throw new Error(`GetObject ${name}: ${bytes.length} bytes from ${start}, ${length} expected`);
     }
-    return bytes;
+    return bytes.subarray(0, length);
   }
 
-  /** The pieces of an appendable object: its part objects, then its tail's first bytes. */
+  /**
+   * The pieces of an appendable object: the base for the bytes in parts (as far as it goes:
+   * `read` makes it reach them first), then the tail object's first bytes.
+   */
   #pieces(key: string, state: State): Piece[] {
     const pieces: Piece[] = [];
-    let at = 0;
-    for (const [i, part] of state.parts.entries()) {
-      pieces.push({ name: this.#partName(key, i + 1), start: at, end: at + part.size });
-      at += part.size;
+    const end = partsEnd(state);
+    if (end > 0 && state.base !== null) {
+      const name = this.#assembled(key, state.base.gen);
+      pieces.push({ name, start: 0, end: Math.min(end, state.base.size) });
     }
-    if (state.size > at) {
-      pieces.push({
-        name: this.#partName(key, state.parts.length + 1),
-        start: at,
-        end: state.size,
-      });
+    if (state.size > end) {
+      pieces.push({ name: this.#child(key, state.tail!), start: end, end: state.size });
     }
     return pieces;
   }
@@ -773,29 +945,41 @@ function gone(error: unknown): boolean {
   return error instanceof S3Error && error.status === 404 && error.code === "NoSuchUpload";
 }
 
-/** A part stored as an object, its UploadPartCopy under way (null: the upload was gone). */
-interface Promoted {
-  readonly size: number;
-  readonly copy: Promise<string | null>;
-}
-
-/** UploadPartCopy requests a writer lets run while it goes on storing the next parts. */
-const COPIES_IN_FLIGHT = 2;
+/** An ETag without its quotes; "" when absent. */
+const unquote = (etag: string | null) => (etag ?? "").replace(/"/g, "");
 
 /**
- * A writer of an appendable object. It holds the tail (the bytes after the last part, read
- * back when opened: less than a chunk) and what was written after it. Every full chunk is
- * made a part at once: PutObject of its part object, then an UploadPartCopy of it into the
- * multipart upload that runs while the writer goes on (at most two at a time). `sync` waits
- * for the copies, stores the rest as the tail object, then the state. Calls run one after the
- * other (a `sync` may be called while a `write` is under way); after a failure every later
- * call fails with it.
+ * The ETag S3 gives the object of a completed multipart upload: the MD5 of its parts' MD5s
+ * (their ETags), a dash and the number of parts.
+ */
+function multipartEtag(parts: readonly CompletedPart[]): string {
+  const hash = createHash("md5");
+  for (const part of parts) {
+    const hex = unquote(part.etag);
+    hash.update(Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16)));
+  }
+  return `${hash.digest("hex")}-${parts.length}`;
+}
+
+/**
+ * A writer of an appendable object. Its buffer holds the tail: the bytes after the last part
+ * (read back when opened: less than a part) and those written since, copied in once. A full
+ * part is sent at once by UploadPart (the first one after a CreateMultipartUpload) and the
+ * buffer is filled again in place: one buffer per writer, of a part at most (a small PATCH
+ * holds a small one), and one request in flight, whose bytes stay in the buffer until it
+ * succeeded (the client retries it). `sync` stores the buffered tail as a new tail object,
+ * then the state. Calls run one after the other (a `sync` may be called while a `write` is
+ * under way); after a failure every later call fails with it, and the stored state stays
+ * that of the last `sync`.
  */
 class MultipartWriter implements AppendWriter {
-  #held: Uint8Array[];
-  #heldBytes: number;
-  #promoted: Promoted[] = [];
-  /** Whether the tail object lacks some held bytes, or the state lacks some parts. */
+  #buffer: Uint8Array;
+  #fill: number;
+  /** The state as stored (the writer's `state` runs ahead of it). */
+  #stored: State;
+  /** The stored state when the writer opened: every state it stores names it as `prev`. */
+  readonly #opened: Checkpoint;
+  /** Whether bytes were written since the last sync. */
   #dirty = false;
   #queue: Promise<void> = Promise.resolve();
   #failure: unknown = null;
@@ -807,73 +991,89 @@ class MultipartWriter implements AppendWriter {
     private readonly state: State,
     tail: Uint8Array,
   ) {
-    this.#held = tail.length > 0 ? [tail] : [];
-    this.#heldBytes = tail.length;
+    this.#buffer = tail;
+    this.#fill = tail.length;
+    this.#stored = cloneState(state);
+    this.#opened = { size: state.size, parts: state.parts.length, tail: state.tail };
   }
 
+  /** Appends `bytes`, which must not change until the promise settles (they are not copied before). */
   write(bytes: Uint8Array): Promise<void> {
-    const copy = bytes.slice();
     return this.#run(async () => {
-      this.#held.push(copy);
-      this.#heldBytes += copy.length;
-      this.state.size += copy.length;
-      if (copy.length > 0) this.#dirty = true;
       const chunk = this.driver.chunkSize;
-      while (this.#heldBytes >= chunk) {
-        const all = concat(this.#held, this.#heldBytes);
-        await this.#promote(all.subarray(0, chunk));
-        const rest = all.slice(chunk);
-        this.#held = rest.length > 0 ? [rest] : [];
-        this.#heldBytes = rest.length;
+      for (let at = 0; at < bytes.length;) {
+        if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
+        this.#reserve(bytes.length - at, chunk);
+        const n = Math.min(bytes.length - at, this.#buffer.length - this.#fill);
+        this.#buffer.set(bytes.subarray(at, at + n), this.#fill);
+        this.#fill += n;
+        at += n;
+        this.state.size += n;
+        this.#dirty = true;
+        if (this.#fill === chunk) await this.#sendPart();
       }
     });
   }
 
   sync(): Promise<void> {
     return this.#run(async () => {
-      await this.#settle(0);
       if (!this.#dirty) return;
-      await this.driver.store(this.key, this.state, concat(this.#held, this.#heldBytes));
+      const state = this.state;
+      if (this.#fill > 0) {
+        state.serial += 1;
+        state.tail = `tail.${state.serial}`;
+        await this.driver.putTail(this.key, state.tail, this.#buffer.subarray(0, this.#fill));
+      } else {
+        state.tail = null;
+      }
+      state.prev = this.#opened;
+      await this.driver.save(this.key, state, this.#stored);
+      this.#stored = cloneState(state);
       this.#dirty = false;
     });
   }
 
   close(): void {
     this.#closed = true;
-    this.#held = [];
-    this.#heldBytes = 0;
-    for (const p of this.#promoted) p.copy.catch(() => {});
-  }
-
-  /** Stores a chunk as the next part's object and starts copying it into the upload. */
-  async #promote(bytes: Uint8Array): Promise<void> {
-    const number = this.state.parts.length + this.#promoted.length + 1;
-    await this.driver.putPart(this.key, number, bytes);
-    this.state.upload ??= await this.driver.startUpload(this.key);
-    const copy = this.driver.copyPart(this.key, this.state.upload, number, bytes.length);
-    copy.catch(() => {}); // awaited by #settle
-    this.#promoted.push({ size: bytes.length, copy });
-    await this.#settle(COPIES_IN_FLIGHT);
+    this.#buffer = EMPTY;
+    this.#fill = 0;
   }
 
   /**
-   * Waits for the oldest copies until at most `keep` run, adding their parts to the state;
-   * when the upload was gone, makes a new one from the part objects.
+   * Makes room in the buffer for `wanted` more bytes (as far as a part): below a MiB it grows
+   * as needed, beyond it is a whole part at once (allocated once, then reused).
    */
-  async #settle(keep: number): Promise<void> {
-    while (this.#promoted.length > keep) {
-      const { size, copy } = this.#promoted[0];
-      const etag = await copy;
-      if (etag === null) {
-        await Promise.allSettled(this.#promoted.map((p) => p.copy));
-        const sizes = [...this.state.parts, ...this.#promoted].map((p) => p.size);
-        this.#promoted = [];
-        await this.driver.reupload(this.key, this.state, sizes);
-        return;
-      }
-      this.#promoted.shift();
-      this.state.parts.push({ size, etag });
+  #reserve(wanted: number, chunk: number): void {
+    const need = Math.min(chunk, this.#fill + wanted);
+    if (this.#buffer.length >= need) return;
+    const size = need <= SMALL_BUFFER ? Math.min(chunk, Math.max(2 * need, 64 * 1024)) : chunk;
+    const grown = new Uint8Array(size);
+    grown.set(this.#buffer.subarray(0, this.#fill));
+    this.#buffer = grown;
+  }
+
+  /** Sends the full buffer as the next part (UploadPart); the buffer is then empty. */
+  async #sendPart(): Promise<void> {
+    const bytes = this.#buffer.subarray(0, this.#fill);
+    const number = this.state.parts.length + 1;
+    this.state.upload ??= await this.driver.startUpload(this.key, this.state);
+    let etag: string;
+    try {
+      etag = await this.driver.uploadPart(this.key, this.state, number, bytes);
+    } catch (error) {
+      // Gone since the state was stored (completed by a read or commit that did not store its
+      // outcome): made again from its object, as long as this writer added no part to it.
+      if (!gone(error)) throw error;
+      const same = this.state.upload === this.#stored.upload &&
+        this.state.parts.length === this.#stored.parts.length;
+      if (!same) throw new UploadDataLost(this.key, "its multipart upload vanished while written");
+      await this.driver.revive(this.key, this.#stored);
+      const { gen, upload, parts, base } = this.#stored;
+      Object.assign(this.state, { gen, upload, parts: [...parts], base });
+      etag = await this.driver.uploadPart(this.key, this.state, number, bytes);
     }
+    this.state.parts.push({ size: bytes.length, etag });
+    this.#fill = 0;
   }
 
   #run(step: () => Promise<void>): Promise<void> {
@@ -905,15 +1105,4 @@ function modifiedOf(headers: Headers): number {
 
 function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream({ start: (controller) => controller.close() });
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

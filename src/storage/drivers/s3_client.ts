@@ -2,7 +2,9 @@
  * A small S3 client for the S3 driver: path-style requests signed with SigV4 by `aws4fetch`
  * (we never sign by hand), a Content-MD5 on every body, and the few operations the driver
  * needs: object PUT/GET/HEAD/DELETE/copy, ListObjectsV2, DeleteObjects, multipart uploads
- * (with UploadPartCopy and ListMultipartUploads) and presigned GetObject URLs.
+ * (with UploadPartCopy and ListMultipartUploads) and presigned GetObject URLs. PutObject and
+ * UploadPart bodies of a MiB or more are written on a connection of their own straight from
+ * the caller's bytes (`sendRaw`: fetch would copy them twice), other requests go by fetch.
  *
  * Failures: a request is attempted up to `attempts` times (exponential backoff with full
  * jitter between attempts) when it fails with 5xx, 429, a connection error (refused, reset,
@@ -167,6 +169,8 @@ export class S3Client {
     init: {
       headers?: Record<string, string>;
       body?: Uint8Array | string;
+      /** Sends a byte body of a MiB or more over a connection of its own (see `sendRaw`). */
+      raw?: boolean;
       idempotent?: boolean;
       stream?: boolean;
       /** Bytes the server copies before it answers (CopyObject, UploadPartCopy). */
@@ -190,12 +194,26 @@ export class S3Client {
         }, limit);
       });
       try {
-        const sent = this.#aws.fetch(url, {
-          method,
-          headers: init.headers,
-          body: init.body as BodyInit | undefined,
-          signal: controller.signal,
-        });
+        const viaFetch = () =>
+          this.#aws.fetch(url, {
+            method,
+            headers: init.headers,
+            body: init.body as BodyInit | undefined,
+            signal: controller.signal,
+          });
+        // When the raw send fails (a server answering early, e.g. 404 NoSuchUpload, and
+        // closing while the body is written: its reply is lost with the connection) fetch
+        // sends it again, and reads such a reply; rare, so its copy of the body costs little.
+        const sent = init.raw && init.body instanceof Uint8Array && size >= RAW_FROM
+          ? this.#aws.sign(url, { method, headers: init.headers })
+            .then((signed) =>
+              sendRaw(url, method, signed.headers, init.body as Uint8Array, controller.signal)
+            )
+            .catch((error) => {
+              if (controller.signal.aborted) throw error;
+              return viaFetch();
+            })
+          : viaFetch();
         sent.catch(() => {}); // when the stall won the race
         const response = await Promise.race([sent, stalled]);
         clearTimeout(timer);
@@ -259,6 +277,7 @@ export class S3Client {
   ): Promise<Response> {
     return await this.request("PUT", this.url(name), {
       body,
+      raw: true,
       headers: { ...headers, "content-md5": md5(body) },
     });
   }
@@ -404,6 +423,7 @@ export class S3Client {
     const query = `partNumber=${part}&uploadId=${encodeURIComponent(id)}`;
     const response = await this.request("PUT", this.url(name, query), {
       body,
+      raw: true,
       headers: { "content-md5": md5(body) },
     });
     await (await this.expect(response, `UploadPart ${name} #${part}`)).body?.cancel();
@@ -497,6 +517,110 @@ export class S3Client {
     } while (marker);
     return out;
   }
+}
+
+/** The smallest body `sendRaw` sends: below it fetch's copy costs little. */
+const RAW_FROM = 1024 * 1024;
+
+/**
+ * Sends a signed request whose body is bytes over a connection of its own (HTTP/1.1,
+ * `Connection: close`, plain or TLS), writing the body straight from `body`, and reads the
+ * reply whole. Why: fetch copies a byte body whole before sending it (into the Request, then
+ * into the runtime), so every part of 10 MiB in flight took 20 MiB more than the writer's
+ * buffer, and 8 concurrent uploads held a quarter GiB of copies, some of them until a
+ * garbage collection. A stream body is not copied but goes chunked, which S3 refuses for
+ * PutObject and UploadPart (411). Failures of the connection are TypeErrors (retried, as
+ * fetch's are); `signal` aborting closes the connection.
+ */
+async function sendRaw(
+  url: string,
+  method: string,
+  headers: Headers,
+  body: Uint8Array,
+  signal: AbortSignal,
+): Promise<Response> {
+  const target = new URL(url);
+  const tls = target.protocol === "https:";
+  const port = Number(target.port || (tls ? 443 : 80));
+  let conn: Deno.Conn | null = null;
+  const close = () => {
+    try {
+      conn?.close();
+    } catch { /* already closed */ }
+    conn = null;
+  };
+  signal.addEventListener("abort", close, { once: true });
+  try {
+    conn = tls
+      ? await Deno.connectTls({ hostname: target.hostname, port })
+      : await Deno.connect({ hostname: target.hostname, port });
+    let head = `${method} ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
+    headers.forEach((value, name) => {
+      if (!["host", "content-length", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
+    });
+    head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+    for (const bytes of [new TextEncoder().encode(head), body]) {
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+    }
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(16 * 1024);
+    for (;;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+    }
+    return parseReply(concatBytes(chunks));
+  } catch (error) {
+    if (signal.aborted) throw signal.reason;
+    if (error instanceof TypeError) throw error;
+    throw new TypeError(`${method} ${url}: ${error instanceof Error ? error.message : error}`, {
+      cause: error,
+    });
+  } finally {
+    signal.removeEventListener("abort", close);
+    close();
+  }
+}
+
+/** An HTTP/1.1 reply read whole (to the end of the connection) as a Response. */
+function parseReply(bytes: Uint8Array): Response {
+  const text = new TextDecoder("latin1").decode(bytes);
+  const end = text.indexOf("\r\n\r\n");
+  if (end < 0) throw new TypeError("The connection closed before a whole reply");
+  const [status, ...lines] = text.slice(0, end).split("\r\n");
+  const code = Number(/^HTTP\/1\.[01] (\d{3})/.exec(status)?.[1]);
+  if (!(code >= 200 && code <= 599)) throw new TypeError(`Bad status line: ${status}`);
+  const headers = new Headers();
+  for (const line of lines) {
+    const colon = line.indexOf(":");
+    if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  let body = bytes.subarray(end + 4);
+  if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) {
+    const parts: Uint8Array[] = [];
+    for (let at = 0;;) {
+      const eol = body.indexOf(13, at);
+      const size = parseInt(new TextDecoder().decode(body.subarray(at, eol)), 16);
+      if (!(size > 0)) break;
+      parts.push(body.subarray(eol + 2, eol + 2 + size));
+      at = eol + 2 + size + 2;
+    }
+    body = concatBytes(parts);
+    headers.delete("transfer-encoding");
+  } else if (headers.has("content-length")) {
+    body = body.subarray(0, Number(headers.get("content-length")));
+  }
+  return new Response(NULL_BODY.has(code) ? null : body.slice(), { status: code, headers });
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((sum, p) => sum + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 /** Statuses whose responses have no body. */
