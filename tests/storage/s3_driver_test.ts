@@ -76,6 +76,28 @@ await s3Tests((bucket, ignore) => {
     };
   };
   const chunk = 5 * 1024 * 1024;
+  /** A driver on a fresh root reached through a counting proxy; both go when disposed. */
+  const proxied = async () => {
+    const root = `t${++fixtures}-${Date.now()}`;
+    const { dispose } = await make(root);
+    const b = await bucket();
+    const proxy = new FaultProxy(b.options.regionendpoint!);
+    const driver = new S3Driver({
+      ...b.options,
+      regionendpoint: proxy.endpoint,
+      rootdirectory: root,
+      chunksize: chunk,
+    });
+    return {
+      root,
+      driver,
+      proxy,
+      async [Symbol.asyncDispose]() {
+        await proxy.close();
+        await dispose();
+      },
+    };
+  };
   const pattern = (length: number, seed: number) =>
     new Uint8Array(length).map((_, i) => (i * seed + (i >> 13)) % 251);
   const sha256 = async (bytes: Uint8Array | ReadableStream<Uint8Array>) => {
@@ -216,17 +238,9 @@ await s3Tests((bucket, ignore) => {
     name: "s3 driver: a commit sends and reads back no blob bytes (counted by a proxy)",
     ignore,
     async fn() {
-      const root = `t${++fixtures}-${Date.now()}`;
-      const { dispose } = await make(root);
-      const b = await bucket();
-      const proxy = new FaultProxy(b.options.regionendpoint!);
-      try {
-        const driver = new S3Driver({
-          ...b.options,
-          regionendpoint: proxy.endpoint,
-          rootdirectory: root,
-          chunksize: chunk,
-        });
+      await using fixture = await proxied();
+      const { root, driver, proxy } = fixture;
+      {
         for (const size of [3 * chunk + 5, chunk, 1000]) {
           const bytes = pattern(size, 17);
           await driver.create(`up/${size}/data`);
@@ -241,9 +255,6 @@ await s3Tests((bucket, ignore) => {
           assert.equal(await sha256((await driver.get(`blobs/${size}`))!), await sha256(bytes));
         }
         assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
-      } finally {
-        await proxy.close();
-        await dispose();
       }
     },
   });
@@ -253,17 +264,9 @@ await s3Tests((bucket, ignore) => {
       "s3 driver: a full part goes to the upload by UploadPart: no part object, no copy while writing",
     ignore,
     async fn() {
-      const root = `t${++fixtures}-${Date.now()}`;
-      const { dispose } = await make(root);
-      const b = await bucket();
-      const proxy = new FaultProxy(b.options.regionendpoint!);
-      try {
-        const driver = new S3Driver({
-          ...b.options,
-          regionendpoint: proxy.endpoint,
-          rootdirectory: root,
-          chunksize: chunk,
-        });
+      await using fixture = await proxied();
+      const { root, driver, proxy } = fixture;
+      {
         const bytes = pattern(3 * chunk + 5, 29);
         await driver.create("up/p/data");
         proxy.resetCounts();
@@ -278,9 +281,6 @@ await s3Tests((bucket, ignore) => {
         await driver.move("up/p/data", "blobs/p");
         assert.equal(await sha256((await driver.get("blobs/p"))!), await sha256(bytes));
         assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
-      } finally {
-        await proxy.close();
-        await dispose();
       }
     },
   });
@@ -290,17 +290,9 @@ await s3Tests((bucket, ignore) => {
       "s3 driver: a cut back to the last writer's start reads nothing back; a cut elsewhere below the parts reads it from a completed copy",
     ignore,
     async fn() {
-      const root = `t${++fixtures}-${Date.now()}`;
-      const { dispose } = await make(root);
-      const b = await bucket();
-      const proxy = new FaultProxy(b.options.regionendpoint!);
-      try {
-        const driver = new S3Driver({
-          ...b.options,
-          regionendpoint: proxy.endpoint,
-          rootdirectory: root,
-          chunksize: chunk,
-        });
+      await using fixture = await proxied();
+      const { root, driver, proxy } = fixture;
+      {
         const bytes = pattern(3 * chunk + 4321, 31);
         const other = pattern(3 * chunk, 37);
         // acknowledged: a part and a tail; then a writer adds two parts and syncs
@@ -336,9 +328,6 @@ await s3Tests((bucket, ignore) => {
         await driver.move("up/d/data", "blobs/d");
         assert.equal(await sha256((await driver.get("blobs/d"))!), await sha256(expected));
         assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
-      } finally {
-        await proxy.close();
-        await dispose();
       }
     },
   });

@@ -19,20 +19,41 @@ import { s3Tests } from "../helpers/s3.ts";
 const CHUNK = 5 * 1024 * 1024;
 
 await s3Tests((bucket, ignore) => {
+  /**
+   * `count` apps (replicas) over one fresh root of the bucket, serving blob bytes themselves;
+   * when disposed the apps close, and the root's objects and uploads are removed.
+   */
+  const replicas = async (prefix: string, count: number) => {
+    const b = await bucket();
+    const root = `${prefix}-${Date.now()}`;
+    const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true };
+    const apps = await Promise.all(Array.from({ length: count }, () =>
+      createApp(config, {
+        log: () => {},
+        driver: new S3Driver({ ...b.options, rootdirectory: root, chunksize: CHUNK }),
+      })));
+    return {
+      b,
+      root,
+      apps,
+      async [Symbol.asyncDispose]() {
+        for (const app of apps) app.close();
+        for (const u of await b.client.listMultipart(`${root}/`)) {
+          await b.client.abortMultipart(u.name, u.id);
+        }
+        const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
+        if (keys.length > 0) await b.client.deleteObjects(keys);
+      },
+    };
+  };
+
   Deno.test({
     name: "s3 uploads: PATCHes alternate between two replicas; the commit is the digest's bytes",
     ignore,
     async fn() {
-      const b = await bucket();
-      const root = `u-${Date.now()}`;
-      const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true }; // the bytes through the app
-      const apps = await Promise.all([0, 1].map(() =>
-        createApp(config, {
-          log: () => {},
-          driver: new S3Driver({ ...b.options, rootdirectory: root, chunksize: CHUNK }),
-        })
-      ));
-      try {
+      await using fixture = await replicas("u", 2);
+      const { b, root, apps } = fixture;
+      {
         const call = (replica: number, path: string, init?: RequestInit) =>
           apps[replica](new Request(new URL(path, "http://registry.test"), init));
         const bytes = new Uint8Array(2 * CHUNK + 3 * 1024 * 1024 + 12_345)
@@ -91,13 +112,6 @@ await s3Tests((bucket, ignore) => {
         assert.equal(`sha256:${createHash("sha256").update(read).digest("hex")}`, digest);
         assert.deepEqual(await b.client.listMultipart(`${root}/`), [], "no upload left");
         assert.deepEqual(await b.client.listAll(`${root}/.multipart/`), [], "no part left");
-      } finally {
-        for (const app of apps) app.close();
-        for (const u of await b.client.listMultipart(`${root}/`)) {
-          await b.client.abortMultipart(u.name, u.id);
-        }
-        const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
-        if (keys.length > 0) await b.client.deleteObjects(keys);
       }
     },
   });
@@ -107,14 +121,9 @@ await s3Tests((bucket, ignore) => {
       "s3 uploads: a crash between a PATCH's data sync and its hash state, and a chunk short of its range after its sync, are cut back; a sha512 commit reads the parts",
     ignore,
     async fn() {
-      const b = await bucket();
-      const root = `c-${Date.now()}`;
-      const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true };
-      const app = await createApp(config, {
-        log: () => {},
-        driver: new S3Driver({ ...b.options, rootdirectory: root, chunksize: CHUNK }),
-      });
-      try {
+      await using fixture = await replicas("c", 1);
+      const { b, root, apps: [app] } = fixture;
+      {
         const call = (path: string, init?: RequestInit) =>
           app(new Request(new URL(path, "http://registry.test"), init));
         const bytes = new Uint8Array(3 * CHUNK + 12_345).map((_, i) => (i * 7 + (i >> 12)) % 253);
@@ -178,13 +187,6 @@ await s3Tests((bucket, ignore) => {
         assert.equal(`sha512:${createHash("sha512").update(read).digest("hex")}`, digest);
         assert.deepEqual(await b.client.listMultipart(`${root}/`), [], "no upload left");
         assert.deepEqual(await b.client.listAll(`${root}/.multipart/`), [], "no part left");
-      } finally {
-        app.close();
-        for (const u of await b.client.listMultipart(`${root}/`)) {
-          await b.client.abortMultipart(u.name, u.id);
-        }
-        const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
-        if (keys.length > 0) await b.client.deleteObjects(keys);
       }
     },
   });
@@ -194,14 +196,9 @@ await s3Tests((bucket, ignore) => {
       "s3 uploads: a session whose multipart upload was aborted from outside is removed with BLOB_UPLOAD_UNKNOWN, not a 500",
     ignore,
     async fn() {
-      const b = await bucket();
-      const root = `l-${Date.now()}`;
-      const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true };
-      const app = await createApp(config, {
-        log: () => {},
-        driver: new S3Driver({ ...b.options, rootdirectory: root, chunksize: CHUNK }),
-      });
-      try {
+      await using fixture = await replicas("l", 1);
+      const { b, root, apps: [app] } = fixture;
+      {
         const call = (path: string, init?: RequestInit) =>
           app(new Request(new URL(path, "http://registry.test"), init));
         const bytes = new Uint8Array(2 * CHUNK + 10).map((_, i) => (i * 5 + (i >> 10)) % 251);
@@ -231,13 +228,6 @@ await s3Tests((bucket, ignore) => {
         const blob = await call(`/v2/s3/lost/blobs/${digest}`, { method: "HEAD" });
         await blob.body?.cancel();
         assert.equal(blob.status, 404, "no blob");
-      } finally {
-        app.close();
-        for (const u of await b.client.listMultipart(`${root}/`)) {
-          await b.client.abortMultipart(u.name, u.id);
-        }
-        const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
-        if (keys.length > 0) await b.client.deleteObjects(keys);
       }
     },
   });
