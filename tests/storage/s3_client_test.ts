@@ -16,7 +16,7 @@ import { S3Client, S3Error } from "../../src/storage/drivers/s3_client.ts";
  * connection, stall (read the request, never answer), or answer a reply whose body may stop
  * after `cut` bytes (then the connection is reset, or held open when `hang`).
  */
-type Action = number | "reset" | "stall" | Reply;
+type Action = number | "reset" | "stall" | Reply | { readonly raw: string };
 
 interface Reply {
   readonly status: number;
@@ -55,6 +55,10 @@ async function withFake(
       if (action === "reset") return; // closed in finally, no reply
       if (action === "stall") {
         keep = true; // held open until the end
+        return;
+      }
+      if (typeof action === "object" && "raw" in action) {
+        await writeAll(conn, encoder.encode(action.raw)); // these bytes, then the close
         return;
       }
       const reply: Reply = typeof action === "number"
@@ -191,6 +195,31 @@ Deno.test("s3 client: a PUT of a MiB or more is sent from the bytes with its Con
       assert.deepEqual(request.body, bytes);
     }
   });
+});
+
+Deno.test("s3 client: a large PUT's reply is read past interim replies and chunks; a cut one is sent again", async () => {
+  const bytes = new Uint8Array(1024 * 1024 + 3).fill(7);
+  // An unasked-for 100 Continue, then a chunked 200: one request, its ETag read.
+  const interim = "HTTP/1.1 100 Continue\r\n\r\n" +
+    'HTTP/1.1 200 OK\r\netag: "e1"\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n';
+  await withFake([{ raw: interim }], async (client, seen) => {
+    assert.equal(await client.uploadPart("k", "u1", 1, bytes), '"e1"');
+    assert.equal(seen.length, 1);
+  });
+  // Replies cut short (fewer bytes than their Content-Length; chunks without the last one):
+  // not taken as answers; the part is sent again and that answer counts.
+  for (
+    const cut of [
+      'HTTP/1.1 200 OK\r\netag: "e2"\r\ncontent-length: 50\r\n\r\nshort',
+      'HTTP/1.1 200 OK\r\netag: "e3"\r\ntransfer-encoding: chunked\r\n\r\n5\r\nshort\r\n',
+    ]
+  ) {
+    await withFake([{ raw: cut }], async (client, seen) => {
+      assert.equal(await client.uploadPart("k", "u1", 2, bytes), '"e"');
+      assert.equal(seen.length, 2);
+      assert.deepEqual(seen[1].body, bytes);
+    });
+  }
 });
 
 Deno.test("s3 client: after the last attempt the failure is StorageUnavailable", async () => {

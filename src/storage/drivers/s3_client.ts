@@ -204,7 +204,7 @@ export class S3Client {
         // When the raw send fails (a server answering early, e.g. 404 NoSuchUpload, and
         // closing while the body is written: its reply is lost with the connection) fetch
         // sends it again, and reads such a reply; rare, so its copy of the body costs little.
-        const sent = init.raw && init.body instanceof Uint8Array && size >= RAW_FROM
+        const sent = init.raw && init.body instanceof Uint8Array && size >= RAW_FROM && !PROXIED
           ? this.#aws.sign(url, { method, headers: init.headers })
             .then((signed) =>
               sendRaw(url, method, signed.headers, init.body as Uint8Array, controller.signal)
@@ -521,6 +521,19 @@ export class S3Client {
 
 /** The smallest body `sendRaw` sends: below it fetch's copy costs little. */
 const RAW_FROM = 1024 * 1024;
+/**
+ * Whether requests go through an HTTP proxy (fetch honours these variables; `sendRaw`, which
+ * connects directly, would bypass it, or fail where only the proxy is reachable): then every
+ * request goes by fetch.
+ */
+const PROXIED = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+  .some((name) => {
+    try {
+      return (Deno.env.get(name) ?? "") !== "";
+    } catch {
+      return false; // no permission to read it: fetch could not read it either
+    }
+  });
 
 /**
  * Sends a signed request whose body is bytes over a connection of its own (HTTP/1.1,
@@ -551,9 +564,12 @@ async function sendRaw(
   };
   signal.addEventListener("abort", close, { once: true });
   try {
+    signal.throwIfAborted();
     conn = tls
       ? await Deno.connectTls({ hostname: target.hostname, port })
       : await Deno.connect({ hostname: target.hostname, port });
+    // Aborted while connecting (the listener found no connection to close): send nothing.
+    signal.throwIfAborted();
     let head = `${method} ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
     headers.forEach((value, name) => {
       if (!["host", "content-length", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
@@ -582,35 +598,58 @@ async function sendRaw(
   }
 }
 
-/** An HTTP/1.1 reply read whole (to the end of the connection) as a Response. */
+/**
+ * An HTTP/1.1 reply read whole (to the end of the connection) as a Response; interim 1xx
+ * replies are skipped. A reply cut short (fewer bytes than its Content-Length, or chunks
+ * that do not end with the last one) or malformed is a TypeError, as fetch's are.
+ */
 function parseReply(bytes: Uint8Array): Response {
   const text = new TextDecoder("latin1").decode(bytes);
-  const end = text.indexOf("\r\n\r\n");
-  if (end < 0) throw new TypeError("The connection closed before a whole reply");
-  const [status, ...lines] = text.slice(0, end).split("\r\n");
-  const code = Number(/^HTTP\/1\.[01] (\d{3})/.exec(status)?.[1]);
-  if (!(code >= 200 && code <= 599)) throw new TypeError(`Bad status line: ${status}`);
-  const headers = new Headers();
-  for (const line of lines) {
-    const colon = line.indexOf(":");
-    if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-  }
-  let body = bytes.subarray(end + 4);
-  if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) {
-    const parts: Uint8Array[] = [];
-    for (let at = 0;;) {
-      const eol = body.indexOf(13, at);
-      const size = parseInt(new TextDecoder().decode(body.subarray(at, eol)), 16);
-      if (!(size > 0)) break;
-      parts.push(body.subarray(eol + 2, eol + 2 + size));
-      at = eol + 2 + size + 2;
+  let start = 0;
+  for (;;) {
+    const end = text.indexOf("\r\n\r\n", start);
+    if (end < 0) throw new TypeError("The connection closed before a whole reply");
+    const [status, ...lines] = text.slice(start, end).split("\r\n");
+    const code = Number(/^HTTP\/1\.[01] (\d{3})/.exec(status)?.[1]);
+    if (code >= 100 && code <= 199) {
+      start = end + 4;
+      continue;
     }
-    body = concatBytes(parts);
-    headers.delete("transfer-encoding");
-  } else if (headers.has("content-length")) {
-    body = body.subarray(0, Number(headers.get("content-length")));
+    if (!(code >= 200 && code <= 599)) throw new TypeError(`Bad status line: ${status}`);
+    const headers = new Headers();
+    for (const line of lines) {
+      const colon = line.indexOf(":");
+      if (colon <= 0) throw new TypeError(`Bad header line: ${line}`);
+      headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+    }
+    let body = bytes.subarray(end + 4);
+    if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) {
+      body = dechunk(body);
+      headers.delete("transfer-encoding");
+    } else if (headers.has("content-length")) {
+      const length = Number(headers.get("content-length"));
+      if (!(length >= 0) || body.length < length) {
+        throw new TypeError(`Reply cut short: ${body.length} of ${length} body bytes`);
+      }
+      body = body.subarray(0, length);
+    }
+    return new Response(NULL_BODY.has(code) ? null : body.slice(), { status: code, headers });
   }
-  return new Response(NULL_BODY.has(code) ? null : body.slice(), { status: code, headers });
+}
+
+/** The bytes of a chunked body, which must end with its last (empty) chunk. */
+function dechunk(body: Uint8Array): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let at = 0;;) {
+    const eol = body.indexOf(13, at);
+    const size = eol < 0 ? NaN : parseInt(new TextDecoder().decode(body.subarray(at, eol)), 16);
+    if (!(size >= 0) || body[eol + 1] !== 10) throw new TypeError("Bad or cut chunked reply");
+    if (size === 0) return concatBytes(parts);
+    const from = eol + 2;
+    if (from + size + 2 > body.length) throw new TypeError("Chunked reply cut short");
+    parts.push(body.subarray(from, from + size));
+    at = from + size + 2;
+  }
 }
 
 function concatBytes(parts: Uint8Array[]): Uint8Array {
