@@ -161,8 +161,8 @@ export class BlobService {
         this.#locks.run(repositoryLock(name), async () => {
           const size = await this.#blobs.size(digest);
           if (size === null) return false;
-          this.#activity?.touch(digest);
           await this.#meta.linkLayer(name, digest);
+          this.#activity?.touch(digest); // after the link: see locks.ts
           await this.#events.record([{
             action: "mount",
             kind: "blob",
@@ -173,18 +173,6 @@ export class BlobService {
             fromRepository: source,
           }]);
           return true;
-        }),
-    );
-  }
-
-  /** Links a freshly committed blob into a repository, under the blob and repository locks. */
-  link(name: RepositoryName, digest: Digest): Promise<void> {
-    return this.#locks.run(
-      blobLock(digest),
-      () =>
-        this.#locks.run(repositoryLock(name), async () => {
-          this.#activity?.touch(digest);
-          await this.#meta.linkLayer(name, digest);
         }),
     );
   }

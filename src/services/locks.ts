@@ -6,6 +6,13 @@
  *
  * Order: a caller holding a repository lock never waits for a blob lock, so a path that needs
  * both takes the blob lock first (upload session, then blob, then repository).
+ *
+ * Such a path tells the activity tracker of the blob (`Activity.touch`) after its metadata
+ * write, still under the blob lock. A collection's mark either reads the write (it reads each
+ * repository under its lock, a new one once it is listed) or began before it, and then the
+ * touch falls in the collection's window and the sweep, which takes the blob lock, spares the
+ * bytes. A touch before the write could fall before the window opened while the write lands
+ * after the mark read (or listed) the repository: the bytes would go and the link stay.
  */
 
 import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";

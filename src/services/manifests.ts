@@ -122,10 +122,6 @@ export class ManifestService {
             }
           }
           await this.#checkReferences(name, manifest);
-          if (this.#activity) {
-            for (const ref of record.refs ?? []) this.#activity.touch(ref);
-            this.#activity.touch(digest);
-          }
           await this.#blobs.write(digest, bytes);
           await this.#meta.putRevision(name, digest, record);
           if (subject) {
@@ -133,6 +129,10 @@ export class ManifestService {
             await this.#meta.putReferrer(name, subject, digest, descriptor);
           }
           if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
+          if (this.#activity) { // after the writes: see locks.ts
+            for (const ref of record.refs ?? []) this.#activity.touch(ref);
+            this.#activity.touch(digest);
+          }
           await this.#events.record([{
             ...manifestEvent("push", name, digest, record),
             ...(reference.kind === "tag" ? { tag: reference.tag } : {}),

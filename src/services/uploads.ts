@@ -180,11 +180,13 @@ export class UploadService {
     }
     // Under the blob's lock: a collection sweeping an old copy of these bytes runs wholly
     // before (the commit then brings them back) or after (it then sees the touch and link).
+    // The touch comes after the link (see locks.ts): a touch before it could fall before the
+    // collection's window opened while the link lands after the mark read this repository.
     await this.#locks.run(blobLock(digest), async () => {
       await this.#blobs.commitUpload(id, digest, hasher.length);
-      this.#activity?.touch(digest);
       await this.#locks.run(repositoryLock(name), async () => {
         await this.#meta.linkLayer(name, digest);
+        this.#activity?.touch(digest);
         await this.#events.record([{
           action: "push",
           kind: "blob",

@@ -194,3 +194,40 @@ Deno.test("a blob linked after its repository was scanned is spared, whatever th
   assert.equal(get.status, 200);
   assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
 });
+
+Deno.test("an upload committed as a collection begins, linked after the mark, keeps its bytes", async () => {
+  const locks = new TellingLocks();
+  const bytes = randomBytes(2500);
+  const digest = await sha256Digest(bytes) as Digest;
+  // No grace window (as in the crash test's fastest runs): only the collection's window spares.
+  await using reg = await clockedRegistry({ locks, gc: { graceMs: 0 } });
+  await pushImage(reg, "a/other", { reference: "v1" }); // something for the mark to read
+  // The commit's link into a new repository waits: its bytes are stored, the link is not.
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const held = locks.run(repositoryLock(repo("m/new")), () => gate);
+  const commitAsks = locks.asked(repositoryLock(repo("m/new")));
+  const commit = reg.fetch(`/v2/m/new/blobs/uploads/?digest=${digest}`, {
+    method: "POST",
+    body: bytes,
+  });
+  await commitAsks;
+  // The collection opens its window and lists the repositories (m/new is not one yet), then
+  // its sweep waits for the blob's lock, which the commit holds until it has linked.
+  const sweepAsks = locks.asked(blobLock(digest));
+  const collection = reg.collect();
+  await sweepAsks;
+  release();
+  await held;
+  const response = await commit;
+  await response.body?.cancel();
+  assert.equal(response.status, 201);
+  const report = await collection;
+  assert.equal(report.counts.blobs, 0);
+  assert.equal(report.spared, 1);
+  assert.ok(await reg.hasBlob(digest));
+  assert.ok(await reg.hasLink("m/new", digest));
+  const get = await reg.fetch(`/v2/m/new/blobs/${digest}`);
+  assert.equal(get.status, 200);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+});
