@@ -5,9 +5,10 @@
  *   the only writer, the format check, the cache layer that single ownership makes valid, and
  *   an in-process lock manager;
  * - the scale-out mode (`storage.s3` with `database.url`): any number of replicas over one
- *   bucket and one PostgreSQL database. Blobs, upload data and state, the token signing key
- *   and the activity journal are objects of the bucket; repository metadata and the sizes of
- *   stored blobs are in the database; locks are its advisory locks, so they hold across
+ *   bucket and one PostgreSQL database. Blobs, upload data, the token signing key and the
+ *   activity journal are objects of the bucket; repository metadata, upload sessions (their
+ *   repository, start time and hash state) and the sizes of stored blobs are in the
+ *   database; locks are its advisory locks, so they hold across
  *   replicas; collections take one more advisory lock, so one replica sweeps at a time; each
  *   replica has its own event queues in the bucket and adopts those of replicas gone
  *   (`replica_events.ts`). Nothing is cached (another replica may change anything at any
@@ -33,6 +34,7 @@ import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
 import { connect, type Sql } from "../storage/postgres/client.ts";
 import { PostgresLockManager, tryExclusive } from "../storage/postgres/locks.ts";
 import { BlobSizes, SizedBlobStore } from "../storage/postgres/blobs.ts";
+import { PostgresUploadStore } from "../storage/postgres/uploads.ts";
 import { S3Driver } from "../storage/drivers/s3.ts";
 import {
   adoptQueues,
@@ -251,7 +253,8 @@ async function createScaleOutServices(
     options.stores?.blobs === undefined && options.stores?.meta === undefined
       ? (name, digest) => sizes.linked(name, digest)
       : undefined;
-  const uploads = options.stores?.uploads ?? new DriverUploadStore(driver);
+  // Sessions are rows (their data in the bucket): a PATCH saves its state with one query.
+  const uploads = options.stores?.uploads ?? new PostgresUploadStore(sql, driver);
   const parts = { config, options, driver, blobs, meta, uploads, locks, events, activity, now };
   return {
     ...assemble({ ...parts, linkedSize }, {

@@ -205,9 +205,10 @@ export class UploadService {
   async uploadWhole(name: RepositoryName, digest: Digest, chunk: Chunk): Promise<Digest> {
     const { id } = await this.start(name);
     try {
-      return await this.complete(name, id, digest, chunk);
-    } finally {
+      return await this.complete(name, id, digest, chunk); // removes the session
+    } catch (error) {
       await this.#uploads.remove(id);
+      throw error;
     }
   }
 

@@ -116,6 +116,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    name: "upload sessions (their data stays in the bucket)",
+    // A session's repository, start time and SHA-256 state (src/storage/postgres/uploads.ts);
+    // no reference to repositories: a session's repository need not exist yet.
+    sql: String.raw`
+      create table upload_sessions (
+        id uuid primary key,
+        repository repository_name not null,
+        started_at timestamptz not null,
+        hash_state text not null
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations the database lacks; returns the versions it applied (none: up to date). */
