@@ -350,6 +350,11 @@ export class S3Driver implements StorageDriver {
     const size = response.status === 206
       ? Number(headers.get("content-range")?.split("/")[1])
       : Number(headers.get("content-length"));
+    if (ranged && response.status === 200) {
+      // The range was ignored: the span's bytes from the whole object.
+      const length = Math.max(0, Math.min(span.length, size - span.start));
+      return { size, stream: rangeBytes(response, span.start, length, `GetObject ${name}`) };
+    }
     return { size, stream: response.body ?? emptyStream() };
   }
 
@@ -923,7 +928,8 @@ export class S3Driver implements StorageDriver {
               await response.body?.cancel();
               throw new S3Error(response.status, `GetObject ${piece.name}`, "");
             }
-            current = (response.body ?? emptyStream()).getReader();
+            current = rangeBytes(response, from, to - from + 1, `GetObject ${piece.name}`)
+              .getReader();
           }
           const { done, value } = await current.read();
           if (done) {
@@ -938,6 +944,39 @@ export class S3Driver implements StorageDriver {
       },
     });
   }
+}
+
+/**
+ * Bytes [from, from + length) of an object from the reply to a ranged GetObject: a 206
+ * carries them; a server that ignored the range (200) sends the object from its first byte, so
+ * the bytes before `from` are dropped and those past the range are not read. A body that ends
+ * short of the range fails the stream (`what` names the request).
+ */
+export function rangeBytes(
+  response: Response,
+  from: number,
+  length: number,
+  what: string,
+): ReadableStream<Uint8Array> {
+  const reader = (response.body ?? emptyStream()).getReader();
+  let skip = response.status === 200 ? from : 0;
+  let left = length;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      while (left > 0) {
+        const { done, value } = await reader.read();
+        if (done) throw new Error(`${what}: the body ended ${left} bytes short of its range`);
+        const dropped = Math.min(skip, value.length);
+        skip -= dropped;
+        const bytes = value.subarray(dropped, dropped + left);
+        left -= bytes.length;
+        if (bytes.length > 0) return controller.enqueue(bytes);
+      }
+      await reader.cancel(); // whatever follows the range
+      controller.close();
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
 }
 
 /** True for S3's "the multipart upload is gone" (completed, aborted). */
