@@ -124,15 +124,17 @@ export class ManifestService {
           await this.#checkReferences(name, manifest);
           await this.#blobs.write(digest, bytes);
           await this.#meta.putRevision(name, digest, record);
+          // After the revision's write (see locks.ts), before anything else can fail: a stored
+          // revision is always touched.
+          if (this.#activity) {
+            for (const ref of record.refs ?? []) this.#activity.touch(ref);
+            this.#activity.touch(digest);
+          }
           if (subject) {
             const descriptor = referrerDescriptor(manifest, digest, bytes);
             await this.#meta.putReferrer(name, subject, digest, descriptor);
           }
           if (reference.kind === "tag") await this.#meta.putTag(name, reference.tag, digest);
-          if (this.#activity) { // after the writes: see locks.ts
-            for (const ref of record.refs ?? []) this.#activity.touch(ref);
-            this.#activity.touch(digest);
-          }
           await this.#events.record([{
             ...manifestEvent("push", name, digest, record),
             ...(reference.kind === "tag" ? { tag: reference.tag } : {}),

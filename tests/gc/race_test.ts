@@ -231,3 +231,37 @@ Deno.test("an upload committed as a collection begins, linked after the mark, ke
   assert.equal(get.status, 200);
   assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
 });
+
+Deno.test("a mount begun before a collection, linked after the mark, keeps the blob's bytes", async () => {
+  const locks = new TellingLocks();
+  const bytes = randomBytes(2600);
+  const digest = await sha256Digest(bytes) as Digest;
+  await using reg = await clockedRegistry({ locks, gc: { graceMs: 0 } });
+  await pushBlob(reg, "a/src", bytes);
+  // The mount's link into a new repository waits: it holds the blob's lock, its source checked.
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const held = locks.run(repositoryLock(repo("m/new")), () => gate);
+  const mountAsks = locks.asked(repositoryLock(repo("m/new")));
+  const mount = reg.fetch(`/v2/m/new/blobs/uploads/?mount=${digest}&from=a/src`, {
+    method: "POST",
+  });
+  await mountAsks;
+  // The source's link goes: only the mount to come will link the bytes.
+  assert.equal(await status(reg, `/v2/a/src/blobs/${digest}`, { method: "DELETE" }), 202);
+  const sweepAsks = locks.asked(blobLock(digest));
+  const collection = reg.collect();
+  await sweepAsks;
+  release();
+  await held;
+  const response = await mount;
+  await response.body?.cancel();
+  assert.equal(response.status, 201);
+  const report = await collection;
+  assert.equal(report.counts.blobs, 0);
+  assert.equal(report.spared, 1);
+  assert.ok(await reg.hasBlob(digest));
+  const get = await reg.fetch(`/v2/m/new/blobs/${digest}`);
+  assert.equal(get.status, 200);
+  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+});

@@ -2,8 +2,8 @@
  * Upload sessions as rows of PostgreSQL (`src/storage/postgres/uploads.ts`), their data over a
  * memory driver: a session reads back whole; its state is replaced only once the data's flush
  * resolved; a session missing either half is not found but is listed, so the upload service's
- * purge removes it (a crash between the two writes of a create or a remove, a session written
- * to the bucket before the table existed); and what the table refuses.
+ * purge removes it (a crash between the two writes of a create or a remove); a session the bucket
+ * held before the table existed goes on from its objects; and what the table refuses.
  */
 
 import assert from "node:assert/strict";
@@ -116,13 +116,11 @@ test("remove takes the data and the row; a second remove finds nothing", async (
 
 test("a half session is not found but listed, and the purge removes it", async (f) => {
   const { sql, driver, store, rows } = f;
-  // A row without data (a crash inside create or remove) and data without a row (a session
-  // the bucket held before the table existed, with its small files there).
+  // A row without data (a crash inside create) and data without a row (a crash inside remove).
   await sql`
     insert into upload_sessions (id, repository, started_at, hash_state)
     values (${ID}, ${APP}, ${START}, 'x')`;
   await driver.create(uploadFileKey(OTHER, "data"));
-  await driver.put(uploadFileKey(OTHER, "repository"), APP);
   assert.equal(await store.get(ID), null);
   assert.equal(await store.get(OTHER), null);
   assert.deepEqual((await store.list()).sort(), [ID, OTHER]);
@@ -147,4 +145,25 @@ test("the table refuses an id that is not a UUID and a bad repository name", asy
       values (${id}, ${repository}, now(), 's')`;
   await assert.rejects(insert("../../etc", APP), (e) => sqlState(e) === "22P02");
   await assert.rejects(insert(ID, "Team/App"), (e) => sqlState(e) === "23514");
+});
+
+test("a session from before the table goes on from its objects, and is removed whole", async (f) => {
+  const { driver, store, rows } = f;
+  // What an earlier version wrote: the four objects of DriverUploadStore, no row.
+  await driver.create(uploadFileKey(OTHER, "data"));
+  await driver.put(uploadFileKey(OTHER, "repository"), APP);
+  await driver.put(uploadFileKey(OTHER, "startedat"), START.toISOString());
+  await driver.put(uploadFileKey(OTHER, "hashstate"), "old-state");
+  const found = await store.get(OTHER);
+  assert.equal(found?.repository, APP);
+  assert.equal(found?.hashState, "old-state");
+  const { flushed } = await store.append(OTHER, 0, sourceOf(encoder.encode("more")));
+  await store.saveHashState(OTHER, "state-4", flushed);
+  assert.equal((await store.get(OTHER))?.hashState, "state-4");
+  assert.equal((await store.get(OTHER))?.dataSize, 4);
+  assert.deepEqual(await rows(), [], "no row made for it");
+  assert.deepEqual(await store.list(), [OTHER]);
+  assert.equal(await store.remove(OTHER), true);
+  assert.deepEqual(await driver.list("uploads"), []);
+  assert.equal(await store.get(OTHER), null);
 });

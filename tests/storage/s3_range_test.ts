@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { rangeBytes } from "../../src/storage/drivers/s3.ts";
+import { rangeBytes, S3Driver } from "../../src/storage/drivers/s3.ts";
 
 const OBJECT = Uint8Array.from({ length: 100 }, (_, i) => i);
 
@@ -60,4 +60,30 @@ Deno.test("a body short of its range fails the stream", async () => {
   );
   const whole = reply(200, OBJECT.subarray(0, 20), 8);
   await assert.rejects(all(rangeBytes(whole.response, 10, 20, "GetObject y")), /10 bytes short/);
+});
+
+Deno.test("the driver's ranged read of a blob answered 200 gives the span, and a reply without its length fails", async () => {
+  const driver = new S3Driver({
+    accesskey: "a",
+    secretkey: "s",
+    region: "us-east-1",
+    regionendpoint: "http://127.0.0.1:9",
+    bucket: "b",
+  });
+  let length: string | null = String(OBJECT.length);
+  // A server that ignores Range: every GetObject is the whole object, 200.
+  driver.client.getObject = (_name: string) =>
+    Promise.resolve(
+      new Response(OBJECT.slice(), {
+        status: 200,
+        headers: length === null ? {} : { "content-length": length },
+      }),
+    );
+  const reader = await driver.read("blobs/sha256/ab/abcd", { start: 10, length: 20 });
+  assert.equal(reader?.size, OBJECT.length);
+  assert.deepEqual(await all(reader!.stream), [...OBJECT.slice(10, 30)]);
+  const tail = await driver.read("blobs/sha256/ab/abcd", { start: 90, length: 20 });
+  assert.deepEqual(await all(tail!.stream), [...OBJECT.slice(90)]);
+  length = null;
+  await assert.rejects(driver.read("blobs/sha256/ab/abcd", { start: 10, length: 20 }), /length/);
 });

@@ -352,6 +352,10 @@ export class S3Driver implements StorageDriver {
       : Number(headers.get("content-length"));
     if (ranged && response.status === 200) {
       // The range was ignored: the span's bytes from the whole object.
+      if (!/^\d+$/.test(headers.get("content-length") ?? "")) {
+        await response.body?.cancel();
+        throw new S3Error(200, `GetObject ${name}: a reply without its length`, "");
+      }
       const length = Math.max(0, Math.min(span.length, size - span.start));
       return { size, stream: rangeBytes(response, span.start, length, `GetObject ${name}`) };
     }
@@ -959,7 +963,8 @@ export function rangeBytes(
   what: string,
 ): ReadableStream<Uint8Array> {
   const reader = (response.body ?? emptyStream()).getReader();
-  let skip = response.status === 200 ? from : 0;
+  const whole = response.status === 200;
+  let skip = whole ? from : 0;
   let left = length;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -972,7 +977,13 @@ export function rangeBytes(
         left -= bytes.length;
         if (bytes.length > 0) return controller.enqueue(bytes);
       }
-      await reader.cancel(); // whatever follows the range
+      if (whole) {
+        await reader.cancel().catch(() => {}); // the rest of the object, not read
+      } else {
+        // A 206 body ends here: read its end, so that the connection can serve again.
+        const { done } = await reader.read();
+        if (!done) throw new Error(`${what}: the body runs past its range`);
+      }
       controller.close();
     },
     cancel: (reason) => reader.cancel(reason),

@@ -11,8 +11,14 @@
  * the data holds at least the bytes the state covers. Both halves must be there: a session is
  * only found (`get`) when it has its row and its data. A row goes in before the data is made
  * and out before the data is removed, and `list` names both the rows and the session folders
- * of the bucket: whatever half a crash leaves is listed, not found, and removed by the purge,
- * as are the sessions a bucket held before this store (their small files were objects).
+ * of the bucket: whatever half a crash leaves is listed, not found, and removed by the purge.
+ *
+ * A session a bucket held before this store (its small files are objects, it has no row) goes
+ * on as it was, through `DriverUploadStore`: an upload started before the upgrade can be
+ * finished after it. The other way does not work: a replica of an earlier version does not
+ * know the rows, so it answers 404 to a session kept here and its purge would remove the
+ * session's data; replicas of an earlier version are stopped before the first of this one
+ * starts (README, "Upgrading replicas").
  */
 
 import type { RepositoryName, UploadId } from "../../types/oci.ts";
@@ -75,7 +81,10 @@ export class PostgresUploadStore implements UploadStore {
       this.#driver.stat(uploadFileKey(id, "data")),
     ]);
     const row = rows[0];
-    if (row === undefined || data === null) return null;
+    if (data === null) return null;
+    // No row: a session written before this store, whose small files are objects (or half a
+    // session, which has none: not found).
+    if (row === undefined) return await this.#data.get(id);
     return {
       id,
       repository: row.repository,
@@ -104,9 +113,10 @@ export class PostgresUploadStore implements UploadStore {
   /** @inheritdoc */
   async saveHashState(id: UploadId, text: string, after?: Promise<void>): Promise<void> {
     await after;
-    await guarded(() =>
-      this.#sql`update upload_sessions set hash_state = ${text} where id = ${id}`
+    const rows = await guarded(() =>
+      this.#sql`update upload_sessions set hash_state = ${text} where id = ${id} returning id`
     );
+    if (rows.length === 0) await this.#data.saveHashState(id, text); // a session from before
   }
 
   /** @inheritdoc */
