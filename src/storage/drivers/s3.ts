@@ -488,8 +488,9 @@ export class S3Driver implements StorageDriver {
       const assembled = await this.#complete(from, state);
       await this.#copy(assembled, target, state.size);
     }
-    await this.client.deleteObject(source);
-    await this.#purge(this.#dataOf(from));
+    // The source's state and its bytes at once: under the session's lock no reader meets the
+    // half, and a crash between them leaves a session whose next request finds it lost.
+    await Promise.all([this.client.deleteObject(source), this.#purge(this.#dataOf(from))]);
   }
 
   /** @inheritdoc */
@@ -874,11 +875,16 @@ export class S3Driver implements StorageDriver {
 
   /** Deletes every object and aborts every multipart upload under a data prefix. */
   async #purge(prefix: string): Promise<void> {
-    for (const { name, id } of await this.client.listMultipart(prefix)) {
-      await this.client.abortMultipart(name, id);
-    }
-    const objects = (await this.client.listAll(prefix)).map((o) => o.key);
-    if (objects.length > 0) await this.client.deleteObjects(objects);
+    // The two listings, then the aborts and the deletes, each pair at once.
+    const [uploads, listed] = await Promise.all([
+      this.client.listMultipart(prefix),
+      this.client.listAll(prefix),
+    ]);
+    const objects = listed.map((o) => o.key);
+    await Promise.all([
+      ...uploads.map(({ name, id }) => this.client.abortMultipart(name, id)),
+      objects.length > 0 ? this.client.deleteObjects(objects) : null,
+    ]);
   }
 
   /** Bytes [start, start + length) of an object (less than a part: a tail), read whole. */

@@ -9,9 +9,9 @@
  * The rules of `UploadStore` hold as they do on the filesystem: the state is replaced only once
  * the data it covers is durable (the row is updated after the data's flush), so after a crash
  * the data holds at least the bytes the state covers. Both halves must be there: a session is
- * only found (`get`) when it has its row and its data. A row goes in before the data is made
- * and out before the data is removed, and `list` names both the rows and the session folders
- * of the bucket: whatever half a crash leaves is listed, not found, and removed by the purge.
+ * only found (`get`) when it has its row and its data. The row and the data are made together
+ * and removed together, and `list` names both the rows and the session folders of the bucket:
+ * whatever half a crash leaves is listed, not found, and removed by the purge.
  *
  * A session a bucket held before this store (its small files are objects, it has no row) goes
  * on as it was, through `DriverUploadStore`: an upload started before the upgrade can be
@@ -58,17 +58,20 @@ export class PostgresUploadStore implements UploadStore {
     startedAt: Date,
     hashState: string,
   ): Promise<void> {
-    try {
-      await guarded(() =>
-        this.#sql`
-          insert into upload_sessions (id, repository, started_at, hash_state)
-          values (${id}, ${repository}, ${startedAt}, ${hashState})`
-      );
-    } catch (error) {
-      if (sqlState(error) === UNIQUE_VIOLATION) throw new AlreadyExists(uploadKey(id));
-      throw error;
-    }
-    await this.#driver.create(uploadFileKey(id, "data"));
+    // The row and the data at once: whichever half a crash or a failure leaves is purged.
+    const row = guarded(() =>
+      this.#sql`
+        insert into upload_sessions (id, repository, started_at, hash_state)
+        values (${id}, ${repository}, ${startedAt}, ${hashState})`
+    ).catch((error) => {
+      throw sqlState(error) === UNIQUE_VIOLATION ? new AlreadyExists(uploadKey(id)) : error;
+    });
+    const [inserted, created] = await Promise.allSettled([
+      row,
+      this.#driver.create(uploadFileKey(id, "data")),
+    ]);
+    if (inserted.status === "rejected") throw inserted.reason;
+    if (created.status === "rejected") throw created.reason;
   }
 
   /** @inheritdoc */
@@ -125,17 +128,18 @@ export class PostgresUploadStore implements UploadStore {
   }
 
   /**
-   * Removes the row, then the data: a session of this store has no other object in the bucket,
-   * so one delete of `data` (a HEAD when a commit moved it away already) instead of a listing
-   * of its folder. A folder without a row (a crash after the row went, a session from before
-   * this store) is removed whole.
+   * Removes the row and the data at once: a session of this store has no other object in the
+   * bucket, so one delete of `data` (a HEAD when a commit moved it away already) instead of a
+   * listing of its folder. A folder without a row (a crash's half, a session from before this
+   * store) is removed whole.
    */
   async remove(id: UploadId): Promise<boolean> {
-    const rows = await guarded(() =>
-      this.#sql`delete from upload_sessions where id = ${id} returning id`
-    );
-    if (rows.length === 0) return await this.#driver.deleteAll(uploadKey(id));
-    await this.#driver.delete(uploadFileKey(id, "data"));
+    const [rows, data] = await Promise.all([
+      guarded(() => this.#sql`delete from upload_sessions where id = ${id} returning id`),
+      this.#driver.delete(uploadFileKey(id, "data")),
+    ]);
+    // No row: a session from before this store, or a crash's half: its folder goes whole.
+    if (rows.length === 0) return (await this.#driver.deleteAll(uploadKey(id))) || data;
     return true;
   }
 
