@@ -13,7 +13,8 @@ import type { Digest, RepositoryName } from "../../src/types/oci.ts";
 import { ociManifest } from "../helpers/manifests.ts";
 import { pushBlob, randomBytes, sha256Digest } from "../helpers/registry.ts";
 import { errorOf, pushImage, pushImageBlobs, putManifest, status } from "../services/fixtures.ts";
-import { clockedRegistry, HOUR } from "./helpers.ts";
+import { type ClockedRegistry, clockedRegistry, HOUR } from "./helpers.ts";
+import type { GcReport } from "../../src/gc/collector.ts";
 
 /** A lock manager that tells when a key is asked for. */
 class TellingLocks implements LockManager {
@@ -195,34 +196,44 @@ Deno.test("a blob linked after its repository was scanned is spared, whatever th
   assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
 });
 
-Deno.test("an upload committed as a collection begins, linked after the mark, keeps its bytes", async () => {
-  const locks = new TellingLocks();
-  const bytes = randomBytes(2500);
-  const digest = await sha256Digest(bytes) as Digest;
-  // No grace window (as in the crash test's fastest runs): only the collection's window spares.
-  await using reg = await clockedRegistry({ locks, gc: { graceMs: 0 } });
-  await pushImage(reg, "a/other", { reference: "v1" }); // something for the mark to read
-  // The commit's link into a new repository waits: its bytes are stored, the link is not.
+/**
+ * Runs `start` (a request that links the blob into the new repository `m/new`) while the test
+ * holds that repository's lock, so the request waits holding the blob's lock; then `between`;
+ * then a collection, which opens its window and lists the repositories (`m/new` is not one
+ * yet) and whose sweep waits for the blob's lock; then lets the request link. Returns the
+ * request's response and the collection's report.
+ */
+async function linkedAfterMark(
+  reg: ClockedRegistry,
+  locks: TellingLocks,
+  digest: Digest,
+  start: () => Promise<Response>,
+  between: () => Promise<void> = async () => {},
+): Promise<{ response: Response; report: GcReport }> {
   let release = () => {};
   const gate = new Promise<void>((resolve) => release = resolve);
   const held = locks.run(repositoryLock(repo("m/new")), () => gate);
-  const commitAsks = locks.asked(repositoryLock(repo("m/new")));
-  const commit = reg.fetch(`/v2/m/new/blobs/uploads/?digest=${digest}`, {
-    method: "POST",
-    body: bytes,
-  });
-  await commitAsks;
-  // The collection opens its window and lists the repositories (m/new is not one yet), then
-  // its sweep waits for the blob's lock, which the commit holds until it has linked.
+  const asks = locks.asked(repositoryLock(repo("m/new")));
+  const request = start();
+  await asks;
+  await between();
   const sweepAsks = locks.asked(blobLock(digest));
   const collection = reg.collect();
   await sweepAsks;
   release();
   await held;
-  const response = await commit;
+  const response = await request;
   await response.body?.cancel();
-  assert.equal(response.status, 201);
-  const report = await collection;
+  return { response, report: await collection };
+}
+
+/** The bytes were spared by the collection's window and read back from `m/new`. */
+async function sparedInNew(
+  reg: ClockedRegistry,
+  report: GcReport,
+  digest: Digest,
+  bytes: Uint8Array,
+) {
   assert.equal(report.counts.blobs, 0);
   assert.equal(report.spared, 1);
   assert.ok(await reg.hasBlob(digest));
@@ -230,6 +241,24 @@ Deno.test("an upload committed as a collection begins, linked after the mark, ke
   const get = await reg.fetch(`/v2/m/new/blobs/${digest}`);
   assert.equal(get.status, 200);
   assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+}
+
+Deno.test("an upload committed as a collection begins, linked after the mark, keeps its bytes", async () => {
+  const locks = new TellingLocks();
+  const bytes = randomBytes(2500);
+  const digest = await sha256Digest(bytes) as Digest;
+  // No grace window (as in the crash test's fastest runs): only the collection's window spares.
+  await using reg = await clockedRegistry({ locks, gc: { graceMs: 0 } });
+  await pushImage(reg, "a/other", { reference: "v1" }); // something for the mark to read
+  // The commit has stored the bytes and waits to link them.
+  const { response, report } = await linkedAfterMark(
+    reg,
+    locks,
+    digest,
+    () => reg.fetch(`/v2/m/new/blobs/uploads/?digest=${digest}`, { method: "POST", body: bytes }),
+  );
+  assert.equal(response.status, 201);
+  await sparedInNew(reg, report, digest, bytes);
 });
 
 Deno.test("a mount begun before a collection, linked after the mark, keeps the blob's bytes", async () => {
@@ -238,30 +267,17 @@ Deno.test("a mount begun before a collection, linked after the mark, keeps the b
   const digest = await sha256Digest(bytes) as Digest;
   await using reg = await clockedRegistry({ locks, gc: { graceMs: 0 } });
   await pushBlob(reg, "a/src", bytes);
-  // The mount's link into a new repository waits: it holds the blob's lock, its source checked.
-  let release = () => {};
-  const gate = new Promise<void>((resolve) => release = resolve);
-  const held = locks.run(repositoryLock(repo("m/new")), () => gate);
-  const mountAsks = locks.asked(repositoryLock(repo("m/new")));
-  const mount = reg.fetch(`/v2/m/new/blobs/uploads/?mount=${digest}&from=a/src`, {
-    method: "POST",
-  });
-  await mountAsks;
-  // The source's link goes: only the mount to come will link the bytes.
-  assert.equal(await status(reg, `/v2/a/src/blobs/${digest}`, { method: "DELETE" }), 202);
-  const sweepAsks = locks.asked(blobLock(digest));
-  const collection = reg.collect();
-  await sweepAsks;
-  release();
-  await held;
-  const response = await mount;
-  await response.body?.cancel();
+  // The mount has checked its source and waits to link; then the source's link goes, so only
+  // the mount will link the bytes.
+  const { response, report } = await linkedAfterMark(
+    reg,
+    locks,
+    digest,
+    () => reg.fetch(`/v2/m/new/blobs/uploads/?mount=${digest}&from=a/src`, { method: "POST" }),
+    async () => {
+      assert.equal(await status(reg, `/v2/a/src/blobs/${digest}`, { method: "DELETE" }), 202);
+    },
+  );
   assert.equal(response.status, 201);
-  const report = await collection;
-  assert.equal(report.counts.blobs, 0);
-  assert.equal(report.spared, 1);
-  assert.ok(await reg.hasBlob(digest));
-  const get = await reg.fetch(`/v2/m/new/blobs/${digest}`);
-  assert.equal(get.status, 200);
-  assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+  await sparedInNew(reg, report, digest, bytes);
 });
