@@ -7,11 +7,10 @@
  * - the scale-out mode (`storage.s3` with `database.url`): any number of replicas over one
  *   bucket and one PostgreSQL database. Blobs, upload data, the token signing key and the
  *   activity journal are objects of the bucket; repository metadata, upload sessions (their
- *   repository, start time and hash state) and the sizes of stored blobs are in the
- *   database; locks are its advisory locks, so they hold across
- *   replicas; collections take one more advisory lock, so one replica sweeps at a time; each
- *   replica has its own event queues in the bucket and adopts those of replicas gone
- *   (`replica_events.ts`). Nothing is cached (another replica may change anything at any
+ *   repository, start time and hash state) and the sizes of stored blobs are in the database;
+ *   locks are its advisory locks, so they hold across replicas; collections take one more
+ *   advisory lock, so one replica sweeps at a time; each replica has its own event queues in
+ *   the bucket and adopts those of replicas gone (`replica_events.ts`). Nothing is cached (another replica may change anything at any
  *   time), and nothing is on the replica's own disk.
  */
 
