@@ -287,8 +287,10 @@ export class EventQueue {
     const limit = this.#options.window - this.#entries.length;
     const after = this.#cursor < 0 ? undefined : eventSeqName(this.#cursor);
     // Taken before listing: a spill still being written may be missing from the listing, so
-    // nothing at or past it is read, and the overflow is kept until a refill saw none.
-    const stopAt = Math.min(...this.#spilling);
+    // nothing at or past it is read, and the overflow is kept until a refill saw none. Nor is
+    // anything numbered after the listing began: a spill started during it may be missing
+    // while a later one, written faster, is listed (reading that one would pass the first).
+    const stopAt = Math.min(this.#nextSeq, ...this.#spilling);
     const inFlight = this.#spilling.size;
     const names = await driver.list(this.#prefix, { ...(after ? { after } : {}), limit });
     let complete = names.length < limit;

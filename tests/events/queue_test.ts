@@ -267,3 +267,47 @@ Deno.test("writes finishing out of order, a tiny window, a flaky endpoint: each 
   await dispatcher.close();
   assert.deepEqual(sizes(fake), range(next));
 });
+
+Deno.test("a spill written slower than the next one, both begun while the disk is listed, is delivered in its place", async () => {
+  /** Lists only when let through; holds the put of event 5 until let through. */
+  class Gated extends MemoryDriver {
+    listed = Promise.withResolvers<void>();
+    listGate: PromiseWithResolvers<void> | null = null;
+    readonly put5 = Promise.withResolvers<void>();
+    override async list(prefix: string, options?: { after?: string; limit?: number }) {
+      const gate = this.listGate;
+      if (gate) {
+        this.listGate = null;
+        this.listed.resolve();
+        await gate.promise;
+      }
+      return await super.list(prefix, options);
+    }
+    override async put(key: string, bytes: Uint8Array | string): Promise<void> {
+      if (key.endsWith("0000000000000005")) await this.put5.promise;
+      await super.put(key, bytes);
+    }
+  }
+  const driver = new Gated();
+  const fake = new FakeEndpoint();
+  fake.hold();
+  const { dispatcher } = await open(fake, { driver, window: 4, batch: 1 });
+  dispatcher.start();
+  // Events 0 to 3 fill the window; 4 spills to disk.
+  for (const n of [0, 1, 2, 3, 4]) await dispatcher.record([push(n)]);
+  // The next listing of the disk (the refill once half the window is delivered) waits.
+  driver.listGate = Promise.withResolvers<void>();
+  const gate = driver.listGate;
+  fake.open();
+  await driver.listed.promise;
+  // While it waits: event 5 spills and its write hangs; event 6 spills and is written.
+  const fifth = dispatcher.record([push(5)]);
+  await dispatcher.record([push(6)]);
+  gate.resolve();
+  await waitUntil(() => sizes(fake).length >= 5); // up to event 4: nothing past 5 may go yet
+  driver.put5.resolve();
+  await fifth;
+  await waitUntil(() => dispatcher.backlog().hook === 0 && fake.events.length >= 7);
+  await dispatcher.close();
+  assert.deepEqual(sizes(fake), range(7));
+});
