@@ -430,6 +430,48 @@ await s3Tests((bucket, ignore) => {
   });
 
   Deno.test({
+    name:
+      "s3 driver: a delete, delete of a prefix or commit cut short before its state leaves the state listed, and nothing orphaned once done",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
+      try {
+        const bytes = pattern(chunk + 100, 31);
+        const steps = {
+          delete: (key: string) => driver.delete(key),
+          deleteAll: (key: string) => driver.deleteAll(key.slice(0, -"/data".length)),
+          move: (key: string) => driver.move(key, `blobs/${key.split("/")[1]}`),
+        };
+        for (const [step, run] of Object.entries(steps)) {
+          const key = `up/${step}/data`;
+          await driver.create(key);
+          await writeAll(driver, key, 0, bytes); // a part and a tail
+          assert.equal((await leftovers(root)).uploads.length, 1);
+          // The step fails where it removes bytes (the abort of a multipart upload, the
+          // DeleteObjects of parts and tails), as a SIGKILL would stop it there.
+          const { abortMultipart, deleteObjects } = driver.client;
+          driver.client.abortMultipart = () => Promise.reject(new Error("cut short"));
+          driver.client.deleteObjects = () => Promise.reject(new Error("cut short"));
+          try {
+            await assert.rejects(run(key), /cut short/);
+          } finally {
+            Object.assign(driver.client, { abortMultipart, deleteObjects });
+          }
+          // Whatever of the bytes is left, the state that names them is still there to find.
+          assert.notEqual(await driver.stat(key), null, `${step}: the state is listed`);
+          assert.deepEqual(await driver.list(`up/${step}`), ["data"], step);
+          assert.equal(await driver.delete(key), true, step);
+          assert.equal(await driver.stat(key), null, step);
+          assert.deepEqual(await leftovers(root), { objects: [], uploads: [] }, step);
+        }
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
     name: "s3 driver: a presigned URL gives the bytes; an expired or tampered one is refused",
     ignore,
     async fn() {

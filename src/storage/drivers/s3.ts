@@ -84,10 +84,11 @@
  *   byte twice: the UploadPart, and the commit's CopyObject (plus the last partial part's
  *   copy at the completion and the tail objects). Before, every part was first a PutObject of
  *   a part object, then copied into the upload (three writes).
- * - `delete`: HeadObject + DeleteObject, and for an appendable object ListMultipartUploads +
- *   AbortMultipartUpload + ListObjectsV2 + DeleteObjects of its bytes; `deleteAll` two
- *   listings + DeleteObjects, then the same for the bytes of every appendable object under
- *   the prefix. Nothing is left orphaned.
+ * - `delete`: HeadObject, for an appendable object ListMultipartUploads +
+ *   AbortMultipartUpload + ListObjectsV2 + DeleteObjects of its bytes, then DeleteObject;
+ *   `deleteAll` two listings, the same for the bytes of every appendable object under the
+ *   prefix, then DeleteObjects. Bytes go before their state, so nothing is left orphaned,
+ *   even by a delete cut short.
  *
  * Upload data stored by the previous layout of this driver (part objects `00001`, … copied
  * into the upload, the object after the last part the tail) is read as such: its state names
@@ -406,8 +407,9 @@ export class S3Driver implements StorageDriver {
     const name = this.#name(key);
     const headers = await this.client.headObject(name);
     if (headers === null) return false;
-    await this.client.deleteObject(name);
+    // The bytes first, then the state (see `#purge`).
     if (headers.has(SIZE_META)) await this.#purge(this.#dataOf(key));
+    await this.client.deleteObject(name);
     return true;
   }
 
@@ -416,9 +418,9 @@ export class S3Driver implements StorageDriver {
     const name = this.#name(prefix);
     const objects = (await this.client.listAll(`${name}/`)).map((o) => o.key);
     if ((await this.client.headObject(name)) !== null) objects.push(name);
-    // The objects first (a reader then finds nothing), then the bytes of appendable ones.
-    await this.client.deleteObjects(objects);
+    // The bytes of appendable objects first, then the objects (see `#purge`).
     await this.#purge(this.#dataOf(prefix));
+    await this.client.deleteObjects(objects);
     return objects.length > 0;
   }
 
@@ -488,9 +490,10 @@ export class S3Driver implements StorageDriver {
       const assembled = await this.#complete(from, state);
       await this.#copy(assembled, target, state.size);
     }
-    // The source's state and its bytes at once: under the session's lock no reader meets the
-    // half, and a crash between them leaves a session whose next request finds it lost.
-    await Promise.all([this.client.deleteObject(source), this.#purge(this.#dataOf(from))]);
+    // The source's bytes, then its state (see `#purge`): a crash between leaves a session
+    // whose next request finds it lost.
+    await this.#purge(this.#dataOf(from));
+    await this.client.deleteObject(source);
   }
 
   /** @inheritdoc */
@@ -873,7 +876,14 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  /** Deletes every object and aborts every multipart upload under a data prefix. */
+  /**
+   * Deletes every object and aborts every multipart upload under a data prefix.
+   *
+   * Always before the state that names them: nothing lists a data prefix (`.multipart/` is
+   * hidden), so bytes whose state went first and whose purge then failed (an error, a SIGKILL)
+   * would stay in the bucket for good. A state whose bytes went first is still listed: a
+   * reader finds it lost (`UploadDataLost`), and its next delete finishes the job.
+   */
   async #purge(prefix: string): Promise<void> {
     // The two listings, then the aborts and the deletes, each pair at once.
     const [uploads, listed] = await Promise.all([
