@@ -3,8 +3,8 @@
  * its stats and fails calls on demand: a recorded size is answered without the driver; a blob
  * without a row is answered by the driver and no row is made; a write or commit records the
  * size only once the bytes are stored; a delete removes the row before the bytes, and at once
- * even when asked to be lazy; the one-query look-up of a linked blob; and what the table
- * refuses.
+ * even when asked to be lazy; the one-query look-up of a linked blob, also for many callers at
+ * once; and what the table refuses.
  */
 
 import assert from "node:assert/strict";
@@ -177,6 +177,29 @@ test("the look-up of a linked blob: not linked, linked without a row, linked wit
   assert.equal(await sizes.linked("team/other" as RepositoryName, digest), null);
   await meta.unlinkLayer(APP, digest);
   assert.equal(await sizes.linked(APP, digest), null);
+});
+
+test("look-ups made at once share queries and each gets its own answer", async (f) => {
+  const { meta, sizes, store } = f;
+  // Forty blobs: linked with a row, linked without one, or not linked; asked for at once,
+  // from two repositories, each several times.
+  const cases = await Promise.all(Array.from({ length: 40 }, async (_, i) => {
+    const bytes = encoder.encode(`layer ${i}`);
+    const digest = await digestOf(bytes);
+    const kind = i % 3;
+    if (kind !== 2) await meta.linkLayer(APP, digest);
+    if (kind === 0) await store.write(digest, bytes);
+    return {
+      digest,
+      expected: kind === 0 ? { size: bytes.length } : kind === 1 ? { size: null } : null,
+    };
+  }));
+  const other = "team/other" as RepositoryName;
+  const asked = cases.flatMap((c) => [c, c, { ...c, other: true }]);
+  const answers = await Promise.all(
+    asked.map((c) => sizes.linked("other" in c ? other : APP, c.digest)),
+  );
+  assert.deepEqual(answers, asked.map((c) => "other" in c ? null : c.expected));
 });
 
 test("the table refuses a negative size and a malformed digest", async ({ sql, sizes }) => {

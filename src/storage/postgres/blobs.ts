@@ -24,6 +24,7 @@ import type { Digest, RepositoryName, UploadId } from "../../types/oci.ts";
 import type { BlobStore } from "../blobs.ts";
 import type { DeleteOptions, ObjectReader, Span } from "../driver.ts";
 import { guarded, type Sql } from "./client.ts";
+import { Coalescer } from "./coalesce.ts";
 
 /** The rows of `blobs`: sizes of stored blobs. */
 export class BlobSizes {
@@ -60,18 +61,43 @@ export class BlobSizes {
 
   /**
    * Whether the blob is linked in the repository, and its recorded size: null when it is not
-   * linked, `{ size: null }` when it is but has no row. One query (the blob HEAD's).
+   * linked, `{ size: null }` when it is but has no row. The blob HEAD's look-up: concurrent
+   * calls share queries (`Coalescer`), each answered by a query sent after it was made.
    */
-  async linked(name: RepositoryName, digest: Digest): Promise<{ size: number | null } | null> {
-    const rows = await guarded(() =>
-      this.#sql<{ size: string | number | null }[]>`
-        select b.size from layer_links l left join blobs b on b.digest = l.digest
-        where l.repository = ${name} and l.digest = ${digest}`
-    );
-    const row = rows[0];
-    if (row === undefined) return null;
-    return { size: row.size === null ? null : Number(row.size) };
+  linked(name: RepositoryName, digest: Digest): Promise<{ size: number | null } | null> {
+    return this.#linked.get({ name, digest });
   }
+
+  readonly #linked = new Coalescer<
+    { name: RepositoryName; digest: Digest },
+    { size: number | null } | null
+  >(
+    async (keys) => {
+      // Each list is one text parameter, split by the database: names and digests hold no
+      // space (their grammars), and the client's own array parameters fail on a connection
+      // that has not yet learned the array types (a fresh pool after a restart).
+      const joined = (values: readonly string[]) => {
+        if (values.some((v) => v.includes(" "))) throw new RangeError("a key holds a space");
+        return values.join(" ");
+      };
+      const rows = await guarded(() =>
+        this.#sql<{ linked: boolean; size: string | number | null }[]>`
+          select l.digest is not null as linked, b.size
+          from unnest(string_to_array(${joined(keys.map((k) => k.name))}::text, ' '),
+                      string_to_array(${joined(keys.map((k) => k.digest))}::text, ' '))
+            with ordinality as k (repository, digest, i)
+          left join layer_links l on l.repository = k.repository and l.digest = k.digest
+          left join blobs b on b.digest = l.digest
+          order by k.i`
+      );
+      return rows.map((row) =>
+        row.linked ? { size: row.size === null ? null : Number(row.size) } : null
+      );
+    },
+    // Of the pool's 10 connections, at most 3 carry HEADs: the rest stay for other requests,
+    // and under load each of the 3 answers many HEADs at once.
+    { maxInFlight: 3, maxBatch: 256 },
+  );
 }
 
 /** A blob store that keeps the rows of `BlobSizes` right around an inner store's bytes. */

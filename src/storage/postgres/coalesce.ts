@@ -1,0 +1,74 @@
+/**
+ * Look-ups of one kind from many callers at once, answered by few queries: while `maxInFlight`
+ * queries are out, new calls wait, and the next query answers every waiting call together
+ * (up to `maxBatch`). Under light load each call is a query of its own, sent at once; under
+ * heavy load (64 clients sending blob HEADs) one round trip answers dozens, which is where a
+ * replica's time went: each query costs the database client a socket write and a reply parse.
+ *
+ * Freshness: a call is answered only by a query sent after the call was made, never by one
+ * already out. So a look-up still sees every write that completed before it was asked, on any
+ * replica, exactly as a query of its own would.
+ */
+export class Coalescer<K, V> {
+  readonly #lookup: (keys: readonly K[]) => Promise<readonly V[]>;
+  readonly #maxInFlight: number;
+  readonly #maxBatch: number;
+  #inFlight = 0;
+  #waiting: Waiting<K, V>[] = [];
+
+  /**
+   * `lookup` answers keys in their order (one value per key, or it throws: every call of the
+   * batch then fails with that error).
+   */
+  constructor(
+    lookup: (keys: readonly K[]) => Promise<readonly V[]>,
+    options: { maxInFlight: number; maxBatch: number },
+  ) {
+    if (options.maxInFlight < 1 || options.maxBatch < 1) {
+      throw new RangeError("a coalescer needs at least one query of at least one key");
+    }
+    this.#lookup = lookup;
+    this.#maxInFlight = options.maxInFlight;
+    this.#maxBatch = options.maxBatch;
+  }
+
+  /** The value of `key`, from a query sent after this call. */
+  get(key: K): Promise<V> {
+    return new Promise<V>((resolve, reject) => {
+      this.#waiting.push({ key, resolve, reject });
+      this.#send();
+    });
+  }
+
+  #send(): void {
+    while (this.#inFlight < this.#maxInFlight && this.#waiting.length > 0) {
+      const batch = this.#waiting.length <= this.#maxBatch
+        ? this.#waiting
+        : this.#waiting.slice(0, this.#maxBatch);
+      this.#waiting = batch === this.#waiting ? [] : this.#waiting.slice(this.#maxBatch);
+      this.#inFlight++;
+      this.#run(batch);
+    }
+  }
+
+  async #run(batch: readonly Waiting<K, V>[]): Promise<void> {
+    try {
+      const values = await this.#lookup(batch.map((w) => w.key));
+      if (values.length !== batch.length) {
+        throw new Error(`a batched look-up answered ${values.length} of ${batch.length} keys`);
+      }
+      batch.forEach((w, i) => w.resolve(values[i]!));
+    } catch (error) {
+      for (const w of batch) w.reject(error);
+    } finally {
+      this.#inFlight--;
+      this.#send();
+    }
+  }
+}
+
+interface Waiting<K, V> {
+  readonly key: K;
+  readonly resolve: (value: V) => void;
+  readonly reject: (error: unknown) => void;
+}
