@@ -405,6 +405,10 @@ await s3Tests((bucket, ignoreS3) => {
         }
       } catch (error) {
         for (const replica of replicas) {
+          const errors = replica.output.filter((line) =>
+            !line.includes("level=info") && !line.includes("storage failure")
+          );
+          console.error(`--- ${replica.url} (its errors)\n${errors.slice(-20).join("\n")}`);
           console.error(`--- ${replica.url} (last lines)\n${replica.output.slice(-40).join("\n")}`);
         }
         throw error;
