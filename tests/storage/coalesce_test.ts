@@ -25,6 +25,14 @@ class ManualLookup {
   }
 }
 
+/** One query at a time, of at most 10 keys; no test waits for the timeout but the last. */
+const OPTIONS = {
+  maxInFlight: 1,
+  maxBatch: 10,
+  timeoutMs: 60_000,
+  timedOut: () => new Error("timed out"),
+};
+
 /** Lets every settled promise's callbacks run. */
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
 
@@ -40,7 +48,7 @@ function watch<T>(promise: Promise<T>): { state: "pending" | "resolved" | "rejec
 
 Deno.test("a call with a query free is sent at once, alone", async () => {
   const manual = new ManualLookup();
-  const coalescer = new Coalescer(manual.lookup, { maxInFlight: 2, maxBatch: 10 });
+  const coalescer = new Coalescer(manual.lookup, { ...OPTIONS, maxInFlight: 2 });
   const a = coalescer.get("a");
   assert.deepEqual(manual.queries.map((q) => q.keys), [["a"]]);
   const b = coalescer.get("b");
@@ -53,7 +61,7 @@ Deno.test("a call with a query free is sent at once, alone", async () => {
 
 Deno.test("calls made while every query is out wait, and go out together in a later query", async () => {
   const manual = new ManualLookup();
-  const coalescer = new Coalescer(manual.lookup, { maxInFlight: 1, maxBatch: 10 });
+  const coalescer = new Coalescer(manual.lookup, OPTIONS);
   const first = watch(coalescer.get("k"));
   // The same key again, and others, while the first query is out: not answered by it.
   const waiting = ["k", "x", "y"].map((key) => watch(coalescer.get(key)));
@@ -71,7 +79,7 @@ Deno.test("calls made while every query is out wait, and go out together in a la
 
 Deno.test("a batch holds at most maxBatch keys; the rest go in the next query", async () => {
   const manual = new ManualLookup();
-  const coalescer = new Coalescer(manual.lookup, { maxInFlight: 1, maxBatch: 2 });
+  const coalescer = new Coalescer(manual.lookup, { ...OPTIONS, maxBatch: 2 });
   const calls = ["a", "b", "c", "d", "e"].map((key) => coalescer.get(key));
   manual.answer(0);
   await settle();
@@ -84,7 +92,7 @@ Deno.test("a batch holds at most maxBatch keys; the rest go in the next query", 
 
 Deno.test("a failed query fails its own calls only; the next query goes out", async () => {
   const manual = new ManualLookup();
-  const coalescer = new Coalescer(manual.lookup, { maxInFlight: 1, maxBatch: 10 });
+  const coalescer = new Coalescer(manual.lookup, OPTIONS);
   const first = coalescer.get("a");
   const later = watch(coalescer.get("b"));
   manual.queries[0]!.fail(new Error("connection lost"));
@@ -98,13 +106,32 @@ Deno.test("a failed query fails its own calls only; the next query goes out", as
 });
 
 Deno.test("a look-up that answers a different number of keys fails its calls", async () => {
-  const coalescer = new Coalescer((keys: readonly string[]) => Promise.resolve(keys.slice(1)), {
-    maxInFlight: 1,
-    maxBatch: 10,
-  });
+  const coalescer = new Coalescer(
+    (keys: readonly string[]) => Promise.resolve(keys.slice(1)),
+    OPTIONS,
+  );
   await assert.rejects(coalescer.get("a"), /answered 0 of 1 keys/);
   assert.throws(
-    () => new Coalescer(() => Promise.resolve([]), { maxInFlight: 0, maxBatch: 1 }),
+    () => new Coalescer(() => Promise.resolve([]), { ...OPTIONS, maxInFlight: 0 }),
     RangeError,
   );
+});
+
+Deno.test("a query that never answers fails its calls after the timeout and frees its place", async () => {
+  const manual = new ManualLookup();
+  const coalescer = new Coalescer(manual.lookup, { ...OPTIONS, timeoutMs: 50 });
+  const started = performance.now();
+  const lost = coalescer.get("a");
+  const next = watch(coalescer.get("b"));
+  await assert.rejects(lost, /timed out/);
+  assert.ok(performance.now() - started >= 45);
+  // The next call went out in its own query once the first gave up its place.
+  await settle();
+  assert.deepEqual(manual.queries.map((q) => q.keys), [["a"], ["b"]]);
+  manual.answer(1);
+  await settle();
+  assert.deepEqual(next, { state: "resolved", value: "value:b" });
+  // The lost query's late answer changes nothing.
+  manual.answer(0);
+  await settle();
 });

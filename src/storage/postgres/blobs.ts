@@ -22,7 +22,7 @@
 
 import type { Digest, RepositoryName, UploadId } from "../../types/oci.ts";
 import type { BlobStore } from "../blobs.ts";
-import type { DeleteOptions, ObjectReader, Span } from "../driver.ts";
+import { type DeleteOptions, type ObjectReader, type Span, StorageUnavailable } from "../driver.ts";
 import { guarded, type Sql } from "./client.ts";
 import { Coalescer } from "./coalesce.ts";
 
@@ -94,9 +94,15 @@ export class BlobSizes {
         row.linked ? { size: row.size === null ? null : Number(row.size) } : null
       );
     },
-    // Of the pool's 10 connections, at most 3 carry HEADs: the rest stay for other requests,
-    // and under load each of the 3 answers many HEADs at once.
-    { maxInFlight: 3, maxBatch: 256 },
+    {
+      // Of the pool's 10 connections, at most 3 carry HEADs: the rest stay for other requests,
+      // and under load each of the 3 answers many HEADs at once.
+      maxInFlight: 3,
+      maxBatch: 256,
+      // A HEAD's query takes milliseconds; one that has not answered in 10 s is lost (503).
+      timeoutMs: 10_000,
+      timedOut: () => new StorageUnavailable("The database did not answer a blob look-up in 10 s"),
+    },
   );
 }
 

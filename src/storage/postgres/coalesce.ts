@@ -8,11 +8,18 @@
  * Freshness: a call is answered only by a query sent after the call was made, never by one
  * already out. So a look-up still sees every write that completed before it was asked, on any
  * replica, exactly as a query of its own would.
+ *
+ * A query that never settles (the database client can leave one so when its socket dies, see
+ * `client.ts`) must not hold its place for good, or every later call would wait behind it: after
+ * `timeoutMs` its calls fail with `timedOut()` and its place goes to the next query; a late
+ * answer is dropped.
  */
 export class Coalescer<K, V> {
   readonly #lookup: (keys: readonly K[]) => Promise<readonly V[]>;
   readonly #maxInFlight: number;
   readonly #maxBatch: number;
+  readonly #timeoutMs: number;
+  readonly #timedOut: () => Error;
   #inFlight = 0;
   #waiting: Waiting<K, V>[] = [];
 
@@ -22,14 +29,23 @@ export class Coalescer<K, V> {
    */
   constructor(
     lookup: (keys: readonly K[]) => Promise<readonly V[]>,
-    options: { maxInFlight: number; maxBatch: number },
+    options: {
+      maxInFlight: number;
+      maxBatch: number;
+      /** How long a query may take before its calls fail. */
+      timeoutMs: number;
+      /** The error of calls whose query took too long. */
+      timedOut: () => Error;
+    },
   ) {
-    if (options.maxInFlight < 1 || options.maxBatch < 1) {
-      throw new RangeError("a coalescer needs at least one query of at least one key");
+    if (options.maxInFlight < 1 || options.maxBatch < 1 || !(options.timeoutMs > 0)) {
+      throw new RangeError("a coalescer needs at least one query of at least one key, and time");
     }
     this.#lookup = lookup;
     this.#maxInFlight = options.maxInFlight;
     this.#maxBatch = options.maxBatch;
+    this.#timeoutMs = options.timeoutMs;
+    this.#timedOut = options.timedOut;
   }
 
   /** The value of `key`, from a query sent after this call. */
@@ -52,8 +68,12 @@ export class Coalescer<K, V> {
   }
 
   async #run(batch: readonly Waiting<K, V>[]): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.#timedOut()), this.#timeoutMs);
+    });
     try {
-      const values = await this.#lookup(batch.map((w) => w.key));
+      const values = await Promise.race([this.#lookup(batch.map((w) => w.key)), late]);
       if (values.length !== batch.length) {
         throw new Error(`a batched look-up answered ${values.length} of ${batch.length} keys`);
       }
@@ -61,6 +81,7 @@ export class Coalescer<K, V> {
     } catch (error) {
       for (const w of batch) w.reject(error);
     } finally {
+      clearTimeout(timer);
       this.#inFlight--;
       this.#send();
     }
