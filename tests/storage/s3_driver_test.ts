@@ -431,41 +431,64 @@ await s3Tests((bucket, ignore) => {
 
   Deno.test({
     name:
-      "s3 driver: a delete, delete of a prefix or commit cut short before its state leaves the state listed, and nothing orphaned once done",
+      "s3 driver: a delete, delete of a prefix or commit cut short leaves its state listed; bytes gone under a state are lost, and nothing is orphaned",
     ignore,
     async fn() {
       const root = `t${++fixtures}-${Date.now()}`;
       const { driver, dispose } = await make(root);
+      const client = driver.client;
+      const { abortMultipart, deleteObject, deleteObjects } = client;
+      /** Fails every removal of an object (or multipart upload) whose name `hit` picks. */
+      const cutShort = (hit: (name: string) => boolean) => {
+        const cut = () => Promise.reject(new Error("cut short"));
+        client.abortMultipart = (name, id) =>
+          hit(name) ? cut() : abortMultipart.call(client, name, id);
+        client.deleteObject = (name) => hit(name) ? cut() : deleteObject.call(client, name);
+        client.deleteObjects = (names) =>
+          names.some(hit) ? cut() : deleteObjects.call(client, names);
+      };
+      const restore = () => Object.assign(client, { abortMultipart, deleteObject, deleteObjects });
+      const bytes = (name: string) => name.includes("/.multipart/");
       try {
-        const bytes = pattern(chunk + 100, 31);
         const steps = {
           delete: (key: string) => driver.delete(key),
           deleteAll: (key: string) => driver.deleteAll(key.slice(0, -"/data".length)),
           move: (key: string) => driver.move(key, `blobs/${key.split("/")[1]}`),
         };
-        for (const [step, run] of Object.entries(steps)) {
-          const key = `up/${step}/data`;
-          await driver.create(key);
-          await writeAll(driver, key, 0, bytes); // a part and a tail
-          assert.equal((await leftovers(root)).uploads.length, 1);
-          // The step fails where it removes bytes (the abort of a multipart upload, the
-          // DeleteObjects of parts and tails), as a SIGKILL would stop it there.
-          const { abortMultipart, deleteObjects } = driver.client;
-          driver.client.abortMultipart = () => Promise.reject(new Error("cut short"));
-          driver.client.deleteObjects = () => Promise.reject(new Error("cut short"));
-          try {
-            await assert.rejects(run(key), /cut short/);
-          } finally {
-            Object.assign(driver.client, { abortMultipart, deleteObjects });
+        // A part and a tail, and a tail only.
+        for (const size of [chunk + 100, 1000]) {
+          for (const [step, run] of Object.entries(steps)) {
+            const what = `${step}, ${size} bytes`;
+            const key = `up/${step}-${size}/data`;
+            await driver.create(key);
+            await writeAll(driver, key, 0, pattern(size, 31));
+            // Stopped where it removes bytes: the state that names them is still there.
+            cutShort(bytes);
+            try {
+              await assert.rejects(run(key), /cut short/, what);
+            } finally {
+              restore();
+            }
+            assert.equal((await driver.stat(key))?.size, size, `${what}: the state is listed`);
+            assert.deepEqual(await driver.list(`up/${step}-${size}`), ["data"], what);
+            // Stopped after the bytes went, before the state: the state is listed, its data lost.
+            cutShort((name) => !bytes(name));
+            try {
+              await assert.rejects(run(key), /cut short/, what);
+            } finally {
+              restore();
+            }
+            assert.equal((await driver.stat(key))?.size, size, what);
+            await assert.rejects(driver.append(key, size), UploadDataLost, what);
+            await assert.rejects(driver.move(key, "blobs/again"), UploadDataLost, what);
+            // A delete removes what is left, and nothing stays behind.
+            assert.equal(await driver.delete(key), true, what);
+            assert.equal(await driver.stat(key), null, what);
+            assert.deepEqual(await leftovers(root), { objects: [], uploads: [] }, what);
           }
-          // Whatever of the bytes is left, the state that names them is still there to find.
-          assert.notEqual(await driver.stat(key), null, `${step}: the state is listed`);
-          assert.deepEqual(await driver.list(`up/${step}`), ["data"], step);
-          assert.equal(await driver.delete(key), true, step);
-          assert.equal(await driver.stat(key), null, step);
-          assert.deepEqual(await leftovers(root), { objects: [], uploads: [] }, step);
         }
       } finally {
+        restore();
         await dispose();
       }
     },

@@ -73,9 +73,9 @@
  *   of the parts as written), HeadObject to check the size, CopyObject to the target (above
  *   5 GiB UploadPartCopy ranges). When the upload is gone the completion was this commit's
  *   own (a lost reply, retried: recognised by the object's ETag, the MD5 of the parts' MD5s)
- *   or an earlier one (rebuilt as above, then completed). In both cases then DeleteObject of
- *   the state, ListMultipartUploads + AbortMultipartUpload of any left over, ListObjectsV2 +
- *   DeleteObjects of the data prefix. No byte of the blob passes through this process at the
+ *   or an earlier one (rebuilt as above, then completed). In both cases then
+ *   ListMultipartUploads + AbortMultipartUpload of any left over, ListObjectsV2 + DeleteObjects
+ *   of the data prefix, and last DeleteObject of the state. No byte of the blob passes through this process at the
  *   commit; the store copies it once then (the CopyObject: S3 has no rename, and the digest,
  *   hence the target, is known only at the commit).
  *
@@ -444,13 +444,15 @@ export class S3Driver implements StorageDriver {
     if (offset > state.size) {
       throw new RangeError(`Cannot append to "${key}" at ${offset}: it has ${state.size} bytes`);
     }
-    if (offset < state.size) await this.#cut(key, state, offset);
-    const length = state.size - partsEnd(state);
-    // The tail (less than a part) is read back: the next part begins with it.
-    const tail = length === 0
-      ? EMPTY
-      : await this.#readRange(this.#child(key, state.tail!), 0, length);
-    return new MultipartWriter(this, key, state, tail);
+    return await this.#piecesOf(key, async () => {
+      if (offset < state.size) await this.#cut(key, state, offset);
+      const length = state.size - partsEnd(state);
+      // The tail (less than a part) is read back: the next part begins with it.
+      const tail = length === 0
+        ? EMPTY
+        : await this.#readRange(this.#child(key, state.tail!), 0, length);
+      return new MultipartWriter(this, key, state, tail);
+    });
   }
 
   /** @inheritdoc */
@@ -459,7 +461,7 @@ export class S3Driver implements StorageDriver {
     if (size > state.size) {
       throw new RangeError(`Cannot truncate "${key}" to ${size}: it has ${state.size} bytes`);
     }
-    if (size < state.size) await this.#cut(key, state, size);
+    if (size < state.size) await this.#piecesOf(key, () => this.#cut(key, state, size));
   }
 
   /** @inheritdoc */
@@ -473,7 +475,15 @@ export class S3Driver implements StorageDriver {
       await this.client.deleteObject(source);
       return;
     }
-    const { state } = found;
+    await this.#piecesOf(from, () => this.#moveAppendable(from, target, found.state));
+    // The source's bytes, then its state (see `#purge`): a crash between leaves a session
+    // whose next request finds it lost.
+    await this.#purge(this.#dataOf(from));
+    await this.client.deleteObject(source);
+  }
+
+  /** Copies an appendable object's bytes to `target` (a `move`'s copy). */
+  async #moveAppendable(from: string, target: string, state: State): Promise<void> {
     if (state.parts.length === 0) {
       // Smaller than a part: the tail object is the blob (a copy, or its first bytes).
       const size = state.size;
@@ -490,10 +500,22 @@ export class S3Driver implements StorageDriver {
       const assembled = await this.#complete(from, state);
       await this.#copy(assembled, target, state.size);
     }
-    // The source's bytes, then its state (see `#purge`): a crash between leaves a session
-    // whose next request finds it lost.
-    await this.#purge(this.#dataOf(from));
-    await this.client.deleteObject(source);
+  }
+
+  /**
+   * Runs `fn`, which reads pieces `key`'s state names; a piece not found (404) means the bytes
+   * are gone while the state stays: a delete cut short after its purge, or bytes removed from
+   * outside. That is `UploadDataLost`, not a failure of the store.
+   */
+  async #piecesOf<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      if (error instanceof S3Error && error.status === 404) {
+        throw new UploadDataLost(key, `a piece its state names is gone (${error.message})`);
+      }
+      throw error;
+    }
   }
 
   /** @inheritdoc */
