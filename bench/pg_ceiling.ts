@@ -99,8 +99,9 @@ async function runPgbench(
     return null;
   }
   const script = `${o.scratchDir}/head_query.sql`;
-  // The query of BlobSizes.linked. The probe's values are pgbench variables, sent as bind
-  // parameters as the registry sends them (a literal digest's ':' would read as a variable).
+  // BlobSizes.linked's query for one key (the registry sends many keys in one query when HEADs
+  // come at once). The probe's values are pgbench variables, sent as bind parameters as the
+  // registry sends them (a literal digest's ':' would read as a variable).
   await Deno.writeTextFile(
     script,
     "select b.size from layer_links l left join blobs b on b.digest = l.digest " +
@@ -156,8 +157,8 @@ export function databaseTable(c: DbCeilings): string {
     } | pgbench -n -M prepared -c 16 -j 2 -T ${
       c.pgbench?.seconds ?? "—"
     }, one query a transaction |`,
-    `| the same query through the registry's client, pool of 10 | ${
-      rate(c.client, "queries/s")
+    `| the HEAD's look-ups (BlobSizes.linked, shared queries) through the registry's client, pool of 10 | ${
+      rate(c.client, "look-ups/s")
     } | 64 callers in the bench process, before the registries start, ${
       c.client?.seconds.toFixed(1) ?? "—"
     } s |`,
