@@ -75,9 +75,9 @@
  *   own (a lost reply, retried: recognised by the object's ETag, the MD5 of the parts' MD5s)
  *   or an earlier one (rebuilt as above, then completed). In both cases then
  *   ListMultipartUploads + AbortMultipartUpload of any left over, ListObjectsV2 + DeleteObjects
- *   of the data prefix, and last DeleteObject of the state. No byte of the blob passes through this process at the
- *   commit; the store copies it once then (the CopyObject: S3 has no rename, and the digest,
- *   hence the target, is known only at the commit).
+ *   of the data prefix, and last DeleteObject of the state. No byte of the blob passes
+ *   through this process at the commit; the store copies it once then (the CopyObject: S3 has
+ *   no rename, and the digest, hence the target, is known only at the commit).
  *
  *   Over a whole upload this process sends each byte once (plus the tail rewrites of PATCHes
  *   smaller than a part, and the tail read back at each PATCH), and the store writes each

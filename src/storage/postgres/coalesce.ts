@@ -21,7 +21,7 @@ export class Coalescer<K, V> {
   readonly #timeoutMs: number;
   readonly #timedOut: () => Error;
   #inFlight = 0;
-  #waiting: Waiting<K, V>[] = [];
+  readonly #waiting: Waiting<K, V>[] = [];
 
   /**
    * `lookup` answers keys in their order (one value per key, or it throws: every call of the
@@ -58,10 +58,7 @@ export class Coalescer<K, V> {
 
   #send(): void {
     while (this.#inFlight < this.#maxInFlight && this.#waiting.length > 0) {
-      const batch = this.#waiting.length <= this.#maxBatch
-        ? this.#waiting
-        : this.#waiting.slice(0, this.#maxBatch);
-      this.#waiting = batch === this.#waiting ? [] : this.#waiting.slice(this.#maxBatch);
+      const batch = this.#waiting.splice(0, this.#maxBatch);
       this.#inFlight++;
       this.#run(batch);
     }
