@@ -7,6 +7,7 @@
 import { ChunkedDecoder, cutShort } from "./chunked.ts";
 import { HttpError } from "./errors.ts";
 import type { WireReader } from "./reader.ts";
+import { Tripwire } from "./tripwire.ts";
 import type { RequestBody } from "./types.ts";
 
 /**
@@ -22,8 +23,8 @@ export class WireBody implements RequestBody {
   #continue: (() => Promise<void>) | null;
   #failure: Error | null = null;
   #fault: HttpError | null = null;
-  readonly #failed: Promise<never>;
-  #fail: (error: Error) => void = () => {};
+  /** Trips when the body is aborted: the pending read fails at once. */
+  readonly #aborted = new Tripwire();
   #waitingSince: number | null = null;
   #reading = false;
 
@@ -41,8 +42,6 @@ export class WireBody implements RequestBody {
     this.#left = length ?? 0;
     this.#continue = sendContinue;
     if (this.#chunked) reader.widen();
-    this.#failed = new Promise<never>((_, reject) => (this.#fail = reject));
-    this.#failed.catch(() => {});
   }
 
   /** @inheritdoc */
@@ -82,7 +81,7 @@ export class WireBody implements RequestBody {
     this.#reading = true;
     this.#waitingSince = Date.now();
     try {
-      const n = await Promise.race([this.#read(into), this.#failed]);
+      const n = await this.#aborted.race(this.#read(into));
       return into.subarray(0, n);
     } catch (error) {
       if (this.#failure) throw this.#failure;
@@ -108,7 +107,7 @@ export class WireBody implements RequestBody {
   abort(error: Error): void {
     if (this.#failure) return;
     this.#failure = error;
-    this.#fail(error);
+    this.#aborted.trip(error);
   }
 
   /** @inheritdoc */

@@ -11,6 +11,7 @@ import { HttpError } from "./errors.ts";
 import { type Head, readHead } from "./head.ts";
 import { BODY_BUFFER, WireReader } from "./reader.ts";
 import { errorReply, headerOf, plainReply, writeReply } from "./reply.ts";
+import { Tripwire } from "./tripwire.ts";
 import type { Handler, Reply } from "./types.ts";
 import { WireWriter } from "./writer.ts";
 
@@ -54,8 +55,8 @@ export class Connection {
   /** Since when (epoch ms) it is in its phase. */
   since = Date.now();
   readonly #options: ConnectionOptions;
-  readonly #expired: Promise<never>;
-  #expire: (error: HttpError) => void = () => {};
+  /** Trips when the client took too long to send a request head (408). */
+  readonly #expiry = new Tripwire();
 
   /** The peer's IP address. */
   readonly #remote: string;
@@ -67,8 +68,6 @@ export class Connection {
     this.#options = options;
     this.reader = new WireReader(conn, Math.max(BODY_BUFFER, options.maxHeadBytes + 1));
     this.writer = new WireWriter(conn);
-    this.#expired = new Promise<never>((_, reject) => (this.#expire = reject));
-    this.#expired.catch(() => {});
   }
 
   /** Serves requests until the connection closes; never throws. */
@@ -90,7 +89,7 @@ export class Connection {
   expireHead(): void {
     if (this.phase !== "head") return;
     this.#enter("busy");
-    this.#expire(new HttpError(408, "Request head not received in time"));
+    this.#expiry.trip(new HttpError(408, "Request head not received in time"));
   }
 
   /** Closes the socket (a pending read or write fails). */
@@ -116,7 +115,7 @@ export class Connection {
         defaultAuthority: options.authority,
         scheme: options.scheme,
         onFirstByte: () => this.#enter("head"),
-        expired: this.#expired,
+        expiry: this.#expiry,
       });
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;

@@ -10,6 +10,7 @@
 import { HttpError } from "./errors.ts";
 import type { HeaderFields, IncomingRequest } from "./types.ts";
 import type { WireReader } from "./reader.ts";
+import type { Tripwire } from "./tripwire.ts";
 
 /** The most header fields accepted in a request head. */
 export const MAX_FIELDS = 100;
@@ -74,8 +75,8 @@ export interface HeadOptions {
   readonly scheme?: "http" | "https";
   /** Called once when the first byte of the head arrives. */
   readonly onFirstByte?: () => void;
-  /** Rejects to end the wait for the head early (e.g. with a 408 when it takes too long). */
-  readonly expired?: Promise<never>;
+  /** Trips to end the wait for the head early (e.g. with a 408 when it takes too long). */
+  readonly expiry?: Tripwire;
 }
 
 /** Bytes as a string, one character per byte (ASCII fast path; latin1 otherwise). */
@@ -130,9 +131,7 @@ export async function readHead(reader: WireReader, options: HeadOptions): Promis
       scanned = reader.buffered;
     }
     if (reader.buffered > options.maxHeadBytes) throw tooLarge(options.maxHeadBytes);
-    const more = options.expired
-      ? await Promise.race([reader.fill(), options.expired])
-      : await reader.fill();
+    const more = options.expiry ? await options.expiry.race(reader.fill()) : await reader.fill();
     if (!more) {
       if (!started) return null;
       throw new Error("Connection closed in the middle of a request head");

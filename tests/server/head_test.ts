@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { HttpError } from "../../src/server/errors.ts";
 import { FieldMap, MAX_FIELDS, parseHead, readHead } from "../../src/server/head.ts";
 import { WireReader } from "../../src/server/reader.ts";
+import { Tripwire } from "../../src/server/tripwire.ts";
 import { parseRequests, PieceReader, splitAt } from "./wire_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -110,7 +111,7 @@ Deno.test("the end of the stream: null before a head, an Error (not HttpError) i
   );
 });
 
-Deno.test("the first byte is reported once; a wait for more is ended by `expired`", async () => {
+Deno.test("the first byte is reported once; a wait for more is ended by `expiry`", async () => {
   let reported = 0;
   const pieces = splitAt(encoder.encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), [1, 5, 9, 20]);
   const reader = new WireReader(new PieceReader(pieces));
@@ -124,9 +125,12 @@ Deno.test("the first byte is reported once; a wait for more is ended by `expired
 
   const never = { read: () => new Promise<number | null>(() => {}) };
   const stalled = new WireReader(never);
-  const expired = Promise.reject(new HttpError(408, "Request head not received in time"));
+  const expiry = new Tripwire();
+  const waiting = readHead(stalled, { maxHeadBytes: 1000, defaultAuthority: "x", expiry });
+  await Promise.resolve();
+  expiry.trip(new HttpError(408, "Request head not received in time"));
   await assert.rejects(
-    readHead(stalled, { maxHeadBytes: 1000, defaultAuthority: "x", expired }),
+    waiting,
     (error) => error instanceof HttpError && error.status === 408,
   );
 });
