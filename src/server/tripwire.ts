@@ -18,7 +18,7 @@ export class Tripwire {
     return this.#tripped;
   }
 
-  /** Races still waiting (none once every raced work settled). */
+  /** Races still waiting: none once every raced work settled, or once tripped. */
   get waiting(): number {
     return this.#waiting.size;
   }
@@ -33,8 +33,9 @@ export class Tripwire {
   }
 
   /**
-   * Settles as `work` does, unless the tripwire trips first: then rejects with its error
-   * (`work` goes on, and its outcome is ignored).
+   * Settles as `work` does, unless the tripwire has tripped or trips before `work`'s outcome
+   * is delivered (even when `work` has already settled): then rejects with its error (`work`
+   * goes on, and its outcome is ignored).
    */
   race<T>(work: Promise<T>): Promise<T> {
     if (this.#tripped) {

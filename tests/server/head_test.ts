@@ -125,13 +125,17 @@ Deno.test("the first byte is reported once; a wait for more is ended by `expiry`
 
   const never = { read: () => new Promise<number | null>(() => {}) };
   const stalled = new WireReader(never);
+  const is408 = (error: unknown) => error instanceof HttpError && error.status === 408;
+  // Tripped while the head is awaited, and before it is.
   const expiry = new Tripwire();
   const waiting = readHead(stalled, { maxHeadBytes: 1000, defaultAuthority: "x", expiry });
-  await Promise.resolve();
   expiry.trip(new HttpError(408, "Request head not received in time"));
+  await assert.rejects(waiting, is408);
+  assert.equal(expiry.waiting, 0);
+  const other = new WireReader(never);
   await assert.rejects(
-    waiting,
-    (error) => error instanceof HttpError && error.status === 408,
+    readHead(other, { maxHeadBytes: 1000, defaultAuthority: "x", expiry }),
+    is408,
   );
 });
 
