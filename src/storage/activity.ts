@@ -19,10 +19,11 @@
  * not merged (two replicas compacting at once both keep everything).
  *
  * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
- * hash and a time is whole seconds: about 50 bytes an entry, whatever the key's length, so
- * 250,000 touched blobs cost ~12 MiB instead of ~40. Two keys of one hash (one chance in
- * ~10^10 per key with a table full) would share the later time: a blob spared, or a manifest
- * kept by a pull rule, one collection longer than needed, never deleted early. Past
+ * hash and a time is whole seconds, in a `HashTable` (typed arrays a quarter to half full: 32
+ * to 64 bytes an entry, whatever the key's length, outside the JavaScript heap), so 250,000
+ * touched blobs cost 8 MiB. Two keys of one hash (one chance in ~10^10 per key with a table
+ * full) would share the later time: a blob spared, or a manifest kept by a pull rule, one
+ * collection longer than needed, never deleted early. Past
  * `MAX_ENTRIES` entries in a table, the tracker forgets that table and takes "everything was
  * touched now" as its floor, which can only delay a collection. Only the batches not yet
  * written keep whole keys, for the journal.
@@ -34,12 +35,13 @@
 import { isDigest } from "../digest/digest.ts";
 import type { Digest } from "../types/oci.ts";
 import type { StorageDriver } from "./driver.ts";
+import { HashTable } from "./hash_table.ts";
 import { ACTIVITY_AREA, activityKey, activityTimeOf } from "./keys.ts";
 
 const BATCH_LINES = 10_000;
-/** Entries a table remembers (about 12 MiB each at this size). */
+/** Entries a table remembers (8 MiB each at this size). */
 export const MAX_ENTRIES = 250_000;
-/** In memory, times are seconds after this one (September 2020): small integers in V8. */
+/** In memory, times are seconds after this one (September 2020). */
 const BASE_S = 1_600_000_000;
 const decoder = new TextDecoder();
 
@@ -56,6 +58,70 @@ export function keyHash(key: string): number {
     b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 15);
   }
   return (a >>> 12) * 2 ** 32 + (b >>> 0);
+}
+
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+const AT = 0x40;
+const F = 0x66;
+const P = 0x70;
+const T = 0x74;
+
+/** `keyHash` of the ASCII key `bytes[start, end)` (the same steps, over its bytes). */
+function asciiKeyHash(bytes: Uint8Array, start: number, end: number): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
+  for (let i = start; i < end; i++) {
+    const c = bytes[i];
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 15);
+  }
+  return (a >>> 12) * 2 ** 32 + (b >>> 0);
+}
+
+/**
+ * `keyHash` of the key of a `p` line, `bytes[start, end)`, when it is printable ASCII with an
+ * `@`; else -1 (`parseLine` decides).
+ */
+function pullKeyHash(bytes: Uint8Array, start: number, end: number): number {
+  let at = false;
+  for (let i = start; i < end; i++) {
+    const c = bytes[i];
+    if (c <= SPACE || c >= 0x7f) return -1;
+    if (c === AT) at = true;
+  }
+  return at ? asciiKeyHash(bytes, start, end) : -1;
+}
+
+const SHA256 = new TextEncoder().encode("sha256:");
+const SHA512 = new TextEncoder().encode("sha512:");
+
+/**
+ * `keyHash` of the digest of a `t` line, `bytes[start, end)`, when `isDigest` accepts it
+ * (`sha256:` and 64 lowercase hex digits, or `sha512:` and 128); else -1.
+ */
+function digestHash(bytes: Uint8Array, start: number, end: number): number {
+  const hex = end - start - SHA256.length;
+  const prefix = hex === 64 ? SHA256 : hex === 128 ? SHA512 : null;
+  if (prefix === null) return -1;
+  for (let i = 0; i < prefix.length; i++) if (bytes[start + i] !== prefix[i]) return -1;
+  for (let i = start + prefix.length; i < end; i++) {
+    const c = bytes[i];
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return -1;
+  }
+  return asciiKeyHash(bytes, start, end);
+}
+
+/** The decimal `bytes[start, end)` (1 to 15 digits), or -1 when it is not one. */
+function decimalOf(bytes: Uint8Array, start: number, end: number): number {
+  if (end <= start || end - start > 15) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const d = bytes[i] - 0x30;
+    if (d < 0 || d > 9) return -1;
+    value = value * 10 + d;
+  }
+  return value;
 }
 
 /**
@@ -87,17 +153,18 @@ export class Activity {
   readonly #driver: StorageDriver;
   readonly #now: () => number;
   /** Hash of a digest → last touch (a slot: see `toSlot`). */
-  readonly #touched = new Map<number, number>();
+  readonly #touched = new HashTable();
   /** Hash of `repository@digest` → last pull (a slot). */
-  readonly #pulls = new Map<number, number>();
+  readonly #pulls = new HashTable();
   /** Entries changed since the last flush. */
   #dirtyTouches = new Map<string, number>();
   #dirtyPulls = new Map<string, number>();
   /** Everything counts as touched (and pulled) at least this late (after an overflow). */
   #floor = 0;
   #seq = 0;
-  /** Batches written since the journal was last compacted. */
+  /** Batches and lines written since the journal was last compacted. */
   #written = 0;
+  #writtenLines = 0;
   #flushing: Promise<void> = Promise.resolve();
   /** The first sequence number of this process (a random multiple of SEQ_SPAN when shared). */
   readonly #seqBase: number;
@@ -178,9 +245,14 @@ export class Activity {
     return this.#written;
   }
 
+  /** Lines written since the journal was last compacted (or the process started). */
+  get linesSinceCompaction(): number {
+    return this.#writtenLines;
+  }
+
   /** Reads the journal into memory (at start, and by an offline collection). */
   async load(): Promise<void> {
-    for await (const line of this.#journalLines(await this.#batches())) this.#apply(line);
+    await this.#applyBatches(await this.#batches());
   }
 
   /**
@@ -201,12 +273,44 @@ export class Activity {
     return (await this.#driver.list(ACTIVITY_AREA)).filter((n) => activityTimeOf(n) !== null);
   }
 
+  /**
+   * The bytes of each of the given batches that still exists, in order; the next batch is read
+   * while one is used (two in memory at a time).
+   */
+  async *#journalBatches(batches: readonly string[]): AsyncGenerator<Uint8Array> {
+    const read = (i: number) => {
+      if (i >= batches.length) return null;
+      const bytes = this.#driver.get(`${ACTIVITY_AREA}/${batches[i]}`);
+      bytes.catch(() => {}); // awaited below; not unhandled if the reader stops before
+      return bytes;
+    };
+    let next = read(0);
+    for (let i = 0; next !== null; i++) {
+      const bytes = await next;
+      next = read(i + 1);
+      if (bytes !== null) yield bytes;
+    }
+  }
+
   /** Every line of the given batches, one batch in memory at a time. */
   async *#journalLines(batches: readonly string[]): AsyncGenerator<string> {
-    for (const name of batches) {
-      const bytes = await this.#driver.get(`${ACTIVITY_AREA}/${name}`);
-      if (bytes === null) continue;
+    for await (const bytes of this.#journalBatches(batches)) {
       yield* decoder.decode(bytes).split("\n");
+    }
+  }
+
+  /**
+   * Applies every line of the given batches, read from their bytes: a line as the tracker
+   * writes it costs no string (a journal of millions of lines is read at start).
+   */
+  async #applyBatches(batches: readonly string[]): Promise<void> {
+    for await (const bytes of this.#journalBatches(batches)) {
+      for (let start = 0; start < bytes.length;) {
+        let end = bytes.indexOf(NEWLINE, start);
+        if (end < 0) end = bytes.length;
+        this.#applyBytes(bytes, start, end);
+        start = end + 1;
+      }
     }
   }
 
@@ -227,14 +331,10 @@ export class Activity {
       await this.#flushOnce();
       const old = await this.#batches();
       // Other replicas' batches are merged before they are replaced.
-      if (this.#shared) {
-        for await (const line of this.#journalLines(old)) this.#apply(line);
-      }
+      if (this.#shared) await this.#applyBatches(old);
       // Whole seconds before the window's start are forgotten (kept to the second, as above).
       const horizon = Math.ceil((this.#now() - keepMs) / 1000) - BASE_S;
-      for (const map of [this.#touched, this.#pulls]) {
-        for (const [key, at] of map) if (at < horizon) map.delete(key);
-      }
+      for (const table of [this.#touched, this.#pulls]) table.retain((at) => at >= horizon);
       // The memory has every key's latest time (all is flushed): a line is kept when it
       // carries that time, once per hash. Lines go out in batches as they are read.
       const out = this.#batchWriter();
@@ -252,6 +352,7 @@ export class Activity {
       await out.end();
       for (const name of old) await this.#driver.delete(`${ACTIVITY_AREA}/${name}`);
       this.#written = 0;
+      this.#writtenLines = 0;
       return old.length;
     });
     this.#flushing = next.then(() => {}, () => {});
@@ -292,6 +393,7 @@ export class Activity {
         lines.join("\n"),
       );
       this.#written++;
+      this.#writtenLines += lines.length;
       lines = [];
     };
     return {
@@ -303,6 +405,33 @@ export class Activity {
     };
   }
 
+  /**
+   * Applies the line `bytes[start, end)`. A line as `#write` makes it (`f <ms>`, `t <digest>
+   * <ms>`, `p <repository@digest> <ms>`, in ASCII) is read from its bytes; any other goes through
+   * `parseLine`, so both read a line alike.
+   */
+  #applyBytes(bytes: Uint8Array, start: number, end: number): void {
+    const kind = bytes[start];
+    const space = bytes.lastIndexOf(SPACE, end - 1);
+    const at = space > start ? decimalOf(bytes, space + 1, end) : -1;
+    if (at >= 0 && bytes[start + 1] === SPACE) {
+      if (kind === F && space === start + 1) {
+        this.#floor = Math.max(this.#floor, at);
+        return;
+      }
+      const hash = kind === T
+        ? digestHash(bytes, start + 2, space)
+        : kind === P
+        ? pullKeyHash(bytes, start + 2, space)
+        : -1;
+      if (hash >= 0) {
+        this.#set(kind === T ? this.#touched : this.#pulls, hash, at);
+        return;
+      }
+    }
+    this.#apply(decoder.decode(bytes.subarray(start, end)));
+  }
+
   #apply(line: string): void {
     const entry = parseLine(line);
     if (entry === null) return;
@@ -310,10 +439,11 @@ export class Activity {
     else this.#set(entry.kind === "t" ? this.#touched : this.#pulls, keyHash(entry.key), entry.at);
   }
 
-  #set(map: Map<number, number>, hash: number, at: number): void {
+  #set(map: HashTable, hash: number, at: number): void {
     const slot = toSlot(at);
-    if ((map.get(hash) ?? -Infinity) >= slot) return;
-    if (map.size >= MAX_ENTRIES && !map.has(hash)) {
+    const old = map.get(hash);
+    if (old !== undefined && old >= slot) return;
+    if (old === undefined && map.size >= MAX_ENTRIES) {
       // Forget everything, but never make anything look older than it is.
       this.#floor = Math.max(this.#floor, at);
       map.clear();

@@ -42,6 +42,58 @@ Deno.test("batches hold at most 10,000 lines", async () => {
   await activity.flush();
   assert.equal((await driver.list(ACTIVITY_AREA)).length, 3);
   assert.equal(activity.batchesSinceCompaction, 3);
+  assert.equal(activity.linesSinceCompaction, 25_000);
+  await activity.compact(3_600_000);
+  assert.equal(activity.batchesSinceCompaction, 0);
+  assert.equal(activity.linesSinceCompaction, 0);
+});
+
+Deno.test("a journal is read line by line as written, and odd lines as before", async () => {
+  const driver = new MemoryDriver();
+  const hex = "0123456789abcdef".repeat(4);
+  const lines = [
+    `t sha256:${hex} 1700000000000`, // as written
+    `t sha512:${hex}${hex} 1700000001000`,
+    `p org/app@sha256:${hex} 1700000002000`,
+    `t sha256:${hex.toUpperCase()} 1700000003000`, // not a digest: ignored
+    `t sha256:${hex.slice(1)}0 1700000004000 `, // a fourth field: ignored
+    `t sha256:${hex.slice(2)}00 0001700000005000`, // leading zeros
+    `p org/ñ@sha256:${hex} 1700000006000`, // not ASCII: read as text
+    `p org/tab\t@sha256:${hex} 1700000007000`, // a tab in the key
+    `p org/no-at 1700000008000`, // no @: ignored
+    `x sha256:${hex} 1700000009000`, // no such kind
+    `t sha256:${hex.slice(3)}000 4102542245000000`, // 16 digits, read as text
+    `t sha256:${hex.slice(4)}0000 1.7e12`, // not written so, but a number
+    `t sha256:${hex.slice(6)}000000 +1700000011000`, // a sign: read as text
+    `t sha256:${hex.slice(7)}0000000 1700000+12000`, // not a number: ignored
+    "",
+    `t sha256:${hex.slice(5)}00000`, // no time
+    "f 1500000000000",
+  ];
+  await driver.put(`${ACTIVITY_AREA}/0001700000000000-00000001`, lines.join("\n"));
+  const activity = new Activity(driver);
+  await activity.load();
+  const d = (s: string) => `sha256:${s}` as Digest;
+  const floor = 1_500_000_000_000;
+  assert.equal(activity.lastTouch(d(hex)), 1_700_000_000_000);
+  assert.equal(activity.lastTouch(`sha512:${hex}${hex}` as Digest), 1_700_000_001_000);
+  assert.equal(activity.lastPull("org/app", d(hex)), 1_700_000_002_000);
+  assert.equal(activity.lastTouch(d(hex.toUpperCase())), floor);
+  assert.equal(activity.lastTouch(d(`${hex.slice(1)}0`)), floor);
+  assert.equal(activity.lastTouch(d(`${hex.slice(2)}00`)), 1_700_000_005_000);
+  assert.equal(activity.lastPull("org/ñ", d(hex)), 1_700_000_006_000);
+  assert.equal(activity.lastPull("org/tab\t", d(hex)), 1_700_000_007_000);
+  assert.equal(activity.lastTouch(d(`${hex.slice(3)}000`)), 4_102_542_245_000_000);
+  assert.equal(activity.lastTouch(d(`${hex.slice(4)}0000`)), 1_700_000_000_000, "1.7e12");
+  assert.equal(activity.lastTouch(d(`${hex.slice(6)}000000`)), 1_700_000_011_000);
+  assert.equal(activity.lastTouch(d(`${hex.slice(7)}0000000`)), floor);
+  assert.equal(activity.lastTouch(d(`${hex.slice(5)}00000`)), floor);
+  // A journal read twice over (two replicas' batches) gives the same answers.
+  await driver.put(`${ACTIVITY_AREA}/0001700000000001-00000001`, lines.join("\n"));
+  const twice = new Activity(driver);
+  await twice.load();
+  assert.equal(twice.lastPull("org/ñ", d(hex)), 1_700_000_006_000);
+  assert.equal(twice.lastTouch(d(hex)), 1_700_000_000_000);
 });
 
 Deno.test("compaction keeps what is inside the window and deletes the old batches", async () => {

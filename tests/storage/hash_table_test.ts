@@ -1,0 +1,58 @@
+/**
+ * `HashTable` against a `Map` given the same operations: keys of 0, near 2^52, and keys whose
+ * low bits collide (the same first slot), through growth, `retain` and `clear`.
+ */
+
+import assert from "node:assert/strict";
+import { HashTable } from "../../src/storage/hash_table.ts";
+
+/** A deterministic generator (mulberry32). */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+function agree(table: HashTable, model: Map<number, number>, keys: readonly number[]): void {
+  assert.equal(table.size, model.size);
+  for (const key of keys) assert.equal(table.get(key), model.get(key), `key ${key}`);
+}
+
+Deno.test("a hash table answers as a Map does, through growth, retain and clear", () => {
+  const next = random(20261203);
+  // A pool of keys: 0, the largest, and groups sharing their low 32 bits.
+  const keys = [0, 2 ** 52 - 1, 1, 2 ** 32, 2 ** 33];
+  for (let i = 0; i < 3000; i++) {
+    const low = Math.floor(next() * 2 ** 32);
+    const high = Math.floor(next() * 2 ** 20);
+    keys.push(high * 2 ** 32 + low);
+    if (i % 10 === 0) keys.push(((high + 1) % 2 ** 20) * 2 ** 32 + low); // same low bits
+  }
+  const table = new HashTable();
+  const model = new Map<number, number>();
+  for (let op = 0; op < 40_000; op++) {
+    const key = keys[Math.floor(next() * keys.length)];
+    const roll = next();
+    if (roll < 0.8) {
+      const value = Math.floor(next() * 2 ** 53) - 2 ** 52;
+      table.set(key, value);
+      model.set(key, value);
+    } else if (roll < 0.9995) {
+      assert.equal(table.get(key), model.get(key));
+    } else if (roll < 0.9998) {
+      const floor = Math.floor(next() * 2 ** 53) - 2 ** 52;
+      table.retain((value) => value >= floor);
+      for (const [k, v] of model) if (v < floor) model.delete(k);
+      agree(table, model, keys);
+    } else {
+      table.clear();
+      model.clear();
+    }
+    assert.equal(table.size, model.size);
+  }
+  agree(table, model, keys);
+  assert.ok(model.size > 1000, `the run ended with ${model.size} entries`);
+});
