@@ -254,8 +254,8 @@ const ACTIVITY_FLUSH_MS = 5000;
 const ACTIVITY_COMPACT_BATCHES = 500;
 /**
  * Or this many lines: a compacted journal has a line per remembered entry (at most 2 × 250,000),
- * so a start reads at most about a million lines (540,000 took half a second on the bench's
- * 2-core machine).
+ * so a collection reads at most about a million lines (540,000 took half a second on the
+ * bench's 2-core machine).
  */
 const ACTIVITY_COMPACT_LINES = 500_000;
 

@@ -183,13 +183,8 @@ export async function createServices(
   const locks: LockManager = options.locks ?? new KeyedMutex();
   const clock = options.now;
   const now = clock ? () => clock().getTime() : Date.now;
+  // The activity journal is read by the first collection or compaction (see `Activity.load`).
   const activity = new Activity(driver, { now });
-  try {
-    await activity.load();
-  } catch (error) {
-    rootLock?.release();
-    throw error;
-  }
   return {
     ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }),
     database: null,
@@ -237,7 +232,6 @@ async function createScaleOutServices(
       await adoptQueues(driver, lockSql, hold.id);
       events = await options.eventSink(new ReplicaEventsDriver(driver, hold.id));
     }
-    await activity.load();
   } catch (error) {
     close();
     throw error;

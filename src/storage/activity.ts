@@ -13,7 +13,8 @@
  *
  * Replicas sharing one bucket (the scale-out mode, `shared`) each write their own batches: a
  * batch's sequence number starts with a random number of the process, so two replicas never
- * write the same key (no lost update), and no batch is ever rewritten. `refresh` (before a
+ * write the same key (no lost update), and no batch is ever rewritten (nor by a restarted
+ * registry whose clock went back: a compaction then deleted the batch it wrote over). `refresh` (before a
  * collection) reads every replica's batches, so the collector knows every touch and pull;
  * `compact` reads the batches it lists before it replaces them, so it deletes nothing it has
  * not merged (two replicas compacting at once both keep everything).
@@ -145,7 +146,7 @@ export interface ActivityOptions {
   readonly shared?: boolean;
 }
 
-/** Sequence numbers of one process within a shared journal (below this, the process's own). */
+/** Sequence numbers of one process within the journal (below this, the process's own). */
 const SEQ_SPAN = 1_000_000;
 
 /** The tracker of blob touches and manifest pulls. */
@@ -166,7 +167,9 @@ export class Activity {
   #written = 0;
   #writtenLines = 0;
   #flushing: Promise<void> = Promise.resolve();
-  /** The first sequence number of this process (a random multiple of SEQ_SPAN when shared). */
+  /** Whether the journal was read into memory since this tracker was made. */
+  #read = false;
+  /** The first sequence number of this process (a random multiple of SEQ_SPAN). */
   readonly #seqBase: number;
   readonly #shared: boolean;
   /** Hashes of the digests touched since `openWindow` (null: no window open). */
@@ -180,9 +183,7 @@ export class Activity {
     this.#now = options.now ?? Date.now;
     this.#shared = options.shared ?? false;
     // 10^8..9·10^8 times 10^6: at most 9·10^14, a safe integer; 16 digits in the key.
-    this.#seqBase = this.#shared
-      ? (1e8 + crypto.getRandomValues(new Uint32Array(1))[0] % 8e8) * SEQ_SPAN
-      : 0;
+    this.#seqBase = (1e8 + crypto.getRandomValues(new Uint32Array(1))[0] % 8e8) * SEQ_SPAN;
   }
 
   /** Records that a blob (or manifest bytes) was touched now. */
@@ -250,19 +251,32 @@ export class Activity {
     return this.#writtenLines;
   }
 
-  /** Reads the journal into memory (at start, and by an offline collection). */
+  /**
+   * Reads the journal into memory. Nothing needs it before a collection: the registry starts
+   * without reading it (a journal of a million lines takes about a second), and `refresh` and
+   * `compact` read it first when it was not read yet. Touches and pulls recorded before merge
+   * with it, the later time winning.
+   */
   async load(): Promise<void> {
     await this.#applyBatches(await this.#batches());
+    this.#read = true;
+  }
+
+  /** Reads the journal unless it was read already. */
+  async #readOnce(): Promise<void> {
+    if (!this.#read) await this.load();
   }
 
   /**
-   * Writes what changed, and, when the journal is shared, reads every replica's batches (a
-   * collection then knows every touch and pull). Alone, memory already knows everything.
+   * Writes what changed, and reads the journal: every replica's batches when it is shared
+   * (a collection then knows every touch and pull), else once (after that, memory knows
+   * everything).
    */
   refresh(): Promise<void> {
     const next = this.#flushing.then(async () => {
       await this.#flushOnce();
       if (this.#shared) await this.load();
+      else await this.#readOnce();
     });
     this.#flushing = next.catch(() => {});
     return next;
@@ -328,6 +342,7 @@ export class Activity {
    */
   compact(keepMs: number): Promise<number> {
     const next = this.#flushing.then(async () => {
+      await this.#readOnce(); // what is not in memory would not be kept
       await this.#flushOnce();
       const old = await this.#batches();
       // Other replicas' batches are merged before they are replaced.

@@ -28,10 +28,14 @@ Deno.test("replicas write their own batches at the same instant; a refresh reads
   await a.refresh();
   assert.equal(a.lastTouch(digest(2)), now);
   assert.equal(a.lastPull("org/app", digest(3)), now);
-  // alone (not shared), memory is the truth: a refresh reads nothing
+  // Alone (not shared), a refresh reads the journal once; after that, memory is the truth.
   const single = new Activity(driver, { now: () => now });
   await single.refresh();
-  assert.equal(single.lastTouch(digest(2)), 0);
+  assert.equal(single.lastTouch(digest(2)), now);
+  b.touch(digest(4));
+  await b.flush();
+  await single.refresh();
+  assert.equal(single.lastTouch(digest(4)), 0, "not read again");
 });
 
 Deno.test("compactions by two replicas at once keep every replica's entries", async () => {

@@ -35,6 +35,36 @@ Deno.test("touches and pulls are flushed once and read back after a restart", as
   assert.equal(restarted.lastTouch(digest(3)), 0);
 });
 
+Deno.test("a new tracker reads the journal at its first refresh or compaction, merging what it saw before", async () => {
+  let now = 1_700_020_000_000;
+  const driver = new MemoryDriver(() => now);
+  const first = new Activity(driver, { now: () => now });
+  first.touch(digest(1));
+  now += 10_000;
+  first.touch(digest(2));
+  first.pulled("org/app", digest(2));
+  await first.flush();
+  // A restart: touches before the journal is read.
+  now -= 5_000;
+  const second = new Activity(driver, { now: () => now });
+  second.touch(digest(1)); // later than the journal's
+  second.touch(digest(2)); // earlier than the journal's
+  assert.equal(second.lastTouch(digest(2)), 1_700_020_005_000, "the journal is not read yet");
+  assert.equal(second.lastPull("org/app", digest(2)), 0);
+  await second.refresh();
+  assert.equal(second.lastTouch(digest(1)), 1_700_020_005_000);
+  assert.equal(second.lastTouch(digest(2)), 1_700_020_010_000);
+  assert.equal(second.lastPull("org/app", digest(2)), 1_700_020_010_000);
+  // A compaction first thing after a restart keeps what only the journal knew.
+  const third = new Activity(driver, { now: () => now });
+  await third.compact(3_600_000);
+  const fourth = new Activity(driver, { now: () => now });
+  await fourth.load();
+  assert.equal(fourth.lastTouch(digest(1)), 1_700_020_005_000);
+  assert.equal(fourth.lastTouch(digest(2)), 1_700_020_010_000);
+  assert.equal(fourth.lastPull("org/app", digest(2)), 1_700_020_010_000);
+});
+
 Deno.test("batches hold at most 10,000 lines", async () => {
   const driver = new MemoryDriver();
   const activity = new Activity(driver);
