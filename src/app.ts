@@ -250,12 +250,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
 /** How often blob touches and manifest pulls are written to the activity journal. */
 const ACTIVITY_FLUSH_MS = 5000;
-/** The journal is compacted between collections once this many batches were written. */
+/**
+ * The journal is compacted between collections once it has this many batches more than at the
+ * last compaction (those found at start count: see `Activity.countJournal`).
+ */
 const ACTIVITY_COMPACT_BATCHES = 500;
 /**
- * Or this many lines: a compacted journal has a line per remembered entry (at most 2 × 250,000),
- * so a collection reads at most about a million lines (540,000 took half a second on the
- * bench's 2-core machine).
+ * Or once this process wrote this many lines: a compacted journal has a line per remembered
+ * entry (at most 2 × 250,000), so a collection reads about a million lines at most, unless
+ * restarts or replicas added up to 500 batches of their own (540,000 lines took half a second
+ * on the bench's 2-core machine).
  */
 const ACTIVITY_COMPACT_LINES = 500_000;
 

@@ -185,6 +185,12 @@ export async function createServices(
   const now = clock ? () => clock().getTime() : Date.now;
   // The activity journal is read by the first collection or compaction (see `Activity.load`).
   const activity = new Activity(driver, { now });
+  try {
+    await activity.countJournal();
+  } catch (error) {
+    rootLock?.release();
+    throw error;
+  }
   return {
     ...assemble({ config, options, driver, blobs, meta, uploads, locks, events, activity, now }),
     database: null,
@@ -232,6 +238,7 @@ async function createScaleOutServices(
       await adoptQueues(driver, lockSql, hold.id);
       events = await options.eventSink(new ReplicaEventsDriver(driver, hold.id));
     }
+    await activity.countJournal();
   } catch (error) {
     close();
     throw error;

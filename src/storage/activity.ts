@@ -20,14 +20,14 @@
  * not merged (two replicas compacting at once both keep everything).
  *
  * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
- * hash and a time is whole seconds, in a `HashTable` (typed arrays a quarter to half full: 32
- * to 64 bytes an entry, whatever the key's length, outside the JavaScript heap), so 250,000
- * touched blobs cost 8 MiB. Two keys of one hash (one chance in ~10^10 per key with a table
- * full) would share the later time: a blob spared, or a manifest kept by a pull rule, one
- * collection longer than needed, never deleted early. Past
- * `MAX_ENTRIES` entries in a table, the tracker forgets that table and takes "everything was
- * touched now" as its floor, which can only delay a collection. Only the batches not yet
- * written keep whole keys, for the journal.
+ * hash and a time is whole seconds, in a `HashTable` (typed arrays at most half full, outside
+ * the JavaScript heap), whatever the key's length: 250,000 touched blobs cost 8 MiB. Two keys
+ * of one hash (one chance in ~10^10 per key with a table full) would share the later time: a
+ * blob spared, or a manifest kept by a pull rule, one collection longer than needed, never
+ * deleted early. Past `MAX_ENTRIES` entries in a table, the tracker forgets that table and
+ * takes the latest time it held as the floor of every key ("everything was touched then"),
+ * which can only delay a collection. Only the batches not yet written keep whole keys, for
+ * the journal.
  * Touches made in the last flush interval before a crash are lost; then a blob the client just
  * saw with a HEAD may be collected, and its manifest PUT answers `MANIFEST_BLOB_UNKNOWN` (it
  * never stores a manifest whose bytes are gone: the sweep checks links under the blob lock).
@@ -44,7 +44,8 @@ const BATCH_LINES = 10_000;
 export const MAX_ENTRIES = 250_000;
 /** In memory, times are seconds after this one (September 2020). */
 const BASE_S = 1_600_000_000;
-const decoder = new TextDecoder();
+/** Keeps a byte-order mark as a character: a line is read alike whole or in a batch. */
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * A key's 52-bit hash (two FNV-1a passes with different offsets): a number, so a map of them
@@ -182,7 +183,7 @@ export class Activity {
     this.#driver = driver;
     this.#now = options.now ?? Date.now;
     this.#shared = options.shared ?? false;
-    // 10^8..9·10^8 times 10^6: at most 9·10^14, a safe integer; 16 digits in the key.
+    // 10^8..9·10^8 times 10^6: at most 9·10^14, a safe integer; 15 digits in the key.
     this.#seqBase = (1e8 + crypto.getRandomValues(new Uint32Array(1))[0] % 8e8) * SEQ_SPAN;
   }
 
@@ -262,6 +263,14 @@ export class Activity {
     this.#read = true;
   }
 
+  /**
+   * Counts the journal's batches as written since the last compaction (the registry's start:
+   * one listing), so restarts do not let the journal grow without a compaction.
+   */
+  async countJournal(): Promise<void> {
+    this.#written += (await this.#batches()).length;
+  }
+
   /** Reads the journal unless it was read already. */
   async #readOnce(): Promise<void> {
     if (!this.#read) await this.load();
@@ -315,7 +324,7 @@ export class Activity {
 
   /**
    * Applies every line of the given batches, read from their bytes: a line as the tracker
-   * writes it costs no string (a journal of millions of lines is read at start).
+   * writes it costs no string (a collection may read a million lines).
    */
   async #applyBatches(batches: readonly string[]): Promise<void> {
     for await (const bytes of this.#journalBatches(batches)) {
@@ -342,11 +351,13 @@ export class Activity {
    */
   compact(keepMs: number): Promise<number> {
     const next = this.#flushing.then(async () => {
-      await this.#readOnce(); // what is not in memory would not be kept
+      // Written first, so a journal that cannot be read stops no write.
       await this.#flushOnce();
       const old = await this.#batches();
-      // Other replicas' batches are merged before they are replaced.
+      // What is not in memory would not be kept: the journal is read (once; when shared,
+      // other replicas' batches are merged before they are replaced).
       if (this.#shared) await this.#applyBatches(old);
+      else await this.#readOnce();
       // Whole seconds before the window's start are forgotten (kept to the second, as above).
       const horizon = Math.ceil((this.#now() - keepMs) / 1000) - BASE_S;
       for (const table of [this.#touched, this.#pulls]) table.retain((at) => at >= horizon);
@@ -459,8 +470,9 @@ export class Activity {
     const old = map.get(hash);
     if (old !== undefined && old >= slot) return;
     if (old === undefined && map.size >= MAX_ENTRIES) {
-      // Forget everything, but never make anything look older than it is.
-      this.#floor = Math.max(this.#floor, at);
+      // Forget everything, but never make anything look older than it is: the floor becomes
+      // the latest time the table held (a journal is read in no order of time).
+      this.#floor = Math.max(this.#floor, at, fromSlot(map.maxValue()));
       map.clear();
       return;
     }

@@ -1,7 +1,7 @@
 /**
  * `HashTable`: a map from 52-bit hashes (non-negative safe integers below 2^52) to numbers, in
- * two typed arrays (open addressing, linear probing, a quarter to half full). An entry costs 32
- * to 64 bytes, outside the JavaScript heap: the collector never walks it, and no number is boxed
+ * two typed arrays (open addressing, linear probing, at most half full). Past its first 1,024
+ * slots an entry costs 32 to 64 bytes, outside the JavaScript heap: the collector never walks it, and no number is boxed
  * to be a key or a value, as a `Map<number, number>` does with numbers past 2^31 (about 50
  * bytes an entry, in the heap).
  */
@@ -38,6 +38,15 @@ export class HashTable {
       this.#size++;
     }
     this.#values[slot] = value;
+  }
+
+  /** The largest value (-Infinity when empty). */
+  maxValue(): number {
+    let max = -Infinity;
+    for (let i = 0; i < this.#keys.length; i++) {
+      if (this.#keys[i] !== 0 && this.#values[i] > max) max = this.#values[i];
+    }
+    return max;
   }
 
   /** Removes every entry (and gives back the memory). */

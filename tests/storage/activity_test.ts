@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Activity, keyHash, MAX_ENTRIES } from "../../src/storage/activity.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { ACTIVITY_AREA } from "../../src/storage/keys.ts";
+import { HeldDriver } from "./held_driver.ts";
 import type { Digest } from "../../src/types/oci.ts";
 
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, "0")}` as Digest;
@@ -63,6 +64,57 @@ Deno.test("a new tracker reads the journal at its first refresh or compaction, m
   assert.equal(fourth.lastTouch(digest(1)), 1_700_020_005_000);
   assert.equal(fourth.lastTouch(digest(2)), 1_700_020_010_000);
   assert.equal(fourth.lastPull("org/app", digest(2)), 1_700_020_010_000);
+});
+
+Deno.test("a table overflowing while the journal is read keeps what it held as the floor; a compaction first thing loses no pull", async () => {
+  let now = 1_700_030_000_000;
+  const driver = new MemoryDriver(() => now);
+  const first = new Activity(driver, { now: () => now });
+  for (let i = 0; i < MAX_ENTRIES; i++) first.pulled(`org/app${i % 1000}`, digest(i));
+  await first.flush();
+  // An hour later, a restart: a pull, then the timer's compaction before any collection.
+  now += 3_600_000;
+  const pulledAt = now;
+  const second = new Activity(driver, { now: () => now });
+  second.pulled("org/x", digest(1));
+  await second.compact(7 * 24 * 3_600_000);
+  assert.equal(second.lastPull("org/x", digest(1)), pulledAt);
+  const third = new Activity(driver, { now: () => now });
+  await third.load();
+  assert.equal(third.lastPull("org/x", digest(1)), pulledAt, "after a restart too");
+  assert.ok(third.lastPull("org/app1", digest(1)) >= 1_700_030_000_000);
+});
+
+Deno.test("a pull recorded while the journal is read survives the table's overflow", async () => {
+  let now = 1_700_040_000_000;
+  const driver = new HeldDriver(() => now);
+  const first = new Activity(driver, { now: () => now });
+  for (let i = 0; i < MAX_ENTRIES; i++) first.pulled(`org/app${i % 1000}`, digest(i));
+  await first.flush();
+  now += 3_600_000;
+  const second = new Activity(driver, { now: () => now });
+  const [batch] = await driver.list(ACTIVITY_AREA);
+  const release = driver.hold("get", `${ACTIVITY_AREA}/${batch}`);
+  const refreshing = second.refresh(); // the first read of the journal
+  await driver.whenHeld("get", `${ACTIVITY_AREA}/${batch}`);
+  second.pulled("org/x", digest(1)); // while it is read
+  release();
+  await refreshing;
+  assert.equal(second.lastPull("org/x", digest(1)), now);
+});
+
+Deno.test("the batches found at start count towards the next compaction", async () => {
+  const driver = new MemoryDriver();
+  const first = new Activity(driver);
+  for (let i = 0; i < 3; i++) {
+    first.touch(digest(i));
+    await first.flush();
+  }
+  const second = new Activity(driver);
+  await second.countJournal();
+  assert.equal(second.batchesSinceCompaction, 3);
+  await second.compact(3_600_000);
+  assert.equal(second.batchesSinceCompaction, 0);
 });
 
 Deno.test("batches hold at most 10,000 lines", async () => {
