@@ -21,6 +21,7 @@ import type { Activity } from "../storage/activity.ts";
 import type { BlobStore } from "../storage/blobs.ts";
 import type { LockManager } from "../storage/lock.ts";
 import type { MetadataStore, RevisionRecord } from "../storage/metadata/metadata.ts";
+import { SlabCache } from "../storage/slab_cache.ts";
 import type { Descriptor, Digest, Manifest, Reference, RepositoryName } from "../types/oci.ts";
 import { Dependents } from "./dependents.ts";
 import { blobLock, repositoryLock } from "./locks.ts";
@@ -37,7 +38,8 @@ export interface PutResult {
   readonly subject?: Digest;
 }
 
-const CACHE_BYTES = 16 * 1024 * 1024;
+/** The cache of manifest bytes (recently read manifests, by digest). */
+const CACHE_BYTES = 8 * 1024 * 1024;
 
 /** Registry semantics of manifests. */
 export class ManifestService {
@@ -48,8 +50,7 @@ export class ManifestService {
   readonly #events: EventSink;
   readonly #immutable: (tag: string) => boolean;
   readonly #activity: Activity | null;
-  readonly #bytes = new Map<Digest, Uint8Array<ArrayBuffer>>();
-  #cachedBytes = 0;
+  readonly #bytes = new SlabCache<Digest>(CACHE_BYTES);
 
   /**
    * Makes the service over its stores, the lock manager shared with the blob service, and the
@@ -184,7 +185,7 @@ export class ManifestService {
     if (bytes === null) {
       throw new RegistryError("MANIFEST_UNKNOWN", `Manifest "${info.digest}" has no content`);
     }
-    this.#remember(info.digest, bytes);
+    this.#bytes.set(info.digest, bytes);
     this.#pulled(name, reference, info);
     return { ...info, bytes };
   }
@@ -263,16 +264,6 @@ export class ManifestService {
         (await this.#blobs.size(blob.digest)) !== null;
       if (!linked) throw missing(blob, blob === manifest.config ? "config blob" : "layer");
     }
-  }
-
-  #remember(digest: Digest, bytes: Uint8Array<ArrayBuffer>): void {
-    if (this.#bytes.has(digest) || bytes.length > CACHE_BYTES / 16) return;
-    if (this.#cachedBytes + bytes.length > CACHE_BYTES) {
-      this.#bytes.clear();
-      this.#cachedBytes = 0;
-    }
-    this.#bytes.set(digest, bytes);
-    this.#cachedBytes += bytes.length;
   }
 }
 
