@@ -143,8 +143,10 @@ export async function startOurs(
       "--allow-env",
       "--allow-ffi",
       // as `deno task start` runs it: a 4 MiB young generation keeps peak memory under load
-      // at ~75 MiB instead of ~125 (bench/load.ts, 64 connections of HEAD)
-      "--v8-flags=--max-semi-space-size=4",
+      // at ~75 MiB instead of ~125 (bench/load.ts, 64 connections of HEAD); the old one grows
+      // by a quarter of what a full collection left (BENCHMARKS.md, "Memory at 1,000,000
+      // manifests")
+      "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=25",
       ...(opts.denoFlags ?? []),
       join(opts.repoRoot, "main.ts"),
       "--port",

@@ -114,7 +114,7 @@ export async function spawnRegistry(
       "--allow-write",
       "--allow-env",
       "--allow-ffi",
-      "--v8-flags=--max-semi-space-size=4", // as `deno task start`
+      "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=25", // as `deno task start`
       `${PROJECT_ROOT}main.ts`,
       "--port",
       "0",
