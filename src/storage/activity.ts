@@ -40,6 +40,8 @@ import { HashTable } from "./hash_table.ts";
 import { ACTIVITY_AREA, activityKey, activityTimeOf } from "./keys.ts";
 
 const BATCH_LINES = 10_000;
+/** Added to a slot while compaction has written its line (slots are whole seconds). */
+const WRITTEN = 0.5;
 /** Entries a table remembers (8 MiB each at this size). */
 export const MAX_ENTRIES = 250_000;
 /** In memory, times are seconds after this one (September 2020). */
@@ -362,17 +364,23 @@ export class Activity {
       const horizon = Math.ceil((this.#now() - keepMs) / 1000) - BASE_S;
       for (const table of [this.#touched, this.#pulls]) table.retain((at) => at >= horizon);
       // The memory has every key's latest time (all is flushed): a line is kept when it
-      // carries that time, once per hash. Lines go out in batches as they are read.
+      // carries that time, once per hash: a key written is marked in its table, half a
+      // second later than its time (no line's time matches that), until the end. Lines go
+      // out in batches as they are read.
       const out = this.#batchWriter();
-      const seen = { t: new Set<number>(), p: new Set<number>() };
-      for await (const line of this.#journalLines(old)) {
-        const entry = parseLine(line);
-        if (entry === null || entry.kind === "f") continue;
-        const hash = keyHash(entry.key);
-        const table = entry.kind === "t" ? this.#touched : this.#pulls;
-        if (table.get(hash) !== toSlot(entry.at) || seen[entry.kind].has(hash)) continue;
-        seen[entry.kind].add(hash);
-        await out.add(`${entry.kind} ${entry.key} ${entry.at}`);
+      try {
+        for await (const line of this.#journalLines(old)) {
+          const entry = parseLine(line);
+          if (entry === null || entry.kind === "f") continue;
+          const hash = keyHash(entry.key);
+          const table = entry.kind === "t" ? this.#touched : this.#pulls;
+          const slot = toSlot(entry.at);
+          if (table.get(hash) !== slot) continue;
+          table.set(hash, slot + WRITTEN);
+          await out.add(`${entry.kind} ${entry.key} ${entry.at}`);
+        }
+      } finally {
+        for (const table of [this.#touched, this.#pulls]) table.update(Math.floor);
       }
       if (this.#floor > 0) await out.add(`f ${this.#floor}`); // kept even with no other line
       await out.end();

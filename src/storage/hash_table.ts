@@ -56,6 +56,15 @@ export class HashTable {
     this.#size = 0;
   }
 
+  /** Replaces every value by `change(value)`, in place. */
+  update(change: (value: number) => number): void {
+    const keys = this.#keys;
+    const values = this.#values;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] !== 0) values[i] = change(values[i]);
+    }
+  }
+
   /** Keeps only the entries whose value passes `keep`. */
   retain(keep: (value: number) => boolean): void {
     const keys = this.#keys;

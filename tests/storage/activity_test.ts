@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Activity, keyHash, MAX_ENTRIES } from "../../src/storage/activity.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { ACTIVITY_AREA } from "../../src/storage/keys.ts";
+import type { PutOptions } from "../../src/storage/driver.ts";
 import { HeldDriver } from "./held_driver.ts";
 import type { Digest } from "../../src/types/oci.ts";
 
@@ -232,6 +233,58 @@ Deno.test("compaction keeps one line per key, the latest, and the floor; lookups
     assert.equal(restarted.lastTouch(digest(i)), activity.lastTouch(digest(i)));
   }
   assert.equal(restarted.lastPull("org/app", digest(7)), 1_700_010_004_000);
+});
+
+Deno.test("compaction writes a key flushed twice within a second once; one that fails leaves every time as it was", async () => {
+  let now = 1_700_020_000_100;
+  let failing = false;
+  class FullDisk extends MemoryDriver {
+    override put(key: string, bytes: Uint8Array | string, options?: PutOptions): Promise<void> {
+      if (failing) return Promise.reject(new Error("disk full"));
+      return super.put(key, bytes, options);
+    }
+  }
+  const driver = new FullDisk(() => now);
+  const activity = new Activity(driver, { now: () => now });
+  const lines = async () => {
+    const out: string[] = [];
+    for (const name of await driver.list(ACTIVITY_AREA)) {
+      const bytes = await driver.get(`${ACTIVITY_AREA}/${name}`);
+      out.push(...new TextDecoder().decode(bytes!).split("\n"));
+    }
+    return out;
+  };
+  activity.touch(digest(1));
+  await activity.flush();
+  now += 800; // the same second: the same time in memory
+  activity.touch(digest(1));
+  await activity.flush();
+  assert.equal((await lines()).length, 2);
+  await activity.compact(60_000);
+  assert.deepEqual(await lines(), [`t ${digest(1)} 1700020000100`]);
+  assert.equal(activity.lastTouch(digest(1)), 1_700_020_000_000);
+
+  // More lines than a batch: the compaction writes a batch while it reads, and that write fails.
+  now += 1000;
+  for (let i = 0; i < 10_001; i++) activity.touch(digest(100 + i));
+  activity.pulled("org/app", digest(100));
+  await activity.flush();
+  const probes = [digest(1), digest(100), digest(5_000), digest(10_100)];
+  const before = probes.map((d) => activity.lastTouch(d));
+  const pulledBefore = activity.lastPull("org/app", digest(100));
+  failing = true;
+  await assert.rejects(activity.compact(60_000), /disk full/);
+  failing = false;
+  assert.deepEqual(probes.map((d) => activity.lastTouch(d)), before);
+  assert.equal(activity.lastPull("org/app", digest(100)), pulledBefore);
+  // and the next compaction writes every key once
+  await activity.compact(60_000);
+  const after = await lines();
+  assert.equal(after.filter((l) => l.startsWith("t ")).length, 1 + 10_001);
+  assert.equal(after.filter((l) => l.startsWith("p ")).length, 1);
+  const restarted = new Activity(driver, { now: () => now });
+  await restarted.load();
+  assert.deepEqual(probes.map((d) => restarted.lastTouch(d)), before);
 });
 
 Deno.test("keys are 52-bit hashes: 200,000 distinct digests and pulls never share one", () => {

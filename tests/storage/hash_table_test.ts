@@ -56,3 +56,16 @@ Deno.test("a hash table answers as a Map does, through growth, retain and clear"
   agree(table, model, keys);
   assert.ok(model.size > 1000, `the run ended with ${model.size} entries`);
 });
+
+Deno.test("update changes every value in place, and only the values", () => {
+  const table = new HashTable();
+  const model = new Map<number, number>();
+  for (let i = 0; i < 3000; i++) {
+    const key = i * 7919 * 2 ** 20 + i;
+    table.set(key, i + 0.5);
+    model.set(key, i + 0.5);
+  }
+  table.update(Math.floor);
+  for (const [key, value] of model) model.set(key, Math.floor(value));
+  agree(table, model, [...model.keys(), 1, 2, 3]);
+});
