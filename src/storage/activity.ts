@@ -480,7 +480,7 @@ export class Activity {
     if (old === undefined && map.size >= MAX_ENTRIES) {
       // Forget everything, but never make anything look older than it is: the floor becomes
       // the latest time the table held (a journal is read in no order of time).
-      this.#floor = Math.max(this.#floor, at, fromSlot(map.maxValue()));
+      this.#floor = Math.max(this.#floor, at, fromSlot(Math.floor(map.maxValue())));
       map.clear();
       return;
     }

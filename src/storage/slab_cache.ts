@@ -8,8 +8,8 @@
  * the entry's position (a small integer). The slabs are filled in turn; when the last one is
  * full, the oldest is forgotten with its entries (first in, first out) and a new slab takes
  * its place. A slab is never written again once full, so the views handed out keep their
- * bytes (and their slab, until they are dropped), and at most one slab's worth is held beyond
- * `capacity` while such views are alive.
+ * bytes: a forgotten slab stays in memory until the last view into it is dropped (a response
+ * still being written to a slow client holds one).
  */
 
 /** Bytes of the length written before each entry. */

@@ -14,6 +14,16 @@ import type { Digest } from "../../src/types/oci.ts";
 
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, "0")}` as Digest;
 
+/** Every line of the journal, batch by batch in name order. */
+async function journalLines(driver: MemoryDriver): Promise<string[]> {
+  const out: string[] = [];
+  for (const name of await driver.list(ACTIVITY_AREA)) {
+    const bytes = await driver.get(`${ACTIVITY_AREA}/${name}`);
+    out.push(...new TextDecoder().decode(bytes!).split("\n"));
+  }
+  return out;
+}
+
 Deno.test("touches and pulls are flushed once and read back after a restart", async () => {
   let now = 1_700_000_000_000;
   const driver = new MemoryDriver(() => now);
@@ -102,6 +112,25 @@ Deno.test("a pull recorded while the journal is read survives the table's overfl
   release();
   await refreshing;
   assert.equal(second.lastPull("org/x", digest(1)), now);
+});
+
+Deno.test("a table overflowing during a compaction sets the floor to a time it held, not to a mark", async () => {
+  const now = 1_700_050_000_100;
+  const driver = new HeldDriver(() => now);
+  const activity = new Activity(driver, { now: () => now });
+  for (let i = 0; i < MAX_ENTRIES; i++) activity.touch(digest(i));
+  await activity.flush();
+  await activity.refresh(); // read once: the compaction below reads each batch only for its lines
+  const batches = await driver.list(ACTIVITY_AREA);
+  const last = `${ACTIVITY_AREA}/${batches[batches.length - 1]}`;
+  const release = driver.hold("get", last);
+  const compacting = activity.compact(60_000);
+  await driver.whenHeld("get", last); // the earlier batches' keys are written and marked
+  activity.touch(digest(MAX_ENTRIES)); // a new key: the table is full and forgets everything
+  assert.equal(activity.lastTouch(digest(MAX_ENTRIES + 1)), now, "the floor is the touch's time");
+  release();
+  await compacting;
+  assert.equal(activity.lastTouch(digest(MAX_ENTRIES + 1)), now);
 });
 
 Deno.test("the batches found at start count towards the next compaction", async () => {
@@ -214,14 +243,7 @@ Deno.test("compaction keeps one line per key, the latest, and the floor; lookups
     await activity.flush();
     now += 2000;
   }
-  const lines = async () => {
-    const out: string[] = [];
-    for (const name of await driver.list(ACTIVITY_AREA)) {
-      const bytes = await driver.get(`${ACTIVITY_AREA}/${name}`);
-      out.push(...new TextDecoder().decode(bytes!).split("\n"));
-    }
-    return out;
-  };
+  const lines = () => journalLines(driver);
   assert.equal((await lines()).length, 3 * 51);
   await activity.compact(60_000);
   const after = await lines();
@@ -246,14 +268,7 @@ Deno.test("compaction writes a key flushed twice within a second once; one that 
   }
   const driver = new FullDisk(() => now);
   const activity = new Activity(driver, { now: () => now });
-  const lines = async () => {
-    const out: string[] = [];
-    for (const name of await driver.list(ACTIVITY_AREA)) {
-      const bytes = await driver.get(`${ACTIVITY_AREA}/${name}`);
-      out.push(...new TextDecoder().decode(bytes!).split("\n"));
-    }
-    return out;
-  };
+  const lines = () => journalLines(driver);
   activity.touch(digest(1));
   await activity.flush();
   now += 800; // the same second: the same time in memory

@@ -5,16 +5,7 @@
 
 import assert from "node:assert/strict";
 import { HashTable } from "../../src/storage/hash_table.ts";
-
-/** A deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { mulberry32 } from "../helpers/stress_model.ts";
 
 function agree(table: HashTable, model: Map<number, number>, keys: readonly number[]): void {
   assert.equal(table.size, model.size);
@@ -22,7 +13,7 @@ function agree(table: HashTable, model: Map<number, number>, keys: readonly numb
 }
 
 Deno.test("a hash table answers as a Map does, through growth, retain and clear", () => {
-  const next = random(20261203);
+  const next = mulberry32(20261203);
   // A pool of keys: 0, the largest, and groups sharing their low 32 bits.
   const keys = [0, 2 ** 52 - 1, 1, 2 ** 32, 2 ** 33];
   for (let i = 0; i < 3000; i++) {

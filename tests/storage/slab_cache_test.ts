@@ -6,16 +6,7 @@
 
 import assert from "node:assert/strict";
 import { SlabCache } from "../../src/storage/slab_cache.ts";
-
-/** A deterministic generator (mulberry32). */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { mulberry32 } from "../helpers/stress_model.ts";
 
 function bytesOf(next: () => number, length: number): Uint8Array {
   const bytes = new Uint8Array(length);
@@ -24,7 +15,7 @@ function bytesOf(next: () => number, length: number): Uint8Array {
 }
 
 Deno.test("a slab cache answers a key with its own bytes or not at all, through many turns", () => {
-  const next = random(20261203);
+  const next = mulberry32(20261203);
   const cache = new SlabCache<string>(16 * 1024);
   const model = new Map<string, Uint8Array>();
   let hits = 0;
