@@ -18,7 +18,7 @@ const LENGTH_BYTES = 4;
 /** How many slabs share the capacity. */
 const SEGMENTS = 4;
 
-/** A cache of byte strings up to `capacity / 16` bytes each, `capacity` bytes in all. */
+/** A cache of `capacity` bytes in all, of byte strings up to `largest` (about `capacity / 16`). */
 export class SlabCache<K> {
   readonly #slabBytes: number;
   readonly #slabs: (Uint8Array<ArrayBuffer> | null)[] = new Array(SEGMENTS).fill(null);
