@@ -163,6 +163,32 @@ await s3Tests((bucket, ignore) => {
 
   Deno.test({
     name:
+      "s3 driver: a writer reopened on a tail of a few MiB reads it back into its part and goes on across the part's end",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root);
+      try {
+        const bytes = pattern(chunk + 3 * 1024 * 1024, 13);
+        await driver.create("up/t/data");
+        // a tail above a MiB, then below one: each read back, written on past part 1's end
+        for (const [from, to] of [[0, 3_000_000], [3_000_000, chunk + 700_000]]) {
+          await writeAll(driver, "up/t/data", from, bytes.subarray(from, to));
+        }
+        await writeAll(driver, "up/t/data", chunk + 700_000, bytes.subarray(chunk + 700_000));
+        assert.equal((await driver.stat("up/t/data"))?.size, bytes.length);
+        assert.equal(await sha256(await driver.readAll("up/t/data")), await sha256(bytes));
+        await driver.move("up/t/data", "blobs/t");
+        assert.equal(await sha256((await driver.get("blobs/t"))!), await sha256(bytes));
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
       "s3 driver: append at an earlier offset inside a part or the tail cuts there and commits the right bytes",
     ignore,
     async fn() {

@@ -31,11 +31,12 @@
  * - `append(key, offset)`: GetObject of the state; below its size, the cut (see `truncate`);
  *   then a ranged GetObject of the tail's counted bytes (less than a part: the only bytes
  *   read back on the write path, since the next part begins with them).
- * - The writer's `write` copies the bytes into one buffer (a part at most; a PATCH of less
- *   than a MiB holds a small one); a full part goes by UploadPart straight from the buffer
- *   (the first after a CreateMultipartUpload), `write` waiting for it: one request in flight
- *   and one buffer per writer, the bytes kept until the part is acknowledged (the client
- *   retries it). A writer that fails leaves the stored state as it was; parts it sent past
+ * - The writer's `write` copies the bytes into one buffer (a part at most; it grows with the
+ *   bytes, so a smaller upload holds about its own size); a full part goes by UploadPart
+ *   straight from the buffer (the first after a CreateMultipartUpload), `write` waiting for
+ *   it: one request in flight and one buffer per writer, the bytes kept until the part is
+ *   acknowledged (the client retries it). A closed writer frees its buffer at once (see
+ *   `release`). A writer that fails leaves the stored state as it was; parts it sent past
  *   that state are replaced when their numbers are sent again, and are never listed at the
  *   completion otherwise.
  * - `sync`: PutObject of the buffered tail as a new tail object (a PATCH smaller than a part
@@ -159,7 +160,7 @@ const MULTIPART = ".multipart";
 const ASSEMBLED = "assembled";
 /** The bytes of an object `#load` reads first: the whole of most states. */
 const STATE_PEEK = 64 * 1024;
-/** A writer's buffer below this size grows as needed; a larger need takes a whole part. */
+/** A writer's buffer below this size grows as needed; above it, it at least doubles. */
 const SMALL_BUFFER = 1024 * 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -447,11 +448,12 @@ export class S3Driver implements StorageDriver {
     return await this.#piecesOf(key, async () => {
       if (offset < state.size) await this.#cut(key, state, offset);
       const length = state.size - partsEnd(state);
-      // The tail (less than a part) is read back: the next part begins with it.
-      const tail = length === 0
-        ? EMPTY
-        : await this.#readRange(this.#child(key, state.tail!), 0, length);
-      return new MultipartWriter(this, key, state, tail);
+      // The tail (less than a part) is read back into the writer's buffer: the next part
+      // begins with it. Past a MiB that buffer is a whole part at once (see `#reserve`).
+      if (length === 0) return new MultipartWriter(this, key, state, EMPTY, 0);
+      const buffer = new Uint8Array(length > SMALL_BUFFER ? this.#chunk : length);
+      await this.#readRange(this.#child(key, state.tail!), 0, length, buffer);
+      return new MultipartWriter(this, key, state, buffer, length);
     });
   }
 
@@ -919,19 +921,28 @@ export class S3Driver implements StorageDriver {
     ]);
   }
 
-  /** Bytes [start, start + length) of an object (less than a part: a tail), read whole. */
-  async #readRange(name: string, start: number, length: number): Promise<Uint8Array> {
+  /**
+   * Bytes [start, start + length) of an object (less than a part: a tail), read whole into the
+   * first `length` bytes of `into` (by default a buffer of their own) as the reply's chunks
+   * come: no copy of the whole reply besides.
+   */
+  async #readRange(
+    name: string,
+    start: number,
+    length: number,
+    into = new Uint8Array(length),
+  ): Promise<Uint8Array> {
     const response = await this.client.getObject(name, { start, end: start + length - 1 });
     if (response.status !== 206 && response.status !== 200) {
       await response.body?.cancel();
       throw new S3Error(response.status, `GetObject ${name}`, "");
     }
-    let bytes = new Uint8Array(await response.arrayBuffer());
-    if (response.status === 200) bytes = bytes.subarray(start); // the range was ignored
-    if (bytes.length < length) {
-      throw new Error(`GetObject ${name}: ${bytes.length} bytes from ${start}, ${length} expected`);
+    let fill = 0;
+    for await (const chunk of rangeBytes(response, start, length, `GetObject ${name}`)) {
+      into.set(chunk, fill);
+      fill += chunk.length;
     }
-    return bytes.subarray(0, length);
+    return into.subarray(0, length);
   }
 
   /**
@@ -1077,10 +1088,11 @@ class MultipartWriter implements AppendWriter {
     readonly driver: S3Driver,
     readonly key: string,
     private readonly state: State,
-    tail: Uint8Array,
+    buffer: Uint8Array,
+    fill: number,
   ) {
-    this.#buffer = tail;
-    this.#fill = tail.length;
+    this.#buffer = buffer;
+    this.#fill = fill;
     this.#stored = cloneState(state);
     this.#opened = { size: state.size, parts: state.parts.length, tail: state.tail };
   }
@@ -1123,20 +1135,27 @@ class MultipartWriter implements AppendWriter {
 
   close(): void {
     this.#closed = true;
+    const buffer = this.#buffer;
     this.#buffer = EMPTY;
     this.#fill = 0;
+    // Given back once no call still sends from it (a part's request, the tail's).
+    void this.#queue.then(() => release(buffer));
   }
 
   /**
    * Makes room in the buffer for `wanted` more bytes (as far as a part): below a MiB it grows
-   * as needed, beyond it is a whole part at once (allocated once, then reused).
+   * as needed, beyond it at least doubles, up to a whole part (then reused): an upload smaller
+   * than a part holds little more than its bytes, for a few MiB of copies per writer.
    */
   #reserve(wanted: number, chunk: number): void {
     const need = Math.min(chunk, this.#fill + wanted);
     if (this.#buffer.length >= need) return;
-    const size = need <= SMALL_BUFFER ? Math.min(chunk, Math.max(2 * need, 64 * 1024)) : chunk;
+    const size = need <= SMALL_BUFFER
+      ? Math.min(chunk, Math.max(2 * need, 64 * 1024))
+      : Math.min(chunk, Math.max(need, 2 * this.#buffer.length));
     const grown = new Uint8Array(size);
     grown.set(this.#buffer.subarray(0, this.#fill));
+    release(this.#buffer); // calls run one at a time: none sends from it any more
     this.#buffer = grown;
   }
 
@@ -1177,6 +1196,25 @@ class MultipartWriter implements AppendWriter {
     });
     this.#queue = run.catch(() => {});
     return run;
+  }
+}
+
+/**
+ * Frees a buffer's memory now rather than at some later garbage collection, by detaching its
+ * ArrayBuffer (`transfer(0)`): V8 frees a dropped buffer only when it collects, and an idle
+ * process may not collect for long (in a plain Deno process, twenty dropped 10 MiB buffers
+ * were all still resident). With a part (10 MiB by default) per writer, that was most of a
+ * replica's memory after parallel pushes. The buffer must be a whole ArrayBuffer of its own
+ * that nothing reads any more; a view of a larger one, or an empty one, is left alone, and a
+ * buffer that cannot be detached is left to the collector.
+ */
+function release(bytes: Uint8Array): void {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  if (!whole || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) return;
+  try {
+    bytes.buffer.transfer(0);
+  } catch {
+    // not detachable: the collector frees it
   }
 }
 
