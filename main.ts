@@ -10,6 +10,7 @@ import { startDebugServer } from "./src/debug_server.ts";
 import { ConfigError, type Invocation, parseCommandLine } from "./src/config/mod.ts";
 import { localUrl, removeAdminFile, writeAdminFile } from "./src/gc/admin_file.ts";
 import { createLogger } from "./src/log.ts";
+import { fixMmapThreshold } from "./src/malloc.ts";
 import { isOrphanSocketError } from "./src/storage/postgres/client.ts";
 import { reloadTls, serve, type Serving } from "./src/serve.ts";
 import {
@@ -64,6 +65,8 @@ async function main(): Promise<number> {
       return 2;
     }
   }
+  // Freed upload parts go back to the system at once (src/malloc.ts); a no-op off glibc.
+  fixMmapThreshold();
   let app;
   try {
     app = await createApp(config);
