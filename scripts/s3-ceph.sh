@@ -144,6 +144,7 @@ ms mon client mode = crc
 rgw frontends = beast endpoint=127.0.0.1:7480 tcp_nodelay=1
 rgw data = $DIR/rgw
 rgw gc obj min wait = 60
+rgw gc processor period = 60
 EOF
 }
 
