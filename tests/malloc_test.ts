@@ -25,7 +25,17 @@ async function probe(fix: boolean): Promise<{ fixed: boolean; grown: number; fre
   return JSON.parse(await deno(["run", "--allow-ffi", PROBE, ...(fix ? ["fix"] : [])]));
 }
 
-const glibc = Deno.build.os === "linux";
+/** glibc 2.33 or later, with `mallinfo2`, which the probe reads (musl has neither). */
+const glibc = (() => {
+  if (Deno.build.os !== "linux") return false;
+  try {
+    Deno.dlopen("libc.so.6", { mallinfo2: { parameters: [], result: { struct: ["usize"] } } })
+      .close();
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 Deno.test({
   name:

@@ -114,6 +114,20 @@ await s3Tests((bucket, ignore) => {
     await w.sync();
     w.close();
   };
+  /** `key` holds `bytes`, read back and once committed to `target`; nothing is left over. */
+  const assertCommits = async (
+    driver: S3Driver,
+    root: string,
+    key: string,
+    target: string,
+    bytes: Uint8Array,
+  ) => {
+    assert.equal((await driver.stat(key))?.size, bytes.length);
+    assert.equal(await sha256(await driver.readAll(key)), await sha256(bytes));
+    await driver.move(key, target);
+    assert.equal(await sha256((await driver.get(target))!), await sha256(bytes));
+    assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+  };
 
   Deno.test({
     name:
@@ -176,11 +190,32 @@ await s3Tests((bucket, ignore) => {
           await writeAll(driver, "up/t/data", from, bytes.subarray(from, to));
         }
         await writeAll(driver, "up/t/data", chunk + 700_000, bytes.subarray(chunk + 700_000));
-        assert.equal((await driver.stat("up/t/data"))?.size, bytes.length);
-        assert.equal(await sha256(await driver.readAll("up/t/data")), await sha256(bytes));
-        await driver.move("up/t/data", "blobs/t");
-        assert.equal(await sha256((await driver.get("blobs/t"))!), await sha256(bytes));
-        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+        await assertCommits(driver, root, "up/t/data", "blobs/t", bytes);
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: a tail stored under a larger chunksize goes out whole as the next part of a replica with a smaller one",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { driver, dispose } = await make(root); // parts of 5 MiB
+      try {
+        const larger = new S3Driver({
+          ...(await bucket()).options,
+          rootdirectory: root,
+          chunksize: 8 * 1024 * 1024,
+        });
+        const bytes = pattern(10 * 1024 * 1024, 17);
+        const tail = 7 * 1024 * 1024; // a tail for the larger driver, above the other's part
+        await larger.create("up/k/data");
+        await writeAll(larger, "up/k/data", 0, bytes.subarray(0, tail));
+        await writeAll(driver, "up/k/data", tail, bytes.subarray(tail));
+        await assertCommits(driver, root, "up/k/data", "blobs/k", bytes);
       } finally {
         await dispose();
       }
@@ -445,10 +480,7 @@ await s3Tests((bucket, ignore) => {
         const grown = new Uint8Array(bytes.length + 10);
         grown.set(bytes);
         grown.set(bytes.subarray(0, 10), bytes.length);
-        assert.equal(await sha256(await driver.readAll("blobs/l2")), await sha256(grown));
-        await driver.move("blobs/l2", "blobs/l3");
-        assert.equal(await sha256((await driver.get("blobs/l3"))!), await sha256(grown));
-        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+        await assertCommits(driver, root, "blobs/l2", "blobs/l3", grown);
       } finally {
         await dispose();
       }

@@ -31,11 +31,11 @@
  * - `append(key, offset)`: GetObject of the state; below its size, the cut (see `truncate`);
  *   then a ranged GetObject of the tail's counted bytes (less than a part: the only bytes
  *   read back on the write path, since the next part begins with them).
- * - The writer's `write` copies the bytes into one buffer (a part at most; it grows with the
- *   bytes, so a smaller upload holds about its own size); a full part goes by UploadPart
- *   straight from the buffer (the first after a CreateMultipartUpload), `write` waiting for
- *   it: one request in flight and one buffer per writer, the bytes kept until the part is
- *   acknowledged (the client retries it). A closed writer frees its buffer at once (see
+ * - The writer's `write` copies the bytes into one buffer (a part at most; it doubles as the
+ *   bytes come, so a smaller upload holds at most about twice its size); a full part goes by
+ *   UploadPart straight from the buffer (the first after a CreateMultipartUpload), `write`
+ *   waiting for it: one request in flight and one buffer per writer, the bytes kept until the
+ *   part is acknowledged (the client retries it). A closed writer frees its buffer at once (see
  *   `release`). A writer that fails leaves the stored state as it was; parts it sent past
  *   that state are replaced when their numbers are sent again, and are never listed at the
  *   completion otherwise.
@@ -448,10 +448,11 @@ export class S3Driver implements StorageDriver {
     return await this.#piecesOf(key, async () => {
       if (offset < state.size) await this.#cut(key, state, offset);
       const length = state.size - partsEnd(state);
-      // The tail (less than a part) is read back into the writer's buffer: the next part
-      // begins with it. Past a MiB that buffer is a whole part at once (see `#reserve`).
+      // The tail (less than a part, unless stored under a larger chunksize) is read back into
+      // the writer's buffer, twice its size up to a part, as `#reserve` would grow it: the
+      // next part begins with it.
       if (length === 0) return new MultipartWriter(this, key, state, EMPTY, 0);
-      const buffer = new Uint8Array(length > SMALL_BUFFER ? this.#chunk : length);
+      const buffer = new Uint8Array(Math.max(length, Math.min(this.#chunk, 2 * length)));
       await this.#readRange(this.#child(key, state.tail!), 0, length, buffer);
       return new MultipartWriter(this, key, state, buffer, length);
     });
@@ -1110,7 +1111,9 @@ class MultipartWriter implements AppendWriter {
         at += n;
         this.state.size += n;
         this.#dirty = true;
-        if (this.#fill === chunk) await this.#sendPart();
+        // `>`: a tail stored under a larger chunksize (another replica's, or before a change)
+        // fills the buffer as it opens; it goes out whole as the next part.
+        if (this.#fill >= chunk) await this.#sendPart();
       }
     });
   }

@@ -575,9 +575,12 @@ async function sendRaw(
       if (!["host", "content-length", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
     });
     head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
+    const length = body.length;
     for (const bytes of [new TextEncoder().encode(head), body]) {
       for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
     }
+    // A body whose buffer was detached meanwhile reads as empty: fail, never send it cut short.
+    if (body.length !== length) throw new TypeError(`${method} ${url}: the body was released`);
     const chunks: Uint8Array[] = [];
     const buffer = new Uint8Array(16 * 1024);
     for (;;) {
