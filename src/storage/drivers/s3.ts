@@ -1111,7 +1111,7 @@ class MultipartWriter implements AppendWriter {
         at += n;
         this.state.size += n;
         this.#dirty = true;
-        // `>`: a tail stored under a larger chunksize (another replica's, or before a change)
+        // `>=`: a tail stored under a larger chunksize (another replica's, or before a change)
         // fills the buffer as it opens; it goes out whole as the next part.
         if (this.#fill >= chunk) await this.#sendPart();
       }
@@ -1148,7 +1148,7 @@ class MultipartWriter implements AppendWriter {
   /**
    * Makes room in the buffer for `wanted` more bytes (as far as a part): below a MiB it grows
    * as needed, beyond it at least doubles, up to a whole part (then reused): an upload smaller
-   * than a part holds little more than its bytes, for a few MiB of copies per writer.
+   * than a part holds at most about twice its bytes, for a few MiB of copies per writer.
    */
   #reserve(wanted: number, chunk: number): void {
     const need = Math.min(chunk, this.#fill + wanted);
