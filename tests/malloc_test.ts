@@ -5,20 +5,14 @@
 
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { run } from "./helpers/clients.ts";
 
 const PROBE = fileURLToPath(new URL("./helpers/malloc_probe.ts", import.meta.url));
 const MODULE = new URL("../src/malloc.ts", import.meta.url).href;
 
+/** A Deno subprocess's standard output, trimmed (it must exit 0). */
 async function deno(args: string[]): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  return text.trim();
+  return (await run(Deno.execPath(), args, { env: { NO_COLOR: "1" } })).stdout.trim();
 }
 
 async function probe(fix: boolean): Promise<{ fixed: boolean; grown: number; freed: number }> {
