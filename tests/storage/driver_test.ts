@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot, LinkedPathError } from "../../src/storage/drivers/fs_files.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
+import { pageDropper } from "../../src/storage/drivers/page_cache.ts";
+import { run } from "../helpers/clients.ts";
 import { driverSuite } from "./driver_suite.ts";
 
 async function fsFixture() {
@@ -75,4 +77,70 @@ Deno.test("filesystem driver: lazy deletes are gone at once; settle flushes thei
   } finally {
     await dispose();
   }
+});
+
+/** Bytes of `path` in the page cache, by util-linux's `fincore`. */
+async function cachedBytes(path: string): Promise<number> {
+  const out = await run("fincore", ["--bytes", "--noheadings", "--output", "RES", path]);
+  return Number(out.stdout.trim());
+}
+
+/** Why the page-cache test cannot run here, or null. */
+async function pageCacheSkip(): Promise<string | null> {
+  if (pageDropper() === null) return "no posix_fadvise here (not Linux, or no FFI permission)";
+  if ((await run("sh", ["-c", "command -v fincore"], { allowFailure: true })).code !== 0) {
+    return "no fincore (util-linux)";
+  }
+  const dir = await Deno.makeTempDir({ prefix: "page-cache-probe-" });
+  try {
+    const type = (await run("stat", ["-f", "-c", "%T", dir])).stdout.trim();
+    // tmpfs pages are the file itself: there is no cache to drop them from
+    return type === "tmpfs" ? "the temporary folder is on tmpfs" : null;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const pageCacheSkipReason = await pageCacheSkip();
+
+Deno.test({
+  name:
+    "filesystem driver: an upload's synced pages leave the page cache once it reaches 64 MiB; " +
+    "smaller objects keep theirs",
+  ignore: pageCacheSkipReason !== null,
+  async fn() {
+    const { driver, root, dispose } = await fsFixture();
+    const MiB = 1024 * 1024;
+    const chunk = new Uint8Array(MiB).fill(7);
+    try {
+      await driver.create("uploads/big/data");
+      const big = await driver.append("uploads/big/data", 0);
+      for (let i = 0; i < 65; i++) await big.write(chunk);
+      const path = `${root}/uploads/big/data`;
+      // written, not yet synced: dirty pages are in the cache and cannot be dropped
+      assert.ok(await cachedBytes(path) >= 64 * MiB, "the written bytes are cached before sync");
+      await big.sync();
+      assert.ok(await cachedBytes(path) < MiB, "the synced bytes left the cache");
+      big.close();
+
+      await driver.create("uploads/small/data");
+      const small = await driver.append("uploads/small/data", 0);
+      for (let i = 0; i < 4; i++) await small.write(chunk);
+      await small.sync();
+      small.close();
+      assert.equal(await cachedBytes(`${root}/uploads/small/data`), 4 * MiB, "kept in the cache");
+
+      // a writer continuing at an offset counts the bytes already there
+      const more = await driver.append("uploads/small/data", 4 * MiB);
+      for (let i = 0; i < 60; i++) await more.write(chunk);
+      await more.sync();
+      more.close();
+      assert.ok(await cachedBytes(`${root}/uploads/small/data`) < MiB, "64 MiB reached");
+      const stored = await Deno.readFile(`${root}/uploads/small/data`);
+      assert.equal(stored.length, 64 * MiB);
+      assert.ok(stored.every((b) => b === 7), "the bytes are intact");
+    } finally {
+      await dispose();
+    }
+  },
 });

@@ -35,6 +35,14 @@ import {
   syncDir,
   writeAll,
 } from "./fs_files.ts";
+import { pageDropper } from "./page_cache.ts";
+
+/**
+ * A written object reaching this size has its synced pages dropped from the page cache at
+ * each sync (see page_cache.ts): upload data is written once and not read back, and below
+ * this size (configs, manifests, small layers) the pages stay for the pulls that follow.
+ */
+const DROP_PAGES_FROM = 64 * 1024 * 1024;
 
 /** A driver over a folder of the local filesystem. */
 export class FsDriver implements StorageDriver {
@@ -178,6 +186,7 @@ export class FsDriver implements StorageDriver {
 
   /** @inheritdoc */
   async append(key: string, offset: number): Promise<AppendWriter> {
+    const path = this.#path(key);
     const file = await this.#openExisting(key);
     try {
       await file.truncate(offset);
@@ -187,9 +196,18 @@ export class FsDriver implements StorageDriver {
       throw error;
     }
     let closed = false;
+    let end = offset;
+    const drop = pageDropper();
     return {
-      write: (bytes) => writeAll(file, bytes),
-      sync: () => file.syncData(),
+      async write(bytes) {
+        await writeAll(file, bytes);
+        end += bytes.length;
+      },
+      async sync() {
+        const upTo = end;
+        await file.syncData();
+        if (drop && upTo >= DROP_PAGES_FROM) await drop(path);
+      },
       close() {
         if (!closed) {
           closed = true;
