@@ -26,6 +26,7 @@ import {
   pushMono,
   type RunOutput,
   sha256,
+  warmBlobs,
   type Workload,
 } from "./workloads.ts";
 
@@ -434,6 +435,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
         } finally {
           conn.close();
         }
+        await warmBlobs(server, [b.digest]);
       });
     },
     async run(server) {
@@ -504,6 +506,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
     const image = await pullImage;
     if (!pulled.has(server.name)) {
       await pushLayoutImage(server, "bench/image-pull", "latest", image);
+      await warmBlobs(server, [...image.layers, image.config].map((ref) => ref.digest));
       pulled.add(server.name);
     }
     return image;

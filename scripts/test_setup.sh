@@ -2,7 +2,8 @@
 # Set-up of `deno task test`: installs from Debian what the tests drive for real and is missing
 # (the clients skopeo, podman, buildah and umoci; containerd and its ctr for the access-control
 # client tests; curl for the curl flow; openssl for the TLS tests' CA; Prometheus for the metrics
-# test). Idempotent: installs nothing when all is there.
+# test; util-linux-extra's fincore for the page-cache test of the filesystem driver). Idempotent:
+# installs nothing when all is there.
 # Needs root (or sudo) only when something is missing; otherwise it only warns.
 set -uo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -15,6 +16,7 @@ done
 if ! command -v containerd >/dev/null 2>&1 || ! command -v ctr >/dev/null 2>&1; then
   need+=(containerd)
 fi
+command -v fincore >/dev/null 2>&1 || need+=(util-linux-extra)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

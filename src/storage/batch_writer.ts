@@ -67,8 +67,12 @@ export class BatchWriter {
 
   /** Waits for every write, observation and background flush. Throws what a write threw. */
   async flush(): Promise<void> {
-    await this.#settle();
-    if (this.#syncing) await this.#syncing;
+    try {
+      await this.#settle();
+    } finally {
+      // a failed write still waits for the background flush: the caller may then truncate
+      if (this.#syncing) await this.#syncing;
+    }
   }
 
   /** Starts writing `data` once the previous write is done; does not wait for this one. */

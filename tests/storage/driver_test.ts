@@ -8,6 +8,9 @@ import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot, LinkedPathError } from "../../src/storage/drivers/fs_files.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { pageDropper } from "../../src/storage/drivers/page_cache.ts";
+import { DriverUploadStore } from "../../src/storage/uploads.ts";
+import type { RepositoryName, UploadId } from "../../src/types/oci.ts";
+import { sourceOf } from "../helpers/byte_sources.ts";
 import { run } from "../helpers/clients.ts";
 import { driverSuite } from "./driver_suite.ts";
 
@@ -85,23 +88,46 @@ async function cachedBytes(path: string): Promise<number> {
   return Number(out.stdout.trim());
 }
 
-/** Why the page-cache test cannot run here, or null. */
+/**
+ * Why the page-cache test cannot run here, or null. Where the registry drops pages (Linux on
+ * x86_64 or aarch64, with FFI permission), the dropper must exist; the test is skipped only
+ * without `fincore`, or where written bytes do not stay in a page cache (tmpfs, some network
+ * and FUSE file systems): a probe file written and synced without the driver shows it.
+ */
 async function pageCacheSkip(): Promise<string | null> {
-  if (pageDropper() === null) return "no posix_fadvise here (not Linux, or no FFI permission)";
+  const arch = Deno.build.arch;
+  if (Deno.build.os !== "linux" || (arch !== "x86_64" && arch !== "aarch64")) {
+    return "pages are dropped on Linux (x86_64, aarch64) only";
+  }
+  if ((await Deno.permissions.query({ name: "ffi" })).state !== "granted") {
+    return "no FFI permission";
+  }
+  assert.notEqual(pageDropper(), null, "Linux with FFI permission has a page dropper");
   if ((await run("sh", ["-c", "command -v fincore"], { allowFailure: true })).code !== 0) {
-    return "no fincore (util-linux)";
+    return "no fincore (Debian: util-linux-extra)";
   }
   const dir = await Deno.makeTempDir({ prefix: "page-cache-probe-" });
   try {
-    const type = (await run("stat", ["-f", "-c", "%T", dir])).stdout.trim();
-    // tmpfs pages are the file itself: there is no cache to drop them from
-    return type === "tmpfs" ? "the temporary folder is on tmpfs" : null;
+    const probe = `${dir}/probe`;
+    await Deno.writeFile(probe, new Uint8Array(4 * 1024 * 1024).fill(1));
+    const file = await Deno.open(probe, { write: true });
+    await file.syncData();
+    file.close();
+    const cached = await run("fincore", ["--bytes", "--noheadings", "--output", "RES", probe], {
+      allowFailure: true,
+    });
+    return cached.code === 0 && Number(cached.stdout.trim()) > 0
+      ? null
+      : `written bytes do not stay in a page cache under ${dir}`;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 }
 
 const pageCacheSkipReason = await pageCacheSkip();
+if (pageCacheSkipReason !== null) {
+  console.warn(`page-cache test skipped: ${pageCacheSkipReason}`);
+}
 
 Deno.test({
   name:
@@ -128,7 +154,8 @@ Deno.test({
       for (let i = 0; i < 4; i++) await small.write(chunk);
       await small.sync();
       small.close();
-      assert.equal(await cachedBytes(`${root}/uploads/small/data`), 4 * MiB, "kept in the cache");
+      // a drop would leave none of it (a few pages may go to the kernel's own reclaim)
+      assert.ok(await cachedBytes(`${root}/uploads/small/data`) > 2 * MiB, "kept in the cache");
 
       // a writer continuing at an offset counts the bytes already there
       const more = await driver.append("uploads/small/data", 4 * MiB);
@@ -138,7 +165,35 @@ Deno.test({
       assert.ok(await cachedBytes(`${root}/uploads/small/data`) < MiB, "64 MiB reached");
       const stored = await Deno.readFile(`${root}/uploads/small/data`);
       assert.equal(stored.length, 64 * MiB);
-      assert.ok(stored.every((b) => b === 7), "the bytes are intact");
+      for (let at = 0; at < stored.length; at += MiB) {
+        assert.deepEqual(stored.subarray(at, at + MiB), chunk, `the MiB at ${at} is intact`);
+      }
+    } finally {
+      await dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "filesystem driver: a 130 MiB upload appended in batches (pages dropped while the next " +
+    "batches are written) is stored whole and leaves the page cache",
+  ignore: pageCacheSkipReason !== null,
+  async fn() {
+    const { driver, root, dispose } = await fsFixture();
+    const id = "0f0e0d0c-0b0a-4098-8776-655443322110" as UploadId;
+    const bytes = new Uint8Array(130 * 1024 * 1024);
+    for (let at = 0; at < bytes.length; at += 4096) bytes[at] = (at >>> 12) & 0xff;
+    try {
+      const store = new DriverUploadStore(driver);
+      await store.create(id, "bench/app" as RepositoryName, new Date(), "state");
+      const { written, flushed } = await store.append(id, 0, sourceOf(bytes, 1024 * 1024));
+      await flushed;
+      assert.equal(written, bytes.length);
+      const path = `${root}/uploads/${id}/data`;
+      assert.ok(await cachedBytes(path) < 1024 * 1024, "the synced bytes left the cache");
+      const stored = await Deno.readFile(path);
+      assert.equal(stored.length, bytes.length);
+      assert.ok(stored.every((b, i) => b === bytes[i]), "the stored bytes are the sent ones");
     } finally {
       await dispose();
     }

@@ -206,7 +206,7 @@ export class FsDriver implements StorageDriver {
       async sync() {
         const upTo = end;
         await file.syncData();
-        if (drop && upTo >= DROP_PAGES_FROM) await drop(path);
+        if (drop && upTo >= DROP_PAGES_FROM) await drop(path, upTo);
       },
       close() {
         if (!closed) {
