@@ -30,12 +30,18 @@ export interface OwnedBackend extends ScaleOutBackend, AsyncDisposable {
   readonly bucket: TestBucket;
 }
 
-/** Why the scale-out mode cannot run here (RGW or PostgreSQL down), or null when it can. */
+/**
+ * Why the scale-out mode cannot run here (RGW or PostgreSQL down), or null when it can. The
+ * reason is also printed (with the time), since outside CI the tests it gates are only ignored.
+ */
 export async function scaleOutUnavailable(): Promise<string | null> {
   const [s3, pg] = await Promise.all([s3Server(), postgresCluster()]);
-  if (s3 instanceof Error) return `Ceph RGW cannot come up (scripts/s3-ceph.sh up): ${s3.message}`;
-  if ("error" in pg) return `PostgreSQL cannot come up: ${pg.error}`;
-  return null;
+  let reason: string | null = null;
+  if (s3 instanceof Error) {
+    reason = `Ceph RGW cannot come up (scripts/s3-ceph.sh up): ${s3.message}`;
+  } else if ("error" in pg) reason = `PostgreSQL cannot come up: ${pg.error}`;
+  if (reason !== null) console.warn(`${new Date().toISOString()} scale-out unavailable: ${reason}`);
+  return reason;
 }
 
 /** Creates a fresh bucket `reg-…` and a fresh database `reg_…`. */

@@ -38,9 +38,9 @@ import {
 import { pageDropper } from "./page_cache.ts";
 
 /**
- * A written object reaching this size has its synced pages dropped from the page cache at
- * each sync (see page_cache.ts): upload data is written once and not read back, and below
- * this size (configs, manifests, small layers) the pages stay for the pulls that follow.
+ * An appended object (an upload's data) reaching this size has its synced pages dropped from
+ * the page cache at each sync (see page_cache.ts): upload data is written once and not read
+ * back. Below this size (configs, small layers) the pages stay for the pulls that follow.
  */
 const DROP_PAGES_FROM = 64 * 1024 * 1024;
 
