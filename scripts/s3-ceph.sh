@@ -12,6 +12,7 @@
 #   scripts/s3-ceph.sh pids      the PIDs of the running daemons, one a line
 #
 # Only one such cluster can run on a machine (fixed ports): give each test run its own bucket.
+# `up` and `stop` take the lock file $REGISTRY_CEPH_DIR.lock, one at a time.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -172,10 +173,11 @@ create_cluster() {
 start_daemon() {
   [ -n "$(pid_of "$1")" ] && return 0
   rm -f "$DIR/run/$1.pid"
+  # the daemons do not inherit the lock (fd 9): it is released when this script ends
   case "$1" in
-  mon.a) ceph-mon -c "$CONF" -i a ;;
-  osd.0) ceph-osd -c "$CONF" -i 0 ;;
-  client.rgw.a) radosgw -c "$CONF" -n client.rgw.a ;;
+  mon.a) ceph-mon -c "$CONF" -i a 9>&- ;;
+  osd.0) ceph-osd -c "$CONF" -i 0 9>&- ;;
+  client.rgw.a) radosgw -c "$CONF" -n client.rgw.a 9>&- ;;
   esac
   wait_for "$1's PID file" 60 test -s "$DIR/run/$1.pid"
 }
@@ -245,10 +247,19 @@ cmd_stop() {
   done
 }
 
+# One `up` or `stop` at a time on a machine (two test runs, or a test run and the bench, may
+# both bring the cluster up): the second waits for the first, then finds the cluster up.
+locked() {
+  mkdir -p "$(dirname "$DIR")"
+  exec 9>"$DIR.lock"
+  flock -w 900 9 || die "another s3-ceph.sh up/stop held $DIR.lock for 15 minutes"
+  "$@"
+}
+
 case "${1:-}" in
 install) cmd_install ;;
-up) cmd_up ;;
-stop) cmd_stop ;;
+up) locked cmd_up ;;
+stop) locked cmd_stop ;;
 status) cmd_status ;;
 pids) cmd_pids ;;
 *) die "usage: $0 install|up|stop|status|pids" ;;
