@@ -120,7 +120,10 @@ export class LineBatch {
   #used = 0;
   #timer: ReturnType<typeof setTimeout> | null = null;
 
-  /** A batch writing with `write` (default: standard output) in writes of at most `size` bytes. */
+  /**
+   * A batch writing with `write` (default: standard output) in writes of at most `size` bytes,
+   * but for a line longer than that, which goes in a write of its own.
+   */
   constructor(write: (bytes: Uint8Array) => void = writeStdout, size = 64 * 1024) {
     this.#write = write;
     this.#buffer = new Uint8Array(size);

@@ -82,10 +82,12 @@ Deno.test("filesystem driver: lazy deletes are gone at once; settle flushes thei
   }
 });
 
-/** Bytes of `path` in the page cache, by util-linux's `fincore`. */
+/** Bytes of `path` in the page cache, by util-linux's `fincore` (NaN when it fails). */
 async function cachedBytes(path: string): Promise<number> {
-  const out = await run("fincore", ["--bytes", "--noheadings", "--output", "RES", path]);
-  return Number(out.stdout.trim());
+  const out = await run("fincore", ["--bytes", "--noheadings", "--output", "RES", path], {
+    allowFailure: true,
+  });
+  return out.code === 0 ? Number(out.stdout.trim()) : NaN;
 }
 
 /**
@@ -113,10 +115,7 @@ async function pageCacheSkip(): Promise<string | null> {
     const file = await Deno.open(probe, { write: true });
     await file.syncData();
     file.close();
-    const cached = await run("fincore", ["--bytes", "--noheadings", "--output", "RES", probe], {
-      allowFailure: true,
-    });
-    return cached.code === 0 && Number(cached.stdout.trim()) > 0
+    return await cachedBytes(probe) > 0
       ? null
       : `written bytes do not stay in a page cache under ${dir}`;
   } finally {
