@@ -21,6 +21,8 @@ export class BatchWriter {
   #written = 0;
   #syncedUpTo = 0;
   #syncing: Promise<void> | null = null;
+  /** The size of the first batch when it must be short (see the constructor); 0 otherwise. */
+  #head: number;
 
   /**
    * Makes a writer over an append writer, with two buffers of `batchSize` bytes. `observe` sees
@@ -33,7 +35,12 @@ export class BatchWriter {
   ) {
     this.#file = file;
     this.#observe = observe;
-    this.#buffers = [new Uint8Array(batchSize), new Uint8Array(batchSize)];
+    // A writer that writes whole blocks around the page cache gets its buffers from itself,
+    // and a first batch that brings the object to a block boundary, so every batch after it
+    // starts on one (`batchSize` is a multiple of the block).
+    const allocate = file.layout?.allocate ?? ((size: number) => new Uint8Array(size));
+    this.#buffers = [allocate(batchSize), allocate(batchSize)];
+    this.#head = file.layout?.head ?? 0;
   }
 
   /** Bytes written to the file so far (complete writes only). */
@@ -47,11 +54,15 @@ export class BatchWriter {
     let ended = false;
     while (!ended) {
       let buffer = this.#buffers[current];
+      // where the buffer lies in its ArrayBuffer (a detached view would say 0 and 0)
+      const { byteOffset, length } = buffer;
       let filled = 0;
-      while (filled < buffer.length) {
-        const view = await source.read(buffer.subarray(filled));
-        // A BYOB read transfers the buffer: keep the one it came back in.
-        buffer = new Uint8Array(view.buffer);
+      const size = this.#head > 0 ? this.#head : length;
+      this.#head = 0;
+      while (filled < size) {
+        const view = await source.read(buffer.subarray(filled, size));
+        // A BYOB read transfers the buffer: keep the one it came back in, at the same place.
+        buffer = new Uint8Array(view.buffer, byteOffset, length);
         if (view.length === 0) {
           ended = true;
           break;

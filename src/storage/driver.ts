@@ -44,6 +44,20 @@ export interface AppendWriter {
   sync(): Promise<void>;
   /** Releases the writer; later calls fail. Idempotent. */
   close(): void;
+  /**
+   * Present on writers that write whole blocks around the page cache (the filesystem's direct
+   * I/O): `allocate` gives a buffer they can write that way, and `head` is how many bytes the
+   * first write should hold to bring the object to a block boundary (0 when it is at one).
+   * After that first write, writes of whole blocks from such buffers take the fast path;
+   * any other write is still written, through the cache.
+   */
+  readonly layout?: AppendLayout;
+}
+
+/** How an append writer would have its buffers laid out (see `AppendWriter.layout`). */
+export interface AppendLayout {
+  readonly head: number;
+  allocate(size: number): Uint8Array<ArrayBuffer>;
 }
 
 /** Options of `put`. */

@@ -332,7 +332,9 @@ class FullDiskDriver extends FsDriver {
     if (!this.full) return writer;
     let total = 0;
     return {
-      ...writer,
+      layout: writer.layout,
+      sync: () => writer.sync(),
+      close: () => writer.close(),
       write(bytes) {
         total += bytes.length;
         if (total > 64 * 1024) {

@@ -8,7 +8,7 @@
 import { sourceOf } from "../helpers/byte_sources.ts";
 import assert from "node:assert/strict";
 import type { ByteSource } from "../../src/storage/byte_source.ts";
-import { AlreadyExists } from "../../src/storage/driver.ts";
+import { AlreadyExists, type AppendWriter } from "../../src/storage/driver.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { uploadFileKey } from "../../src/storage/keys.ts";
 import { DriverUploadStore } from "../../src/storage/uploads.ts";
@@ -272,4 +272,63 @@ Deno.test("list names every session folder, including ones that are not ours", a
 
 Deno.test("list of an empty uploads area is empty", async () => {
   assert.deepEqual(await new DriverUploadStore(new MemoryDriver()).list(), []);
+});
+
+Deno.test("append lays batches out as a direct-writing driver asks: a head to its block boundary, then whole batches from its buffers", async () => {
+  const BLOCK = 4096;
+  const MiB = 1024 * 1024;
+  const writes: { at: number; length: number; offset: number; size: number }[] = [];
+  // a driver whose writers lay buffers out inside larger ones, like the filesystem's
+  class LayingDriver extends MemoryDriver {
+    override async append(key: string, offset: number): Promise<AppendWriter> {
+      const writer = await super.append(key, offset);
+      let at = offset;
+      return {
+        async write(bytes: Uint8Array) {
+          const { length, byteOffset } = bytes;
+          writes.push({ at, length, offset: byteOffset, size: bytes.buffer.byteLength });
+          at += bytes.length;
+          await writer.write(bytes);
+        },
+        sync: () => writer.sync(),
+        close: () => writer.close(),
+        layout: {
+          head: (BLOCK - (offset % BLOCK)) % BLOCK,
+          allocate: (size: number) => new Uint8Array(size + 100).subarray(96, size + 96),
+        },
+      };
+    }
+  }
+  const driver = new LayingDriver(() => 5_000);
+  const store = new DriverUploadStore(driver);
+  await store.create(ID, REPO, STARTED, "state-0");
+  const first = new Uint8Array(5000).fill(1);
+  await (await store.append(ID, 0, sourceOf(first))).flushed;
+  // a source that transfers the buffer it reads into, as a BYOB stream reader does
+  const bytes = new Uint8Array(3 * MiB + 4000).map((_, i) => (i * 13) % 256);
+  const inner2 = sourceOf(bytes, 40_000);
+  const transferring: ByteSource = {
+    async read(into) {
+      const { byteOffset, length, buffer } = await inner2.read(into);
+      return new Uint8Array(buffer.transfer(), byteOffset, length);
+    },
+  };
+  writes.length = 0;
+  const { written, flushed } = await store.append(ID, 5000, transferring);
+  await flushed;
+  assert.equal(written, bytes.length);
+  assert.deepEqual(writes.map((w) => [w.at, w.length]), [
+    [5000, BLOCK - 5000 % BLOCK],
+    [8192, MiB],
+    [8192 + MiB, MiB],
+    [8192 + 2 * MiB, MiB],
+    [8192 + 3 * MiB, 808],
+  ]);
+  assert.ok(
+    writes.every((w) => w.offset === 96 && w.size === MiB + 100),
+    "the driver's buffers, at their place",
+  );
+  const stored = await driver.get(uploadFileKey(ID, "data"));
+  assert.deepEqual(stored?.subarray(0, 5000), first);
+  assert.deepEqual(stored?.subarray(5000), bytes);
 });

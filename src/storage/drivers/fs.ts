@@ -33,16 +33,8 @@ import {
   refuseLinks,
   removeIfExists,
   syncDir,
-  writeAll,
 } from "./fs_files.ts";
-import { pageDropper } from "./page_cache.ts";
-
-/**
- * An appended object (an upload's data) reaching this size has its synced pages dropped from
- * the page cache at each sync (see page_cache.ts): upload data is written once and not read
- * back. Below this size (configs, small layers) the pages stay for the pulls that follow.
- */
-const DROP_PAGES_FROM = 64 * 1024 * 1024;
+import { fileAppender } from "./fs_append.ts";
 
 /** A driver over a folder of the local filesystem. */
 export class FsDriver implements StorageDriver {
@@ -195,26 +187,7 @@ export class FsDriver implements StorageDriver {
       file.close();
       throw error;
     }
-    let closed = false;
-    let end = offset;
-    const drop = pageDropper();
-    return {
-      async write(bytes) {
-        await writeAll(file, bytes);
-        end += bytes.length;
-      },
-      async sync() {
-        const upTo = end;
-        await file.syncData();
-        if (drop && upTo >= DROP_PAGES_FROM) await drop(path, upTo);
-      },
-      close() {
-        if (!closed) {
-          closed = true;
-          file.close();
-        }
-      },
-    };
+    return fileAppender(path, file, offset);
   }
 
   /** @inheritdoc */

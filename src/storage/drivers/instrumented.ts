@@ -220,6 +220,7 @@ export class InstrumentedDriver implements StorageDriver {
         }
       },
       close: () => writer.close(),
+      ...(writer.layout ? { layout: writer.layout } : {}),
     };
   }
 
