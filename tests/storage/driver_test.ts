@@ -4,6 +4,8 @@
  */
 
 import assert from "node:assert/strict";
+import { BatchWriter } from "../../src/storage/batch_writer.ts";
+import type { AppendWriter } from "../../src/storage/driver.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot, LinkedPathError } from "../../src/storage/drivers/fs_files.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
@@ -175,78 +177,124 @@ Deno.test({
 });
 
 /**
- * Why the direct-write test cannot run here, or null. Where the registry can write around the
+ * Why the direct-write tests cannot run here, or null. Where the registry can write around the
  * page cache (Linux on x86_64 or aarch64, with FFI permission) it must have the means; the
- * test is skipped only where the page-cache test is, or where the file system under the
- * temporary folder refuses `O_DIRECT` (tmpfs before Linux 6.6).
+ * tests are skipped only where the page-cache test is, or where `dd oflag=direct` shows that
+ * the file system under the temporary folder refuses `O_DIRECT` (tmpfs before Linux 6.6).
  */
 async function directSkip(): Promise<string | null> {
   if (pageCacheSkipReason !== null) return pageCacheSkipReason;
-  const io = directIo();
-  assert.notEqual(io, null, "Linux with FFI permission can write around the page cache");
+  assert.notEqual(directIo(), null, "Linux with FFI permission can write around the page cache");
   const dir = await Deno.makeTempDir({ prefix: "direct-probe-" });
   try {
-    const probe = `${dir}/probe`;
-    await Deno.writeFile(probe, new Uint8Array(0));
-    const fd = await io!.open(probe, await Deno.stat(probe));
-    if (fd === null) return `the file system under ${dir} refuses O_DIRECT`;
-    io!.close(fd);
-    return null;
+    const args = ["if=/dev/zero", `of=${dir}/probe`, "bs=4096", "count=1", "oflag=direct"];
+    const probe = await run("dd", args, { allowFailure: true });
+    return probe.code === 0 ? null : `the file system under ${dir} refuses O_DIRECT`;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 }
 
 const directSkipReason = await directSkip();
-if (directSkipReason !== null) console.warn(`direct-write test skipped: ${directSkipReason}`);
+if (directSkipReason !== null) console.warn(`direct-write tests skipped: ${directSkipReason}`);
+
+/** Bytes of a cheap pseudo-random sequence, for data whose every byte is checked. */
+function noise(length: number, seed: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(length);
+  for (let i = 0, x = seed >>> 0; i < length; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    out[i] = x >>> 24;
+  }
+  return out;
+}
+
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 Deno.test({
   name: "filesystem driver: past 8 MiB, an upload's whole blocks from the writer's own buffers " +
-    "never enter the page cache, at any offset; the bytes are stored whole",
+    "never enter the page cache, also between a cached head and tail; the bytes are stored whole",
   ignore: directSkipReason !== null,
   async fn() {
     const { driver, root, dispose } = await fsFixture();
     const MiB = 1024 * 1024;
     const path = `${root}/uploads/direct/data`;
-    const expected: number[] = [];
+    const model = new Uint8Array(32 * MiB);
+    let size = 0;
     let seed = 1;
-    const fill = (buffer: Uint8Array) => {
-      for (let i = 0; i < buffer.length; i += 512) buffer[i] = seed++ & 0xff;
-      for (let i = 0; i < buffer.length; i += 512) expected.push(buffer[i]);
-      return buffer;
+    const write = async (writer: AppendWriter, buffer: Uint8Array) => {
+      buffer.set(noise(buffer.length, seed++));
+      await writer.write(buffer);
+      model.set(buffer, size);
+      size += buffer.length;
     };
+    /** A buffer of the writer's whose byte `head` is block-aligned: [head][rest]. */
+    const laidOut = (writer: AppendWriter, head: number, rest: number) =>
+      writer.layout!.allocate(BLOCK + rest).subarray(BLOCK - head, BLOCK + rest);
     try {
       await driver.create("uploads/direct/data");
       const first = await driver.append("uploads/direct/data", 0);
       assert.equal(first.layout?.head, 0, "an empty object is at a block boundary");
-      for (let i = 0; i < 24; i++) await first.write(fill(first.layout!.allocate(MiB)));
+      for (let i = 0; i < 24; i++) await write(first, first.layout!.allocate(MiB));
       // not synced yet: written through the cache, these pages would all be there, dirty
-      const cached = await cachedBytes(path);
+      let cached = await cachedBytes(path);
       assert.ok(cached <= 9 * MiB, `${cached} bytes cached: the 16 MiB past 8 went around it`);
       await first.sync();
       first.close();
 
-      // resumed at an odd offset: a short head to the boundary, then whole blocks, then a
-      // tail; and a buffer the writer did not give (not aligned) goes through the cache
-      const odd = 24 * MiB - 512 * 3;
-      expected.length = odd / 512;
-      const second = await driver.append("uploads/direct/data", odd);
-      assert.equal(second.layout?.head, 512 * 3);
-      await second.write(fill(second.layout!.allocate(MiB)));
-      await second.write(fill(second.layout!.allocate(2 * MiB)).subarray(0, 2 * MiB - 1024));
-      expected.length -= 2;
-      await second.write(fill(new Uint8Array(MiB + 1).subarray(1)));
-      await second.write(fill(second.layout!.allocate(MiB)).subarray(0, 4096 + 512));
-      expected.length -= (MiB - 4096 - 512) / 512;
+      // resumed at an odd offset: one write of a head to the boundary (cached), a MiB of
+      // whole blocks (direct) and a tail (cached); then a buffer at an odd address, which
+      // goes through the cache whole; then a head, two blocks and a tail of 5 bytes
+      size = 24 * MiB - 1536;
+      const second = await driver.append("uploads/direct/data", size);
+      assert.equal(second.layout?.head, 1536);
+      await write(second, laidOut(second, 1536, MiB + 1000));
+      await write(second, new Uint8Array(MiB + 1).subarray(1));
+      await write(second, laidOut(second, BLOCK - 1000, 2 * BLOCK + 5));
+      cached = await cachedBytes(path);
+      // the unaligned MiB and a few head and tail pages; the MiB between would double it
+      assert.ok(cached <= MiB + 16 * BLOCK, `${cached} bytes cached before the sync`);
       await second.sync();
       second.close();
       assert.ok(await cachedBytes(path) < MiB, "nothing synced stays in the cache");
 
       const stored = await Deno.readFile(path);
-      assert.equal(stored.length, expected.length * 512);
-      for (let i = 0; i < expected.length; i++) {
-        if (stored[i * 512] !== expected[i]) assert.fail(`byte ${i * 512} differs`);
+      assert.equal(stored.length, size);
+      assert.equal(await sha256Hex(stored), await sha256Hex(model.slice(0, size)));
+    } finally {
+      await dispose();
+    }
+  },
+});
+
+Deno.test({
+  name: "filesystem driver: an upload streamed through the batch writer goes around the page " +
+    "cache past 8 MiB, from the start and resumed at an odd offset; the bytes are stored whole",
+  ignore: directSkipReason !== null,
+  async fn() {
+    const { driver, root, dispose } = await fsFixture();
+    const MiB = 1024 * 1024;
+    const key = "uploads/streamed/data";
+    const path = `${root}/${key}`;
+    const bytes = noise(40 * MiB + 777 + 16 * MiB, 7);
+    const cut = 40 * MiB + 777;
+    try {
+      await driver.create(key);
+      for (const [from, to] of [[0, cut], [cut, bytes.length]]) {
+        const writer = await driver.append(key, from);
+        // the registry's own path: 1 MiB batches from a source of 32 KiB reads
+        await new BatchWriter(writer, MiB).writeFrom(sourceOf(bytes.subarray(from, to), 32768));
+        const cached = await cachedBytes(path);
+        const most = from === 0 ? 9 * MiB : 16 * BLOCK; // before: all pages synced and dropped
+        assert.ok(cached <= most, `${cached} bytes cached before the sync of [${from}, ${to})`);
+        await writer.sync();
+        writer.close();
       }
+      const stored = await Deno.readFile(path);
+      assert.equal(stored.length, bytes.length);
+      assert.equal(await sha256Hex(stored), await sha256Hex(bytes));
     } finally {
       await dispose();
     }

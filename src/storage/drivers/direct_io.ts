@@ -24,7 +24,8 @@ export const BLOCK = 4096;
 export interface DirectIo {
   /**
    * Opens the existing regular file at `path` for direct writes: its descriptor, or null when
-   * the file system refuses direct I/O (tmpfs), the path is a symbolic link, or it is not the
+   * the file system refuses direct I/O (tmpfs before Linux 6.6), the path is a symbolic link,
+   * a FIFO or anything but a regular file, or it is not the
    * file `expected` describes (its device and inode, as `Deno.FsFile.stat` gives them).
    */
   open(path: string, expected: Deno.FileInfo): Promise<number | null>;
@@ -39,8 +40,12 @@ export interface DirectIo {
 }
 
 const arch = Deno.build.arch;
-/** `O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_DIRECT` on Linux (the last two differ on aarch64). */
-const OPEN_FLAGS = 0o1 | 0o2000000 |
+/**
+ * `O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW | O_DIRECT` on Linux (the last two differ on
+ * aarch64). `O_NONBLOCK` keeps a FIFO planted at the path from holding the open; it changes
+ * nothing for a regular file.
+ */
+const OPEN_FLAGS = 0o1 | 0o2000000 | 0o4000 |
   (arch === "aarch64" ? 0o100000 | 0o200000 : 0o400000 | 0o40000);
 
 let io: DirectIo | null | undefined;
@@ -56,6 +61,9 @@ function libcDirectIo(): DirectIo | null {
   if (typeof Deno.dlopen !== "function") return null;
   try {
     if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+    // the identity check reads /proc/self/fd; without the permission it would prompt
+    const proc = Deno.permissions.querySync({ name: "read", path: "/proc/self/fd" });
+    if (proc.state !== "granted") return null;
   } catch {
     return null;
   }

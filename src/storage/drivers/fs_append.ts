@@ -55,6 +55,8 @@ class FileAppender implements AppendWriter {
         const fd = this.#fd ?? await this.#openDirect(io);
         if (fd !== null) {
           if (head > 0) await this.#cached(bytes.subarray(0, head));
+          // closed meanwhile (not by this module's callers): the number may name another file
+          if (this.#fd !== fd) throw new Error("append writer closed during a write");
           const wrote = await io.write(fd, middle, this.#end);
           if (wrote > 0) this.#end += wrote;
           else this.#stopDirect(); // the rest goes through the cache, which reports any error
