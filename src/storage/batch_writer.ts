@@ -11,10 +11,42 @@ import type { AppendWriter } from "./driver.ts";
 /** Bytes between two background write-back starts. */
 const SYNC_EVERY = 64 * 1024 * 1024;
 
+type Allocate = (size: number) => Uint8Array<ArrayBuffer>;
+
+const plainAllocate: Allocate = (size) => new Uint8Array(size);
+
+/** Buffers kept for later writers, per allocator (eight parallel uploads use 16). */
+const POOLED = 16;
+
+/**
+ * The buffers of finished writers, by allocator, for the next ones. A dropped `ArrayBuffer` is
+ * freed only when V8 next collects, so without this a burst of uploads left two buffers each
+ * behind as garbage; and a new buffer's pages are all touched afresh. Buffers beyond `POOLED`
+ * are freed at once (a detached `ArrayBuffer` releases its memory).
+ */
+const pools = new WeakMap<Allocate, Uint8Array<ArrayBuffer>[]>();
+
+function take(allocate: Allocate, size: number): Uint8Array<ArrayBuffer> {
+  const pool = pools.get(allocate);
+  const at = pool?.findIndex((buffer) => buffer.length === size) ?? -1;
+  if (at < 0) return allocate(size);
+  return pool!.splice(at, 1)[0];
+}
+
+function give(allocate: Allocate, buffer: Uint8Array<ArrayBuffer>): void {
+  if (buffer.buffer.detached) return;
+  let pool = pools.get(allocate);
+  if (!pool) pools.set(allocate, pool = []);
+  if (pool.length < POOLED) pool.push(buffer);
+  else buffer.buffer.transfer(0);
+}
+
 /** Sequential writer of a source into an append writer. */
 export class BatchWriter {
   readonly #file: AppendWriter;
+  readonly #allocate: Allocate;
   readonly #buffers: [Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>];
+  #released = false;
   readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
   #inFlight: Promise<void> | null = null;
   #failure: unknown = null;
@@ -38,8 +70,8 @@ export class BatchWriter {
     // A writer that writes whole blocks around the page cache gets its buffers from itself,
     // and a first batch that brings the object to a block boundary, so every batch after it
     // starts on one (`batchSize` is a multiple of the block).
-    const allocate = file.layout?.allocate ?? ((size: number) => new Uint8Array(size));
-    this.#buffers = [allocate(batchSize), allocate(batchSize)];
+    this.#allocate = file.layout?.allocate ?? plainAllocate;
+    this.#buffers = [take(this.#allocate, batchSize), take(this.#allocate, batchSize)];
     this.#head = file.layout?.head ?? 0;
   }
 
@@ -48,8 +80,24 @@ export class BatchWriter {
     return this.#written;
   }
 
-  /** Reads the source to its end, writing batch by batch; throws what the source or a write threw. */
+  /**
+   * Reads the source to its end, writing batch by batch; throws what the source or a write
+   * threw. Once only: when it returns or throws, nothing uses its buffers any more and they go
+   * back to the pool.
+   */
   async writeFrom(source: ByteSource): Promise<void> {
+    if (this.#released) throw new Error("BatchWriter.writeFrom called twice");
+    try {
+      await this.#writeAll(source);
+    } finally {
+      // a failed read may leave the other batch being written or observed
+      if (this.#inFlight) await this.#inFlight;
+      this.#released = true;
+      for (const buffer of this.#buffers) give(this.#allocate, buffer);
+    }
+  }
+
+  async #writeAll(source: ByteSource): Promise<void> {
     let current = 0;
     let ended = false;
     while (!ended) {
@@ -90,13 +138,15 @@ export class BatchWriter {
   async #submit(data: Uint8Array): Promise<void> {
     await this.#settle();
     const observed = this.#observe ? this.#observe(data) : Promise.resolve();
-    this.#inFlight = Promise.all([this.#file.write(data), observed]).then(
-      () => {
-        this.#written += data.length;
-        this.#startWriteback();
-      },
-      (error) => {
-        this.#failure = error;
+    // both settle before the batch counts as done: its buffer is reused after that
+    this.#inFlight = Promise.allSettled([this.#file.write(data), observed]).then(
+      ([write, observe]) => {
+        if (write.status === "rejected") this.#failure = write.reason;
+        else if (observe.status === "rejected") this.#failure = observe.reason;
+        else {
+          this.#written += data.length;
+          this.#startWriteback();
+        }
       },
     );
   }
