@@ -17,6 +17,8 @@
  * anything else through the cache.
  */
 
+import { libcSymbols } from "./libc.ts";
+
 /** The alignment of offsets, lengths and addresses of direct writes. */
 export const BLOCK = 4096;
 
@@ -57,28 +59,20 @@ export function directIo(): DirectIo | null {
 }
 
 function libcDirectIo(): DirectIo | null {
-  if (Deno.build.os !== "linux" || (arch !== "x86_64" && arch !== "aarch64")) return null;
-  if (typeof Deno.dlopen !== "function") return null;
   try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
     // the identity check reads /proc/self/fd; without the permission it would prompt
     const proc = Deno.permissions.querySync({ name: "read", path: "/proc/self/fd" });
     if (proc.state !== "granted") return null;
   } catch {
     return null;
   }
-  const symbols = {
+  const libc = libcSymbols({
     open: { parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
     pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize", nonblocking: true },
     close: { parameters: ["i32"], result: "i32" },
-  } as const;
-  let lib;
-  try {
-    lib = Deno.dlopen("libc.so.6", symbols);
-  } catch {
-    return null; // not glibc
-  }
-  const { open, pwrite, close } = lib.symbols;
+  });
+  if (libc === null) return null;
+  const { open, pwrite, close } = libc;
   const encoder = new TextEncoder();
   const address = (bytes: Uint8Array) =>
     Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));

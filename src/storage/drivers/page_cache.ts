@@ -12,6 +12,8 @@
  * far are dropped every 64 MiB and reused by the writes that follow.
  */
 
+import { libcSymbols } from "./libc.ts";
+
 /**
  * Drops the clean cached pages of the first `length` bytes of the file at `path`. Never throws
  * (it is advice): a file that is gone, a link or anything but a regular file is left alone.
@@ -32,15 +34,7 @@ export function pageDropper(): PageDropper | null {
 }
 
 function libcDropper(): PageDropper | null {
-  const arch = Deno.build.arch;
-  if (Deno.build.os !== "linux" || (arch !== "x86_64" && arch !== "aarch64")) return null;
-  if (typeof Deno.dlopen !== "function") return null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  } catch {
-    return null;
-  }
-  const symbols = {
+  const libc = libcSymbols({
     open: { parameters: ["buffer", "i32"], result: "i32", nonblocking: true },
     posix_fadvise: {
       parameters: ["i32", "i64", "i64", "i32"],
@@ -48,14 +42,9 @@ function libcDropper(): PageDropper | null {
       nonblocking: true,
     },
     close: { parameters: ["i32"], result: "i32" },
-  } as const;
-  let lib;
-  try {
-    lib = Deno.dlopen("libc.so.6", symbols);
-  } catch {
-    return null; // not glibc
-  }
-  const { open, posix_fadvise, close } = lib.symbols;
+  });
+  if (libc === null) return null;
+  const { open, posix_fadvise, close } = libc;
   const encoder = new TextEncoder();
   return async (path, length) => {
     const cPath = encoder.encode(`${path}\0`);
