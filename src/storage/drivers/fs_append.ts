@@ -13,7 +13,7 @@ import { writeAll } from "./fs_files.ts";
 import { pageDropper } from "./page_cache.ts";
 
 /** Where an appended object stops being kept in the page cache. */
-export const UNCACHED_FROM = 8 * 1024 * 1024;
+const UNCACHED_FROM = 8 * 1024 * 1024;
 
 /** Appends to `file` (open for writing at `offset`, the object's end) at OS path `path`. */
 export function fileAppender(path: string, file: Deno.FsFile, offset: number): AppendWriter {
