@@ -48,6 +48,7 @@ export const MAX_ENTRIES = 250_000;
 const BASE_S = 1_600_000_000;
 /** Keeps a byte-order mark as a character: a line is read alike whole or in a batch. */
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+const encoder = new TextEncoder();
 
 /**
  * A key's 52-bit hash (two FNV-1a passes with different offsets): a number, so a map of them
@@ -149,6 +150,101 @@ export interface ActivityOptions {
   readonly shared?: boolean;
 }
 
+/**
+ * A journal line read from its bytes, when it is as the tracker writes it (`f <ms>`,
+ * `t <digest> <ms>`, `p <repository@digest> <ms>`, in ASCII): its first byte, its key's place
+ * and hash, and its time. One object serves every line of a read, so a line costs no object
+ * and no string.
+ */
+class ScannedLine {
+  kind = 0;
+  hash = -1;
+  at = -1;
+  keyStart = 0;
+  keyEnd = 0;
+
+  /** Reads `bytes[start, end)`; false when the line is in another form (`parseLine` decides). */
+  scan(bytes: Uint8Array, start: number, end: number): boolean {
+    const kind = bytes[start];
+    const space = bytes.lastIndexOf(SPACE, end - 1);
+    const at = space > start ? decimalOf(bytes, space + 1, end) : -1;
+    if (at < 0 || bytes[start + 1] !== SPACE) return false;
+    this.kind = kind;
+    this.at = at;
+    this.keyStart = start + 2;
+    this.keyEnd = space;
+    if (kind === F) return space === start + 1;
+    this.hash = kind === T
+      ? digestHash(bytes, start + 2, space)
+      : kind === P
+      ? pullKeyHash(bytes, start + 2, space)
+      : -1;
+    return this.hash >= 0;
+  }
+}
+
+/**
+ * The lines of one journal batch, gathered as bytes; `write` stores a batch (without its last
+ * newline) and is given how many lines it has.
+ */
+class BatchLines {
+  #body = new Uint8Array(64 * 1024);
+  #length = 0;
+  #lines = 0;
+  readonly #write: (body: Uint8Array, lines: number) => Promise<void>;
+
+  constructor(write: (body: Uint8Array, lines: number) => Promise<void>) {
+    this.#write = write;
+  }
+
+  /** Whether the batch has its `BATCH_LINES` lines (time to `put` it). */
+  get full(): boolean {
+    return this.#lines >= BATCH_LINES;
+  }
+
+  /** Adds a line given as text. */
+  add(line: string): void {
+    this.#reserve(line.length * 3 + 1);
+    this.#length += encoder.encodeInto(line, this.#body.subarray(this.#length)).written;
+    this.#body[this.#length++] = NEWLINE;
+    this.#lines++;
+  }
+
+  /** Adds the line `<kind> <key> <at>` (`key` in ASCII, `at` a safe integer of 0 or more). */
+  addKey(kind: number, key: Uint8Array, at: number): void {
+    this.#reserve(key.length + 20);
+    const body = this.#body;
+    body[this.#length++] = kind;
+    body[this.#length++] = SPACE;
+    body.set(key, this.#length);
+    this.#length += key.length;
+    body[this.#length++] = SPACE;
+    let digits = 1;
+    for (let rest = Math.floor(at / 10); rest > 0; rest = Math.floor(rest / 10)) digits++;
+    for (let i = digits - 1, rest = at; i >= 0; i--, rest = Math.floor(rest / 10)) {
+      body[this.#length + i] = 0x30 + rest % 10;
+    }
+    this.#length += digits;
+    body[this.#length++] = NEWLINE;
+    this.#lines++;
+  }
+
+  /** Writes the lines gathered, if any, and starts an empty batch. */
+  async put(): Promise<void> {
+    if (this.#lines === 0) return;
+    await this.#write(this.#body.subarray(0, this.#length - 1), this.#lines);
+    this.#length = 0;
+    this.#lines = 0;
+  }
+
+  #reserve(bytes: number): void {
+    if (this.#length + bytes <= this.#body.length) return;
+    const grown = new Uint8Array(Math.max(this.#body.length * 2, this.#length + bytes));
+    grown.set(this.#body.subarray(0, this.#length));
+    this.#body = grown;
+  }
+}
+
 /** Sequence numbers of one process within the journal (below this, the process's own). */
 const SEQ_SPAN = 1_000_000;
 
@@ -179,6 +275,8 @@ export class Activity {
   #window: Set<number> | null = null;
   /** More were touched in the window than it remembers: count every digest as touched. */
   #windowFull = false;
+  /** The line being read by `#applyBytes` (one object for them all). */
+  readonly #scanned = new ScannedLine();
 
   /** Makes a tracker writing its journal through `driver`. */
   constructor(driver: StorageDriver, options: ActivityOptions = {}) {
@@ -300,7 +398,9 @@ export class Activity {
 
   /**
    * The bytes of each of the given batches that still exists, in order; the next batch is read
-   * while one is used (two in memory at a time).
+   * while one is used (two in memory at a time). A batch's memory is freed once the consumer
+   * asks for the next (the driver's buffer is ours): left to the garbage collector, the
+   * buffers of a journal of 300 MB, read with little else to collect, piled up by tens of MiB.
    */
   async *#journalBatches(batches: readonly string[]): AsyncGenerator<Uint8Array> {
     const read = (i: number) => {
@@ -313,14 +413,11 @@ export class Activity {
     for (let i = 0; next !== null; i++) {
       const bytes = await next;
       next = read(i + 1);
-      if (bytes !== null) yield bytes;
-    }
-  }
-
-  /** Every line of the given batches, one batch in memory at a time. */
-  async *#journalLines(batches: readonly string[]): AsyncGenerator<string> {
-    for await (const bytes of this.#journalBatches(batches)) {
-      yield* decoder.decode(bytes).split("\n");
+      if (bytes === null) continue;
+      yield bytes;
+      if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+        bytes.buffer.transfer(0);
+      }
     }
   }
 
@@ -367,23 +464,42 @@ export class Activity {
       // carries that time, once per hash: a key written is marked in its table, half a
       // second later than its time (no line's time matches that), until the end. Lines go
       // out in batches as they are read.
+      // Lines are read from the bytes and copied as bytes (a journal may have millions).
       const out = this.#batchWriter();
+      const line = new ScannedLine();
       try {
-        for await (const line of this.#journalLines(old)) {
-          const entry = parseLine(line);
-          if (entry === null || entry.kind === "f") continue;
-          const hash = keyHash(entry.key);
-          const table = entry.kind === "t" ? this.#touched : this.#pulls;
-          const slot = toSlot(entry.at);
-          if (table.get(hash) !== slot) continue;
-          table.set(hash, slot + WRITTEN);
-          await out.add(`${entry.kind} ${entry.key} ${entry.at}`);
+        for await (const bytes of this.#journalBatches(old)) {
+          for (let start = 0; start < bytes.length;) {
+            let end = bytes.indexOf(NEWLINE, start);
+            if (end < 0) end = bytes.length;
+            if (line.scan(bytes, start, end)) {
+              const table = line.kind === T ? this.#touched : this.#pulls;
+              const slot = toSlot(line.at);
+              if (line.kind !== F && table.get(line.hash) === slot) {
+                table.set(line.hash, slot + WRITTEN);
+                out.addKey(line.kind, bytes.subarray(line.keyStart, line.keyEnd), line.at);
+              }
+            } else {
+              const entry = parseLine(decoder.decode(bytes.subarray(start, end)));
+              if (entry !== null && entry.kind !== "f") {
+                const hash = keyHash(entry.key);
+                const table = entry.kind === "t" ? this.#touched : this.#pulls;
+                const slot = toSlot(entry.at);
+                if (table.get(hash) === slot) {
+                  table.set(hash, slot + WRITTEN);
+                  out.add(`${entry.kind} ${entry.key} ${entry.at}`);
+                }
+              }
+            }
+            if (out.full) await out.put();
+            start = end + 1;
+          }
         }
       } finally {
         for (const table of [this.#touched, this.#pulls]) table.update(Math.floor);
       }
-      if (this.#floor > 0) await out.add(`f ${this.#floor}`); // kept even with no other line
-      await out.end();
+      if (this.#floor > 0) out.add(`f ${this.#floor}`); // kept even with no other line
+      await out.put();
       for (const name of old) await this.#driver.delete(`${ACTIVITY_AREA}/${name}`);
       this.#written = 0;
       this.#writtenLines = 0;
@@ -411,32 +527,35 @@ export class Activity {
 
   async #write(touches: Map<string, number>, pulls: Map<string, number>): Promise<void> {
     const out = this.#batchWriter();
-    for (const [digest, at] of touches) await out.add(`t ${digest} ${at}`);
-    for (const [key, at] of pulls) await out.add(`p ${key} ${at}`);
-    await out.end();
+    for (const [digest, at] of touches) {
+      out.add(`t ${digest} ${at}`);
+      if (out.full) await out.put();
+    }
+    for (const [key, at] of pulls) {
+      out.add(`p ${key} ${at}`);
+      if (out.full) await out.put();
+    }
+    await out.put();
   }
 
-  /** Writes lines as batches of at most `BATCH_LINES`, each starting with the floor. */
-  #batchWriter(): { add(line: string): Promise<void>; end(): Promise<void> } {
-    let lines: string[] = [];
-    const put = async () => {
-      if (lines.length === 0) return;
-      if (this.#floor > 0) lines.unshift(`f ${this.#floor}`);
+  /**
+   * Writes lines as batches of at most `BATCH_LINES`, each starting with the floor (a line more,
+   * when there is one).
+   */
+  #batchWriter(): BatchLines {
+    return new BatchLines(async (body, lines) => {
+      // The floor as it is when the batch is written (an overflow may have raised it).
+      const head = this.#floor > 0 ? encoder.encode(`f ${this.#floor}\n`) : new Uint8Array(0);
+      const bytes = new Uint8Array(head.length + body.length);
+      bytes.set(head);
+      bytes.set(body, head.length);
       await this.#driver.put(
         activityKey(this.#now(), this.#seqBase + (this.#seq++ % SEQ_SPAN)),
-        lines.join("\n"),
+        bytes,
       );
       this.#written++;
-      this.#writtenLines += lines.length;
-      lines = [];
-    };
-    return {
-      add: async (line) => {
-        lines.push(line);
-        if (lines.length >= BATCH_LINES) await put();
-      },
-      end: put,
-    };
+      this.#writtenLines += lines + (head.length > 0 ? 1 : 0);
+    });
   }
 
   /**
@@ -445,23 +564,11 @@ export class Activity {
    * `parseLine`, so both read a line alike.
    */
   #applyBytes(bytes: Uint8Array, start: number, end: number): void {
-    const kind = bytes[start];
-    const space = bytes.lastIndexOf(SPACE, end - 1);
-    const at = space > start ? decimalOf(bytes, space + 1, end) : -1;
-    if (at >= 0 && bytes[start + 1] === SPACE) {
-      if (kind === F && space === start + 1) {
-        this.#floor = Math.max(this.#floor, at);
-        return;
-      }
-      const hash = kind === T
-        ? digestHash(bytes, start + 2, space)
-        : kind === P
-        ? pullKeyHash(bytes, start + 2, space)
-        : -1;
-      if (hash >= 0) {
-        this.#set(kind === T ? this.#touched : this.#pulls, hash, at);
-        return;
-      }
+    const line = this.#scanned;
+    if (line.scan(bytes, start, end)) {
+      if (line.kind === F) this.#floor = Math.max(this.#floor, line.at);
+      else this.#set(line.kind === T ? this.#touched : this.#pulls, line.hash, line.at);
+      return;
     }
     this.#apply(decoder.decode(bytes.subarray(start, end)));
   }

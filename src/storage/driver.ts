@@ -90,7 +90,10 @@ export interface DeleteOptions {
 export interface StorageDriver {
   /** A short name for logs and metrics (`filesystem`, `memory`, …). */
   readonly name: string;
-  /** Reads a small object whole; null when it does not exist. */
+  /**
+   * Reads a small object whole; null when it does not exist. The bytes are in a buffer of their
+   * own, the caller's to keep, change or free (detach).
+   */
   get(key: string): Promise<Uint8Array<ArrayBuffer> | null>;
   /** Replaces a small object atomically: a reader sees the old bytes or the new, durably. */
   put(key: string, bytes: Uint8Array | string, options?: PutOptions): Promise<void>;

@@ -51,12 +51,10 @@ export class HashTable {
 
   /** Removes every entry (and gives back the memory). */
   clear(): void {
-    this.#keys = new Float64Array(FIRST_CAPACITY);
-    this.#values = new Float64Array(FIRST_CAPACITY);
-    this.#size = 0;
+    this.#replace(FIRST_CAPACITY);
   }
 
-  /** Replaces every value by `change(value)`, in place. */
+  /** Replaces every value by `change(value)`, in place (`change` must not change the table). */
   update(change: (value: number) => number): void {
     const keys = this.#keys;
     const values = this.#values;
@@ -65,14 +63,25 @@ export class HashTable {
     }
   }
 
-  /** Keeps only the entries whose value passes `keep`. */
+  /**
+   * Keeps only the entries whose value passes `keep` (called twice for each entry: it counts
+   * them first, so the new arrays are made once, of the size they need). `keep` must not change
+   * the table.
+   */
   retain(keep: (value: number) => boolean): void {
     const keys = this.#keys;
     const values = this.#values;
-    this.clear();
+    let kept = 0;
     for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== 0 && keep(values[i])) this.set(keys[i] - 1, values[i]);
+      if (keys[i] !== 0 && keep(values[i])) kept++;
     }
+    let capacity = FIRST_CAPACITY;
+    while (2 * kept > capacity) capacity *= 2;
+    this.#replace(capacity, (set) => {
+      for (let i = 0; i < keys.length; i++) {
+        if (keys[i] !== 0 && keep(values[i])) set(keys[i] - 1, values[i]);
+      }
+    });
   }
 
   /** The slot holding `key`, or the empty slot where it would go. */
@@ -88,11 +97,27 @@ export class HashTable {
   #grow(): void {
     const keys = this.#keys;
     const values = this.#values;
-    this.#keys = new Float64Array(keys.length * 2);
-    this.#values = new Float64Array(keys.length * 2);
+    this.#replace(keys.length * 2, (set) => {
+      for (let i = 0; i < keys.length; i++) {
+        if (keys[i] !== 0) set(keys[i] - 1, values[i]);
+      }
+    });
+  }
+
+  /**
+   * Makes empty arrays of `capacity` slots, lets `fill` set entries (from the old arrays), then
+   * frees the old arrays at once: left to the garbage collector, the arrays a table outgrew
+   * (and a compaction's `retain` replaced) stayed in memory by tens of MiB while the heap was
+   * quiet.
+   */
+  #replace(capacity: number, fill?: (set: (key: number, value: number) => void) => void): void {
+    const keys = this.#keys;
+    const values = this.#values;
+    this.#keys = new Float64Array(capacity);
+    this.#values = new Float64Array(capacity);
     this.#size = 0;
-    for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== 0) this.set(keys[i] - 1, values[i]);
-    }
+    fill?.((key, value) => this.set(key, value));
+    keys.buffer.transfer(0);
+    values.buffer.transfer(0);
   }
 }

@@ -155,9 +155,23 @@ Deno.test("batches hold at most 10,000 lines", async () => {
   assert.equal((await driver.list(ACTIVITY_AREA)).length, 3);
   assert.equal(activity.batchesSinceCompaction, 3);
   assert.equal(activity.linesSinceCompaction, 25_000);
+  const written = (await journalLines(driver)).sort();
   await activity.compact(3_600_000);
   assert.equal(activity.batchesSinceCompaction, 0);
   assert.equal(activity.linesSinceCompaction, 0);
+  // The compacted journal: the same 25,000 lines, byte for byte, again in batches of 10,000.
+  const names = await driver.list(ACTIVITY_AREA);
+  assert.equal(names.length, 3);
+  const sizes = [];
+  for (const name of names) {
+    sizes.push(
+      new TextDecoder().decode((await driver.get(`${ACTIVITY_AREA}/${name}`))!)
+        .split("\n").length,
+    );
+  }
+  assert.deepEqual(sizes.sort(), [10_000, 10_000, 5_000]);
+  const compacted = (await journalLines(driver)).sort();
+  assert.ok(compacted.length === 25_000 && compacted.every((line, i) => line === written[i]));
 });
 
 Deno.test("a journal is read line by line as written, and odd lines as before", async () => {
@@ -206,6 +220,37 @@ Deno.test("a journal is read line by line as written, and odd lines as before", 
   await twice.load();
   assert.equal(twice.lastPull("org/ñ", d(hex)), 1_700_000_006_000);
   assert.equal(twice.lastTouch(d(hex)), 1_700_000_000_000);
+  // Compacted (a window reaching back before every line), odd lines are written as the
+  // tracker writes lines, once per key, and read back alike.
+  const now = 1_700_000_020_000;
+  const compacting = new Activity(driver, { now: () => now });
+  await compacting.compact(now);
+  assert.deepEqual(
+    (await journalLines(driver)).sort(),
+    [
+      "f 1500000000000", // the batch's first line
+      "f 1500000000000", // the floor kept
+      `p org/app@sha256:${hex} 1700000002000`,
+      `p org/tab\t@sha256:${hex} 1700000007000`,
+      `p org/ñ@sha256:${hex} 1700000006000`,
+      `t sha256:${hex.slice(2)}00 1700000005000`,
+      `t sha256:${hex.slice(3)}000 4102542245000000`,
+      `t sha256:${hex.slice(4)}0000 1700000000000`,
+      `t sha256:${hex.slice(6)}000000 1700000011000`,
+      `t sha256:${hex} 1700000000000`,
+      `t sha512:${hex}${hex} 1700000001000`,
+    ].sort(),
+  );
+  const restarted = new Activity(driver);
+  await restarted.load();
+  for (const [name, seen] of [["restarted", restarted], ["read twice", twice]] as const) {
+    assert.equal(seen.lastTouch(d(`${hex.slice(2)}00`)), 1_700_000_005_000, name);
+    assert.equal(seen.lastPull("org/ñ", d(hex)), 1_700_000_006_000, name);
+    assert.equal(seen.lastPull("org/tab\t", d(hex)), 1_700_000_007_000, name);
+    assert.equal(seen.lastTouch(d(`${hex.slice(6)}000000`)), 1_700_000_011_000, name);
+    assert.equal(seen.lastTouch(`sha512:${hex}${hex}` as Digest), 1_700_000_001_000, name);
+    assert.equal(seen.lastTouch(d(`${hex.slice(7)}0000000`)), floor, name);
+  }
 });
 
 Deno.test("compaction keeps what is inside the window and deletes the old batches", async () => {
