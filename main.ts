@@ -10,7 +10,7 @@ import { startDebugServer } from "./src/debug_server.ts";
 import { ConfigError, type Invocation, parseCommandLine } from "./src/config/mod.ts";
 import { localUrl, removeAdminFile, writeAdminFile } from "./src/gc/admin_file.ts";
 import { createLogger } from "./src/log.ts";
-import { fixMmapThreshold } from "./src/malloc.ts";
+import { fixMmapThreshold, startTrimming } from "./src/malloc.ts";
 import { isOrphanSocketError } from "./src/storage/postgres/client.ts";
 import { reloadTls, serve, type Serving } from "./src/serve.ts";
 import {
@@ -65,8 +65,10 @@ async function main(): Promise<number> {
       return 2;
     }
   }
-  // Freed upload parts go back to the system at once (src/malloc.ts); a no-op off glibc.
+  // Freed upload parts go back to the system at once, and the free pages inside glibc's heap
+  // every few seconds (src/malloc.ts); both no-ops off glibc.
   fixMmapThreshold();
+  const trimmer = startTrimming();
   let app;
   try {
     app = await createApp(config);
@@ -165,6 +167,7 @@ async function main(): Promise<number> {
     await app.quiesce(); // a collection under way stops; the activity journal is written
     if (config.s3 === null) await removeAdminFile(config.dataDir);
     app.close(); // releases the data root only once no request runs
+    await trimmer?.stop();
     log.info("stopped");
     log.flush();
   };

@@ -1,6 +1,6 @@
 /**
- * glibc's mmap threshold (src/malloc.ts), seen from processes of their own: the threshold is
- * process-wide, and a process that never fixed it is the control.
+ * glibc's mmap threshold and the trimmer (src/malloc.ts), seen from processes of their own:
+ * both are process-wide, and a process that never fixed or trimmed is the control.
  */
 
 import assert from "node:assert/strict";
@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { run } from "./helpers/clients.ts";
 
 const PROBE = fileURLToPath(new URL("./helpers/malloc_probe.ts", import.meta.url));
+const TRIM_PROBE = fileURLToPath(new URL("./helpers/trim_probe.ts", import.meta.url));
 const MODULE = new URL("../src/malloc.ts", import.meta.url).href;
 
 /** A Deno subprocess's standard output, trimmed (it must exit 0). */
@@ -52,6 +53,69 @@ Deno.test({
   },
 });
 
+interface TrimSeen {
+  started: boolean;
+  byHand: boolean | null;
+  fellMiB: number;
+  afterStop: boolean | null;
+  kept: number;
+}
+
+/** The probe's findings; it must end by itself within 20 s. */
+async function trimProbe(mode: "none" | "timer" | "call" | "forget"): Promise<TrimSeen> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", TRIM_PROBE, mode],
+    env: { NO_COLOR: "1" },
+    stderr: "inherit",
+    signal: AbortSignal.timeout(20_000),
+  }).output();
+  assert.equal(out.code, 0, `the probe (${mode}) ended with ${out.code} (${out.signal})`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+Deno.test({
+  name: "untrimmed, 32 MiB freed below buffers in use stay resident",
+  ignore: !glibc,
+  fn: async () => {
+    const seen = await trimProbe("none");
+    assert.equal(seen.started, false);
+    assert.ok(seen.fellMiB < 4, `the resident size fell by ${seen.fellMiB} MiB`);
+    assert.equal(seen.kept, 32);
+  },
+});
+
+Deno.test({
+  name: "the trimmer gives those pages back on its timer, and trims nothing once stopped",
+  ignore: !glibc,
+  fn: async () => {
+    const seen = await trimProbe("timer");
+    assert.equal(seen.started, true);
+    assert.ok(seen.fellMiB >= 20, `the resident size fell by ${seen.fellMiB} MiB`);
+    assert.equal(seen.afterStop, false);
+    assert.equal(seen.kept, 32, "the buffers in use are untouched");
+  },
+});
+
+Deno.test({
+  name: "a trim by hand gives them back at once and says so",
+  ignore: !glibc,
+  fn: async () => {
+    const seen = await trimProbe("call");
+    assert.equal(seen.byHand, true);
+    assert.ok(seen.fellMiB >= 20, `the resident size fell by ${seen.fellMiB} MiB`);
+    assert.equal(seen.kept, 32);
+  },
+});
+
+Deno.test({
+  name: "a trimmer never stopped does not keep the process alive",
+  ignore: !glibc,
+  fn: async () => {
+    const seen = await trimProbe("forget"); // ends, or fails on the 20 s limit
+    assert.equal(seen.started, true);
+  },
+});
+
 Deno.test("without FFI permission the fix is skipped, with no prompt", async () => {
   const script = await Deno.makeTempFile({ suffix: ".ts" });
   try {
@@ -61,6 +125,20 @@ Deno.test("without FFI permission the fix is skipped, with no prompt", async () 
         "console.log(fixMmapThreshold());\n",
     );
     assert.equal(await deno(["run", "--no-prompt", script]), "false");
+  } finally {
+    await Deno.remove(script);
+  }
+});
+
+Deno.test("without FFI permission there is no trimmer, and no prompt", async () => {
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      script,
+      `import { startTrimming } from ${JSON.stringify(MODULE)};\n` +
+        "console.log(startTrimming());\n",
+    );
+    assert.equal(await deno(["run", "--no-prompt", script]), "null");
   } finally {
     await Deno.remove(script);
   }
