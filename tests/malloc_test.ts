@@ -116,30 +116,24 @@ Deno.test({
   },
 });
 
-Deno.test("without FFI permission the fix is skipped, with no prompt", async () => {
+/** What `console.log(call)` prints in a process without FFI permission, run with no prompt. */
+async function printedWithoutFfi(name: string, call: string): Promise<string> {
   const script = await Deno.makeTempFile({ suffix: ".ts" });
   try {
     await Deno.writeTextFile(
       script,
-      `import { fixMmapThreshold } from ${JSON.stringify(MODULE)};\n` +
-        "console.log(fixMmapThreshold());\n",
+      `import { ${name} } from ${JSON.stringify(MODULE)};\nconsole.log(${call});\n`,
     );
-    assert.equal(await deno(["run", "--no-prompt", script]), "false");
+    return await deno(["run", "--no-prompt", script]);
   } finally {
     await Deno.remove(script);
   }
+}
+
+Deno.test("without FFI permission the fix is skipped, with no prompt", async () => {
+  assert.equal(await printedWithoutFfi("fixMmapThreshold", "fixMmapThreshold()"), "false");
 });
 
 Deno.test("without FFI permission there is no trimmer, and no prompt", async () => {
-  const script = await Deno.makeTempFile({ suffix: ".ts" });
-  try {
-    await Deno.writeTextFile(
-      script,
-      `import { startTrimming } from ${JSON.stringify(MODULE)};\n` +
-        "console.log(startTrimming());\n",
-    );
-    assert.equal(await deno(["run", "--no-prompt", script]), "null");
-  } finally {
-    await Deno.remove(script);
-  }
+  assert.equal(await printedWithoutFfi("startTrimming", "startTrimming()"), "null");
 });
