@@ -219,12 +219,7 @@ class BatchLines {
     body.set(key, this.#length);
     this.#length += key.length;
     body[this.#length++] = SPACE;
-    let digits = 1;
-    for (let rest = Math.floor(at / 10); rest > 0; rest = Math.floor(rest / 10)) digits++;
-    for (let i = digits - 1, rest = at; i >= 0; i--, rest = Math.floor(rest / 10)) {
-      body[this.#length + i] = 0x30 + rest % 10;
-    }
-    this.#length += digits;
+    this.#length += encoder.encodeInto(String(at), body.subarray(this.#length)).written;
     body[this.#length++] = NEWLINE;
     this.#lines++;
   }
@@ -463,8 +458,7 @@ export class Activity {
       // The memory has every key's latest time (all is flushed): a line is kept when it
       // carries that time, once per hash: a key written is marked in its table, half a
       // second later than its time (no line's time matches that), until the end. Lines go
-      // out in batches as they are read.
-      // Lines are read from the bytes and copied as bytes (a journal may have millions).
+      // out in batches as they are read, from their bytes (a journal may have millions).
       const out = this.#batchWriter();
       const line = new ScannedLine();
       try {
@@ -473,22 +467,16 @@ export class Activity {
             let end = bytes.indexOf(NEWLINE, start);
             if (end < 0) end = bytes.length;
             if (line.scan(bytes, start, end)) {
-              const table = line.kind === T ? this.#touched : this.#pulls;
-              const slot = toSlot(line.at);
-              if (line.kind !== F && table.get(line.hash) === slot) {
-                table.set(line.hash, slot + WRITTEN);
+              if (line.kind !== F && this.#toWrite(line.kind === T, line.hash, line.at)) {
                 out.addKey(line.kind, bytes.subarray(line.keyStart, line.keyEnd), line.at);
               }
             } else {
               const entry = parseLine(decoder.decode(bytes.subarray(start, end)));
-              if (entry !== null && entry.kind !== "f") {
-                const hash = keyHash(entry.key);
-                const table = entry.kind === "t" ? this.#touched : this.#pulls;
-                const slot = toSlot(entry.at);
-                if (table.get(hash) === slot) {
-                  table.set(hash, slot + WRITTEN);
-                  out.add(`${entry.kind} ${entry.key} ${entry.at}`);
-                }
+              if (
+                entry !== null && entry.kind !== "f" &&
+                this.#toWrite(entry.kind === "t", keyHash(entry.key), entry.at)
+              ) {
+                out.add(`${entry.kind} ${entry.key} ${entry.at}`);
               }
             }
             if (out.full) await out.put();
@@ -536,6 +524,18 @@ export class Activity {
       if (out.full) await out.put();
     }
     await out.put();
+  }
+
+  /**
+   * Whether compaction writes a line of this key and time: the time is the key's latest in
+   * memory and no line of the key was written yet (then marked written).
+   */
+  #toWrite(touch: boolean, hash: number, at: number): boolean {
+    const table = touch ? this.#touched : this.#pulls;
+    const slot = toSlot(at);
+    if (table.get(hash) !== slot) return false;
+    table.set(hash, slot + WRITTEN);
+    return true;
   }
 
   /**
