@@ -21,6 +21,8 @@
  * on the JavaScript thread in seven runs of that bench (about 300 trims), one took over 2 ms.
  */
 
+import { openGlibc } from "./storage/drivers/libc.ts";
+
 /** Blocks of this many bytes or more are mapped of their own (above a MiB: see the top). */
 export const MMAP_THRESHOLD = 4 * 1024 * 1024;
 
@@ -31,28 +33,12 @@ const M_MMAP_THRESHOLD = -3;
 export const TRIM_INTERVAL_MS = 2_000;
 
 /**
- * glibc's symbols, or null where there are none to be had: not Linux, no glibc (`libc.so.6`;
- * musl has no such threshold), or no FFI permission (asked for without a prompt).
- */
-function glibc<const S extends Deno.ForeignLibraryInterface>(
-  symbols: S,
-): Deno.DynamicLibrary<S> | null {
-  if (Deno.build.os !== "linux" || typeof Deno.dlopen !== "function") return null;
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-    return Deno.dlopen("libc.so.6", symbols);
-  } catch {
-    return null;
-  }
-}
-
-/**
  * Fixes glibc's mmap threshold at `bytes`. False where there is nothing to do or it cannot be
  * done: not Linux, no glibc (`libc.so.6`; musl has no such threshold), or no FFI permission
  * (asked for without a prompt).
  */
 export function fixMmapThreshold(bytes = MMAP_THRESHOLD): boolean {
-  const lib = glibc({ mallopt: { parameters: ["i32", "i32"], result: "i32" } });
+  const lib = openGlibc({ mallopt: { parameters: ["i32", "i32"], result: "i32" } });
   if (lib === null) return false;
   try {
     return lib.symbols.mallopt(M_MMAP_THRESHOLD, bytes) === 1;
@@ -77,7 +63,7 @@ export interface Trimmer {
  * keep the process alive). Null where glibc cannot be reached (as `fixMmapThreshold`).
  */
 export function startTrimming(intervalMs = TRIM_INTERVAL_MS): Trimmer | null {
-  const lib = glibc({
+  const lib = openGlibc({
     malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
   });
   if (lib === null) return null;
