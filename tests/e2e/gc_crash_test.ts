@@ -339,6 +339,13 @@ Deno.test({
           `${counts.deletes} tag deletes, ${counts.blobUnknown} MANIFEST_BLOB_UNKNOWN`,
       );
       assert.ok(counts.images > 0 && counts.gcRuns > 0, "the workload ran");
+    } catch (error) {
+      // What the registry logged about it (a 500's cause is only in its log).
+      const logged = proc?.output.filter((line) => /level=(warn|error)/.test(line)) ?? [];
+      if (logged.length === 0) throw error;
+      throw new Error(`${error}\nthe registry's warnings and errors:\n${logged.join("\n")}`, {
+        cause: error,
+      });
     } finally {
       await proc?.kill("SIGKILL");
       await Deno.remove(root, { recursive: true });

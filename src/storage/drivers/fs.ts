@@ -208,8 +208,10 @@ export class FsDriver implements StorageDriver {
     await refuseLinks(source);
     await refuseLinks(target);
     for (let attempt = 0;; attempt++) {
-      await ensureDir(dirname(target));
       try {
+        // A delete pruning empty folders (a sweep of another blob of the same prefix) may
+        // remove the target folder while ensureDir looks at it or before the rename.
+        await ensureDir(dirname(target));
         await Deno.rename(source, target);
         break;
       } catch (error) {
