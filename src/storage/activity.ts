@@ -20,8 +20,8 @@
  * not merged (two replicas compacting at once both keep everything).
  *
  * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
- * hash and a time is whole seconds, in a `HashTable` (typed arrays at most half full, outside
- * the JavaScript heap), whatever the key's length: 250,000 touched blobs cost 8 MiB. Two keys
+ * hash and a time is whole seconds, in a `HashTable` (typed arrays at most 70% full, outside
+ * the JavaScript heap), whatever the key's length: 250,000 touched blobs cost 5 MiB. Two keys
  * of one hash (one chance in ~10^10 per key with a table full) would share the later time: a
  * blob spared, or a manifest kept by a pull rule, one collection longer than needed, never
  * deleted early. Past `MAX_ENTRIES` entries in a table, the tracker forgets that table and
@@ -40,9 +40,9 @@ import { HashTable } from "./hash_table.ts";
 import { ACTIVITY_AREA, activityKey, activityTimeOf } from "./keys.ts";
 
 const BATCH_LINES = 10_000;
-/** Added to a slot while compaction has written its line (slots are whole seconds). */
-const WRITTEN = 0.5;
-/** Entries a table remembers (8 MiB each at this size). */
+/** Added to a slot while compaction has written its line (slots are even). */
+const WRITTEN = 1;
+/** Entries a table remembers (5 MiB each at this size). */
 export const MAX_ENTRIES = 250_000;
 /** In memory, times are seconds after this one (September 2020). */
 const BASE_S = 1_600_000_000;
@@ -130,16 +130,23 @@ function decimalOf(bytes: Uint8Array, start: number, end: number): number {
 }
 
 /**
- * Milliseconds as the seconds kept in memory, rounded down: a touch counts from the start of
- * its second (a grace window of seconds may end up to a second early; the race with a sweep
- * is covered by `openWindow`, not by the clock).
+ * Milliseconds as the slot kept in memory: twice the whole seconds after `BASE_S`, rounded
+ * down (a touch counts from the start of its second: a grace window of seconds may end up to a
+ * second early; the race with a sweep is covered by `openWindow`, not by the clock). Even, so
+ * compaction can mark a slot by adding `WRITTEN`; until 2088 it fits a table's 4 bytes.
  */
 function toSlot(ms: number): number {
-  return Math.floor(ms / 1000) - BASE_S;
+  return 2 * (Math.floor(ms / 1000) - BASE_S);
 }
 
+/** A slot without compaction's mark. */
+function unmarked(slot: number): number {
+  return 2 * Math.floor(slot / 2);
+}
+
+/** The time of a slot, marked or not. */
 function fromSlot(slot: number): number {
-  return (slot + BASE_S) * 1000;
+  return (Math.floor(slot / 2) + BASE_S) * 1000;
 }
 
 /** Options of the tracker. */
@@ -183,17 +190,24 @@ class ScannedLine {
   }
 }
 
+/** Room kept in front of a batch's lines for its first line, the floor (`f <ms>\n`). */
+const HEAD_ROOM = 32;
+
 /**
- * The lines of one journal batch, gathered as bytes; `write` stores a batch (without its last
- * newline) and is given how many lines it has.
+ * The lines of one journal batch, gathered as bytes in one buffer reused batch after batch;
+ * `write` stores a batch (without its last newline) and is given how many lines it has. The
+ * batch's first line, `head()` (the floor), goes in front of the lines when it is written: in
+ * room kept for it, so a batch is never copied.
  */
 class BatchLines {
   #body = new Uint8Array(64 * 1024);
-  #length = 0;
+  #length = HEAD_ROOM;
   #lines = 0;
+  readonly #head: () => string;
   readonly #write: (body: Uint8Array, lines: number) => Promise<void>;
 
-  constructor(write: (body: Uint8Array, lines: number) => Promise<void>) {
+  constructor(head: () => string, write: (body: Uint8Array, lines: number) => Promise<void>) {
+    this.#head = head;
     this.#write = write;
   }
 
@@ -224,11 +238,14 @@ class BatchLines {
     this.#lines++;
   }
 
-  /** Writes the lines gathered, if any, and starts an empty batch. */
+  /** Writes the lines gathered, if any, behind the head line, and starts an empty batch. */
   async put(): Promise<void> {
     if (this.#lines === 0) return;
-    await this.#write(this.#body.subarray(0, this.#length - 1), this.#lines);
-    this.#length = 0;
+    const head = this.#head();
+    const start = HEAD_ROOM - head.length;
+    encoder.encodeInto(head, this.#body.subarray(start, HEAD_ROOM));
+    await this.#write(this.#body.subarray(start, this.#length - 1), this.#lines + (head ? 1 : 0));
+    this.#length = HEAD_ROOM;
     this.#lines = 0;
   }
 
@@ -236,6 +253,7 @@ class BatchLines {
     if (this.#length + bytes <= this.#body.length) return;
     const grown = new Uint8Array(Math.max(this.#body.length * 2, this.#length + bytes));
     grown.set(this.#body.subarray(0, this.#length));
+    this.#body.buffer.transfer(0);
     this.#body = grown;
   }
 }
@@ -453,12 +471,12 @@ export class Activity {
       if (this.#shared) await this.#applyBatches(old);
       else await this.#readOnce();
       // Whole seconds before the window's start are forgotten (kept to the second, as above).
-      const horizon = Math.ceil((this.#now() - keepMs) / 1000) - BASE_S;
+      const horizon = toSlot(Math.ceil((this.#now() - keepMs) / 1000) * 1000);
       for (const table of [this.#touched, this.#pulls]) table.retain((at) => at >= horizon);
       // The memory has every key's latest time (all is flushed): a line is kept when it
-      // carries that time, once per hash: a key written is marked in its table, half a
-      // second later than its time (no line's time matches that), until the end. Lines go
-      // out in batches as they are read, from their bytes (a journal may have millions).
+      // carries that time, once per hash: a key written is marked in its table (`WRITTEN`
+      // added: no line's time gives that slot), until the end. Lines go out in batches as
+      // they are read, from their bytes (a journal may have millions).
       const out = this.#batchWriter();
       const line = new ScannedLine();
       try {
@@ -484,7 +502,7 @@ export class Activity {
           }
         }
       } finally {
-        for (const table of [this.#touched, this.#pulls]) table.update(Math.floor);
+        for (const table of [this.#touched, this.#pulls]) table.update(unmarked);
       }
       if (this.#floor > 0) out.add(`f ${this.#floor}`); // kept even with no other line
       await out.put();
@@ -543,19 +561,18 @@ export class Activity {
    * when there is one).
    */
   #batchWriter(): BatchLines {
-    return new BatchLines(async (body, lines) => {
+    return new BatchLines(
       // The floor as it is when the batch is written (an overflow may have raised it).
-      const head = this.#floor > 0 ? encoder.encode(`f ${this.#floor}\n`) : new Uint8Array(0);
-      const bytes = new Uint8Array(head.length + body.length);
-      bytes.set(head);
-      bytes.set(body, head.length);
-      await this.#driver.put(
-        activityKey(this.#now(), this.#seqBase + (this.#seq++ % SEQ_SPAN)),
-        bytes,
-      );
-      this.#written++;
-      this.#writtenLines += lines + (head.length > 0 ? 1 : 0);
-    });
+      () => this.#floor > 0 ? `f ${this.#floor}\n` : "",
+      async (bytes, lines) => {
+        await this.#driver.put(
+          activityKey(this.#now(), this.#seqBase + (this.#seq++ % SEQ_SPAN)),
+          bytes,
+        );
+        this.#written++;
+        this.#writtenLines += lines;
+      },
+    );
   }
 
   /**
@@ -587,7 +604,7 @@ export class Activity {
     if (old === undefined && map.size >= MAX_ENTRIES) {
       // Forget everything, but never make anything look older than it is: the floor becomes
       // the latest time the table held (a journal is read in no order of time).
-      this.#floor = Math.max(this.#floor, at, fromSlot(Math.floor(map.maxValue())));
+      this.#floor = Math.max(this.#floor, at, fromSlot(map.maxValue()));
       map.clear();
       return;
     }

@@ -95,7 +95,10 @@ export interface StorageDriver {
    * own, the caller's to keep, change or free (detach).
    */
   get(key: string): Promise<Uint8Array<ArrayBuffer> | null>;
-  /** Replaces a small object atomically: a reader sees the old bytes or the new, durably. */
+  /**
+   * Replaces a small object atomically: a reader sees the old bytes or the new, durably. The
+   * driver is done with `bytes` once the promise is fulfilled: the caller may change them.
+   */
   put(key: string, bytes: Uint8Array | string, options?: PutOptions): Promise<void>;
   /** Size and modification time of an object; null when it does not exist. */
   stat(key: string): Promise<ObjectInfo | null>;

@@ -1,18 +1,28 @@
 /**
  * `HashTable`: a map from 52-bit hashes (non-negative safe integers below 2^52) to numbers, in
- * two typed arrays (open addressing, linear probing, at most half full). Past its first 1,024
- * slots an entry costs 32 to 64 bytes, outside the JavaScript heap: the collector never walks it, and no number is boxed
- * to be a key or a value, as a `Map<number, number>` does with numbers past 2^31 (about 50
- * bytes an entry, in the heap).
+ * two typed arrays (open addressing, linear probing, at most 70% full, grown by half). A value
+ * that is an integer from 0 to 2^32 - 2 is held in the table's own 4 bytes (-0 reads back as 0); any other number
+ * lives in a side `Map` (meant for the rare one). Past its first 1,024 slots an entry costs
+ * 17 to 26 bytes, outside the JavaScript heap: the collector never walks it, and no number is
+ * boxed to be a key or a value, as a `Map<number, number>` does with numbers past 2^31 (about
+ * 50 bytes an entry, in the heap).
  */
 
 const FIRST_CAPACITY = 1024;
+/** The most entries per slot before the table grows (linear probing stays short below it). */
+const MAX_LOAD = 0.7;
+/** Entries per slot after `retain`. */
+const RETAINED_LOAD = 0.6;
+/** In `#values`: the value is in `#wide`. */
+const WIDE = 0xffff_ffff;
 
 /** A map of 52-bit hashes to numbers. */
 export class HashTable {
   /** Key + 1 in each slot (0: empty; a key of 0 stays distinct). */
   #keys = new Float64Array(FIRST_CAPACITY);
-  #values = new Float64Array(FIRST_CAPACITY);
+  #values = new Uint32Array(FIRST_CAPACITY);
+  /** Values that are not integers from 0 to 2^32 - 2, by key. */
+  #wide = new Map<number, number>();
   #size = 0;
 
   /** The number of entries. */
@@ -23,29 +33,34 @@ export class HashTable {
   /** The value of `key`, or undefined. */
   get(key: number): number | undefined {
     const slot = this.#find(key);
-    return this.#keys[slot] === 0 ? undefined : this.#values[slot];
+    if (this.#keys[slot] === 0) return undefined;
+    const value = this.#values[slot];
+    return value === WIDE ? this.#wide.get(key) : value;
   }
 
   /** Sets the value of `key`. */
   set(key: number, value: number): void {
     let slot = this.#find(key);
     if (this.#keys[slot] === 0) {
-      if (2 * (this.#size + 1) > this.#keys.length) {
+      if (this.#size + 1 > this.#keys.length * MAX_LOAD) {
         this.#grow();
         slot = this.#find(key);
       }
       this.#keys[slot] = key + 1;
       this.#size++;
     }
-    this.#values[slot] = value;
+    this.#store(slot, key, value);
   }
 
   /** The largest value (-Infinity when empty). */
   maxValue(): number {
     let max = -Infinity;
-    for (let i = 0; i < this.#keys.length; i++) {
-      if (this.#keys[i] !== 0 && this.#values[i] > max) max = this.#values[i];
+    const keys = this.#keys;
+    const values = this.#values;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] !== 0 && values[i] !== WIDE && values[i] > max) max = values[i];
     }
+    for (const value of this.#wide.values()) if (value > max) max = value;
     return max;
   }
 
@@ -59,7 +74,9 @@ export class HashTable {
     const keys = this.#keys;
     const values = this.#values;
     for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== 0) values[i] = change(values[i]);
+      if (keys[i] === 0) continue;
+      const key = keys[i] - 1;
+      this.#store(i, key, change(values[i] === WIDE ? this.#wide.get(key)! : values[i]));
     }
   }
 
@@ -69,55 +86,80 @@ export class HashTable {
    * the table.
    */
   retain(keep: (value: number) => boolean): void {
-    const keys = this.#keys;
-    const values = this.#values;
-    let kept = 0;
-    for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== 0 && keep(values[i])) kept++;
-    }
-    let capacity = FIRST_CAPACITY;
-    while (2 * kept > capacity) capacity *= 2;
-    this.#replace(capacity, (set) => {
-      for (let i = 0; i < keys.length; i++) {
-        if (keys[i] !== 0 && keep(values[i])) set(keys[i] - 1, values[i]);
-      }
+    let count = 0;
+    this.#forEach((_key, value) => {
+      if (keep(value)) count++;
     });
+    const capacity = Math.max(FIRST_CAPACITY, Math.ceil(count / RETAINED_LOAD));
+    this.#replace(capacity, (_key, value) => keep(value));
+  }
+
+  /** Puts `value` in the slot of `key`: in the slot's 4 bytes when it fits, else in `#wide`. */
+  #store(slot: number, key: number, value: number): void {
+    if (this.#values[slot] === WIDE) this.#wide.delete(key);
+    if (value >= 0 && value < WIDE && Number.isInteger(value)) {
+      this.#values[slot] = value;
+    } else {
+      this.#values[slot] = WIDE;
+      this.#wide.set(key, value);
+    }
+  }
+
+  /** Calls `visit` with every entry. */
+  #forEach(visit: (key: number, value: number) => void): void {
+    forEachEntry(this.#keys, this.#values, this.#wide, visit);
   }
 
   /** The slot holding `key`, or the empty slot where it would go. */
   #find(key: number): number {
     const keys = this.#keys;
-    const mask = keys.length - 1;
+    const capacity = keys.length;
     const stored = key + 1;
-    let slot = key & mask; // the key's low bits (ToInt32 keeps the low 32)
-    while (keys[slot] !== 0 && keys[slot] !== stored) slot = (slot + 1) & mask;
+    let slot = (key >>> 0) % capacity; // the key's low 32 bits (ToUint32)
+    while (keys[slot] !== 0 && keys[slot] !== stored) {
+      if (++slot === capacity) slot = 0;
+    }
     return slot;
   }
 
   #grow(): void {
-    const keys = this.#keys;
-    const values = this.#values;
-    this.#replace(keys.length * 2, (set) => {
-      for (let i = 0; i < keys.length; i++) {
-        if (keys[i] !== 0) set(keys[i] - 1, values[i]);
-      }
-    });
+    this.#replace(Math.ceil(this.#keys.length * 1.5), () => true);
   }
 
   /**
-   * Makes empty arrays of `capacity` slots, lets `fill` set entries (from the old arrays), then
-   * frees the old arrays at once: left to the garbage collector, the arrays a table outgrew
-   * (and a compaction's `retain` replaced) stayed in memory by tens of MiB while the heap was
-   * quiet.
+   * Moves the entries that `keep` passes into empty arrays of `capacity` slots (none without
+   * it), then frees the old arrays at once: left to the garbage collector, the arrays a table
+   * outgrew (and a compaction's `retain` replaced) stayed in memory by tens of MiB while the
+   * heap was quiet.
    */
-  #replace(capacity: number, fill?: (set: (key: number, value: number) => void) => void): void {
+  #replace(capacity: number, keep?: (key: number, value: number) => boolean): void {
     const keys = this.#keys;
     const values = this.#values;
+    const wide = this.#wide;
     this.#keys = new Float64Array(capacity);
-    this.#values = new Float64Array(capacity);
+    this.#values = new Uint32Array(capacity);
+    this.#wide = new Map();
     this.#size = 0;
-    fill?.((key, value) => this.set(key, value));
+    if (keep !== undefined) {
+      forEachEntry(keys, values, wide, (key, value) => {
+        if (keep(key, value)) this.set(key, value);
+      });
+    }
     keys.buffer.transfer(0);
     values.buffer.transfer(0);
+  }
+}
+
+/** Calls `visit` with every entry of a table's arrays. */
+function forEachEntry(
+  keys: Float64Array,
+  values: Uint32Array,
+  wide: Map<number, number>,
+  visit: (key: number, value: number) => void,
+): void {
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[i] === 0) continue;
+    const key = keys[i] - 1;
+    visit(key, values[i] === WIDE ? wide.get(key)! : values[i]);
   }
 }

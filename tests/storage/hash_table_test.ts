@@ -1,11 +1,21 @@
 /**
  * `HashTable` against a `Map` given the same operations: keys of 0, near 2^52, and keys whose
- * low bits collide (the same first slot), through growth, `retain` and `clear`.
+ * low bits collide (the same first slot), values held in the table's 4 bytes and others (negative,
+ * fractions, 2^32 - 1 and past it), through growth, `retain`, `update` and `clear`.
  */
 
 import assert from "node:assert/strict";
 import { HashTable } from "../../src/storage/hash_table.ts";
 import { mulberry32 } from "../helpers/stress_model.ts";
+
+/** A value: mostly one that fits the table's 4 bytes, else one that does not, or the edges. */
+function valueOf(next: () => number): number {
+  const roll = next();
+  if (roll < 0.6) return Math.floor(next() * (2 ** 32 - 1));
+  if (roll < 0.7) return [0, 2 ** 32 - 2, 2 ** 32 - 1, 2 ** 32, -1, 0.5][Math.floor(next() * 6)];
+  if (roll < 0.8) return next() * 2 ** 32;
+  return Math.floor(next() * 2 ** 53) - 2 ** 52;
+}
 
 function agree(table: HashTable, model: Map<number, number>, keys: readonly number[]): void {
   assert.equal(table.size, model.size);
@@ -28,13 +38,19 @@ Deno.test("a hash table answers as a Map does, through growth, retain and clear"
     const key = keys[Math.floor(next() * keys.length)];
     const roll = next();
     if (roll < 0.8) {
-      const value = Math.floor(next() * 2 ** 53) - 2 ** 52;
+      const value = valueOf(next);
       table.set(key, value);
       model.set(key, value);
-    } else if (roll < 0.9995) {
+    } else if (roll < 0.9993) {
       assert.equal(table.get(key), model.get(key));
+    } else if (roll < 0.9995) {
+      // Moves values into and out of the table's 4 bytes.
+      const change = (value: number) => value % 2 === 0 ? value / 2 - 7 : 2 ** 32 - 1 - value;
+      table.update(change);
+      for (const [k, v] of model) model.set(k, change(v));
+      agree(table, model, keys);
     } else if (roll < 0.9998) {
-      const floor = Math.floor(next() * 2 ** 53) - 2 ** 52;
+      const floor = valueOf(next);
       table.retain((value) => value >= floor);
       for (const [k, v] of model) if (v < floor) model.delete(k);
       agree(table, model, keys);
@@ -46,6 +62,7 @@ Deno.test("a hash table answers as a Map does, through growth, retain and clear"
   }
   agree(table, model, keys);
   assert.ok(model.size > 1000, `the run ended with ${model.size} entries`);
+  assert.equal(table.maxValue(), Math.max(...model.values()));
 });
 
 Deno.test("update changes every value in place, and only the values", () => {
