@@ -61,6 +61,7 @@ import {
   runLoadProcess,
   sinkFileGet,
   sinkIntake,
+  skopeoLocalCopy,
   startSink,
 } from "./ceilings.ts";
 import { type Ceilings, ceilingsTable, resourcesTable, resultsTable } from "./report.ts";
@@ -136,10 +137,12 @@ async function measureCeilings(
     master: Uint8Array;
     frame: number;
     rx: Uint8Array;
+    /** The skopeo rows' image, when they run: skopeo's own ceiling is measured with it. */
+    skopeoImage: { bytes: number; layers: number } | null;
   },
   ceilings: Ceilings,
 ): Promise<Ceilings> {
-  const { full, ddMiB, loadSeconds, master, frame, rx } = o;
+  const { full, ddMiB, loadSeconds, master, frame, rx, skopeoImage } = o;
   // Fill the page cache (issue 5: pushes run ~1.5x slower on RAM never used as page cache).
   const availGiB = meminfoKiB("MemAvailable") / 1024 / 1024;
   const fillGiB = Math.max(1, Math.min(full ? 16 : 4, Math.floor(availGiB - 3)));
@@ -178,18 +181,34 @@ async function measureCeilings(
     await sink.stop();
     await Deno.remove(sinkFile).catch(() => {});
   }
-  const allCeilings: Ceilings = { ...ceilings, sinkHead };
+  const skopeoLocalMiBs = skopeoImage === null
+    ? []
+    : await skopeoLocalCopy(root, skopeoImage.bytes, skopeoImage.layers, 3);
+  const allCeilings: Ceilings = { ...ceilings, sinkHead, skopeoLocalMiBs };
   console.log("## Machine ceilings (this run)\n");
   console.log(
     ceilingsTable(allCeilings, {
       ddMiB,
       frameKiB: frame / 1024,
       loadSeconds: Math.min(loadSeconds, 5),
+      image: skopeoImage === null
+        ? undefined
+        : `${skopeoImage.layers} layers, ${skopeoImage.bytes / MiB} MiB`,
     }),
   );
   console.log("");
 
   return allCeilings;
+}
+
+/** Whether a command runs (`CMD --version`). */
+async function installed(cmd: string): Promise<boolean> {
+  try {
+    return (await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
+      .output()).success;
+  } catch {
+    return false;
+  }
 }
 
 /** `--only gc` (or `--only=gc`): the flags without it, for bench/gc_bench.ts; else null. */
@@ -410,9 +429,18 @@ async function main(): Promise<number> {
       sinkFileGetMiBs: [],
       sinkHead: null,
     };
-    const allCeilings = values["skip-ceilings"] || check
-      ? ceilings
-      : await measureCeilings(root, { full, ddMiB, loadSeconds, master, frame, rx }, ceilings);
+    const allCeilings = values["skip-ceilings"] || check ? ceilings : await measureCeilings(root, {
+      full,
+      ddMiB,
+      loadSeconds,
+      master,
+      frame,
+      rx,
+      skopeoImage: (onlyNames === null || onlyNames.includes("skopeo-push")) &&
+          await installed("skopeo")
+        ? { bytes: imageBytes, layers: Math.max(1, Number(values["image-layers"])) }
+        : null,
+    }, ceilings);
 
     // Servers.
     const profileFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [];

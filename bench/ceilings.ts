@@ -1,12 +1,14 @@
 /**
  * The machine's ceilings, measured in the same run as the workloads: disk write with
  * fdatasync (`dd`), SHA-256 (`openssl speed -evp sha256` at 16 KiB blocks), loopback TCP
- * (`iperf3`), and what a bare Deno.serve server reaches with the benchmark's own clients.
+ * (`iperf3`), what a bare Deno.serve server reaches with the benchmark's own clients, and what
+ * skopeo reaches copying the client rows' image between two local layouts (no registry).
  * Also the page-cache fill that precedes everything.
  */
 
 import { join } from "node:path";
 import { Http1 } from "./http1.ts";
+import { writeLayoutImage } from "./images.ts";
 import type { LoadResult } from "./load.ts";
 import { freePort } from "./servers.ts";
 
@@ -93,6 +95,49 @@ export async function opensslSha256(): Promise<number> {
   const m = line ? /([\d.]+)k/.exec(line) : null;
   if (!m) throw new Error(`Cannot parse openssl speed output:\n${stdout}`);
   return Number(m[1]) * 1000 / MiB;
+}
+
+/**
+ * `skopeo copy oci:A:latest oci:B:latest` of a new image of `bytes` in `layers` layers, both
+ * layouts in `dir` (the data roots' filesystem), timed end to end as the skopeo rows are, once
+ * per run: what skopeo itself reaches with no registry and no network, the bound of
+ * `skopeo-push`. Returns MiB/s per run.
+ */
+export async function skopeoLocalCopy(
+  dir: string,
+  bytes: number,
+  layers: number,
+  runs: number,
+): Promise<number[]> {
+  const work = await Deno.makeTempDir({ dir, prefix: "skopeo-local-" });
+  try {
+    const policy = join(work, "policy.json");
+    await Deno.writeTextFile(policy, '{"default":[{"type":"insecureAcceptAnything"}]}\n');
+    const image = await writeLayoutImage(join(work, "source"), {
+      layers,
+      totalBytes: bytes,
+      name: "bench.local/skopeo-local:latest",
+    });
+    const rates: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const dest = join(work, `copy-${i}`);
+      const t0 = performance.now();
+      await run("skopeo", [
+        "--policy",
+        policy,
+        "copy",
+        "--quiet",
+        `oci:${image.dir}:latest`,
+        `oci:${dest}:latest`,
+      ]);
+      rates.push(image.totalBytes / MiB / ((performance.now() - t0) / 1000));
+      await Deno.remove(dest, { recursive: true });
+      await syncAll();
+    }
+    return rates;
+  } finally {
+    await Deno.remove(work, { recursive: true });
+  }
 }
 
 /** One iperf3 run over loopback (`iperf3 -s -1` and `iperf3 -c 127.0.0.1 -t N -J`); MiB/s. */

@@ -35,6 +35,8 @@ export interface Ceilings {
   readonly sinkChunkedMiBs: number[];
   readonly sinkFileGetMiBs: number[];
   readonly sinkHead: LoadResult | null;
+  /** `skopeo copy` between two local layouts (empty when skopeo or its rows are not run). */
+  readonly skopeoLocalMiBs?: number[];
 }
 
 /** Median, min and max of a list of numbers. */
@@ -180,7 +182,7 @@ export function resourcesTable(results: WorkloadResult[]): string {
 /** The ceilings table. */
 export function ceilingsTable(
   c: Ceilings,
-  sizes: { ddMiB: number; frameKiB: number; loadSeconds: number },
+  sizes: { ddMiB: number; frameKiB: number; loadSeconds: number; image?: string },
 ): string {
   const rows = [
     "| ceiling | median (min–max) | how |",
@@ -209,6 +211,13 @@ export function ceilingsTable(
       `| bare Deno.serve HEAD, 64 conns | ${num(c.sinkHead.rps, "req/s")} req/s, p99 ${
         num(c.sinkHead.p99, "ms")
       } ms | bench/load.ts → bench/sink.ts, ${sizes.loadSeconds} s |`,
+    );
+  }
+  if (c.skopeoLocalMiBs?.length) {
+    rows.push(
+      `| skopeo copy, layout to layout, no registry | ${
+        spread(c.skopeoLocalMiBs, "MiB/s")
+      } MiB/s | \`skopeo copy oci:A oci:B\` of an image as the skopeo rows push (${sizes.image}) in the data root's filesystem, timed end to end, ${c.skopeoLocalMiBs.length} runs |`,
     );
   }
   return rows.join("\n");
