@@ -136,7 +136,7 @@ export async function skopeoLocalCopy(
     }
     return rates;
   } finally {
-    await Deno.remove(work, { recursive: true });
+    await Deno.remove(work, { recursive: true }).catch(() => {});
   }
 }
 

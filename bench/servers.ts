@@ -97,10 +97,15 @@ async function readFrom(path: string, offset: number): Promise<string> {
     file.close();
     return "";
   }
-  return await new Response(file.readable).text(); // closes the file
+  return await new Response(file.readable).text().catch(() => ""); // closes the file
 }
 
-async function waitReady(base: string, child: Deno.ChildProcess, logPath: string): Promise<void> {
+async function waitReady(
+  base: string,
+  child: Deno.ChildProcess,
+  logPath: string,
+  logStart: number,
+): Promise<void> {
   const deadline = Date.now() + 20_000;
   let exited = false;
   child.status.then(() => exited = true);
@@ -114,7 +119,7 @@ async function waitReady(base: string, child: Deno.ChildProcess, logPath: string
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  const log = await Deno.readTextFile(logPath).catch(() => "");
+  const log = await readFrom(logPath, logStart);
   throw new Error(`Server at ${base} did not become ready; log ${logPath}:\n${log.slice(-2000)}`);
 }
 
@@ -183,11 +188,11 @@ export async function startOurs(
   }
   if (base === null) {
     await stopChild(child);
-    const tail = await Deno.readTextFile(logPath).catch(() => "");
+    const tail = await readFrom(logPath, logStart);
     throw new Error(`Our registry did not print its listening line; log:\n${tail.slice(-2000)}`);
   }
   try {
-    await waitReady(base, child, logPath);
+    await waitReady(base, child, logPath, logStart);
   } catch (error) {
     await stopChild(child); // never leave a server behind
     throw error;
@@ -256,12 +261,13 @@ export async function startDistribution(
     custom ? custom.config(port) : distributionConfig(dataDir, port),
   );
   const logPath = join(logDir, `${name}.log`);
+  const logStart = await Deno.stat(logPath).then((st) => st.size, () => 0);
   const child = spawnLogged(binary, ["serve", configPath], logPath, {
     unsetEnv: custom?.unsetEnv,
   });
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitReady(base, child, logPath);
+    await waitReady(base, child, logPath, logStart);
   } catch (error) {
     await stopChild(child);
     throw error;

@@ -20,8 +20,9 @@
  * not merged (two replicas compacting at once both keep everything).
  *
  * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
- * hash and a time is whole seconds, in a `HashTable` (typed arrays at most 70% full, outside
- * the JavaScript heap), whatever the key's length: 250,000 touched blobs cost 5 MiB. Two keys
+ * hash and a time is twice its whole seconds since 2020 (`toSlot`), in a `HashTable` (typed
+ * arrays at most 70% full, outside the JavaScript heap), whatever the key's length: 250,000
+ * touched blobs cost 5 MiB. Two keys
  * of one hash (one chance in ~10^10 per key with a table full) would share the later time: a
  * blob spared, or a manifest kept by a pull rule, one collection longer than needed, never
  * deleted early. Past `MAX_ENTRIES` entries in a table, the tracker forgets that table and
@@ -190,7 +191,10 @@ class ScannedLine {
   }
 }
 
-/** Room kept in front of a batch's lines for its first line, the floor (`f <ms>\n`). */
+/**
+ * Room kept in front of a batch's lines for its first line, the floor (`f <ms>\n`: at most 27
+ * bytes, a number's text being at most 24 characters).
+ */
 const HEAD_ROOM = 32;
 
 /**

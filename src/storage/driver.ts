@@ -97,7 +97,7 @@ export interface StorageDriver {
   get(key: string): Promise<Uint8Array<ArrayBuffer> | null>;
   /**
    * Replaces a small object atomically: a reader sees the old bytes or the new, durably. The
-   * driver is done with `bytes` once the promise is fulfilled: the caller may change them.
+   * driver is done with `bytes` once the promise settles: the caller may change them.
    */
   put(key: string, bytes: Uint8Array | string, options?: PutOptions): Promise<void>;
   /** Size and modification time of an object; null when it does not exist. */

@@ -1,11 +1,11 @@
 /**
  * `HashTable`: a map from 52-bit hashes (non-negative safe integers below 2^52) to numbers, in
  * two typed arrays (open addressing, linear probing, at most 70% full, grown by half). A value
- * that is an integer from 0 to 2^32 - 2 is held in the table's own 4 bytes (-0 reads back as 0); any other number
- * lives in a side `Map` (meant for the rare one). Past its first 1,024 slots an entry costs
- * 17 to 26 bytes, outside the JavaScript heap: the collector never walks it, and no number is
- * boxed to be a key or a value, as a `Map<number, number>` does with numbers past 2^31 (about
- * 50 bytes an entry, in the heap).
+ * that is an integer from 0 to 2^32 - 2 is held in the table's own 4 bytes (-0 reads back as
+ * 0); any other number lives in a side `Map` (meant for the rare one). Past its first 1,024
+ * slots an entry costs 17 to 26 bytes, outside the JavaScript heap: the collector never walks
+ * it, and no number is boxed to be a key or a value, as a `Map<number, number>` does with
+ * numbers past 2^31 (about 50 bytes an entry, in the heap).
  */
 
 const FIRST_CAPACITY = 1024;
