@@ -22,13 +22,12 @@
  * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
  * hash and a time is twice its whole seconds since 2020 (`toSlot`), in a `HashTable` (typed
  * arrays at most 70% full, outside the JavaScript heap), whatever the key's length: 250,000
- * touched blobs cost 5 MiB. Two keys
- * of one hash (one chance in ~10^10 per key with a table full) would share the later time: a
- * blob spared, or a manifest kept by a pull rule, one collection longer than needed, never
- * deleted early. Past `MAX_ENTRIES` entries in a table, the tracker forgets that table and
- * takes the latest time it held as the floor of every key ("everything was touched then"),
- * which can only delay a collection. Only the batches not yet written keep whole keys, for
- * the journal.
+ * touched blobs cost 5 MiB. Two keys of one hash (one chance in ~10^10 per key with a table
+ * full) would share the later time: a blob spared, or a manifest kept by a pull rule, one
+ * collection longer than needed, never deleted early. Past `MAX_ENTRIES` entries in a table,
+ * the tracker forgets that table and takes the latest time it held as the floor of every key
+ * ("everything was touched then"), which can only delay a collection. Only the batches not yet
+ * written keep whole keys, for the journal.
  * Touches made in the last flush interval before a crash are lost; then a blob the client just
  * saw with a HEAD may be collected, and its manifest PUT answers `MANIFEST_BLOB_UNKNOWN` (it
  * never stores a manifest whose bytes are gone: the sweep checks links under the blob lock).

@@ -55,12 +55,9 @@ export class HashTable {
   /** The largest value (-Infinity when empty). */
   maxValue(): number {
     let max = -Infinity;
-    const keys = this.#keys;
-    const values = this.#values;
-    for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== 0 && values[i] !== WIDE && values[i] > max) max = values[i];
-    }
-    for (const value of this.#wide.values()) if (value > max) max = value;
+    forEachEntry(this.#keys, this.#values, this.#wide, (_key, value) => {
+      if (value > max) max = value;
+    });
     return max;
   }
 
@@ -87,7 +84,7 @@ export class HashTable {
    */
   retain(keep: (value: number) => boolean): void {
     let count = 0;
-    this.#forEach((_key, value) => {
+    forEachEntry(this.#keys, this.#values, this.#wide, (_key, value) => {
       if (keep(value)) count++;
     });
     const capacity = Math.max(FIRST_CAPACITY, Math.ceil(count / RETAINED_LOAD));
@@ -103,11 +100,6 @@ export class HashTable {
       this.#values[slot] = WIDE;
       this.#wide.set(key, value);
     }
-  }
-
-  /** Calls `visit` with every entry. */
-  #forEach(visit: (key: number, value: number) => void): void {
-    forEachEntry(this.#keys, this.#values, this.#wide, visit);
   }
 
   /** The slot holding `key`, or the empty slot where it would go. */
