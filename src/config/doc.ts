@@ -36,11 +36,14 @@ export function settingsTable(): string {
   return table(["key", "environment", "flag, legacy variable", "type", "default", "meaning"], rows);
 }
 
+/** Keys of ours among Distribution's sections. */
+const OURS = new Set(["storage.s3.uploadmemory", "database.url"]);
+
 /** What works, what is ignored and what is refused of a Distribution config.yml. */
 export function distributionKeys(): string {
-  // Our own keys: under `registry.`, and garbage collection's under `storage.gc.`.
+  // Our own keys: under `registry.`, garbage collection's under `storage.gc.`, and OURS.
   const supported = SETTINGS.filter((s) =>
-    !s.key.startsWith("registry.") && !s.key.startsWith("storage.gc.")
+    !s.key.startsWith("registry.") && !s.key.startsWith("storage.gc.") && !OURS.has(s.key)
   )
     .map((s) => `\`${s.key}\``);
   const list = (entries: typeof REFUSED) => entries.map((e) => `- \`${e.key}\`: ${e.why}`);

@@ -21,6 +21,7 @@ const S3_START: S3Config = {
   rootDirectory: "",
   secure: true,
   chunkSize: 10 * MIB,
+  uploadMemory: 32 * MIB,
 };
 
 type Draft = { s3: S3Config | null };
@@ -134,6 +135,17 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
     parse: integer(5 * MIB, 5 * 1024 * MIB),
     apply: (d, v) => setS3(d, { chunkSize: v }),
     show: (c) => c.s3?.chunkSize ?? null,
+  }),
+  define<number>({
+    key: "storage.s3.uploadmemory",
+    type: "integer",
+    default: "`33554432`",
+    help: "bytes of memory for upload data not yet written to the bucket, shared by " +
+      "all uploads; past it each upload keeps them in a temporary file (`TMPDIR`), " +
+      "unlinked at once",
+    parse: integer(0, 1024 * 1024 * MIB),
+    apply: (d, v) => setS3(d, { uploadMemory: v }),
+    show: (c) => c.s3?.uploadMemory ?? null,
   }),
   define<boolean>({
     key: "storage.s3.forcepathstyle",

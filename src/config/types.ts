@@ -106,6 +106,8 @@ export interface S3Config {
   readonly secure: boolean;
   /** Bytes buffered per write to the bucket (and the multipart part size). */
   readonly chunkSize: number;
+  /** Memory for upload bytes not yet in the bucket, shared by all uploads; past it, files. */
+  readonly uploadMemory: number;
 }
 
 /** Garbage collection's settings (`storage.gc.*`). */

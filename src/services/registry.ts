@@ -132,6 +132,7 @@ export function s3Driver(s3: S3Config): S3Driver {
     rootdirectory: s3.rootDirectory,
     secure: s3.secure,
     chunksize: s3.chunkSize,
+    uploadmemory: s3.uploadMemory,
     forcepathstyle: true,
   });
 }

@@ -286,6 +286,11 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
       get: (c) => c.s3?.chunkSize,
       value: 16 * 1024 * 1024,
     },
+    "storage.s3.uploadmemory": {
+      yaml: "0",
+      get: (c) => c.s3?.uploadMemory,
+      value: 0,
+    },
     "storage.s3.forcepathstyle": { yaml: "true", get: (c) => c.s3 !== null, value: true },
     "storage.redirect.disable": { yaml: "true", get: (c) => c.redirectDisabled, value: true },
     "database.url": {

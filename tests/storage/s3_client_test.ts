@@ -3,13 +3,14 @@
  * are sent again after 5xx, 429, connection resets and stalls (with the same body), with the
  * last failure reported as StorageUnavailable; a 4xx is never retried; a body cut short is
  * resumed from where it broke; bodies carry a Content-MD5 the server can check; a large PUT
- * body goes with its Content-Length, never chunked.
+ * body, or one read from a writer's spill file, goes with its Content-Length, never chunked.
  */
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { StorageUnavailable } from "../../src/storage/driver.ts";
 import { S3Client, S3Error } from "../../src/storage/drivers/s3_client.ts";
+import { SpillFile } from "../../src/storage/drivers/s3_spill.ts";
 
 /**
  * What the fake does with one request: answer a status (an error body unless 200), reset the
@@ -195,6 +196,32 @@ Deno.test("s3 client: a PUT of a MiB or more is sent from the bytes with its Con
       assert.deepEqual(request.body, bytes);
     }
   });
+});
+
+Deno.test("s3 client: a body read from a spill file goes with its Content-Length and MD5, read again when retried", async () => {
+  const bytes = new Uint8Array(700_001).map((_, i) => (i * 13 + (i >> 11)) % 256);
+  const file = await SpillFile.open();
+  try {
+    await file.append(bytes.subarray(0, 300_000));
+    await file.append(bytes.subarray(300_000));
+    await withFake([500, "reset"], async (client, seen) => {
+      assert.equal(await client.uploadPart("k", "u1", 2, file.body()), '"e"');
+      const response = await client.putObject("t/1", file.body());
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+      assert.equal(seen.length, 4);
+      const md5 = createHash("md5").update(bytes).digest("base64");
+      for (const request of seen) {
+        assert.equal(request.method, "PUT");
+        assert.equal(request.headers.get("content-length"), String(bytes.length));
+        assert.equal(request.headers.has("transfer-encoding"), false);
+        assert.equal(request.headers.get("content-md5"), md5);
+        assert.deepEqual(request.body, bytes);
+      }
+    });
+  } finally {
+    file.close();
+  }
 });
 
 Deno.test("s3 client: a large PUT's reply is read past interim replies and chunks; a cut one is sent again", async () => {

@@ -2,8 +2,8 @@
  * Runs the driver conformance suite against the S3 driver on a real Ceph RGW (see
  * `tests/helpers/s3.ts`), each test under its own root directory of the run's bucket, plus
  * what is particular to S3: upload data as multipart uploads (parts, tail, resumption, cuts,
- * aborts, commits that move no byte through the driver, lost uploads), large copies and
- * presigned URLs.
+ * aborts, commits that move no byte through the driver, lost uploads), pending bytes kept in
+ * files past the memory budget, large copies and presigned URLs.
  */
 
 import assert from "node:assert/strict";
@@ -18,9 +18,14 @@ import { driverSuite } from "./driver_suite.ts";
 let fixtures = 0;
 
 await s3Tests((bucket, ignore) => {
-  const make = async (root = `t${++fixtures}-${Date.now()}`) => {
+  const make = async (root = `t${++fixtures}-${Date.now()}`, uploadmemory?: number) => {
     const b = await bucket();
-    const driver = new S3Driver({ ...b.options, rootdirectory: root, chunksize: 5 * 1024 * 1024 });
+    const driver = new S3Driver({
+      ...b.options,
+      rootdirectory: root,
+      chunksize: 5 * 1024 * 1024,
+      uploadmemory,
+    });
     return {
       driver,
       async dispose() {
@@ -30,6 +35,8 @@ await s3Tests((bucket, ignore) => {
     };
   };
   driverSuite("s3", () => make(), { ignore });
+  // every pending upload byte in a file rather than memory
+  driverSuite("s3 without upload memory", () => make(undefined, 0), { ignore });
 
   Deno.test({
     name: "s3 driver: list pages like the memory driver where S3's key order differs from names'",
@@ -217,6 +224,89 @@ await s3Tests((bucket, ignore) => {
         await writeAll(driver, "up/k/data", tail, bytes.subarray(tail));
         await assertCommits(driver, root, "up/k/data", "blobs/k", bytes);
       } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: past the memory budget a writer keeps pending bytes in an unlinked file; parts, tails and resumes hold the same bytes",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const tmp = await Deno.makeTempDir();
+      const before = Deno.env.get("TMPDIR");
+      Deno.env.set("TMPDIR", tmp);
+      /** The spill files this process has open: descriptors of files no name leads to. */
+      const spilled = () =>
+        [...Deno.readDirSync("/proc/self/fd")].filter((entry) => {
+          try {
+            return Deno.readLinkSync(`/proc/self/fd/${entry.name}`).startsWith(`${tmp}/`);
+          } catch {
+            return false; // closed meanwhile (the listing's own descriptor)
+          }
+        }).length;
+      /** Lets a closed writer give back its buffer and close its file (queued promises). */
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+      const MB = 1_000_000;
+      try {
+        const options = { ...(await bucket()).options, rootdirectory: root, chunksize: chunk };
+        const none = new S3Driver({ ...options, uploadmemory: 0 });
+        const some = new S3Driver({ ...options, uploadmemory: 3 * 1024 * 1024 });
+        const bytes = pattern(3 * chunk + 12345, 29);
+        // No memory at all: two parts sent from a file, the tail's 100 bytes stored from one.
+        await none.create("up/a/data");
+        const first = await none.append("up/a/data", 0);
+        for (let at = 0; at < 2 * chunk + 100; at += MB) {
+          await first.write(bytes.subarray(at, Math.min(2 * chunk + 100, at + MB)));
+        }
+        assert.equal(spilled(), 1);
+        await first.sync();
+        first.close();
+        await settle();
+        assert.equal(spilled(), 0);
+        assert.equal(none.budget.used, 0);
+        // 3 MiB: the tail read back into memory, the buffer grows to 2 MB, then cannot double:
+        // it goes to a file, which becomes part 3; the next bytes are in memory again.
+        const second = await some.append("up/a/data", 2 * chunk + 100);
+        let at = 2 * chunk + 100;
+        for (let n = 0; n < 2; n++, at += MB) await second.write(bytes.subarray(at, at + MB));
+        assert.equal(spilled(), 0);
+        assert.ok(some.budget.used >= 2 * MB);
+        await second.write(bytes.subarray(at, at + MB));
+        at += MB;
+        assert.equal(spilled(), 1);
+        assert.equal(some.budget.used, 0);
+        for (; at < bytes.length; at += MB) {
+          await second.write(bytes.subarray(at, Math.min(bytes.length, at + MB)));
+        }
+        assert.equal(spilled(), 0);
+        assert.ok(some.budget.used > 0);
+        await second.sync();
+        second.close();
+        await settle();
+        assert.equal(some.budget.used, 0);
+        // A tail longer than a part (stored under a larger chunksize) opened into a file goes
+        // out whole as the next part.
+        const larger = new S3Driver({ ...options, chunksize: 8 * 1024 * 1024 });
+        const other = pattern(10 * 1024 * 1024, 31);
+        await larger.create("up/b/data");
+        await writeAll(larger, "up/b/data", 0, other.subarray(0, 7 * 1024 * 1024));
+        await writeAll(none, "up/b/data", 7 * 1024 * 1024, other.subarray(7 * 1024 * 1024));
+        await settle();
+        assert.equal(spilled(), 0);
+        assert.deepEqual([...Deno.readDirSync(tmp)], []);
+        assert.equal((await none.stat("up/b/data"))?.size, other.length);
+        assert.equal(await sha256(await none.readAll("up/b/data")), await sha256(other));
+        await none.move("up/b/data", "blobs/b");
+        assert.equal(await sha256((await none.get("blobs/b"))!), await sha256(other));
+        await assertCommits(some, root, "up/a/data", "blobs/a", bytes);
+      } finally {
+        if (before === undefined) Deno.env.delete("TMPDIR");
+        else Deno.env.set("TMPDIR", before);
+        await Deno.remove(tmp, { recursive: true });
         await dispose();
       }
     },

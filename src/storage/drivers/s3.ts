@@ -32,14 +32,16 @@
  *   then a ranged GetObject of the tail's counted bytes (less than a part: the only bytes
  *   read back on the write path, since the next part begins with them).
  * - The writer's `write` copies the bytes into one buffer (a part at most; it doubles as the
- *   bytes come, so a smaller upload holds at most about twice its size); a full part goes by
- *   UploadPart straight from the buffer (the first after a CreateMultipartUpload), `write`
- *   waiting for it: one request in flight and one buffer per writer, the bytes kept until the
- *   part is acknowledged (the client retries it). A closed writer frees its buffer at once (see
- *   `release`). A writer that fails leaves the stored state as it was; parts it sent past
- *   that state are replaced when their numbers are sent again, and are never listed at the
- *   completion otherwise.
- * - `sync`: PutObject of the buffered tail as a new tail object (a PATCH smaller than a part
+ *   bytes come, so a smaller upload holds at most about twice its size) as long as the
+ *   driver's memory budget (`uploadmemory`, shared by its writers) allows the buffer to grow,
+ *   and past it into a temporary file of the writer's own, unlinked at once (the buffer goes
+ *   there first, and is given back); a full part goes by UploadPart straight from the buffer
+ *   or the file (the first after a CreateMultipartUpload), `write` waiting for it: one
+ *   request in flight per writer, the bytes kept until the part is acknowledged (the client
+ *   retries it). A closed writer frees its buffer at once (see `release`). A writer that
+ *   fails leaves the stored state as it was; parts it sent past that state are replaced when
+ *   their numbers are sent again, and are never listed at the completion otherwise.
+ * - `sync`: PutObject of the pending tail as a new tail object (a PATCH smaller than a part
  *   rewrites the tail: up to a part less one byte), then PutObject of the state, then
  *   DeleteObject of the tail objects no state refers to any more: every acknowledged byte is
  *   durable in the bucket, and any replica resumes from the state. A crash between the two
@@ -114,7 +116,8 @@ import {
   UploadDataLost,
 } from "../driver.ts";
 import { createHash } from "node:crypto";
-import { type CompletedPart, type ListPage, S3Client, S3Error } from "./s3_client.ts";
+import { type Body, type CompletedPart, type ListPage, S3Client, S3Error } from "./s3_client.ts";
+import { MemoryBudget, SpillFile } from "./s3_spill.ts";
 
 /** The driver's settings (Distribution's `storage.s3` keys, and a few for tests). */
 export interface S3DriverOptions {
@@ -142,6 +145,11 @@ export interface S3DriverOptions {
   readonly backoffMs?: number;
   /** The largest object `move` copies with one CopyObject (S3: 5 GiB); lower in tests. */
   readonly copyObjectLimit?: number;
+  /**
+   * Bytes of memory all the writers may hold for upload bytes not yet in a part; past it each
+   * keeps them in a temporary file (see `s3_spill.ts`). Default 32 MiB.
+   */
+  readonly uploadmemory?: number;
 }
 
 /** The smallest part S3 accepts in a multipart upload (all but the last). */
@@ -162,6 +170,8 @@ const ASSEMBLED = "assembled";
 const STATE_PEEK = 64 * 1024;
 /** A writer's buffer below this size grows as needed; above it, it at least doubles. */
 const SMALL_BUFFER = 1024 * 1024;
+/** A writer's buffer up to this size is granted past the memory budget (unless it is 0). */
+const FREE_BUFFER = 256 * 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -253,6 +263,8 @@ export class S3Driver implements StorageDriver {
   readonly #chunk: number;
   readonly #listPage: number | undefined;
   readonly #copyLimit: number;
+  /** The memory of the writers' pending bytes (see `uploadmemory`). */
+  readonly budget: MemoryBudget;
 
   /** Makes a driver; nothing is requested. */
   constructor(options: S3DriverOptions) {
@@ -275,6 +287,7 @@ export class S3Driver implements StorageDriver {
     this.#chunk = Math.min(MAX_COPY, Math.max(MIN_CHUNK, options.chunksize ?? 10 * 1024 * 1024));
     this.#listPage = options.listPageSize;
     this.#copyLimit = Math.min(MAX_COPY, options.copyObjectLimit ?? MAX_COPY);
+    this.budget = new MemoryBudget(Math.max(0, options.uploadmemory ?? 32 * 1024 * 1024));
   }
 
   /** The object name of a key; throws InvalidKey. */
@@ -449,12 +462,29 @@ export class S3Driver implements StorageDriver {
       if (offset < state.size) await this.#cut(key, state, offset);
       const length = state.size - partsEnd(state);
       // The tail (less than a part, unless stored under a larger chunksize) is read back into
-      // the writer's buffer, twice its size up to a part, as `#reserve` would grow it: the
-      // next part begins with it.
-      if (length === 0) return new MultipartWriter(this, key, state, EMPTY, 0);
-      const buffer = new Uint8Array(Math.max(length, Math.min(this.#chunk, 2 * length)));
-      await this.#readRange(this.#child(key, state.tail!), 0, length, buffer);
-      return new MultipartWriter(this, key, state, buffer, length);
+      // the writer's buffer, twice its size up to a part, as `#reserve` would grow it, or
+      // into a spill file past the budget: the next part begins with it.
+      if (length === 0) return new MultipartWriter(this, key, state, { buffer: EMPTY, fill: 0 });
+      const tail = this.#child(key, state.tail!);
+      const size = Math.max(length, Math.min(this.#chunk, 2 * length));
+      if (this.budget.take(size, size <= Math.min(FREE_BUFFER, this.budget.limit))) {
+        const buffer = new Uint8Array(size);
+        try {
+          await this.#readRange(tail, 0, length, buffer);
+        } catch (error) {
+          this.budget.give(size);
+          throw error;
+        }
+        return new MultipartWriter(this, key, state, { buffer, fill: length });
+      }
+      const spill = await SpillFile.open();
+      try {
+        await this.#copyRange(tail, 0, length, (chunk) => spill.append(chunk));
+      } catch (error) {
+        spill.close();
+        throw error;
+      }
+      return new MultipartWriter(this, key, state, { spill });
     });
   }
 
@@ -548,7 +578,7 @@ export class S3Driver implements StorageDriver {
   }
 
   /** UploadPart of `bytes` as part `number` of the upload of `state`; its ETag (for the writer). */
-  uploadPart(key: string, state: State, number: number, bytes: Uint8Array): Promise<string> {
+  uploadPart(key: string, state: State, number: number, bytes: Body): Promise<string> {
     if (number > MAX_PARTS) {
       throw new RangeError(`"${key}" would need more than ${MAX_PARTS} parts of ${this.#chunk}`);
     }
@@ -556,7 +586,7 @@ export class S3Driver implements StorageDriver {
   }
 
   /** PutObject of a tail object of an appendable key (for the writer, and cuts). */
-  async putTail(key: string, name: string, bytes: Uint8Array): Promise<void> {
+  async putTail(key: string, name: string, bytes: Body): Promise<void> {
     const object = this.#child(key, name);
     const response = await this.client.putObject(object, bytes);
     await (await this.client.expect(response, `PutObject ${object}`)).body?.cancel();
@@ -933,17 +963,29 @@ export class S3Driver implements StorageDriver {
     length: number,
     into = new Uint8Array(length),
   ): Promise<Uint8Array> {
+    let fill = 0;
+    await this.#copyRange(name, start, length, (chunk) => {
+      into.set(chunk, fill);
+      fill += chunk.length;
+    });
+    return into.subarray(0, length);
+  }
+
+  /** Bytes [start, start + length) of an object, handed to `sink` in order as they come. */
+  async #copyRange(
+    name: string,
+    start: number,
+    length: number,
+    sink: (chunk: Uint8Array) => void | Promise<void>,
+  ): Promise<void> {
     const response = await this.client.getObject(name, { start, end: start + length - 1 });
     if (response.status !== 206 && response.status !== 200) {
       await response.body?.cancel();
       throw new S3Error(response.status, `GetObject ${name}`, "");
     }
-    let fill = 0;
     for await (const chunk of rangeBytes(response, start, length, `GetObject ${name}`)) {
-      into.set(chunk, fill);
-      fill += chunk.length;
+      await sink(chunk);
     }
-    return into.subarray(0, length);
   }
 
   /**
@@ -1061,20 +1103,28 @@ function multipartEtag(parts: readonly CompletedPart[]): string {
   return `${hash.digest("hex")}-${parts.length}`;
 }
 
+/** Where a writer opens with its pending bytes (the tail read back): a buffer, or a spill file. */
+type Pending = { buffer: Uint8Array; fill: number } | { spill: SpillFile };
+
 /**
- * A writer of an appendable object. Its buffer holds the tail: the bytes after the last part
- * (read back when opened: less than a part) and those written since, copied in once. A full
- * part is sent at once by UploadPart (the first one after a CreateMultipartUpload) and the
- * buffer is filled again in place: one buffer per writer, of a part at most (a small PATCH
- * holds a small one), and one request in flight, whose bytes stay in the buffer until it
- * succeeded (the client retries it). `sync` stores the buffered tail as a new tail object,
- * then the state. Calls run one after the other (a `sync` may be called while a `write` is
- * under way); after a failure every later call fails with it, and the stored state stays
- * that of the last `sync`.
+ * A writer of an appendable object. Its pending bytes are the tail: the bytes after the last
+ * part (read back when opened: less than a part) and those written since, copied in once,
+ * into a buffer that grows as they come (a part at most; a small PATCH holds a small one)
+ * while the driver's memory budget allows, else into a spill file of the writer's own (the
+ * buffer written out to it and given back). A full part is sent at once by UploadPart (the
+ * first one after a CreateMultipartUpload), from the buffer or the file, and the writer goes
+ * on with an empty buffer: one request in flight per writer, whose bytes stay until it
+ * succeeded (the client retries it, reading a file again). `sync` stores the pending bytes as
+ * a new tail object, then the state. Calls run one after the other (a `sync` may be called
+ * while a `write` is under way); after a failure every later call fails with it, and the
+ * stored state stays that of the last `sync`.
  */
 class MultipartWriter implements AppendWriter {
+  /** The buffer of pending bytes (EMPTY while they are in a spill file), counted in the budget. */
   #buffer: Uint8Array;
   #fill: number;
+  /** The file of the pending bytes past the budget; null while they are in the buffer. */
+  #spill: SpillFile | null;
   /** The state as stored (the writer's `state` runs ahead of it). */
   #stored: State;
   /** The stored state when the writer opened: every state it stores names it as `prev`. */
@@ -1085,17 +1135,23 @@ class MultipartWriter implements AppendWriter {
   #failure: unknown = null;
   #closed = false;
 
+  /** A writer holding `pending` (a buffer already counted in the driver's budget). */
   constructor(
     readonly driver: S3Driver,
     readonly key: string,
     private readonly state: State,
-    buffer: Uint8Array,
-    fill: number,
+    pending: Pending,
   ) {
-    this.#buffer = buffer;
-    this.#fill = fill;
+    this.#buffer = "buffer" in pending ? pending.buffer : EMPTY;
+    this.#fill = "buffer" in pending ? pending.fill : 0;
+    this.#spill = "spill" in pending ? pending.spill : null;
     this.#stored = cloneState(state);
     this.#opened = { size: state.size, parts: state.parts.length, tail: state.tail };
+  }
+
+  /** The bytes after the last part. */
+  get #pending(): number {
+    return this.#spill?.size ?? this.#fill;
   }
 
   /** Appends `bytes`, which must not change until the promise settles (they are not copied before). */
@@ -1104,16 +1160,14 @@ class MultipartWriter implements AppendWriter {
       const chunk = this.driver.chunkSize;
       for (let at = 0; at < bytes.length;) {
         if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
-        this.#reserve(bytes.length - at, chunk);
-        const n = Math.min(bytes.length - at, this.#buffer.length - this.#fill);
-        this.#buffer.set(bytes.subarray(at, at + n), this.#fill);
-        this.#fill += n;
+        // Up to a whole part: none when a tail stored under a larger chunksize (another
+        // replica's, or before a change) fills it as it opens; it goes out whole as the
+        // next part (hence `>=`).
+        const n = await this.#keep(bytes.subarray(at, at + Math.max(0, chunk - this.#pending)));
         at += n;
         this.state.size += n;
-        this.#dirty = true;
-        // `>=`: a tail stored under a larger chunksize (another replica's, or before a change)
-        // fills the buffer as it opens; it goes out whole as the next part.
-        if (this.#fill >= chunk) await this.#sendPart();
+        if (n > 0) this.#dirty = true;
+        if (this.#pending >= chunk) await this.#sendPart();
       }
     });
   }
@@ -1122,10 +1176,11 @@ class MultipartWriter implements AppendWriter {
     return this.#run(async () => {
       if (!this.#dirty) return;
       const state = this.state;
-      if (this.#fill > 0) {
+      if (this.#pending > 0) {
         state.serial += 1;
         state.tail = `tail.${state.serial}`;
-        await this.driver.putTail(this.key, state.tail, this.#buffer.subarray(0, this.#fill));
+        const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
+        await this.driver.putTail(this.key, state.tail, body);
       } else {
         state.tail = null;
       }
@@ -1139,37 +1194,81 @@ class MultipartWriter implements AppendWriter {
   close(): void {
     this.#closed = true;
     const buffer = this.#buffer;
+    const spill = this.#spill;
     this.#buffer = EMPTY;
     this.#fill = 0;
-    // Given back once no call still sends from it (a part's request, the tail's).
-    void this.#queue.then(() => release(buffer));
+    this.#spill = null;
+    // Given back once no call still sends from them (a part's request, the tail's).
+    void this.#queue.then(() => {
+      this.driver.budget.give(buffer.length);
+      release(buffer);
+      spill?.close();
+    });
+  }
+
+  /** Keeps `bytes` as pending bytes, in the buffer or else the spill file; their count. */
+  async #keep(bytes: Uint8Array): Promise<number> {
+    if (bytes.length === 0) return 0;
+    if (this.#spill === null && !this.#reserve(bytes.length)) await this.#spillOut();
+    if (this.#spill !== null) {
+      await this.#spill.append(bytes);
+    } else {
+      this.#buffer.set(bytes, this.#fill);
+      this.#fill += bytes.length;
+    }
+    return bytes.length;
   }
 
   /**
-   * Makes room in the buffer for `wanted` more bytes (as far as a part): below a MiB it grows
-   * as needed, beyond it at least doubles, up to a whole part (then reused): an upload smaller
-   * than a part holds at most about twice its bytes, for a few MiB of copies per writer.
+   * Makes room in the buffer for `wanted` more bytes (at most a part in all), if the driver's
+   * budget allows: below a MiB it grows as needed, beyond it at least doubles, up to a whole
+   * part (then reused): an upload smaller than a part holds at most about twice its bytes, for
+   * a few MiB of copies per writer. False when the budget refused the growth.
    */
-  #reserve(wanted: number, chunk: number): void {
+  #reserve(wanted: number): boolean {
+    const chunk = this.driver.chunkSize;
     const need = Math.min(chunk, this.#fill + wanted);
-    if (this.#buffer.length >= need) return;
+    if (this.#buffer.length >= need) return true;
     const size = need <= SMALL_BUFFER
       ? Math.min(chunk, Math.max(2 * need, 64 * 1024))
       : Math.min(chunk, Math.max(need, 2 * this.#buffer.length));
+    const budget = this.driver.budget;
+    if (!budget.take(size - this.#buffer.length, size <= Math.min(FREE_BUFFER, budget.limit))) {
+      return false;
+    }
     const grown = new Uint8Array(size);
     grown.set(this.#buffer.subarray(0, this.#fill));
     release(this.#buffer); // calls run one at a time: none sends from it any more
     this.#buffer = grown;
+    return true;
   }
 
-  /** Sends the full buffer as the next part (UploadPart); the buffer is then empty. */
+  /** Moves the pending bytes from the buffer to a new spill file; the buffer is given back. */
+  async #spillOut(): Promise<void> {
+    const spill = await SpillFile.open();
+    try {
+      await spill.append(this.#buffer.subarray(0, this.#fill));
+    } catch (error) {
+      spill.close();
+      throw error;
+    }
+    this.#spill = spill;
+    this.driver.budget.give(this.#buffer.length);
+    release(this.#buffer);
+    this.#buffer = EMPTY;
+    this.#fill = 0;
+  }
+
+  /** Sends the pending bytes (a full part) as the next part (UploadPart); none are left. */
   async #sendPart(): Promise<void> {
-    const bytes = this.#buffer.subarray(0, this.#fill);
+    const spill = this.#spill;
+    const size = this.#pending;
+    const body = spill?.body() ?? this.#buffer.subarray(0, this.#fill);
     const number = this.state.parts.length + 1;
     this.state.upload ??= await this.driver.startUpload(this.key, this.state);
     let etag: string;
     try {
-      etag = await this.driver.uploadPart(this.key, this.state, number, bytes);
+      etag = await this.driver.uploadPart(this.key, this.state, number, body);
     } catch (error) {
       // Gone since the state was stored (completed by a read or commit that did not store its
       // outcome): made again from its object, as long as this writer added no part to it.
@@ -1180,10 +1279,16 @@ class MultipartWriter implements AppendWriter {
       await this.driver.revive(this.key, this.#stored);
       const { gen, upload, parts, base } = this.#stored;
       Object.assign(this.state, { gen, upload, parts: [...parts], base });
-      etag = await this.driver.uploadPart(this.key, this.state, number, bytes);
+      etag = await this.driver.uploadPart(this.key, this.state, number, body);
     }
-    this.state.parts.push({ size: bytes.length, etag });
-    this.#fill = 0;
+    this.state.parts.push({ size, etag });
+    if (spill !== null) {
+      // Back to memory for the next part, as far as the budget then allows.
+      spill.close();
+      if (this.#spill === spill) this.#spill = null;
+    } else {
+      this.#fill = 0;
+    }
   }
 
   #run(step: () => Promise<void>): Promise<void> {

@@ -92,10 +92,75 @@ function tags(xml: string, tag: string): string[] {
 }
 
 /**
+ * A request body read from elsewhere (a writer's spill file): its length, and its bytes at a
+ * position (the count read, 0 past the end). Sent by `sendRaw` in pieces, never held whole
+ * but when a request must go by fetch.
+ */
+export interface SizedSource {
+  readonly size: number;
+  readAt(position: number, into: Uint8Array): Promise<number>;
+}
+
+/** The body of a PutObject or UploadPart. */
+export type Body = Uint8Array | SizedSource;
+
+/** The piece of a SizedSource read at a time. */
+const SOURCE_PIECE = 256 * 1024;
+
+/** Every piece of a source in order (one buffer, reused: each piece is used before the next). */
+async function* piecesOf(source: SizedSource): AsyncGenerator<Uint8Array> {
+  const buffer = new Uint8Array(Math.min(SOURCE_PIECE, Math.max(1, source.size)));
+  for (let at = 0; at < source.size;) {
+    const n = await source.readAt(
+      at,
+      buffer.subarray(0, Math.min(buffer.length, source.size - at)),
+    );
+    if (n === 0) throw new Error(`A request body ended at ${at} of ${source.size} bytes`);
+    yield buffer.subarray(0, n);
+    at += n;
+  }
+}
+
+/** A source's bytes whole (for a request that must go by fetch). */
+async function bytesOf(body: Body): Promise<Uint8Array> {
+  if (body instanceof Uint8Array) return body;
+  const bytes = new Uint8Array(body.size);
+  let at = 0;
+  for await (const piece of piecesOf(body)) {
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return bytes;
+}
+
+/** A request body as fetch takes it (a source read whole). */
+async function fetchable(body: Body | string | undefined): Promise<BodyInit | undefined> {
+  return typeof body === "string" || body === undefined
+    ? body
+    : await bytesOf(body) as Uint8Array<ArrayBuffer>;
+}
+
+/** A body's length. */
+const lengthOf = (body: Body | string | undefined) =>
+  body === undefined
+    ? 0
+    : typeof body === "string" || body instanceof Uint8Array
+    ? body.length
+    : body.size;
+
+/**
  * The Content-MD5 of a body: the payload is not signed (aws4fetch sends `UNSIGNED-PAYLOAD`
  * for S3), so this is what lets the server refuse bytes damaged on the way (400 BadDigest).
  */
 const md5 = (body: Uint8Array) => createHash("md5").update(body).digest("base64");
+
+/** The Content-MD5 of a body that may be a source (read through once). */
+async function md5Of(body: Body): Promise<string> {
+  if (body instanceof Uint8Array) return md5(body);
+  const hash = createHash("md5");
+  for await (const piece of piecesOf(body)) hash.update(piece);
+  return hash.digest("base64");
+}
 
 /** Statuses worth another attempt. */
 const retryable = (status: number) => status >= 500 || status === 429;
@@ -158,7 +223,8 @@ export class S3Client {
 
   /**
    * Sends a request, attempted up to `attempts` times (once when `idempotent` is false) on
-   * 5xx, 429, connection errors and stalls, with backoff; the body must be bytes or absent.
+   * 5xx, 429, connection errors and stalls, with backoff; the body must be bytes, a sized
+   * source (read again at each attempt) or absent.
    * The reply's body is read whole within the attempt unless `stream` (then only the headers
    * are bounded by the timeout, and the body is watched for stalls). Returns the first reply
    * that is not worth a retry; throws StorageUnavailable when the last attempt failed.
@@ -168,8 +234,11 @@ export class S3Client {
     url: string,
     init: {
       headers?: Record<string, string>;
-      body?: Uint8Array | string;
-      /** Sends a byte body of a MiB or more over a connection of its own (see `sendRaw`). */
+      body?: Body | string;
+      /**
+       * Sends a byte body of a MiB or more, or a source's, over a connection of its own (see
+       * `sendRaw`).
+       */
       raw?: boolean;
       idempotent?: boolean;
       stream?: boolean;
@@ -183,7 +252,7 @@ export class S3Client {
     for (let attempt = 1; attempt <= attempts; attempt++) {
       if (attempt > 1) await this.#pause(attempt);
       const controller = new AbortController();
-      const size = typeof init.body === "string" ? init.body.length : init.body?.length ?? 0;
+      const size = lengthOf(init.body);
       const limit = (this.#timeout + (size + (init.work ?? 0)) / (1024 * 1024)) * 1000;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const stalled = new Promise<never>((_, reject) => {
@@ -194,20 +263,23 @@ export class S3Client {
         }, limit);
       });
       try {
-        const viaFetch = () =>
+        const payload = init.body;
+        const viaFetch = async () =>
           this.#aws.fetch(url, {
             method,
             headers: init.headers,
-            body: init.body as BodyInit | undefined,
+            body: await fetchable(payload),
             signal: controller.signal,
           });
         // When the raw send fails (a server answering early, e.g. 404 NoSuchUpload, and
         // closing while the body is written: its reply is lost with the connection) fetch
         // sends it again, and reads such a reply; rare, so its copy of the body costs little.
-        const sent = init.raw && init.body instanceof Uint8Array && size >= RAW_FROM && !PROXIED
+        const raw = typeof payload === "object" &&
+          (size >= RAW_FROM || !(payload instanceof Uint8Array));
+        const sent = init.raw && raw && !PROXIED
           ? this.#aws.sign(url, { method, headers: init.headers })
             .then((signed) =>
-              sendRaw(url, method, signed.headers, init.body as Uint8Array, controller.signal)
+              sendRaw(url, method, signed.headers, payload as Body, controller.signal)
             )
             .catch((error) => {
               if (controller.signal.aborted) throw error;
@@ -272,13 +344,13 @@ export class S3Client {
   /** PutObject of bytes, with extra headers (e.g. `x-amz-meta-*`, `if-none-match`). */
   async putObject(
     name: string,
-    body: Uint8Array,
+    body: Body,
     headers: Record<string, string> = {},
   ): Promise<Response> {
     return await this.request("PUT", this.url(name), {
       body,
       raw: true,
-      headers: { ...headers, "content-md5": md5(body) },
+      headers: { ...headers, "content-md5": await md5Of(body) },
     });
   }
 
@@ -419,12 +491,12 @@ export class S3Client {
   }
 
   /** UploadPart; the part's ETag. */
-  async uploadPart(name: string, id: string, part: number, body: Uint8Array): Promise<string> {
+  async uploadPart(name: string, id: string, part: number, body: Body): Promise<string> {
     const query = `partNumber=${part}&uploadId=${encodeURIComponent(id)}`;
     const response = await this.request("PUT", this.url(name, query), {
       body,
       raw: true,
-      headers: { "content-md5": md5(body) },
+      headers: { "content-md5": await md5Of(body) },
     });
     await (await this.expect(response, `UploadPart ${name} #${part}`)).body?.cancel();
     const etag = response.headers.get("etag");
@@ -536,9 +608,9 @@ const PROXIED = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_
   });
 
 /**
- * Sends a signed request whose body is bytes over a connection of its own (HTTP/1.1,
- * `Connection: close`, plain or TLS), writing the body straight from `body`, and reads the
- * reply whole. Why: fetch copies a byte body whole before sending it (into the Request, then
+ * Sends a signed request with a body over a connection of its own (HTTP/1.1,
+ * `Connection: close`, plain or TLS), writing the body straight from `body` (bytes, or a
+ * source read a piece at a time), and reads the reply whole. Why: fetch copies a byte body whole before sending it (into the Request, then
  * into the runtime), so every part of 10 MiB in flight took 20 MiB more than the writer's
  * buffer, and 8 concurrent uploads held a quarter GiB of copies, some of them until a
  * garbage collection. A stream body is not copied but goes chunked, which S3 refuses for
@@ -549,7 +621,7 @@ async function sendRaw(
   url: string,
   method: string,
   headers: Headers,
-  body: Uint8Array,
+  body: Body,
   signal: AbortSignal,
 ): Promise<Response> {
   const target = new URL(url);
@@ -574,13 +646,16 @@ async function sendRaw(
     headers.forEach((value, name) => {
       if (!["host", "content-length", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
     });
-    head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
-    const length = body.length;
-    for (const bytes of [new TextEncoder().encode(head), body]) {
-      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
-    }
+    const length = lengthOf(body);
+    head += `content-length: ${length}\r\nconnection: close\r\n\r\n`;
+    const writeAll = async (bytes: Uint8Array) => {
+      for (let at = 0; at < bytes.length;) at += await conn!.write(bytes.subarray(at));
+    };
+    await writeAll(new TextEncoder().encode(head));
+    if (body instanceof Uint8Array) await writeAll(body);
+    else for await (const piece of piecesOf(body)) await writeAll(piece);
     // A body whose buffer was detached meanwhile reads as empty: fail, never send it cut short.
-    if (body.length !== length) throw new TypeError(`${method} ${url}: the body was released`);
+    if (lengthOf(body) !== length) throw new TypeError(`${method} ${url}: the body was released`);
     const chunks: Uint8Array[] = [];
     const buffer = new Uint8Array(16 * 1024);
     for (;;) {

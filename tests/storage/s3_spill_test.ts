@@ -1,0 +1,59 @@
+/**
+ * The pieces an S3 writer keeps its pending upload bytes in past the memory budget: the budget
+ * grants what fits (or what is forced) and takes back what is given, and a spill file keeps
+ * bytes in order, reads them back as a sized body (as of when the body was taken), leaves no
+ * name in its directory and refuses work once closed.
+ */
+
+import assert from "node:assert/strict";
+import { MemoryBudget, SpillFile } from "../../src/storage/drivers/s3_spill.ts";
+
+Deno.test("s3 spill: the budget grants what fits or is forced, and counts what is given back", () => {
+  const budget = new MemoryBudget(100);
+  assert.equal(budget.take(60), true);
+  assert.equal(budget.take(50), false);
+  assert.equal(budget.used, 60);
+  assert.equal(budget.take(40), true);
+  assert.equal(budget.take(1), false);
+  assert.equal(budget.take(30, true), true);
+  assert.equal(budget.used, 130);
+  budget.give(130);
+  assert.equal(budget.used, 0);
+  assert.equal(new MemoryBudget(0).take(1), false);
+});
+
+Deno.test("s3 spill: a spill file reads back what was appended, as of its body, and leaves no name", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = await SpillFile.open(dir);
+    assert.deepEqual([...Deno.readDirSync(dir)], []); // unlinked at once
+    const bytes = new Uint8Array(300_000).map((_, i) => (i * 7 + (i >> 10)) % 256);
+    await file.append(bytes.subarray(0, 100_000));
+    await file.append(bytes.subarray(100_000, 250_000));
+    const body = file.body();
+    await file.append(bytes.subarray(250_000)); // after the body was taken: not in it
+    assert.equal(body.size, 250_000);
+    assert.equal(file.size, 300_000);
+    const read = async (source: typeof body, piece: number) => {
+      const out = new Uint8Array(source.size);
+      for (let at = 0; at < source.size;) {
+        const n = await source.readAt(at, out.subarray(at, Math.min(source.size, at + piece)));
+        assert.ok(n > 0);
+        at += n;
+      }
+      assert.equal(await source.readAt(source.size, new Uint8Array(10)), 0);
+      return out;
+    };
+    assert.deepEqual(await read(body, 65_536), bytes.subarray(0, 250_000));
+    // reads of two bodies at once do not mix their positions
+    const [a, b] = await Promise.all([read(body, 10_000), read(file.body(), 7_777)]);
+    assert.deepEqual(a, bytes.subarray(0, 250_000));
+    assert.deepEqual(b, bytes);
+    file.close();
+    await assert.rejects(file.append(bytes), /closed/);
+    await assert.rejects(body.readAt(0, new Uint8Array(1)), /closed/);
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
