@@ -21,7 +21,7 @@ const S3_START: S3Config = {
   rootDirectory: "",
   secure: true,
   chunkSize: 10 * MIB,
-  uploadMemory: 32 * MIB,
+  uploadMemory: 16 * MIB,
 };
 
 type Draft = { s3: S3Config | null };
@@ -139,7 +139,7 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
   define<number>({
     key: "storage.s3.uploadmemory",
     type: "integer",
-    default: "`33554432`",
+    default: "`16777216`",
     help: "bytes of memory for upload data not yet written to the bucket, shared by " +
       "all uploads; past it each upload keeps them in a temporary file (`TMPDIR`), " +
       "unlinked at once",

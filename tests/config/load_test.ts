@@ -225,7 +225,7 @@ Deno.test("the scale-out mode: storage.s3 with database.url, each refused withou
     rootDirectory: "",
     secure: true,
     chunkSize: 10 * 1024 * 1024,
-    uploadMemory: 32 * 1024 * 1024,
+    uploadMemory: 16 * 1024 * 1024,
   });
   assert.equal(c.databaseUrl, SCALE_OUT_ENV.REGISTRY_DATABASE_URL);
   assert.equal(c.redirectDisabled, false);

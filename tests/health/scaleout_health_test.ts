@@ -18,7 +18,7 @@ const S3: Config["s3"] = {
   rootDirectory: "",
   secure: true,
   chunkSize: 10 * 1024 * 1024,
-  uploadMemory: 32 * 1024 * 1024,
+  uploadMemory: 16 * 1024 * 1024,
 };
 
 Deno.test("scale-out readiness: the database is checked, free space is not", async () => {

@@ -26,7 +26,7 @@ function scaleOut(databaseUrl: string): Config {
       rootDirectory: "",
       secure: false,
       chunkSize: 5 * 1024 * 1024,
-      uploadMemory: 32 * 1024 * 1024,
+      uploadMemory: 16 * 1024 * 1024,
     },
     databaseUrl,
   };

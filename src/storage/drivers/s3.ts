@@ -147,7 +147,7 @@ export interface S3DriverOptions {
   readonly copyObjectLimit?: number;
   /**
    * Bytes of memory all the writers may hold for upload bytes not yet in a part; past it each
-   * keeps them in a temporary file (see `s3_spill.ts`). Default 32 MiB.
+   * keeps them in a temporary file (see `s3_spill.ts`). Default 16 MiB.
    */
   readonly uploadmemory?: number;
 }
@@ -287,7 +287,7 @@ export class S3Driver implements StorageDriver {
     this.#chunk = Math.min(MAX_COPY, Math.max(MIN_CHUNK, options.chunksize ?? 10 * 1024 * 1024));
     this.#listPage = options.listPageSize;
     this.#copyLimit = Math.min(MAX_COPY, options.copyObjectLimit ?? MAX_COPY);
-    this.budget = new MemoryBudget(Math.max(0, options.uploadmemory ?? 32 * 1024 * 1024));
+    this.budget = new MemoryBudget(Math.max(0, options.uploadmemory ?? 16 * 1024 * 1024));
   }
 
   /** The object name of a key; throws InvalidKey. */
