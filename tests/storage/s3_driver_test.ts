@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { UploadDataLost } from "../../src/storage/driver.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { S3Driver } from "../../src/storage/drivers/s3.ts";
+import { SpillFile } from "../../src/storage/drivers/s3_spill.ts";
 import { FaultProxy } from "../helpers/fault_proxy.ts";
 import { s3Tests } from "../helpers/s3.ts";
 import { driverSuite } from "./driver_suite.ts";
@@ -307,6 +308,50 @@ await s3Tests((bucket, ignore) => {
         if (before === undefined) Deno.env.delete("TMPDIR");
         else Deno.env.set("TMPDIR", before);
         await Deno.remove(tmp, { recursive: true });
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: a writer closed while it opens its spill file closes the file, and sends and stores nothing",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const asked = Promise.withResolvers<void>();
+      const gate = Promise.withResolvers<void>();
+      const opened: SpillFile[] = [];
+      try {
+        const driver = new S3Driver({
+          ...(await bucket()).options,
+          rootdirectory: root,
+          chunksize: chunk,
+          uploadmemory: 0,
+          openSpill: async () => {
+            asked.resolve();
+            await gate.promise;
+            const file = await SpillFile.open();
+            opened.push(file);
+            return file;
+          },
+        });
+        await driver.create("up/c/data");
+        const writer = await driver.append("up/c/data", 0);
+        // more than a part: without the close, a part would go out from the file
+        const written = writer.write(pattern(chunk + 10, 3));
+        await asked.promise;
+        writer.close();
+        gate.resolve();
+        await assert.rejects(written, /closed/);
+        assert.equal(opened.length, 1);
+        await assert.rejects(opened[0].append(new Uint8Array(1)), /closed/);
+        assert.equal((await driver.stat("up/c/data"))?.size, 0);
+        assert.deepEqual((await leftovers(root)).uploads, []);
+        assert.equal(driver.budget.used, 0);
+      } finally {
+        gate.resolve();
         await dispose();
       }
     },

@@ -78,7 +78,8 @@
  *   own (a lost reply, retried: recognised by the object's ETag, the MD5 of the parts' MD5s)
  *   or an earlier one (rebuilt as above, then completed). In both cases then
  *   ListMultipartUploads + AbortMultipartUpload of any left over, ListObjectsV2 + DeleteObjects
- *   of the data prefix, and last DeleteObject of the state. No byte of the blob passes
+ *   of the data prefix (with no part, the two listings go beside the copy), and last
+ *   DeleteObject of the state. No byte of the blob passes
  *   through this process at the commit; the store copies it once then (the CopyObject: S3 has
  *   no rename, and the digest, hence the target, is known only at the commit).
  *
@@ -150,6 +151,8 @@ export interface S3DriverOptions {
    * keeps them in a temporary file (see `s3_spill.ts`). Default 16 MiB.
    */
   readonly uploadmemory?: number;
+  /** Opens a writer's spill file (`SpillFile.open` in the system's temporary folder); for tests. */
+  readonly openSpill?: () => Promise<SpillFile>;
 }
 
 /** The smallest part S3 accepts in a multipart upload (all but the last). */
@@ -223,6 +226,12 @@ interface Piece {
   readonly end: number;
 }
 
+/** What lies under an appendable object's data prefix: multipart uploads and objects. */
+interface DataListing {
+  readonly uploads: readonly { readonly name: string; readonly id: string }[];
+  readonly objects: readonly string[];
+}
+
 /** The state of a new, empty appendable object. */
 const emptyState = (): State => ({
   size: 0,
@@ -265,6 +274,8 @@ export class S3Driver implements StorageDriver {
   readonly #copyLimit: number;
   /** The memory of the writers' pending bytes (see `uploadmemory`). */
   readonly budget: MemoryBudget;
+  /** Opens a writer's spill file. */
+  readonly openSpill: () => Promise<SpillFile>;
 
   /** Makes a driver; nothing is requested. */
   constructor(options: S3DriverOptions) {
@@ -288,6 +299,7 @@ export class S3Driver implements StorageDriver {
     this.#listPage = options.listPageSize;
     this.#copyLimit = Math.min(MAX_COPY, options.copyObjectLimit ?? MAX_COPY);
     this.budget = new MemoryBudget(Math.max(0, options.uploadmemory ?? 16 * 1024 * 1024));
+    this.openSpill = options.openSpill ?? (() => SpillFile.open());
   }
 
   /** The object name of a key; throws InvalidKey. */
@@ -477,7 +489,7 @@ export class S3Driver implements StorageDriver {
         }
         return new MultipartWriter(this, key, state, { buffer, fill: length });
       }
-      const spill = await SpillFile.open();
+      const spill = await this.openSpill();
       try {
         await this.#copyRange(tail, 0, length, (chunk) => spill.append(chunk));
       } catch (error) {
@@ -508,10 +520,15 @@ export class S3Driver implements StorageDriver {
       await this.client.deleteObject(source);
       return;
     }
+    // Without a part the copy makes nothing under the data prefix, so what to purge there is
+    // listed beside it (one round trip less); otherwise after (the completion makes objects).
+    const prefix = this.#dataOf(from);
+    const early = found.state.parts.length === 0 ? this.#listData(prefix) : null;
+    early?.catch(() => {}); // when the copy fails first
     await this.#piecesOf(from, () => this.#moveAppendable(from, target, found.state));
     // The source's bytes, then its state (see `#purge`): a crash between leaves a session
     // whose next request finds it lost.
-    await this.#purge(this.#dataOf(from));
+    await this.#removeData(await (early ?? this.#listData(prefix)));
     await this.client.deleteObject(source);
   }
 
@@ -940,12 +957,20 @@ export class S3Driver implements StorageDriver {
    * reader finds it lost (`UploadDataLost`), and its next delete finishes the job.
    */
   async #purge(prefix: string): Promise<void> {
-    // The two listings, then the aborts and the deletes, each pair at once.
+    await this.#removeData(await this.#listData(prefix));
+  }
+
+  /** The multipart uploads and the objects under a data prefix (the two listings at once). */
+  async #listData(prefix: string): Promise<DataListing> {
     const [uploads, listed] = await Promise.all([
       this.client.listMultipart(prefix),
       this.client.listAll(prefix),
     ]);
-    const objects = listed.map((o) => o.key);
+    return { uploads, objects: listed.map((o) => o.key) };
+  }
+
+  /** Aborts the uploads and deletes the objects of a listing, at once. */
+  async #removeData({ uploads, objects }: DataListing): Promise<void> {
     await Promise.all([
       ...uploads.map(({ name, id }) => this.client.abortMultipart(name, id)),
       objects.length > 0 ? this.client.deleteObjects(objects) : null,
@@ -1167,6 +1192,7 @@ class MultipartWriter implements AppendWriter {
         at += n;
         this.state.size += n;
         if (n > 0) this.#dirty = true;
+        if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`); // while kept
         if (this.#pending >= chunk) await this.#sendPart();
       }
     });
@@ -1198,11 +1224,14 @@ class MultipartWriter implements AppendWriter {
     this.#buffer = EMPTY;
     this.#fill = 0;
     this.#spill = null;
-    // Given back once no call still sends from them (a part's request, the tail's).
+    // Given back once no call still sends from them (a part's request, the tail's); a file
+    // that a call under way opened after this point is closed then too.
     void this.#queue.then(() => {
       this.driver.budget.give(buffer.length);
       release(buffer);
       spill?.close();
+      this.#spill?.close();
+      this.#spill = null;
     });
   }
 
@@ -1243,11 +1272,16 @@ class MultipartWriter implements AppendWriter {
     return true;
   }
 
-  /** Moves the pending bytes from the buffer to a new spill file; the buffer is given back. */
+  /**
+   * Moves the pending bytes from the buffer to a new spill file; the buffer is given back. A
+   * writer closed meanwhile keeps neither (its buffer went back at the close).
+   */
   async #spillOut(): Promise<void> {
-    const spill = await SpillFile.open();
+    const spill = await this.driver.openSpill();
     try {
+      if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
       await spill.append(this.#buffer.subarray(0, this.#fill));
+      if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
     } catch (error) {
       spill.close();
       throw error;

@@ -133,7 +133,11 @@ async function bytesOf(body: Body): Promise<Uint8Array> {
   return bytes;
 }
 
-/** A request body as fetch takes it (a source read whole). */
+/**
+ * A request body as fetch takes it: a source is read whole, so a part sent by fetch (after a
+ * failed raw send, or always behind a proxy) is held in memory once more, outside the
+ * writers' budget, for that request.
+ */
 async function fetchable(body: Body | string | undefined): Promise<BodyInit | undefined> {
   return typeof body === "string" || body === undefined
     ? body
@@ -654,7 +658,8 @@ async function sendRaw(
     await writeAll(new TextEncoder().encode(head));
     if (body instanceof Uint8Array) await writeAll(body);
     else for await (const piece of piecesOf(body)) await writeAll(piece);
-    // A body whose buffer was detached meanwhile reads as empty: fail, never send it cut short.
+    // A byte body whose buffer was detached meanwhile reads as empty: fail, never send it cut
+    // short (a source's size is fixed, and `piecesOf` fails one that ends early).
     if (lengthOf(body) !== length) throw new TypeError(`${method} ${url}: the body was released`);
     const chunks: Uint8Array[] = [];
     const buffer = new Uint8Array(16 * 1024);

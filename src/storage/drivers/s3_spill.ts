@@ -70,11 +70,16 @@ export class SpillFile {
     return this.#size;
   }
 
-  /** Appends `bytes` (written whole before the promise settles). */
+  /**
+   * Appends `bytes` (written whole before the promise settles). Written synchronously: a write
+   * into the page cache takes microseconds, less than the hop to a worker thread of an async
+   * write, and a writer spills in its client's small frames (32 KiB from Go: eight parallel
+   * 8 MiB uploads spent 70–130 ms a writer in async writes, 12–54 in these).
+   */
   append(bytes: Uint8Array): Promise<void> {
-    return this.#run(async () => {
-      await this.file.seek(this.#size, Deno.SeekMode.Start);
-      for (let at = 0; at < bytes.length;) at += await this.file.write(bytes.subarray(at));
+    return this.#run(() => {
+      this.file.seekSync(this.#size, Deno.SeekMode.Start);
+      for (let at = 0; at < bytes.length;) at += this.file.writeSync(bytes.subarray(at));
       this.#size += bytes.length;
     });
   }
@@ -109,7 +114,7 @@ export class SpillFile {
   }
 
   /** Runs `step` after the operations queued before it; refused once the file is closed. */
-  #run<T>(step: () => Promise<T>): Promise<T> {
+  #run<T>(step: () => T | Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(new Error("The spill file is closed"));
     const run = this.#queue.then(step);
     this.#queue = run.catch(() => {});
