@@ -100,7 +100,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...(options.log ? { sink: options.log } : {}),
   });
   const notifications = new Notifications(config, { log });
-  const services = await createServices(config, { eventSink: notifications.open, ...options });
+  const services = await createServices(config, {
+    eventSink: notifications.open,
+    onSpillFailure: (error) =>
+      log.warn("upload bytes past storage.s3.uploadmemory kept in memory: no temporary file", {
+        error: String(error),
+      }),
+    ...options,
+  });
   let access: AccessControl;
   try {
     const open = () => accessControl(config, log, options.auth ?? {}, services.driver);

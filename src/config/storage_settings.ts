@@ -142,7 +142,7 @@ export const STORAGE_SETTINGS: readonly Setting[] = [
     default: "`16777216`",
     help: "bytes of memory for upload data not yet written to the bucket, shared by " +
       "all uploads; past it each upload keeps them in a temporary file (`TMPDIR`), " +
-      "unlinked at once",
+      "unlinked at once (in memory all the same, with a warning, when none can be made)",
     parse: integer(0, 1024 * 1024 * MIB),
     apply: (d, v) => setS3(d, { uploadMemory: v }),
     show: (c) => c.s3?.uploadMemory ?? null,

@@ -95,6 +95,8 @@ export interface ServiceOptions {
   readonly driver?: StorageDriver;
   /** The lock manager of the services (tests: one that tells when a lock is asked for). */
   readonly locks?: LockManager;
+  /** Told when the S3 driver could not spill upload bytes to a temporary file (to log it). */
+  readonly onSpillFailure?: (error: unknown) => void;
   /**
    * Called at named points of a garbage collection (tests: interleave a request at an exact
    * point of a sweep).
@@ -122,8 +124,9 @@ export interface ServiceOptions {
 export const COLLECTION_LOCK = "gc:collection";
 
 /** The S3 driver of `storage.s3`. */
-export function s3Driver(s3: S3Config): S3Driver {
+export function s3Driver(s3: S3Config, onSpillFailure?: (error: unknown) => void): S3Driver {
   return new S3Driver({
+    onSpillFailure,
     accesskey: s3.accessKey,
     secretkey: s3.secretKey,
     region: s3.region,
@@ -212,7 +215,7 @@ async function createScaleOutServices(
   options: ServiceOptions,
 ): Promise<Services> {
   const where = s3Where(s3);
-  let driver: StorageDriver = options.driver ?? s3Driver(s3);
+  let driver: StorageDriver = options.driver ?? s3Driver(s3, options.onSpillFailure);
   const sql = options.sql ?? connect(config.databaseUrl!, { max: 10 });
   const lockSql = connect(config.databaseUrl!, { max: 20 });
   let hold: ReplicaHold | null = null;

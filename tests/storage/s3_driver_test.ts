@@ -315,6 +315,39 @@ await s3Tests((bucket, ignore) => {
 
   Deno.test({
     name:
+      "s3 driver: with no temporary file to spill to, uploads keep their bytes in memory past the budget, told once",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const told: unknown[] = [];
+      try {
+        const driver = new S3Driver({
+          ...(await bucket()).options,
+          rootdirectory: root,
+          chunksize: chunk,
+          uploadmemory: 0,
+          openSpill: () => Promise.reject(new Deno.errors.PermissionDenied("read-only /tmp")),
+          onSpillFailure: (error) => told.push(error),
+        });
+        const bytes = pattern(2 * chunk + 12345, 41);
+        await driver.create("up/m/data");
+        await writeAll(driver, "up/m/data", 0, bytes.subarray(0, chunk + 100));
+        // reopened on a tail of 100 bytes: read back into memory too
+        await writeAll(driver, "up/m/data", chunk + 100, bytes.subarray(chunk + 100));
+        await new Promise((resolve) => setTimeout(resolve, 0)); // closed writers give back
+        assert.equal(driver.budget.used, 0);
+        assert.equal(told.length, 1);
+        assert.ok(told[0] instanceof Deno.errors.PermissionDenied);
+        await assertCommits(driver, root, "up/m/data", "blobs/m", bytes);
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
       "s3 driver: a writer closed while it opens its spill file closes the file, and sends and stores nothing",
     ignore,
     async fn() {

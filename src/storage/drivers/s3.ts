@@ -35,7 +35,7 @@
  *   bytes come, so a smaller upload holds at most about twice its size) as long as the
  *   driver's memory budget (`uploadmemory`, shared by its writers) allows the buffer to grow,
  *   and past it into a temporary file of the writer's own, unlinked at once (the buffer goes
- *   there first, and is given back); a full part goes by UploadPart straight from the buffer
+ *   there first, and is given back; with no file to be had, memory past the budget); a full part goes by UploadPart straight from the buffer
  *   or the file (the first after a CreateMultipartUpload), `write` waiting for it: one
  *   request in flight per writer, the bytes kept until the part is acknowledged (the client
  *   retries it). A closed writer frees its buffer at once (see `release`). A writer that
@@ -153,6 +153,11 @@ export interface S3DriverOptions {
   readonly uploadmemory?: number;
   /** Opens a writer's spill file (`SpillFile.open` in the system's temporary folder); for tests. */
   readonly openSpill?: () => Promise<SpillFile>;
+  /**
+   * Told (at most once a minute) that a spill file could not be made or written: the upload
+   * then keeps its bytes in memory past the budget rather than fail.
+   */
+  readonly onSpillFailure?: (error: unknown) => void;
 }
 
 /** The smallest part S3 accepts in a multipart upload (all but the last). */
@@ -276,6 +281,9 @@ export class S3Driver implements StorageDriver {
   readonly budget: MemoryBudget;
   /** Opens a writer's spill file. */
   readonly openSpill: () => Promise<SpillFile>;
+  readonly #onSpillFailure: ((error: unknown) => void) | undefined;
+  /** When a spill failure was last told (epoch milliseconds). */
+  #spillToldAt = -Infinity;
 
   /** Makes a driver; nothing is requested. */
   constructor(options: S3DriverOptions) {
@@ -300,6 +308,7 @@ export class S3Driver implements StorageDriver {
     this.#copyLimit = Math.min(MAX_COPY, options.copyObjectLimit ?? MAX_COPY);
     this.budget = new MemoryBudget(Math.max(0, options.uploadmemory ?? 16 * 1024 * 1024));
     this.openSpill = options.openSpill ?? (() => SpillFile.open());
+    this.#onSpillFailure = options.onSpillFailure;
   }
 
   /** The object name of a key; throws InvalidKey. */
@@ -479,17 +488,21 @@ export class S3Driver implements StorageDriver {
       if (length === 0) return new MultipartWriter(this, key, state, { buffer: EMPTY, fill: 0 });
       const tail = this.#child(key, state.tail!);
       const size = Math.max(length, Math.min(this.#chunk, 2 * length));
-      if (this.budget.take(size, size <= Math.min(FREE_BUFFER, this.budget.limit))) {
+      const budget = this.budget;
+      const held = budget.take(size, size <= Math.min(FREE_BUFFER, budget.limit));
+      // Past the budget, a file; memory all the same when none can be made.
+      const spill = held ? null : await this.spillFile();
+      if (spill === null) {
+        if (!held) budget.take(size, true);
         const buffer = new Uint8Array(size);
         try {
           await this.#readRange(tail, 0, length, buffer);
         } catch (error) {
-          this.budget.give(size);
+          budget.give(size);
           throw error;
         }
         return new MultipartWriter(this, key, state, { buffer, fill: length });
       }
-      const spill = await this.openSpill();
       try {
         await this.#copyRange(tail, 0, length, (chunk) => spill.append(chunk));
       } catch (error) {
@@ -587,6 +600,27 @@ export class S3Driver implements StorageDriver {
   /** The part size of upload data. */
   get chunkSize(): number {
     return this.#chunk;
+  }
+
+  /**
+   * A new spill file for a writer, or null when none can be made (a temporary folder missing,
+   * read-only or full: told, and the writer stays in memory).
+   */
+  async spillFile(): Promise<SpillFile | null> {
+    try {
+      return await this.openSpill();
+    } catch (error) {
+      this.spillFailed(error);
+      return null;
+    }
+  }
+
+  /** Tells of a spill file that could not be made or written, at most once a minute. */
+  spillFailed(error: unknown): void {
+    const now = Date.now();
+    if (now - this.#spillToldAt < 60_000) return;
+    this.#spillToldAt = now;
+    this.#onSpillFailure?.(error);
   }
 
   /** CreateMultipartUpload of the generation of `state`; the upload's id (for the writer). */
@@ -1238,7 +1272,9 @@ class MultipartWriter implements AppendWriter {
   /** Keeps `bytes` as pending bytes, in the buffer or else the spill file; their count. */
   async #keep(bytes: Uint8Array): Promise<number> {
     if (bytes.length === 0) return 0;
-    if (this.#spill === null && !this.#reserve(bytes.length)) await this.#spillOut();
+    if (this.#spill === null && !this.#reserve(bytes.length) && !(await this.#spillOut())) {
+      this.#reserve(bytes.length, true); // no file to spill to: memory past the budget
+    }
     if (this.#spill !== null) {
       await this.#spill.append(bytes);
     } else {
@@ -1252,9 +1288,10 @@ class MultipartWriter implements AppendWriter {
    * Makes room in the buffer for `wanted` more bytes (at most a part in all), if the driver's
    * budget allows: below a MiB it grows as needed, beyond it at least doubles, up to a whole
    * part (then reused): an upload smaller than a part holds at most about twice its bytes, for
-   * a few MiB of copies per writer. False when the budget refused the growth.
+   * a few MiB of copies per writer. False when the budget refused the growth (never when
+   * `force`d).
    */
-  #reserve(wanted: number): boolean {
+  #reserve(wanted: number, force = false): boolean {
     const chunk = this.driver.chunkSize;
     const need = Math.min(chunk, this.#fill + wanted);
     if (this.#buffer.length >= need) return true;
@@ -1262,7 +1299,8 @@ class MultipartWriter implements AppendWriter {
       ? Math.min(chunk, Math.max(2 * need, 64 * 1024))
       : Math.min(chunk, Math.max(need, 2 * this.#buffer.length));
     const budget = this.driver.budget;
-    if (!budget.take(size - this.#buffer.length, size <= Math.min(FREE_BUFFER, budget.limit))) {
+    const free = force || size <= Math.min(FREE_BUFFER, budget.limit);
+    if (!budget.take(size - this.#buffer.length, free)) {
       return false;
     }
     const grown = new Uint8Array(size);
@@ -1273,24 +1311,32 @@ class MultipartWriter implements AppendWriter {
   }
 
   /**
-   * Moves the pending bytes from the buffer to a new spill file; the buffer is given back. A
-   * writer closed meanwhile keeps neither (its buffer went back at the close).
+   * Moves the pending bytes from the buffer to a new spill file, and gives the buffer back;
+   * false when no file could be made or written (the bytes stay in the buffer). A writer
+   * closed meanwhile keeps neither (its buffer went back at the close).
    */
-  async #spillOut(): Promise<void> {
-    const spill = await this.driver.openSpill();
-    try {
-      if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
-      await spill.append(this.#buffer.subarray(0, this.#fill));
-      if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
-    } catch (error) {
-      spill.close();
-      throw error;
+  async #spillOut(): Promise<boolean> {
+    let spill = await this.driver.spillFile();
+    if (spill !== null && !this.#closed) {
+      try {
+        await spill.append(this.#buffer.subarray(0, this.#fill));
+      } catch (error) {
+        spill.close();
+        spill = null;
+        this.driver.spillFailed(error);
+      }
     }
+    if (this.#closed) {
+      spill?.close();
+      throw new Error(`Writer of "${this.key}" is closed`);
+    }
+    if (spill === null) return false;
     this.#spill = spill;
     this.driver.budget.give(this.#buffer.length);
     release(this.#buffer);
     this.#buffer = EMPTY;
     this.#fill = 0;
+    return true;
   }
 
   /** Sends the pending bytes (a full part) as the next part (UploadPart); none are left. */
