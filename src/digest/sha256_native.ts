@@ -15,7 +15,8 @@
 import type { Sha256, Sha256State } from "./sha256_types.ts";
 import { SHA256_IV, toHex } from "./sha256_portable.ts";
 
-const LIBRARY_PATHS = [
+/** Where libcrypto may be, in the order tried. */
+export const LIBRARY_PATHS = [
   "libcrypto.so.3",
   "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
   "/usr/lib/aarch64-linux-gnu/libcrypto.so.3",
@@ -55,7 +56,7 @@ let loadError: string | undefined;
 const OUT = new Uint8Array(32);
 
 /** Whether FFI may be used for `path` without prompting the user. */
-function ffiGranted(path: string): boolean {
+export function ffiGranted(path: string): boolean {
   try {
     const perms = Deno.permissions;
     if (perms.querySync({ name: "ffi" }).state === "granted") return true;

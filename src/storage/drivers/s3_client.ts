@@ -17,7 +17,7 @@
  */
 
 import { AwsClient } from "aws4fetch";
-import { createHash } from "node:crypto";
+import { createMd5, md5Base64 } from "../../digest/md5.ts";
 import { StorageUnavailable } from "../driver.ts";
 
 /** How to reach a bucket. */
@@ -153,17 +153,15 @@ const lengthOf = (body: Body | string | undefined) =>
     : body.size;
 
 /**
- * The Content-MD5 of a body: the payload is not signed (aws4fetch sends `UNSIGNED-PAYLOAD`
- * for S3), so this is what lets the server refuse bytes damaged on the way (400 BadDigest).
+ * The Content-MD5 of a body that may be a source (read through once), hashed off the JS
+ * thread (`md5.ts`): the payload is not signed (aws4fetch sends `UNSIGNED-PAYLOAD` for S3),
+ * so this is what lets the server refuse bytes damaged on the way (400 BadDigest).
  */
-const md5 = (body: Uint8Array) => createHash("md5").update(body).digest("base64");
-
-/** The Content-MD5 of a body that may be a source (read through once). */
 async function md5Of(body: Body): Promise<string> {
-  if (body instanceof Uint8Array) return md5(body);
-  const hash = createHash("md5");
-  for await (const piece of piecesOf(body)) hash.update(piece);
-  return hash.digest("base64");
+  if (body instanceof Uint8Array) return await md5Base64(body);
+  const hash = createMd5();
+  for await (const piece of piecesOf(body)) await hash.update(piece);
+  return hash.digest();
 }
 
 /** Statuses worth another attempt. */
@@ -475,7 +473,7 @@ export class S3Client {
       const bytes = new TextEncoder().encode(body);
       const response = await this.request("POST", this.url("", "delete"), {
         body: bytes,
-        headers: { "content-md5": md5(bytes), "content-type": "application/xml" },
+        headers: { "content-md5": await md5Base64(bytes), "content-type": "application/xml" },
       });
       const xml = await (await this.expect(response, "DeleteObjects")).text();
       if (xml.includes("<Error>")) throw new S3Error(500, "DeleteObjects", xml);
