@@ -33,8 +33,9 @@ import { PostgresMetadataStore } from "../storage/metadata/postgres.ts";
 import { connect, type Sql } from "../storage/postgres/client.ts";
 import { PostgresLockManager, tryExclusive } from "../storage/postgres/locks.ts";
 import { BlobSizes, SizedBlobStore } from "../storage/postgres/blobs.ts";
+import { PostgresStates } from "../storage/postgres/states.ts";
 import { PostgresUploadStore } from "../storage/postgres/uploads.ts";
-import { S3Driver } from "../storage/drivers/s3.ts";
+import { S3Driver, type StateStore } from "../storage/drivers/s3.ts";
 import {
   adoptQueues,
   holdReplicaId,
@@ -123,10 +124,15 @@ export interface ServiceOptions {
 /** The advisory lock a collection holds in the scale-out mode. */
 export const COLLECTION_LOCK = "gc:collection";
 
-/** The S3 driver of `storage.s3`. */
-export function s3Driver(s3: S3Config, onSpillFailure?: (error: unknown) => void): S3Driver {
+/** The S3 driver of `storage.s3`, the states of its upload data in `states` when given. */
+export function s3Driver(
+  s3: S3Config,
+  onSpillFailure?: (error: unknown) => void,
+  states?: StateStore,
+): S3Driver {
   return new S3Driver({
     onSpillFailure,
+    ...(states ? { states } : {}),
     accesskey: s3.accessKey,
     secretkey: s3.secretKey,
     region: s3.region,
@@ -215,8 +221,10 @@ async function createScaleOutServices(
   options: ServiceOptions,
 ): Promise<Services> {
   const where = s3Where(s3);
-  let driver: StorageDriver = options.driver ?? s3Driver(s3, options.onSpillFailure);
   const sql = options.sql ?? connect(config.databaseUrl!, { max: 10 });
+  // The states of upload data are rows (an acknowledged PATCH stores one with a query).
+  let driver: StorageDriver = options.driver ??
+    s3Driver(s3, options.onSpillFailure, new PostgresStates(sql));
   const lockSql = connect(config.databaseUrl!, { max: 20 });
   let hold: ReplicaHold | null = null;
   const close = () => {

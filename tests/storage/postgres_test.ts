@@ -67,6 +67,7 @@ pg.test("migrations: a fresh database gets every migration once; a re-run is a n
     assert.deepEqual(await tables(sql), []);
     assert.deepEqual(await migrate(sql), MIGRATIONS.map((m) => m.version));
     assert.deepEqual(await tables(sql), [
+      "append_states",
       "blobs",
       "layer_links",
       "referrers",
@@ -95,7 +96,7 @@ pg.test("migrations: the blob sizes table applies on a database already in use",
     await store.linkLayer(APP, sha256("ab"));
     await store.putTag(APP, "v1" as Tag, sha256("cd"));
     assert.equal((await tables(sql)).includes("blobs"), false);
-    assert.deepEqual(await migrate(sql), [4, 5]);
+    assert.deepEqual(await migrate(sql), [4, 5, 6]);
     assert.equal((await tables(sql)).includes("blobs"), true);
     // What was there is still there; the table starts empty (sizes are then asked of the
     // bucket), and the blob service's one-query look-up finds the old link without a size.

@@ -69,8 +69,9 @@
  *   safe: an upload found gone (by a writer, a commit, a read) whose object holds its parts
  *   is rebuilt the same way from it.
  * - `move` (the commit of an upload): GetObject of the state. With no part (less than a part
- *   in all): HeadObject + CopyObject of the tail object to the target (GetObject + PutObject
- *   of its counted bytes, less than a part, when a cut left it longer). With parts:
+ *   in all): CopyObject of the tail object to the target (GetObject + PutObject of its counted
+ *   bytes, less than a part, when a cut left it longer; a HeadObject first for a state stored
+ *   before states recorded the tail object's length). With parts:
  *   UploadPartCopy of the tail object's counted range as the last part (the store copies
  *   less than a part), CompleteMultipartUpload (on RGW it copies nothing: the object is made
  *   of the parts as written), HeadObject to check the size, CopyObject to the target (above
@@ -93,6 +94,19 @@
  *   `deleteAll` two listings, the same for the bytes of every appendable object under the
  *   prefix, then DeleteObjects. Bytes go before their state, so nothing is left orphaned,
  *   even by a delete cut short.
+ *
+ * With a state store (`states`: in the scale-out mode, rows of PostgreSQL for upload data) the
+ * state of an appendable key under its area is a row instead of the object at the key, and
+ * each GetObject or PutObject of a state above is a query instead. A store under load (RGW
+ * writing eight uploads' bytes) made a 128-byte state PutObject wait 20 to 120 ms behind them;
+ * the query takes about a millisecond. `create` is then an insert beside a HeadObject (an
+ * object at the key is refused as before); an acknowledged PATCH smaller than a part costs
+ * the tail's PutObject and a query; a commit with no part a query, the CopyObject of the tail
+ * (no HeadObject: the state records the tail object's length), the purge and a query. The
+ * rules stay: bytes are durable before the state that names them is stored, and removed
+ * before it. `list` and `deleteAll` add the keys the store holds under the prefix. A state
+ * object that an earlier version left at such a key is moved into the store the first time
+ * it is loaded (stored there, then its object deleted); while both exist the row wins.
  *
  * Upload data stored by the previous layout of this driver (part objects `00001`, … copied
  * into the upload, the object after the last part the tail) is read as such: its state names
@@ -158,6 +172,45 @@ export interface S3DriverOptions {
    * then keeps its bytes in memory past the budget rather than fail.
    */
   readonly onSpillFailure?: (error: unknown) => void;
+  /**
+   * Where the states of the appendable objects under one area (upload data) are kept instead
+   * of state objects in the bucket: a database, where saving a state is a query instead of a
+   * PutObject (see `StateStore`). Absent: every state is an object.
+   */
+  readonly states?: StateStore;
+}
+
+/**
+ * States of appendable objects kept outside the bucket, for the keys under `area` (e.g. rows
+ * of PostgreSQL: `postgres/states.ts`). Each change is durable when its promise resolves. For
+ * such a key the state is there and no object is at the key in the bucket, except for a
+ * moment while one becomes the other (a `put` over it, a plain object made appendable, a
+ * state object of an earlier version moved into the store): the state, when present, wins.
+ */
+export interface StateStore {
+  /** The first part of the keys whose states are kept here (`uploads`); "" for every key. */
+  readonly area: string;
+  /**
+   * The state text of an object (by its name in the bucket, the root directory included) and
+   * when it was saved (epoch milliseconds); null when none.
+   */
+  get(name: string): Promise<{ text: string; savedAt: number } | null>;
+  /** Stores the first state of an object; false when it has one. */
+  insert(name: string, text: string): Promise<boolean>;
+  /** Replaces (or stores) the state of an object. */
+  put(name: string, text: string): Promise<void>;
+  /** Deletes the state of an object; false when it had none. */
+  delete(name: string): Promise<boolean>;
+  /** The names with a state that start with `start` (every one when empty), sorted. */
+  namesFrom(start: string): Promise<string[]>;
+}
+
+/** A key's state in a StateStore. */
+interface KeptState {
+  get(): Promise<{ text: string; savedAt: number } | null>;
+  insert(text: string): Promise<boolean>;
+  put(text: string): Promise<void>;
+  delete(): Promise<boolean>;
 }
 
 /** The smallest part S3 accepts in a multipart upload (all but the last). */
@@ -197,6 +250,8 @@ interface Checkpoint {
   readonly parts: number;
   /** Its tail object (under the data prefix), null when it had no tail byte. */
   readonly tail: string | null;
+  /** The length of that tail object; absent or null when not known. */
+  readonly tailSize?: number | null;
 }
 
 /** What the object at an appendable key holds (its body, as JSON). */
@@ -213,6 +268,11 @@ interface State {
    * bytes after the parts. Null when there is none. A new name at every sync.
    */
   tail: string | null;
+  /**
+   * The length of the tail object (at least the bytes it counts for: more after a cut inside
+   * it); null when there is none, or for a state stored before this field was.
+   */
+  tailSize: number | null;
   /** The last number used in a tail object's name (`tail.<n>`): names are never reused. */
   serial: number;
   /** The state before the writer that stored this one opened (what a cut goes back to). */
@@ -244,6 +304,7 @@ const emptyState = (): State => ({
   upload: null,
   parts: [],
   tail: null,
+  tailSize: null,
   serial: 0,
   prev: null,
   base: null,
@@ -269,6 +330,41 @@ function endpointOf(options: S3DriverOptions): string {
 const partsEnd = (state: { parts: readonly Part[] }) =>
   state.parts.reduce((sum, p) => sum + p.size, 0);
 
+/** The state of an appendable object from its stored text; throws when it is not one. */
+function parseState(key: string, text: string): State {
+  let raw: Partial<State>;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new Error(`"${key}" is not an appendable object of this driver (${text.length} B)`);
+  }
+  if (
+    typeof raw?.size !== "number" || !Array.isArray(raw.parts) ||
+    (raw.upload !== null && typeof raw.upload !== "string")
+  ) {
+    throw new Error(`"${key}" is not an appendable object of this driver`);
+  }
+  const { size, parts, upload } = raw;
+  const end = partsEnd({ parts });
+  return {
+    size,
+    upload,
+    parts,
+    gen: raw.gen ?? 0,
+    // A state of the previous layout (no tail name): the object of the part after the
+    // last is the tail, the parts' objects are left over until the commit.
+    tail: raw.tail !== undefined
+      ? raw.tail
+      : size > end
+      ? String(parts.length + 1).padStart(5, "0")
+      : null,
+    tailSize: raw.tailSize ?? null,
+    serial: raw.serial ?? 0,
+    prev: raw.prev ?? null,
+    base: raw.base ?? null,
+  };
+}
+
 /** A driver over one bucket of an S3 server. */
 export class S3Driver implements StorageDriver {
   readonly name = "s3";
@@ -284,6 +380,7 @@ export class S3Driver implements StorageDriver {
   readonly #onSpillFailure: ((error: unknown) => void) | undefined;
   /** When a spill failure was last told (epoch milliseconds). */
   #spillToldAt = -Infinity;
+  readonly #states: StateStore | null;
 
   /** Makes a driver; nothing is requested. */
   constructor(options: S3DriverOptions) {
@@ -309,6 +406,32 @@ export class S3Driver implements StorageDriver {
     this.budget = new MemoryBudget(Math.max(0, options.uploadmemory ?? 16 * 1024 * 1024));
     this.openSpill = options.openSpill ?? (() => SpillFile.open());
     this.#onSpillFailure = options.onSpillFailure;
+    this.#states = options.states ?? null;
+  }
+
+  /** `key`'s state in the state store when it is kept there, else null. */
+  #storeOf(key: string): KeptState | null {
+    const states = this.#states;
+    if (states === null || !(states.area === "" || key.startsWith(`${states.area}/`))) return null;
+    const name = this.#name(key);
+    return {
+      get: () => states.get(name),
+      insert: (text) => states.insert(name, text),
+      put: (text) => states.put(name, text),
+      delete: () => states.delete(name),
+    };
+  }
+
+  /** The keys under `prefix` whose states are in the state store, relative to it, sorted. */
+  async #keptUnder(prefix: string): Promise<string[]> {
+    const states = this.#states;
+    if (states === null) return [];
+    const area = states.area;
+    const overlaps = area === "" || prefix === "" || prefix === area ||
+      prefix.startsWith(`${area}/`) || area.startsWith(`${prefix}/`);
+    if (!overlaps) return [];
+    const start = prefix === "" ? this.#root : `${this.#root}${prefix}/`;
+    return (await states.namesFrom(start)).map((name) => name.slice(start.length));
   }
 
   /** The object name of a key; throws InvalidKey. */
@@ -346,10 +469,22 @@ export class S3Driver implements StorageDriver {
     if (options.after) await options.after;
     const response = await this.client.putObject(name, body);
     await (await this.client.expect(response, `PutObject ${name}`)).body?.cancel();
+    // Over an appendable object whose state is kept outside: its bytes, then its state go.
+    const store = this.#storeOf(key);
+    if (store !== null && (await store.get()) !== null) {
+      await this.#purge(this.#dataOf(key));
+      await store.delete();
+    }
   }
 
   /** @inheritdoc */
   async stat(key: string): Promise<ObjectInfo | null> {
+    const store = this.#storeOf(key);
+    if (store !== null) {
+      checkKey(key);
+      const row = await store.get();
+      if (row !== null) return { size: parseState(key, row.text).size, modifiedAt: row.savedAt };
+    }
     const headers = await this.client.headObject(this.#name(key));
     if (headers === null) return null;
     return { size: sizeOf(headers), modifiedAt: modifiedOf(headers) };
@@ -358,6 +493,9 @@ export class S3Driver implements StorageDriver {
   /** @inheritdoc */
   async read(key: string, span?: Span): Promise<ObjectReader | null> {
     const name = this.#name(key);
+    const store = this.#storeOf(key);
+    const row = store === null ? null : await store.get();
+    if (row !== null) return await this.#readAppendable(key, parseState(key, row.text), span);
     const ranged = span !== undefined && span.length > 0;
     const response = await this.client.getObject(
       name,
@@ -373,15 +511,7 @@ export class S3Driver implements StorageDriver {
       const found = await this.#load(key);
       if (found === null) return null;
       if ("plain" in found) return { size: found.plain, stream: emptyStream() };
-      const { state } = found;
-      const start = Math.min(span?.start ?? 0, state.size);
-      const end = span ? Math.min(state.size, start + span.length) : state.size;
-      // Bytes in parts are readable only from a completed copy (the base): make it first.
-      const inParts = Math.min(end, partsEnd(state));
-      if (start < inParts && (state.base?.size ?? 0) < inParts) {
-        await this.#materialize(key, state);
-      }
-      return { size: state.size, stream: this.#streamPieces(this.#pieces(key, state), start, end) };
+      return await this.#readAppendable(key, found.state, span);
     }
     const size = response.status === 206
       ? Number(headers.get("content-range")?.split("/")[1])
@@ -398,6 +528,18 @@ export class S3Driver implements StorageDriver {
     return { size, stream: response.body ?? emptyStream() };
   }
 
+  /** Opens the bytes of an appendable object (of `state`), whole or a span. */
+  async #readAppendable(key: string, state: State, span?: Span): Promise<ObjectReader> {
+    const start = Math.min(span?.start ?? 0, state.size);
+    const end = span ? Math.min(state.size, start + span.length) : state.size;
+    // Bytes in parts are readable only from a completed copy (the base): make it first.
+    const inParts = Math.min(end, partsEnd(state));
+    if (start < inParts && (state.base?.size ?? 0) < inParts) {
+      await this.#materialize(key, state);
+    }
+    return { size: state.size, stream: this.#streamPieces(this.#pieces(key, state), start, end) };
+  }
+
   /** @inheritdoc */
   async list(prefix: string, options: ListOptions = {}): Promise<string[]> {
     checkKey(prefix, { prefix: true });
@@ -408,6 +550,8 @@ export class S3Driver implements StorageDriver {
         n !== "" && !n.startsWith(".") && !(options.after !== undefined && n <= options.after)
       )
         .sort(byteOrder);
+    // Keys whose state is kept outside have no object: their names come from the store.
+    for (const key of await this.#keptUnder(prefix)) names.add(key.split("/")[0]);
     let token: string | null = null;
     do {
       const found: ListPage = await this.client.listPage(base, {
@@ -440,6 +584,16 @@ export class S3Driver implements StorageDriver {
   /** @inheritdoc */
   async delete(key: string): Promise<boolean> {
     const name = this.#name(key);
+    const store = this.#storeOf(key);
+    if (store !== null) {
+      const [row, object] = await Promise.all([store.get(), this.client.headObject(name)]);
+      if (row === null && object === null) return false;
+      // The bytes first, then the state (see `#purge`), and an object at the key if any.
+      if (row !== null || object?.has(SIZE_META)) await this.#purge(this.#dataOf(key));
+      if (row !== null) await store.delete();
+      if (object !== null) await this.client.deleteObject(name);
+      return true;
+    }
     const headers = await this.client.headObject(name);
     if (headers === null) return false;
     // The bytes first, then the state (see `#purge`).
@@ -453,15 +607,32 @@ export class S3Driver implements StorageDriver {
     const name = this.#name(prefix);
     const objects = (await this.client.listAll(`${name}/`)).map((o) => o.key);
     if ((await this.client.headObject(name)) !== null) objects.push(name);
-    // The bytes of appendable objects first, then the objects (see `#purge`).
+    const kept = (await this.#keptUnder(prefix)).map((key) => this.#storeOf(`${prefix}/${key}`)!);
+    const own = this.#storeOf(prefix);
+    if (own !== null && (await own.get()) !== null) kept.push(own);
+    // The bytes of appendable objects first, then the objects and states (see `#purge`).
     await this.#purge(this.#dataOf(prefix));
     await this.client.deleteObjects(objects);
-    return objects.length > 0;
+    await Promise.all(kept.map((state) => state.delete()));
+    return objects.length > 0 || kept.length > 0;
   }
 
   /** @inheritdoc */
   async create(key: string): Promise<void> {
     const name = this.#name(key);
+    const store = this.#storeOf(key);
+    if (store !== null) {
+      const [inserted, object] = await Promise.all([
+        store.insert(JSON.stringify(emptyState())),
+        this.client.headObject(name),
+      ]);
+      if (!inserted) throw new AlreadyExists(key);
+      if (object !== null) {
+        await store.delete();
+        throw new AlreadyExists(key);
+      }
+      return;
+    }
     if ((await this.client.headObject(name)) !== null) throw new AlreadyExists(key);
     const response = await this.#putState(name, emptyState(), {
       "if-none-match": "*",
@@ -542,7 +713,9 @@ export class S3Driver implements StorageDriver {
     // The source's bytes, then its state (see `#purge`): a crash between leaves a session
     // whose next request finds it lost.
     await this.#removeData(await (early ?? this.#listData(prefix)));
-    await this.client.deleteObject(source);
+    const store = this.#storeOf(from);
+    if (store !== null) await store.delete();
+    else await this.client.deleteObject(source);
   }
 
   /** Copies an appendable object's bytes to `target` (a `move`'s copy). */
@@ -551,9 +724,14 @@ export class S3Driver implements StorageDriver {
       // Smaller than a part: the tail object is the blob (a copy, or its first bytes).
       const size = state.size;
       const tail = size === 0 ? null : this.#child(from, state.tail!);
-      const head = tail === null ? null : await this.client.headObject(tail);
-      if (head !== null && Number(head.get("content-length")) === size) {
-        if (!(await this.client.copyObject(tail!, target, size))) throw new ObjectMissing(from);
+      // The tail object's length as stored with the state, else asked (a state from before).
+      const length = tail === null
+        ? 0
+        : state.tailSize ?? Number((await this.client.headObject(tail))?.get("content-length"));
+      if (tail !== null && length === size) {
+        if (!(await this.client.copyObject(tail, target, size))) {
+          throw new UploadDataLost(from, `its tail object ${state.tail} is gone`);
+        }
       } else {
         const bytes = tail === null ? EMPTY : await this.#readRange(tail, 0, size);
         const response = await this.client.putObject(target, bytes);
@@ -651,8 +829,12 @@ export class S3Driver implements StorageDriver {
    */
   async save(key: string, state: State, old: State | null): Promise<void> {
     const name = this.#name(key);
-    await (await this.client.expect(await this.#putState(name, state), `PutObject ${name}`))
-      .body?.cancel();
+    const store = this.#storeOf(key);
+    if (store !== null) await store.put(JSON.stringify(state));
+    else {
+      await (await this.client.expect(await this.#putState(name, state), `PutObject ${name}`))
+        .body?.cancel();
+    }
     if (old === null) return;
     const keep = this.#named(key, state);
     const drop = [...this.#named(key, old)].filter((n) => !keep.has(n));
@@ -764,6 +946,8 @@ export class S3Driver implements StorageDriver {
    */
   async #load(key: string): Promise<{ state: State } | { plain: number } | null> {
     const name = this.#name(key);
+    const row = await this.#storeOf(key)?.get();
+    if (row) return { state: parseState(key, row.text) };
     let response = await this.client.getObject(name, { start: 0, end: STATE_PEEK - 1 });
     if (response.status === 404) {
       await response.body?.cancel();
@@ -789,38 +973,18 @@ export class S3Driver implements StorageDriver {
       }
     }
     const text = decoder.decode(await new Response(response.body).arrayBuffer());
-    let raw: Partial<State>;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new Error(`"${key}" is not an appendable object of this driver (${text.length} B)`);
+    const state = parseState(key, text);
+    const store = this.#storeOf(key);
+    if (store !== null) {
+      // A state object of an earlier version, under keys whose states are now kept outside:
+      // moved there (stored, then its object deleted), once.
+      if (!(await store.insert(JSON.stringify(state)))) {
+        const row = await store.get();
+        if (row !== null) return { state: parseState(key, row.text) };
+      }
+      await this.client.deleteObject(name);
     }
-    if (
-      typeof raw?.size !== "number" || !Array.isArray(raw.parts) ||
-      (raw.upload !== null && typeof raw.upload !== "string")
-    ) {
-      throw new Error(`"${key}" is not an appendable object of this driver`);
-    }
-    const { size, parts, upload } = raw;
-    const end = partsEnd({ parts });
-    return {
-      state: {
-        size,
-        upload,
-        parts,
-        gen: raw.gen ?? 0,
-        // A state of the previous layout (no tail name): the object of the part after the
-        // last is the tail, the parts' objects are left over until the commit.
-        tail: raw.tail !== undefined
-          ? raw.tail
-          : size > end
-          ? String(parts.length + 1).padStart(5, "0")
-          : null,
-        serial: raw.serial ?? 0,
-        prev: raw.prev ?? null,
-        base: raw.base ?? null,
-      },
-    };
+    return { state };
   }
 
   /**
@@ -834,8 +998,13 @@ export class S3Driver implements StorageDriver {
     if ("state" in found) return found.state;
     const size = found.plain;
     const state = emptyState();
+    // With its state kept outside, the plain object goes once the state is stored.
+    const drop = async () => {
+      if (this.#storeOf(key) !== null) await this.client.deleteObject(this.#name(key));
+    };
     if (size === 0) {
       await this.save(key, state, null);
+      await drop();
       return state;
     }
     if (size > MAX_COPY) throw new RangeError(`Cannot append to "${key}": larger than 5 GiB`);
@@ -847,9 +1016,11 @@ export class S3Driver implements StorageDriver {
     if (rest > 0) {
       state.serial = 1;
       state.tail = "tail.1";
+      state.tailSize = rest;
       await this.putTail(key, state.tail, await this.#readRange(base, size - rest, rest));
     }
     await this.#reopen(key, state, { gen: 0, size }, new Array(whole).fill(this.#chunk));
+    await drop();
     return state;
   }
 
@@ -872,9 +1043,11 @@ export class S3Driver implements StorageDriver {
     const prev = state.prev;
     const prevEnd = prev === null ? 0 : partsEnd({ parts: state.parts.slice(0, prev.parts) });
     let tail: string | null;
+    let tailSize: number | null = null;
     let bytes = EMPTY;
     if (keep === state.parts.length) {
       tail = size > end ? state.tail : null;
+      if (tail !== null) tailSize = state.tailSize;
     } else if (size === end) {
       tail = null; // on a part boundary: the parts before it, no tail
     } else if (
@@ -883,6 +1056,7 @@ export class S3Driver implements StorageDriver {
       keep = prev.parts;
       end = prevEnd;
       tail = size > end ? prev.tail : null;
+      if (tail !== null) tailSize = prev.tailSize ?? null;
     } else {
       if ((state.base?.size ?? 0) < size) await this.#materialize(key, state);
       bytes = await this.#readRange(this.#assembled(key, state.base!.gen), end, size - end);
@@ -892,12 +1066,14 @@ export class S3Driver implements StorageDriver {
     if (bytes.length > 0) {
       state.serial += 1;
       tail = `tail.${state.serial}`;
+      tailSize = bytes.length;
       await this.putTail(key, tail, bytes);
     }
     const upload = state.upload;
     state.size = size;
     state.parts = state.parts.slice(0, keep);
     state.tail = tail;
+    state.tailSize = tailSize;
     state.prev = null;
     if (state.base !== null && state.base.size > size) {
       state.base = size === 0 ? null : { gen: state.base.gen, size };
@@ -1205,7 +1381,12 @@ class MultipartWriter implements AppendWriter {
     this.#fill = "buffer" in pending ? pending.fill : 0;
     this.#spill = "spill" in pending ? pending.spill : null;
     this.#stored = cloneState(state);
-    this.#opened = { size: state.size, parts: state.parts.length, tail: state.tail };
+    this.#opened = {
+      size: state.size,
+      parts: state.parts.length,
+      tail: state.tail,
+      tailSize: state.tailSize,
+    };
   }
 
   /** The bytes after the last part. */
@@ -1239,10 +1420,12 @@ class MultipartWriter implements AppendWriter {
       if (this.#pending > 0) {
         state.serial += 1;
         state.tail = `tail.${state.serial}`;
+        state.tailSize = this.#pending;
         const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
         await this.driver.putTail(this.key, state.tail, body);
       } else {
         state.tail = null;
+        state.tailSize = null;
       }
       state.prev = this.#opened;
       await this.driver.save(this.key, state, this.#stored);

@@ -130,6 +130,19 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 6,
+    name: "the states of upload data in the bucket (its multipart upload, parts and tail)",
+    // The S3 driver's state of an appendable object, kept here instead of an object in the
+    // bucket (src/storage/postgres/states.ts); names (with the root directory) compare byte-wise, as the driver lists.
+    sql: String.raw`
+      create table append_states (
+        name text collate "C" primary key,
+        state text not null,
+        saved_at timestamptz not null default now()
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations the database lacks; returns the versions it applied (none: up to date). */

@@ -1,8 +1,8 @@
 /**
  * Upload sessions of the scale-out mode: a session's small files (its repository, start time
  * and SHA-256 state) are one row of `upload_sessions` (migration 5), and its bytes stay in the
- * bucket as `uploads/<uuid>/data` (the S3 driver's multipart upload with its part list), as in
- * `DriverUploadStore`. A PATCH then saves its state with one query instead of a PutObject, and
+ * bucket as `uploads/<uuid>/data` (the S3 driver's multipart upload and tail object; the state
+ * naming them is a row of `append_states`, see `states.ts`), as in `DriverUploadStore`. A PATCH then saves its state with one query instead of a PutObject, and
  * a request reads its session with one query beside the data's stat, instead of four GetObjects
  * and a stat: ten fewer bucket requests in a POST, PATCH, PUT push.
  *

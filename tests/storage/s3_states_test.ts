@@ -1,0 +1,205 @@
+/**
+ * The S3 driver with the states of its appendable objects kept as rows of PostgreSQL
+ * (`src/storage/postgres/states.ts`) instead of state objects in the bucket, on a real Ceph
+ * RGW and PostgreSQL: the driver conformance suite with every key's state kept there; upload
+ * data that leaves no object at its key, resumes on another driver and commits leaving nothing
+ * behind; a state object of an earlier version moved into the table on first use; listings of
+ * keys that only have a row.
+ */
+
+import assert from "node:assert/strict";
+import { UploadDataLost } from "../../src/storage/driver.ts";
+import { S3Driver } from "../../src/storage/drivers/s3.ts";
+import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
+import type { Sql } from "../../src/storage/postgres/client.ts";
+import { PostgresStates } from "../../src/storage/postgres/states.ts";
+import { IN_CI } from "../helpers/clients.ts";
+import { testDatabase } from "../helpers/postgres.ts";
+import { s3Tests, type TestBucket } from "../helpers/s3.ts";
+import { driverSuite } from "./driver_suite.ts";
+
+const db = await testDatabase();
+let fixtures = 0;
+const chunk = 5 * 1024 * 1024;
+
+const pattern = (length: number, seed: number) =>
+  new Uint8Array(length).map((_, i) => (i * seed + (i >> 13)) % 251);
+
+async function writeAll(driver: S3Driver, key: string, offset: number, bytes: Uint8Array) {
+  const w = await driver.append(key, offset);
+  for (let at = 0; at < bytes.length; at += 1_000_000) {
+    await w.write(bytes.subarray(at, Math.min(bytes.length, at + 1_000_000)));
+  }
+  await w.sync();
+  w.close();
+}
+
+/** The names of the table's rows under a root directory. */
+async function rows(sql: Sql, root: string): Promise<string[]> {
+  const found = await sql<{ name: string }[]>`
+    select name from append_states where starts_with(name, ${`${root}/`}) order by name`;
+  return found.map((row) => row.name.slice(root.length + 1));
+}
+
+await s3Tests((bucket, s3Ignore) => {
+  const ignore = s3Ignore || (db.url === null && !IN_CI);
+  /** A pool on the test database, migrated. */
+  const pool = async () => {
+    const sql = db.pool(4);
+    await PostgresMetadataStore.open(sql);
+    return sql;
+  };
+  const objects = async (b: TestBucket, root: string) =>
+    (await b.client.listAll(`${root}/`)).map((o) => o.key.slice(root.length + 1));
+
+  driverSuite("s3 with states in PostgreSQL", async () => {
+    const root = `s${++fixtures}-${Date.now()}`;
+    const b = await bucket();
+    const sql = await pool();
+    const driver = new S3Driver({
+      ...b.options,
+      rootdirectory: root,
+      chunksize: chunk,
+      states: new PostgresStates(sql, ""), // every key's state kept there
+    });
+    return {
+      driver,
+      async dispose() {
+        try {
+          const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
+          if (keys.length > 0) await b.client.deleteObjects(keys);
+        } finally {
+          await sql.end();
+        }
+      },
+    };
+  }, { ignore });
+
+  /** A test with a root directory of its own and a pool. */
+  const test = (
+    name: string,
+    fn: (f: { b: TestBucket; sql: Sql; root: string; make: () => S3Driver }) => Promise<void>,
+  ) =>
+    Deno.test({
+      name: `s3 driver, states in PostgreSQL: ${name}`,
+      ignore,
+      async fn() {
+        const root = `s${++fixtures}-${Date.now()}`;
+        const b = await bucket();
+        const sql = await pool();
+        const make = () =>
+          new S3Driver({
+            ...b.options,
+            rootdirectory: root,
+            chunksize: chunk,
+            states: new PostgresStates(sql),
+          });
+        try {
+          await fn({ b, sql, root, make });
+        } finally {
+          const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
+          if (keys.length > 0) await b.client.deleteObjects(keys);
+          await sql.end();
+        }
+      },
+    });
+
+  test("upload data has a row, no object at its key; another driver resumes it; the commit leaves nothing", async ({ b, sql, root, make }) => {
+    const a = make();
+    const key = "uploads/0f0e0d0c-0b0a-4098-8776-655443322110/data";
+    await a.create(key);
+    assert.deepEqual(await rows(sql, root), [key]);
+    const bytes = pattern(2 * chunk + 4321, 11);
+    await writeAll(a, key, 0, bytes.subarray(0, chunk + 100));
+    // The bytes are in the bucket under the hidden data prefix; the key itself has no object.
+    assert.equal(await b.client.headObject(`${root}/${key}`), null);
+    assert.ok((await objects(b, root)).every((name) => name.startsWith(".multipart/")));
+    assert.equal((await a.stat(key))?.size, chunk + 100);
+    assert.deepEqual(await a.list("uploads"), ["0f0e0d0c-0b0a-4098-8776-655443322110"]);
+    // Another replica's driver goes on from the row.
+    const other = make();
+    await writeAll(other, key, chunk + 100, bytes.subarray(chunk + 100));
+    assert.equal((await a.stat(key))?.size, bytes.length);
+    const read = new Uint8Array(await new Response((await a.read(key))!.stream).arrayBuffer());
+    assert.deepEqual(read, bytes);
+    await other.move(key, "blobs/sha256/ab/abcd");
+    assert.deepEqual(await rows(sql, root), []);
+    assert.deepEqual(await objects(b, root), ["blobs/sha256/ab/abcd"]);
+    assert.deepEqual(await a.get("blobs/sha256/ab/abcd"), bytes);
+    assert.equal(await a.stat(key), null);
+    assert.deepEqual(await a.list("uploads"), []);
+  });
+
+  test("a state object of an earlier version is moved into the table on first use, and the upload goes on", async ({ b, sql, root, make }) => {
+    const before = new S3Driver({ ...b.options, rootdirectory: root, chunksize: chunk });
+    const key = "uploads/1f0e0d0c-0b0a-4098-8776-655443322111/data";
+    const bytes = pattern(chunk + 3000, 17);
+    await before.create(key);
+    await writeAll(before, key, 0, bytes.subarray(0, 2000));
+    assert.notEqual(await b.client.headObject(`${root}/${key}`), null);
+    const after = make();
+    assert.equal((await after.stat(key))?.size, 2000); // a stat alone moves nothing
+    await writeAll(after, key, 2000, bytes.subarray(2000));
+    assert.equal(await b.client.headObject(`${root}/${key}`), null);
+    assert.deepEqual(await rows(sql, root), [key]);
+    const read = new Uint8Array(await new Response((await after.read(key))!.stream).arrayBuffer());
+    assert.deepEqual(read, bytes);
+    assert.equal(await after.delete(key), true);
+    assert.deepEqual(await rows(sql, root), []);
+    assert.deepEqual(await objects(b, root), []);
+  });
+
+  test("listings merge keys that only have a row with objects, in order, with after and limit", async ({ root, sql, make }) => {
+    const driver = make();
+    const ids = ["a1", "b2", "c3", "d4"].map((p) => `${p}0e0d0c-0b0a-4098-8776-655443322110`);
+    await driver.create(`uploads/${ids[0]}/data`);
+    await driver.put(`uploads/${ids[1]}/hashstate`, "x"); // a session of an earlier version
+    await driver.create(`uploads/${ids[2]}/data`);
+    await driver.put(`uploads/${ids[3]}/startedat`, "x");
+    assert.deepEqual(await driver.list("uploads"), ids);
+    assert.deepEqual(await driver.list("uploads", { limit: 2 }), ids.slice(0, 2));
+    assert.deepEqual(await driver.list("uploads", { after: ids[0], limit: 2 }), ids.slice(1, 3));
+    assert.deepEqual(await driver.list(""), ["uploads"]);
+    assert.equal(await driver.deleteAll("uploads"), true);
+    assert.deepEqual(await driver.list("uploads"), []);
+    assert.deepEqual(await rows(sql, root), []);
+  });
+
+  test("a commit after a cut inside the tail, or back to before the last writer, stores exactly the bytes kept", async ({ b, root, make }) => {
+    const drivers = {
+      "states as objects": new S3Driver({ ...b.options, rootdirectory: root, chunksize: chunk }),
+      "states as rows": make(),
+    };
+    const bytes = pattern(chunk + 9000, 23);
+    for (const [how, driver] of Object.entries(drivers)) {
+      // Inside the tail: the tail object keeps its 3000 bytes, of which 1000 count.
+      await driver.create("uploads/a/data");
+      await writeAll(driver, "uploads/a/data", 0, bytes.subarray(0, 3000));
+      await driver.truncate("uploads/a/data", 1000);
+      await driver.move("uploads/a/data", "blobs/a");
+      assert.deepEqual(await driver.get("blobs/a"), bytes.subarray(0, 1000), how);
+      // Back to the size before the last writer (its tail object was 2000 bytes), after a
+      // part and a tail of that writer.
+      await driver.create("uploads/b/data");
+      await writeAll(driver, "uploads/b/data", 0, bytes.subarray(0, 2000));
+      await writeAll(driver, "uploads/b/data", 2000, bytes.subarray(2000));
+      await driver.truncate("uploads/b/data", 1500);
+      await driver.move("uploads/b/data", "blobs/b");
+      assert.deepEqual(await driver.get("blobs/b"), bytes.subarray(0, 1500), how);
+      assert.deepEqual(await objects(b, root), ["blobs/a", "blobs/b"], how);
+      await driver.delete("blobs/a");
+      await driver.delete("blobs/b");
+    }
+  });
+
+  test("a commit whose tail object is gone finds the upload lost", async ({ b, root, make }) => {
+    const driver = make();
+    await driver.create("uploads/c/data");
+    await writeAll(driver, "uploads/c/data", 0, pattern(4000, 3));
+    const tails = (await objects(b, root)).filter((name) => name.includes("/tail."));
+    assert.equal(tails.length, 1);
+    await b.client.deleteObject(`${root}/${tails[0]}`);
+    await assert.rejects(driver.move("uploads/c/data", "blobs/c"), UploadDataLost);
+    assert.equal(await driver.stat("blobs/c"), null);
+  });
+});
