@@ -75,7 +75,7 @@ function selfTest(s: Symbols): boolean {
 export interface Md5 {
   /** Adds bytes (left unchanged by the caller until this settles). */
   update(bytes: Uint8Array): Promise<void>;
-  /** The digest, base64 (as `Content-MD5` takes it). */
+  /** The digest of the bytes so far, base64 (as `Content-MD5` takes it); more may follow. */
   digest(): string;
 }
 
@@ -86,7 +86,7 @@ export function createMd5(): Md5 {
     const hash = createHash("md5");
     return {
       update: (bytes) => Promise.resolve(void hash.update(bytes)),
-      digest: () => hash.digest("base64"),
+      digest: () => hash.copy().digest("base64"),
     };
   }
   const ctx = new Uint8Array(CTX_SIZE);
@@ -99,8 +99,9 @@ export function createMd5(): Md5 {
       }
     },
     digest() {
+      // The context holds no pointer: a copy of its bytes is finished, the original goes on.
       const out = new Uint8Array(16);
-      if (s.MD5_Final(out, ctx) !== 1) throw new Error("MD5_Final failed");
+      if (s.MD5_Final(out, ctx.slice()) !== 1) throw new Error("MD5_Final failed");
       return base64(out);
     },
   };

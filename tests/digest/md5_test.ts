@@ -36,3 +36,13 @@ Deno.test("md5: a body fed in pieces of any sizes gives the digest of the whole"
   }
   assert.equal(hash.digest(), reference(bytes));
 });
+
+Deno.test("md5: a digest taken part-way leaves the hash going on to the digest of the whole", async () => {
+  const bytes = pattern(300_000);
+  const hash = createMd5();
+  await hash.update(bytes.subarray(0, 100_000));
+  assert.equal(hash.digest(), reference(bytes.subarray(0, 100_000)));
+  assert.equal(hash.digest(), reference(bytes.subarray(0, 100_000)));
+  await hash.update(bytes.subarray(100_000));
+  assert.equal(hash.digest(), reference(bytes));
+});

@@ -19,6 +19,7 @@ export interface DriverFixture {
 }
 
 const text = (bytes: Uint8Array | null) => bytes === null ? null : new TextDecoder().decode(bytes);
+const encoder = new TextEncoder();
 
 async function readStream(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
@@ -174,6 +175,34 @@ export function driverSuite(
     await d.move("m/src2", "final/aa/bb");
     assert.equal(text(await d.get("final/aa/bb")), "newer");
     await assert.rejects(d.move("m/none", "final/x"), ObjectMissing);
+  });
+
+  test("a move or a put onto an appendable object replaces it, and so does an append after", async (d) => {
+    const appendable = async (key: string, content: string) => {
+      await d.create(key);
+      const w = await d.append(key, 0);
+      await w.write(encoder.encode(content));
+      await w.sync();
+      w.close();
+    };
+    await appendable("m/t", "old appendable");
+    await d.put("m/src", "payload");
+    await d.move("m/src", "m/t");
+    assert.equal(text(await d.get("m/t")), "payload");
+    assert.equal((await d.stat("m/t"))?.size, 7);
+    await appendable("m/u", "appended bytes");
+    await d.put("m/u", "put");
+    assert.equal(text(await d.get("m/u")), "put");
+    // A plain object made appendable: its bytes first, then the appended ones.
+    const w = await d.append("m/u", 3);
+    await w.write(encoder.encode("+more"));
+    await w.sync();
+    w.close();
+    assert.equal(text(await d.get("m/u")), "put+more");
+    assert.deepEqual(await d.list("m"), ["t", "u"]);
+    assert.equal(await d.deleteAll("m"), true);
+    assert.deepEqual(await d.list("m"), []);
+    assert.equal(await d.get("m/t"), null);
   });
 
   test("keys a store could never make are refused before anything is touched", async (d) => {

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { UploadDataLost } from "../../src/storage/driver.ts";
-import { S3Driver } from "../../src/storage/drivers/s3.ts";
+import { S3Driver, type StateStore } from "../../src/storage/drivers/s3.ts";
 import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import type { Sql } from "../../src/storage/postgres/client.ts";
 import { PostgresStates } from "../../src/storage/postgres/states.ts";
@@ -138,7 +138,10 @@ await s3Tests((bucket, s3Ignore) => {
     await writeAll(before, key, 0, bytes.subarray(0, 2000));
     assert.notEqual(await b.client.headObject(`${root}/${key}`), null);
     const after = make();
-    assert.equal((await after.stat(key))?.size, 2000); // a stat alone moves nothing
+    assert.equal((await after.stat(key))?.size, 2000);
+    // A stat alone moves nothing.
+    assert.notEqual(await b.client.headObject(`${root}/${key}`), null);
+    assert.deepEqual(await rows(sql, root), []);
     await writeAll(after, key, 2000, bytes.subarray(2000));
     assert.equal(await b.client.headObject(`${root}/${key}`), null);
     assert.deepEqual(await rows(sql, root), [key]);
@@ -201,5 +204,77 @@ await s3Tests((bucket, s3Ignore) => {
     await b.client.deleteObject(`${root}/${tails[0]}`);
     await assert.rejects(driver.move("uploads/c/data", "blobs/c"), UploadDataLost);
     assert.equal(await driver.stat("blobs/c"), null);
+  });
+
+  test("a state stored before states recorded the tail's length: a commit after a cut inside the tail stores exactly the bytes kept", async ({ b, root, make }) => {
+    const before = new S3Driver({ ...b.options, rootdirectory: root, chunksize: chunk });
+    const key = "uploads/2f0e0d0c-0b0a-4098-8776-655443322112/data";
+    const bytes = pattern(3000, 19);
+    await before.create(key);
+    await writeAll(before, key, 0, bytes);
+    // The state object as an earlier version wrote it: no `tailSize`.
+    const name = `${root}/${key}`;
+    const response = await b.client.getObject(name);
+    const state = JSON.parse(await response.text());
+    assert.equal(state.tailSize, 3000);
+    delete state.tailSize;
+    const put = await b.client.putObject(name, new TextEncoder().encode(JSON.stringify(state)), {
+      "content-type": "application/json",
+      "x-amz-meta-appended-size": "3000",
+    });
+    await put.body?.cancel();
+    const after = make();
+    await after.truncate(key, 1000); // inside the tail: its object keeps 3000 bytes
+    await after.move(key, "blobs/old");
+    assert.deepEqual(await after.get("blobs/old"), bytes.subarray(0, 1000));
+  });
+
+  test("keys with rows only are listed from the root; deleteAll removes their bytes, then their rows", async ({ b, sql, root, make }) => {
+    const driver = make();
+    const ids = ["a1", "b2"].map((p) => `${p}0e0d0c-0b0a-4098-8776-655443322110`);
+    for (const [i, id] of ids.entries()) {
+      await driver.create(`uploads/${id}/data`);
+      await writeAll(driver, `uploads/${id}/data`, 0, pattern(chunk + 100 * (i + 1), 5));
+    }
+    assert.deepEqual(await driver.list(""), ["uploads"]);
+    assert.deepEqual(await driver.list("uploads"), ids);
+    assert.ok((await objects(b, root)).length > 0);
+    assert.ok((await b.client.listMultipart(`${root}/`)).length > 0);
+    assert.equal(await driver.deleteAll("uploads"), true);
+    assert.deepEqual(await objects(b, root), []);
+    assert.deepEqual(await b.client.listMultipart(`${root}/`), []);
+    assert.deepEqual(await rows(sql, root), []);
+    assert.deepEqual(await driver.list(""), []);
+  });
+
+  test("a stat racing the move of an earlier version's state object into the table still finds the key", async ({ b, sql, root }) => {
+    const options = { ...b.options, rootdirectory: root, chunksize: chunk };
+    const key = "uploads/3f0e0d0c-0b0a-4098-8776-655443322113/data";
+    const before = new S3Driver(options);
+    await before.create(key);
+    await writeAll(before, key, 0, pattern(2500, 7));
+    const states = new PostgresStates(sql);
+    const mover = new S3Driver({ ...options, states });
+    // The stat's first look at the table finds nothing; before it looks at the bucket, another
+    // request moves the state object into the table.
+    let raced = false;
+    const racing: StateStore = {
+      area: states.area,
+      get: async (name) => {
+        const found = await states.get(name);
+        if (raced) return found;
+        raced = true;
+        await mover.truncate(key, 2500); // loads the state: moves it
+        return found;
+      },
+      insert: (name, text) => states.insert(name, text),
+      put: (name, text) => states.put(name, text),
+      delete: (name) => states.delete(name),
+      namesFrom: (start) => states.namesFrom(start),
+    };
+    const driver = new S3Driver({ ...options, states: racing });
+    assert.equal((await driver.stat(key))?.size, 2500);
+    assert.equal(await b.client.headObject(`${root}/${key}`), null);
+    assert.deepEqual(await rows(sql, root), [key]);
   });
 });

@@ -15,12 +15,12 @@
  * whole new object. `signedUrl` is a presigned GetObject URL, computed here (no request).
  *
  * Appendable objects (upload data: `create`, `append`, `truncate`) are S3 multipart uploads.
- * The object at the key is the state, JSON: the size, the multipart upload's id and
- * generation, its parts (size, ETag), the name of the tail object, the checkpoint before the
- * last writer and the base (below), the size also in `x-amz-meta-appended-size` (so `stat`
- * stays a HeadObject). The bytes are under `<rootdirectory>/.multipart/<key>/`, a prefix no
- * listing shows: the multipart upload (of object `assembled`, `assembled.<generation>` after
- * a rebuild) holds the parts (`chunksize` bytes each, at least 5 MiB), each sent once by
+ * The object at the key (or, with a state store, its row: see below) is the state, JSON: the
+ * size, the multipart upload's id and generation, its parts (size, ETag), the name and length
+ * of the tail object, the checkpoint before the last writer and the base (below), the size
+ * also in `x-amz-meta-appended-size` (so `stat` stays a HeadObject). The bytes are under
+ * `<rootdirectory>/.multipart/<key>/`, a prefix no listing shows: the multipart upload (of
+ * object `assembled`, `assembled.<generation>` after a rebuild) holds the parts (`chunksize` bytes each, at least 5 MiB), each sent once by
  * UploadPart and written once by the store; the tail object (`tail.<n>`, a new name at every
  * sync) holds the bytes after the last part (less than a part), of which the state counts
  * the first `size - parts` bytes. S3 cannot read a multipart upload's parts before it is
@@ -131,6 +131,7 @@ import {
   UploadDataLost,
 } from "../driver.ts";
 import { createHash } from "node:crypto";
+import { createMd5, type Md5 } from "../../digest/md5.ts";
 import { type Body, type CompletedPart, type ListPage, S3Client, S3Error } from "./s3_client.ts";
 import { MemoryBudget, SpillFile } from "./s3_spill.ts";
 
@@ -469,12 +470,7 @@ export class S3Driver implements StorageDriver {
     if (options.after) await options.after;
     const response = await this.client.putObject(name, body);
     await (await this.client.expect(response, `PutObject ${name}`)).body?.cancel();
-    // Over an appendable object whose state is kept outside: its bytes, then its state go.
-    const store = this.#storeOf(key);
-    if (store !== null && (await store.get()) !== null) {
-      await this.#purge(this.#dataOf(key));
-      await store.delete();
-    }
+    await this.#dropState(key); // over an appendable object whose state is kept outside
   }
 
   /** @inheritdoc */
@@ -486,7 +482,13 @@ export class S3Driver implements StorageDriver {
       if (row !== null) return { size: parseState(key, row.text).size, modifiedAt: row.savedAt };
     }
     const headers = await this.client.headObject(this.#name(key));
-    if (headers === null) return null;
+    if (headers === null) {
+      // A state object moved into the store (or a plain object made appendable) between the
+      // two looks: the row is there now.
+      const row = await store?.get();
+      if (row) return { size: parseState(key, row.text).size, modifiedAt: row.savedAt };
+      return null;
+    }
     return { size: sizeOf(headers), modifiedAt: modifiedOf(headers) };
   }
 
@@ -503,7 +505,11 @@ export class S3Driver implements StorageDriver {
     );
     if (response.status === 404) {
       await response.body?.cancel();
-      return null;
+      // The object became a row between the two looks (see `stat`).
+      const again = store === null ? null : await store.get();
+      return again === null
+        ? null
+        : await this.#readAppendable(key, parseState(key, again.text), span);
     }
     const headers = response.headers;
     if (headers.has(SIZE_META) || response.status === 416 || (span && !ranged)) {
@@ -656,7 +662,10 @@ export class S3Driver implements StorageDriver {
       // The tail (less than a part, unless stored under a larger chunksize) is read back into
       // the writer's buffer, twice its size up to a part, as `#reserve` would grow it, or
       // into a spill file past the budget: the next part begins with it.
-      if (length === 0) return new MultipartWriter(this, key, state, { buffer: EMPTY, fill: 0 });
+      const md5 = createMd5();
+      if (length === 0) {
+        return new MultipartWriter(this, key, state, { buffer: EMPTY, fill: 0, md5 });
+      }
       const tail = this.#child(key, state.tail!);
       const size = Math.max(length, Math.min(this.#chunk, 2 * length));
       const budget = this.budget;
@@ -668,19 +677,23 @@ export class S3Driver implements StorageDriver {
         const buffer = new Uint8Array(size);
         try {
           await this.#readRange(tail, 0, length, buffer);
+          await md5.update(buffer.subarray(0, length));
         } catch (error) {
           budget.give(size);
           throw error;
         }
-        return new MultipartWriter(this, key, state, { buffer, fill: length });
+        return new MultipartWriter(this, key, state, { buffer, fill: length, md5 });
       }
       try {
-        await this.#copyRange(tail, 0, length, (chunk) => spill.append(chunk));
+        await this.#copyRange(tail, 0, length, async (chunk) => {
+          await spill.append(chunk);
+          await md5.update(chunk);
+        });
       } catch (error) {
         spill.close();
         throw error;
       }
-      return new MultipartWriter(this, key, state, { spill });
+      return new MultipartWriter(this, key, state, { spill, md5 });
     });
   }
 
@@ -701,6 +714,7 @@ export class S3Driver implements StorageDriver {
     if (found === null) throw new ObjectMissing(from);
     if ("plain" in found) {
       await this.#copy(source, target, found.plain);
+      await this.#dropState(to);
       await this.client.deleteObject(source);
       return;
     }
@@ -710,12 +724,24 @@ export class S3Driver implements StorageDriver {
     const early = found.state.parts.length === 0 ? this.#listData(prefix) : null;
     early?.catch(() => {}); // when the copy fails first
     await this.#piecesOf(from, () => this.#moveAppendable(from, target, found.state));
+    await this.#dropState(to);
     // The source's bytes, then its state (see `#purge`): a crash between leaves a session
     // whose next request finds it lost.
     await this.#removeData(await (early ?? this.#listData(prefix)));
     const store = this.#storeOf(from);
     if (store !== null) await store.delete();
     else await this.client.deleteObject(source);
+  }
+
+  /**
+   * After a plain object replaced `key` (a `put`, a `move`'s copy): when the key had a state
+   * in the store (it was appendable), its bytes, then the state, go; the object is the key's.
+   */
+  async #dropState(key: string): Promise<void> {
+    const store = this.#storeOf(key);
+    if (store === null || (await store.get()) === null) return;
+    await this.#purge(this.#dataOf(key));
+    await store.delete();
   }
 
   /** Copies an appendable object's bytes to `target` (a `move`'s copy). */
@@ -806,26 +832,37 @@ export class S3Driver implements StorageDriver {
     return this.client.createMultipart(this.#assembled(key, state.gen));
   }
 
-  /** UploadPart of `bytes` as part `number` of the upload of `state`; its ETag (for the writer). */
-  uploadPart(key: string, state: State, number: number, bytes: Body): Promise<string> {
+  /**
+   * UploadPart of `bytes` (of Content-MD5 `md5`, when known) as part `number` of the upload of
+   * `state`; its ETag (for the writer).
+   */
+  uploadPart(
+    key: string,
+    state: State,
+    number: number,
+    bytes: Body,
+    md5?: string,
+  ): Promise<string> {
     if (number > MAX_PARTS) {
       throw new RangeError(`"${key}" would need more than ${MAX_PARTS} parts of ${this.#chunk}`);
     }
-    return this.client.uploadPart(this.#assembled(key, state.gen), state.upload!, number, bytes);
+    const name = this.#assembled(key, state.gen);
+    return this.client.uploadPart(name, state.upload!, number, bytes, md5);
   }
 
-  /** PutObject of a tail object of an appendable key (for the writer, and cuts). */
-  async putTail(key: string, name: string, bytes: Body): Promise<void> {
+  /** PutObject of a tail object (of Content-MD5 `md5`, when known) of an appendable key. */
+  async putTail(key: string, name: string, bytes: Body, md5?: string): Promise<void> {
     const object = this.#child(key, name);
-    const response = await this.client.putObject(object, bytes);
+    const response = await this.client.putObject(object, bytes, {}, md5);
     await (await this.client.expect(response, `PutObject ${object}`)).body?.cancel();
   }
 
   /**
-   * Stores `state`: the PutObject of the object at the key is the commit point of every change
-   * of an appendable object. Then deletes the objects `old`, the stored state it replaces,
-   * names and `state` does not (a tail object, a base); after a crash in between they are
-   * only left over until the commit or the delete purges the data prefix.
+   * Stores `state`: the PutObject of the object at the key (with a state store, the write of its
+   * row) is the commit point of every change of an appendable object. Then deletes the objects
+   * `old`, the stored state it replaces, names and `state` does not (a tail object, a base);
+   * after a crash in between they are only left over until the commit or the delete purges the
+   * data prefix.
    */
   async save(key: string, state: State, old: State | null): Promise<void> {
     const name = this.#name(key);
@@ -946,12 +983,15 @@ export class S3Driver implements StorageDriver {
    */
   async #load(key: string): Promise<{ state: State } | { plain: number } | null> {
     const name = this.#name(key);
-    const row = await this.#storeOf(key)?.get();
+    const kept = this.#storeOf(key);
+    const row = await kept?.get();
     if (row) return { state: parseState(key, row.text) };
     let response = await this.client.getObject(name, { start: 0, end: STATE_PEEK - 1 });
     if (response.status === 404) {
       await response.body?.cancel();
-      return null;
+      // The object became a row between the two looks (see `stat`).
+      const again = await kept?.get();
+      return again ? { state: parseState(key, again.text) } : null;
     }
     if (response.status === 416) {
       await response.body?.cancel();
@@ -1339,7 +1379,9 @@ function multipartEtag(parts: readonly CompletedPart[]): string {
 }
 
 /** Where a writer opens with its pending bytes (the tail read back): a buffer, or a spill file. */
-type Pending = { buffer: Uint8Array; fill: number } | { spill: SpillFile };
+type Pending =
+  & ({ buffer: Uint8Array; fill: number } | { spill: SpillFile })
+  & { md5: Md5 };
 
 /**
  * A writer of an appendable object. Its pending bytes are the tail: the bytes after the last
@@ -1364,6 +1406,11 @@ class MultipartWriter implements AppendWriter {
   #stored: State;
   /** The stored state when the writer opened: every state it stores names it as `prev`. */
   readonly #opened: Checkpoint;
+  /**
+   * The MD5 of the pending bytes, kept as they come (off the JS thread, beside the writes), so
+   * that a part or tail goes out without its bytes being read once more to hash them.
+   */
+  #md5: Md5;
   /** Whether bytes were written since the last sync. */
   #dirty = false;
   #queue: Promise<void> = Promise.resolve();
@@ -1380,6 +1427,7 @@ class MultipartWriter implements AppendWriter {
     this.#buffer = "buffer" in pending ? pending.buffer : EMPTY;
     this.#fill = "buffer" in pending ? pending.fill : 0;
     this.#spill = "spill" in pending ? pending.spill : null;
+    this.#md5 = pending.md5;
     this.#stored = cloneState(state);
     this.#opened = {
       size: state.size,
@@ -1422,7 +1470,7 @@ class MultipartWriter implements AppendWriter {
         state.tail = `tail.${state.serial}`;
         state.tailSize = this.#pending;
         const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
-        await this.driver.putTail(this.key, state.tail, body);
+        await this.driver.putTail(this.key, state.tail, body, this.#md5.digest());
       } else {
         state.tail = null;
         state.tailSize = null;
@@ -1458,11 +1506,13 @@ class MultipartWriter implements AppendWriter {
     if (this.#spill === null && !this.#reserve(bytes.length) && !(await this.#spillOut())) {
       this.#reserve(bytes.length, true); // no file to spill to: memory past the budget
     }
+    const hashed = this.#md5.update(bytes);
     if (this.#spill !== null) {
-      await this.#spill.append(bytes);
+      await Promise.all([this.#spill.append(bytes), hashed]);
     } else {
       this.#buffer.set(bytes, this.#fill);
       this.#fill += bytes.length;
+      await hashed;
     }
     return bytes.length;
   }
@@ -1527,11 +1577,12 @@ class MultipartWriter implements AppendWriter {
     const spill = this.#spill;
     const size = this.#pending;
     const body = spill?.body() ?? this.#buffer.subarray(0, this.#fill);
+    const md5 = this.#md5.digest();
     const number = this.state.parts.length + 1;
     this.state.upload ??= await this.driver.startUpload(this.key, this.state);
     let etag: string;
     try {
-      etag = await this.driver.uploadPart(this.key, this.state, number, body);
+      etag = await this.driver.uploadPart(this.key, this.state, number, body, md5);
     } catch (error) {
       // Gone since the state was stored (completed by a read or commit that did not store its
       // outcome): made again from its object, as long as this writer added no part to it.
@@ -1542,9 +1593,10 @@ class MultipartWriter implements AppendWriter {
       await this.driver.revive(this.key, this.#stored);
       const { gen, upload, parts, base } = this.#stored;
       Object.assign(this.state, { gen, upload, parts: [...parts], base });
-      etag = await this.driver.uploadPart(this.key, this.state, number, body);
+      etag = await this.driver.uploadPart(this.key, this.state, number, body, md5);
     }
     this.state.parts.push({ size, etag });
+    this.#md5 = createMd5(); // the next part's
     if (spill !== null) {
       // Back to memory for the next part, as far as the budget then allows.
       spill.close();

@@ -343,16 +343,20 @@ export class S3Client {
     await (await this.expect(response, "DeleteBucket", [204, 200, 404])).body?.cancel();
   }
 
-  /** PutObject of bytes, with extra headers (e.g. `x-amz-meta-*`, `if-none-match`). */
+  /**
+   * PutObject of bytes, with extra headers (e.g. `x-amz-meta-*`, `if-none-match`) and their
+   * Content-MD5 when the caller has it (else hashed here).
+   */
   async putObject(
     name: string,
     body: Body,
     headers: Record<string, string> = {},
+    md5?: string,
   ): Promise<Response> {
     return await this.request("PUT", this.url(name), {
       body,
       raw: true,
-      headers: { ...headers, "content-md5": await md5Of(body) },
+      headers: { ...headers, "content-md5": md5 ?? await md5Of(body) },
     });
   }
 
@@ -492,13 +496,19 @@ export class S3Client {
     return id;
   }
 
-  /** UploadPart; the part's ETag. */
-  async uploadPart(name: string, id: string, part: number, body: Body): Promise<string> {
+  /** UploadPart (with the body's Content-MD5 when the caller has it); the part's ETag. */
+  async uploadPart(
+    name: string,
+    id: string,
+    part: number,
+    body: Body,
+    md5?: string,
+  ): Promise<string> {
     const query = `partNumber=${part}&uploadId=${encodeURIComponent(id)}`;
     const response = await this.request("PUT", this.url(name, query), {
       body,
       raw: true,
-      headers: { "content-md5": await md5Of(body) },
+      headers: { "content-md5": md5 ?? await md5Of(body) },
     });
     await (await this.expect(response, `UploadPart ${name} #${part}`)).body?.cancel();
     const etag = response.headers.get("etag");
