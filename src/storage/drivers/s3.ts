@@ -458,7 +458,7 @@ export class S3Driver implements StorageDriver {
 
   /** @inheritdoc */
   async get(key: string): Promise<Uint8Array<ArrayBuffer> | null> {
-    const reader = await this.read(key);
+    const reader = await this.#open(key, undefined, false);
     if (reader === null) return null;
     return new Uint8Array(await new Response(reader.stream).arrayBuffer());
   }
@@ -493,7 +493,12 @@ export class S3Driver implements StorageDriver {
   }
 
   /** @inheritdoc */
-  async read(key: string, span?: Span): Promise<ObjectReader | null> {
+  read(key: string, span?: Span): Promise<ObjectReader | null> {
+    return this.#open(key, span, true);
+  }
+
+  /** `read`; `direct`: see `S3Client.getObject` (false for small objects read whole). */
+  async #open(key: string, span: Span | undefined, direct: boolean): Promise<ObjectReader | null> {
     const name = this.#name(key);
     const store = this.#storeOf(key);
     const row = store === null ? null : await store.get();
@@ -502,6 +507,7 @@ export class S3Driver implements StorageDriver {
     const response = await this.client.getObject(
       name,
       ranged ? { start: span.start, end: span.start + span.length - 1 } : undefined,
+      { direct },
     );
     if (response.status === 404) {
       await response.body?.cancel();
@@ -1253,7 +1259,9 @@ export class S3Driver implements StorageDriver {
     length: number,
     sink: (chunk: Uint8Array) => void | Promise<void>,
   ): Promise<void> {
-    const response = await this.client.getObject(name, { start, end: start + length - 1 });
+    const response = await this.client.getObject(name, { start, end: start + length - 1 }, {
+      direct: true,
+    });
     if (response.status !== 206 && response.status !== 200) {
       await response.body?.cancel();
       throw new S3Error(response.status, `GetObject ${name}`, "");
@@ -1294,7 +1302,9 @@ export class S3Driver implements StorageDriver {
             if (piece === undefined) return controller.close();
             const from = Math.max(start, piece.start) - piece.start;
             const to = Math.min(end, piece.end) - piece.start - 1;
-            const response = await client.getObject(piece.name, { start: from, end: to });
+            const response = await client.getObject(piece.name, { start: from, end: to }, {
+              direct: true,
+            });
             if (response.status !== 206 && response.status !== 200) {
               await response.body?.cancel();
               throw new S3Error(response.status, `GetObject ${piece.name}`, "");
