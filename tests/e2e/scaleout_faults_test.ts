@@ -14,109 +14,19 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { connect } from "../../src/storage/postgres/client.ts";
 import { IN_CI } from "../helpers/clients.ts";
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST } from "../helpers/media_types.ts";
 import { ociManifest } from "../helpers/manifests.ts";
 import { randomBytes, sha256Digest } from "../helpers/registry.ts";
+import { OwnCluster, postgresPossible } from "../helpers/postgres.ts";
 import { s3Tests } from "../helpers/s3.ts";
 import { type Replica, roundRobin, scaleOutEnv, spawnReplica } from "../helpers/scaleout.ts";
 
-const SCRIPT = fileURLToPath(new URL("../../scripts/postgres.sh", import.meta.url));
 /** The longest any one request may take, the database up or down. */
 const REQUEST_BOUND_MS = 20_000;
 /** The longest the service may take to come back once the database is up again. */
 const RECOVERY_BOUND_MS = 60_000;
-
-/**
- * Whether `scripts/postgres.sh` can bring a cluster up here: PostgreSQL is installed, or this
- * is root (the script installs it).
- */
-function postgresPossible(): boolean {
-  if (Deno.uid() === 0) return true;
-  try {
-    for (const entry of Deno.readDirSync("/usr/lib/postgresql")) {
-      if (Deno.statSync(`/usr/lib/postgresql/${entry.name}/bin/initdb`).isFile) return true;
-    }
-  } catch { /* not installed */ }
-  return false;
-}
-
-/** A free loopback port (taken and given back). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-/** A PostgreSQL cluster of this test alone: its folder, its port, its postmaster. */
-class OwnCluster {
-  readonly dir: string;
-  readonly port: number;
-  constructor() {
-    this.dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/registry-pg-faults-${Date.now()}-${
-      crypto.getRandomValues(new Uint32Array(1))[0].toString(36)
-    }`;
-    this.port = freePort();
-  }
-
-  get url(): string {
-    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
-  }
-
-  /** Runs `scripts/postgres.sh <verb>` on this cluster; its exit code and output. */
-  async script(verb: "up" | "stop" | "status") {
-    const out = await new Deno.Command("bash", {
-      args: [SCRIPT, verb],
-      env: { REGISTRY_PG_DIR: this.dir, REGISTRY_PG_PORT: String(this.port) },
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(180_000),
-    }).output();
-    const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes).trim();
-    return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
-  }
-
-  /** Starts it; after a SIGKILL, again until the old backends are gone (bounded). */
-  async up(): Promise<void> {
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const run = await this.script("up");
-      if (run.code === 0 && run.stdout.endsWith(this.url)) return;
-      if (Date.now() > deadline) throw new Error(`postgres.sh up failed: ${run.stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-
-  /** A fast shutdown (`pg_ctl -m fast`, by the cluster's own postmaster.pid). */
-  async stopFast(): Promise<void> {
-    const run = await this.script("stop");
-    assert.equal(run.code, 0, run.stderr);
-    assert.equal((await this.script("status")).code, 3);
-  }
-
-  /** SIGKILL to the postmaster named by this cluster's postmaster.pid; waits until it is gone. */
-  async killPostmaster(): Promise<void> {
-    const pid = Number((await Deno.readTextFile(`${this.dir}/data/postmaster.pid`)).split("\n")[0]);
-    assert.ok(Number.isInteger(pid) && pid > 1, `postmaster pid ${pid}`);
-    assert.match(await Deno.readTextFile(`/proc/${pid}/cmdline`), /postgres/);
-    Deno.kill(pid, "SIGKILL");
-    const deadline = Date.now() + 30_000;
-    while ((await this.script("status")).code !== 3) {
-      if (Date.now() > deadline) throw new Error(`postmaster ${pid} still alive`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-
-  /** Stops it if up and removes its folder. */
-  async remove(): Promise<void> {
-    await this.script("stop");
-    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
-    await Deno.remove(`${this.dir}.lock`).catch(() => {});
-  }
-}
 
 /** An image the registry acknowledged (its manifest PUT answered 201). */
 interface Pushed {

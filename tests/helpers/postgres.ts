@@ -6,6 +6,7 @@
  * `deno task test` stops the cluster at the end if the tests started it (`scripts/test.sh`).
  */
 
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { connect, type Sql } from "../../src/storage/postgres/client.ts";
 import { IN_CI } from "./clients.ts";
@@ -114,4 +115,93 @@ export async function testDatabase(): Promise<TestDatabase> {
       });
     },
   };
+}
+
+/**
+ * Whether `scripts/postgres.sh` can bring a cluster up here: PostgreSQL is installed, or this
+ * is root (the script installs it).
+ */
+export function postgresPossible(): boolean {
+  if (Deno.uid() === 0) return true;
+  try {
+    for (const entry of Deno.readDirSync("/usr/lib/postgresql")) {
+      if (Deno.statSync(`/usr/lib/postgresql/${entry.name}/bin/initdb`).isFile) return true;
+    }
+  } catch { /* not installed */ }
+  return false;
+}
+
+/** A free loopback port (taken and given back). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** A PostgreSQL cluster of this test alone: its folder, its port, its postmaster. */
+export class OwnCluster {
+  readonly dir: string;
+  readonly port: number;
+  constructor() {
+    this.dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/registry-pg-faults-${Date.now()}-${
+      crypto.getRandomValues(new Uint32Array(1))[0].toString(36)
+    }`;
+    this.port = freePort();
+  }
+
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  /** Runs `scripts/postgres.sh <verb>` on this cluster; its exit code and output. */
+  async script(verb: "up" | "stop" | "status") {
+    const out = await new Deno.Command("bash", {
+      args: [SCRIPT, verb],
+      env: { REGISTRY_PG_DIR: this.dir, REGISTRY_PG_PORT: String(this.port) },
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(180_000),
+    }).output();
+    const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes).trim();
+    return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+  }
+
+  /** Starts it; after a SIGKILL, again until the old backends are gone (bounded). */
+  async up(): Promise<void> {
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const run = await this.script("up");
+      if (run.code === 0 && run.stdout.endsWith(this.url)) return;
+      if (Date.now() > deadline) throw new Error(`postgres.sh up failed: ${run.stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  /** A fast shutdown (`pg_ctl -m fast`, by the cluster's own postmaster.pid). */
+  async stopFast(): Promise<void> {
+    const run = await this.script("stop");
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await this.script("status")).code, 3);
+  }
+
+  /** SIGKILL to the postmaster named by this cluster's postmaster.pid; waits until it is gone. */
+  async killPostmaster(): Promise<void> {
+    const pid = Number((await Deno.readTextFile(`${this.dir}/data/postmaster.pid`)).split("\n")[0]);
+    assert.ok(Number.isInteger(pid) && pid > 1, `postmaster pid ${pid}`);
+    assert.match(await Deno.readTextFile(`/proc/${pid}/cmdline`), /postgres/);
+    Deno.kill(pid, "SIGKILL");
+    const deadline = Date.now() + 30_000;
+    while ((await this.script("status")).code !== 3) {
+      if (Date.now() > deadline) throw new Error(`postmaster ${pid} still alive`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Stops it if up and removes its folder. */
+  async remove(): Promise<void> {
+    await this.script("stop");
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    await Deno.remove(`${this.dir}.lock`).catch(() => {});
+  }
 }

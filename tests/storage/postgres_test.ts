@@ -17,6 +17,7 @@ import { migrate, MIGRATION_LOCK, MIGRATIONS } from "../../src/storage/metadata/
 import {
   connect,
   databaseFailure,
+  guarded,
   isConnectionError,
   isOrphanSocketError,
   type Sql,
@@ -27,7 +28,8 @@ import { PostgresLockManager, tryExclusive } from "../../src/storage/postgres/lo
 import { BlobSizes } from "../../src/storage/postgres/blobs.ts";
 import { StorageUnavailable } from "../../src/storage/driver.ts";
 import type { Digest, RepositoryName, Tag } from "../../src/types/oci.ts";
-import { testDatabase } from "../helpers/postgres.ts";
+import { IN_CI } from "../helpers/clients.ts";
+import { OwnCluster, postgresPossible, testDatabase } from "../helpers/postgres.ts";
 
 const pg = await testDatabase();
 const name = (value: string) => value as RepositoryName;
@@ -622,3 +624,62 @@ pg.test(
     }
   },
 );
+
+Deno.test({
+  name:
+    "a killed server: queries queued past the pool's size fail at once, and the same pool serves once it is back",
+  ignore: !IN_CI && !postgresPossible(),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const cluster = new OwnCluster();
+    try {
+      await cluster.up();
+      const sql = connect(cluster.url, { max: 4 });
+      try {
+        await sql`select 1`;
+        await cluster.killPostmaster();
+        // Ten queries every 20 ms for 3 s, more than the pool's connections can take at once:
+        // most wait for a connection. Each must fail by itself and soon (the client's default
+        // pause between attempts grew to 20 s, and a queued query waited through those).
+        const outcomes: Promise<{ ms: number; error: unknown }>[] = [];
+        const firingEnds = Date.now() + 3000;
+        while (Date.now() < firingEnds) {
+          for (let i = 0; i < 10; i++) {
+            const started = performance.now();
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const late = new Promise<{ ms: number; error: unknown }>((resolve) => {
+              timer = setTimeout(
+                () => resolve({ ms: Infinity, error: "no answer in 10 s" }),
+                10_000,
+              );
+            });
+            const query = guarded(() => sql`select 1`).then(
+              () => ({ ms: performance.now() - started, error: null as unknown }),
+              (error: unknown) => ({ ms: performance.now() - started, error }),
+            );
+            outcomes.push(Promise.race([query, late]).finally(() => clearTimeout(timer)));
+          }
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        const settled = await Promise.all(outcomes);
+        const wrong = settled.filter((o) => !(o.error instanceof StorageUnavailable));
+        assert.deepEqual(wrong.slice(0, 3), [], `${wrong.length} of ${settled.length} queries`);
+        const slowest = Math.max(...settled.map((o) => o.ms));
+        assert.ok(slowest < 5_000, `a query failed only after ${slowest.toFixed(0)} ms`);
+
+        await cluster.up();
+        let back = false;
+        for (const deadline = Date.now() + 30_000; !back && Date.now() < deadline;) {
+          back = await sql`select 1 as one`.then((rows) => rows[0].one === 1, () => false);
+          if (!back) await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        assert.ok(back, "the pool does not serve after the restart");
+      } finally {
+        await sql.end({ timeout: 1 }).catch(() => {});
+      }
+    } finally {
+      await cluster.remove();
+    }
+  },
+});
