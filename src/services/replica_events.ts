@@ -16,6 +16,7 @@
 
 import type {
   AppendWriter,
+  CreateOptions,
   ListOptions,
   ObjectInfo,
   ObjectReader,
@@ -89,8 +90,8 @@ export class ReplicaEventsDriver implements StorageDriver {
     return this.#inner.deleteAll(this.#key(prefix));
   }
   /** @inheritdoc */
-  create(key: string): Promise<void> {
-    return this.#inner.create(this.#key(key));
+  create(key: string, options?: CreateOptions): Promise<void> {
+    return this.#inner.create(this.#key(key), options);
   }
   /** @inheritdoc */
   append(key: string, offset: number): Promise<AppendWriter> {

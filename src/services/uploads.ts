@@ -197,7 +197,7 @@ export class UploadService {
         }]);
       });
     });
-    await this.#uploads.remove(id);
+    await this.#uploads.remove(id, { committed: true });
     return digest;
   }
 

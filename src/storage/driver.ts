@@ -86,6 +86,16 @@ export interface DeleteOptions {
   readonly lazy?: boolean;
 }
 
+/** Options of `create`. */
+export interface CreateOptions {
+  /**
+   * The caller made the key up just now from a random id no one else holds (an upload
+   * session's), so no object can be there yet: a driver may skip looking for one. Another
+   * `create` of the same key is still refused.
+   */
+  readonly fresh?: boolean;
+}
+
 /** The storage driver interface. Keys never start or end with `/` and have no empty part. */
 export interface StorageDriver {
   /** A short name for logs and metrics (`filesystem`, `memory`, …). */
@@ -120,7 +130,7 @@ export interface StorageDriver {
   /** Deletes every object under `prefix`, durably; false when there was none. */
   deleteAll(prefix: string): Promise<boolean>;
   /** Creates an empty object, durably; throws AlreadyExists when the key is taken. */
-  create(key: string): Promise<void>;
+  create(key: string, options?: CreateOptions): Promise<void>;
   /** Opens an existing object for appending at `offset`, cutting anything after it. */
   append(key: string, offset: number): Promise<AppendWriter>;
   /** Cuts an object to `size` bytes, durably. */

@@ -32,7 +32,10 @@ const WRITE_BATCH = 1024 * 1024;
 
 /** What the upload service needs from session storage. */
 export interface UploadStore {
-  /** Creates a session with an empty `data`, its repository, start time and state. */
+  /**
+   * Creates a session with an empty `data`, its repository, start time and state; `id` is
+   * new (a random UUID), so nothing can be stored under it yet.
+   */
   create(
     id: UploadId,
     repository: RepositoryName,
@@ -59,8 +62,11 @@ export interface UploadStore {
   saveHashState(id: UploadId, text: string, after?: Promise<void>): Promise<void>;
   /** Streams `data` from the start (for re-hashing after a crash). */
   readData(id: UploadId): Promise<ReadableStream<Uint8Array>>;
-  /** Removes the session; true when it existed. */
-  remove(id: UploadId): Promise<boolean>;
+  /**
+   * Removes the session; true when it existed. `committed`: a commit has just moved its
+   * `data` away (the store may skip looking for it).
+   */
+  remove(id: UploadId, options?: { readonly committed?: boolean }): Promise<boolean>;
   /** Lists the session names in the uploads area (unvalidated). */
   list(): Promise<string[]>;
 }
@@ -83,7 +89,7 @@ export class DriverUploadStore implements UploadStore {
     startedAt: Date,
     hashState: string,
   ): Promise<void> {
-    await this.#driver.create(uploadFileKey(id, "data"));
+    await this.#driver.create(uploadFileKey(id, "data"), { fresh: true });
     await Promise.all([
       this.#driver.put(uploadFileKey(id, "repository"), repository),
       this.#driver.put(uploadFileKey(id, "startedat"), startedAt.toISOString()),

@@ -114,6 +114,26 @@ test("remove takes the data and the row; a second remove finds nothing", async (
   assert.deepEqual(await store.list(), []);
 });
 
+test("after a commit moved the data, remove takes the row without asking the bucket", async (f) => {
+  const { driver, store, rows } = f;
+  await store.create(ID, APP, START, "s");
+  await store.append(ID, 0, sourceOf(encoder.encode("bytes"))).then((a) => a.flushed);
+  await driver.move(uploadFileKey(ID, "data"), "blobs/sha256/ab/abcd");
+  const asked: string[] = [];
+  const { stat, delete: remove } = driver;
+  driver.stat = (key) => (asked.push(`stat ${key}`), stat.call(driver, key));
+  driver.delete = (key) => (asked.push(`delete ${key}`), remove.call(driver, key));
+  assert.equal(await store.remove(ID, { committed: true }), true);
+  assert.deepEqual(asked, []);
+  assert.deepEqual(await rows(), []);
+  assert.deepEqual(await driver.list("uploads"), []);
+  // A session with no row (from before the table) is removed whole all the same.
+  await driver.create(uploadFileKey(OTHER, "data"));
+  await driver.put(uploadFileKey(OTHER, "hashstate"), "old-state");
+  assert.equal(await store.remove(OTHER, { committed: true }), true);
+  assert.deepEqual(await driver.list("uploads"), []);
+});
+
 test("a half session is not found but listed, and the purge removes it", async (f) => {
   const { sql, driver, store, rows } = f;
   // A row without data (a crash inside create) and data without a row (a crash inside remove).

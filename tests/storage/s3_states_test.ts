@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { UploadDataLost } from "../../src/storage/driver.ts";
+import { AlreadyExists, UploadDataLost } from "../../src/storage/driver.ts";
 import { S3Driver, type StateStore } from "../../src/storage/drivers/s3.ts";
 import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import type { Sql } from "../../src/storage/postgres/client.ts";
@@ -128,6 +128,27 @@ await s3Tests((bucket, s3Ignore) => {
     assert.deepEqual(await a.get("blobs/sha256/ab/abcd"), bytes);
     assert.equal(await a.stat(key), null);
     assert.deepEqual(await a.list("uploads"), []);
+  });
+
+  test("a fresh key's create is one insert, no bucket request; a second create is refused", async ({ b, sql, root, make }) => {
+    const a = make();
+    const key = "uploads/2f0e0d0c-0b0a-4098-8776-655443322112/data";
+    const heads: string[] = [];
+    const head = a.client.headObject.bind(a.client);
+    a.client.headObject = (name) => (heads.push(name), head(name));
+    await a.create(key, { fresh: true });
+    assert.equal(heads.length, 0, `HeadObject of ${heads}`);
+    assert.deepEqual(await rows(sql, root), [key]);
+    assert.equal((await a.stat(key))?.size, 0);
+    await assert.rejects(a.create(key, { fresh: true }), AlreadyExists);
+    await assert.rejects(a.create(key), AlreadyExists);
+    // Without `fresh` an object at the key is looked for, and refuses the create.
+    const plain = "uploads/3f0e0d0c-0b0a-4098-8776-655443322113/data";
+    await b.client.putObject(`${root}/${plain}`, new Uint8Array([1, 2, 3]))
+      .then((r) => r.body?.cancel());
+    await assert.rejects(a.create(plain), AlreadyExists);
+    assert.ok(heads.includes(`${root}/${plain}`));
+    assert.deepEqual(await rows(sql, root), [key]);
   });
 
   test("a state object of an earlier version is moved into the table on first use, and the upload goes on", async ({ b, sql, root, make }) => {

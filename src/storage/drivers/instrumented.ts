@@ -13,6 +13,7 @@ import { decadeBuckets, type Histogram, HistogramFamily } from "../../metrics/fa
 import { StoredBytes } from "../../metrics/stored_bytes.ts";
 import type {
   AppendWriter,
+  CreateOptions,
   DeleteOptions,
   ListOptions,
   ObjectInfo,
@@ -181,10 +182,10 @@ export class InstrumentedDriver implements StorageDriver {
   }
 
   /** @inheritdoc */
-  async create(key: string): Promise<void> {
+  async create(key: string, options?: CreateOptions): Promise<void> {
     const start = performance.now();
     try {
-      await this.#inner.create(key);
+      await this.#inner.create(key, options);
     } finally {
       since(this.#t.create, start);
       if (this.storedBytes.covers(key)) this.storedBytes.invalidate();

@@ -120,6 +120,7 @@ import {
   type AppendWriter,
   byteOrder,
   checkKey,
+  type CreateOptions,
   type ListOptions,
   type ObjectInfo,
   ObjectMissing,
@@ -630,13 +631,16 @@ export class S3Driver implements StorageDriver {
   }
 
   /** @inheritdoc */
-  async create(key: string): Promise<void> {
+  async create(key: string, options: CreateOptions = {}): Promise<void> {
     const name = this.#name(key);
     const store = this.#storeOf(key);
     if (store !== null) {
+      // The insert refuses a second create; the HeadObject an object at the key (a state
+      // object of an earlier version, a plain object), which a fresh key cannot have. Under
+      // load that small request waits behind the other uploads' bytes on the store.
       const [inserted, object] = await Promise.all([
         store.insert(JSON.stringify(emptyState())),
-        this.client.headObject(name),
+        options.fresh ? null : this.client.headObject(name),
       ]);
       if (!inserted) throw new AlreadyExists(key);
       if (object !== null) {
