@@ -7,7 +7,9 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { createServer, type Socket } from "node:net";
 import { StorageUnavailable } from "../../src/storage/driver.ts";
 import { S3Client, S3Error } from "../../src/storage/drivers/s3_client.ts";
 import { SpillFile } from "../../src/storage/drivers/s3_spill.ts";
@@ -358,5 +360,109 @@ Deno.test("s3 client: a presigned URL carries the expiry and a signature, and re
     assert.match(url.searchParams.get("X-Amz-Signature") ?? "", /^[0-9a-f]{64}$/);
     await assert.rejects(client.presign("k", 0), RangeError);
     await assert.rejects(client.presign("k", 604801), RangeError);
+  });
+});
+
+/**
+ * One scripted reply of `withNetFake`: the raw head and body bytes, then how the connection
+ * ends (`reset`: an RST, as a crashed or overloaded server gives; else a FIN), after `delayMs`.
+ */
+interface NetReply {
+  readonly head: string;
+  readonly body: Uint8Array;
+  readonly end?: "reset" | "close";
+  readonly delayMs?: number;
+}
+
+/** A fake on node:net (which can reset a connection), one scripted reply per request. */
+async function withNetFake(
+  replies: NetReply[],
+  fn: (client: S3Client, ranges: (string | undefined)[]) => Promise<void>,
+): Promise<void> {
+  const ranges: (string | undefined)[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.once("data", (data) => {
+      const head = data.toString("latin1");
+      ranges.push(/\r\nrange: *([^\r]*)/i.exec(head)?.[1]);
+      const reply = replies.shift();
+      if (reply === undefined) return void socket.destroy();
+      setTimeout(() => {
+        if (socket.destroyed) return;
+        socket.write(Buffer.concat([Buffer.from(reply.head, "latin1"), reply.body]), () => {
+          // A moment for the bytes to arrive before the end.
+          setTimeout(() => reply.end === "reset" ? socket.resetAndDestroy() : socket.end(), 30);
+        });
+      }, reply.delayMs ?? 0);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  const client = new S3Client({
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket: "b",
+    accessKey: "ak",
+    secretKey: "sk",
+    region: "us-east-1",
+    attempts: 4,
+    backoffMs: 10,
+    timeoutSeconds: 5,
+  });
+  try {
+    await fn(client, ranges);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+const objectBytes = new Uint8Array(1000).map((_, i) => (i * 7) % 251);
+const whole = (length: number) =>
+  `HTTP/1.1 200 OK\r\netag: "v1"\r\ncontent-length: ${length}\r\nconnection: close\r\n\r\n`;
+const partial = (start: number) =>
+  `HTTP/1.1 206 Partial Content\r\netag: "v1"\r\ncontent-range: bytes ${start}-999/1000\r\n` +
+  `content-length: ${1000 - start}\r\nconnection: close\r\n\r\n`;
+
+Deno.test("s3 client: a streamed GetObject cut by a connection reset resumes where it broke", async () => {
+  await withNetFake([
+    { head: whole(1000), body: objectBytes.subarray(0, 300), end: "reset" },
+    { head: partial(300), body: objectBytes.subarray(300) },
+  ], async (client, ranges) => {
+    const response = await client.getObject("big", undefined, { direct: true });
+    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), objectBytes);
+    assert.deepEqual(ranges, [undefined, "bytes=300-999"]);
+  });
+});
+
+Deno.test("s3 client: a streamed GetObject reply without Content-Length is read whole (by fetch), not taken for empty", async () => {
+  const noLength = `HTTP/1.1 200 OK\r\netag: "v1"\r\nconnection: close\r\n\r\n`;
+  await withNetFake([
+    { head: noLength, body: objectBytes },
+    { head: noLength, body: objectBytes },
+  ], async (client) => {
+    const response = await client.getObject("big", undefined, { direct: true });
+    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), objectBytes);
+  });
+});
+
+Deno.test("s3 client: a streamed GetObject cancelled while its rest is asked for asks nothing more", async () => {
+  await withNetFake([
+    { head: whole(1000), body: objectBytes.subarray(0, 300), end: "close" },
+    { head: partial(300), body: objectBytes.subarray(300), delayMs: 300 },
+    { head: partial(300), body: objectBytes.subarray(300) },
+    { head: partial(300), body: objectBytes.subarray(300) },
+  ], async (client, ranges) => {
+    const response = await client.getObject("big", undefined, { direct: true });
+    const reader = response.body!.getReader();
+    let got = 0;
+    while (got < 300) got += (await reader.read()).value!.length;
+    const next = reader.read(); // the cut, then the rest asked for (answered 300 ms later)
+    while (ranges.length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    await reader.cancel();
+    assert.equal((await next).done, true);
+    await new Promise((resolve) => setTimeout(resolve, 700)); // the rest came, and was let go
+    assert.deepEqual(ranges, [undefined, "bytes=300-999"]);
   });
 });

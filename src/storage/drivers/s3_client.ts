@@ -715,10 +715,13 @@ async function getRaw(
     if (/chunked/i.test(reply.headers.get("transfer-encoding") ?? "")) {
       throw new TypeError(`${what}: a chunked reply (asked again by fetch)`);
     }
-    const length = NULL_BODY.has(status) ? 0 : Number(reply.headers.get("content-length"));
-    if (!Number.isSafeInteger(length) || length < 0) {
-      throw new TypeError(`${what}: a reply without its length`);
+    const declared = reply.headers.get("content-length")?.trim() ?? "";
+    if (!NULL_BODY.has(status) && !/^\d+$/.test(declared)) {
+      // A body that ends when the connection closes, or a bad length: fetch reads it.
+      throw new TypeError(`${what}: a reply without its length (asked again by fetch)`);
     }
+    const length = NULL_BODY.has(status) ? 0 : Number(declared);
+    if (!Number.isSafeInteger(length)) throw new TypeError(`${what}: a reply length ${declared}`);
     let early: Uint8Array | null = got.subarray(end + 4, end + 4 + length);
     let received = 0;
     const socket = conn;
@@ -734,7 +737,14 @@ async function getRaw(
       try {
         const reading = socket.read(into.subarray(0, Math.min(into.length, length - received)));
         reading.catch(() => {}); // when the stall won the race
-        const n = await Promise.race([reading, stalled]);
+        const n = await Promise.race([reading, stalled]).catch((error) => {
+          if (error instanceof Stalled) throw error;
+          // A reset or an unclean end of the connection (Deno's own errors, not TypeErrors):
+          // a cut body, which the reader resumes as it does fetch's.
+          throw new TypeError(`${what}: the body broke at ${received} of ${length} bytes`, {
+            cause: error,
+          });
+        });
         if (n === null) {
           throw new TypeError(`${what}: the body ended at ${received} of ${length} bytes`);
         }
@@ -1031,6 +1041,12 @@ function resuming(
   let reader = direct === null ? body.getReader() : null;
   let received = 0;
   let failures = 0;
+  /**
+   * Whether the reader cancelled: after that no read goes on and nothing is asked again (a
+   * hand-on to a cancelled stream fails with a TypeError, which would otherwise pass for a cut
+   * body and ask for the rest once per read).
+   */
+  let cancelled = false;
   /** What is left of the last chunk read, not yet handed on. */
   let left: Uint8Array | null = null;
   /** Cancels the body (through its reader, which holds it locked). */
@@ -1057,6 +1073,7 @@ function resuming(
               ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
               : new Uint8Array(64 * 1024);
             const n = await direct(into);
+            if (cancelled) return;
             if (n !== null && n > 0) {
               received += n;
               failures = 0;
@@ -1067,6 +1084,7 @@ function resuming(
             chunk = n === null ? null : new Uint8Array(0);
           } else {
             const { done, value } = await reader!.read();
+            if (cancelled) return;
             chunk = done ? null : value;
             if (chunk !== null && chunk.length > 0) {
               received += chunk.length;
@@ -1083,6 +1101,7 @@ function resuming(
           }
           failure = new TypeError(`GetObject ${name}: the body ended at ${received} of ${length}`);
         } catch (error) {
+          if (cancelled) return;
           if (!transient(error)) throw error;
           failure = error;
         }
@@ -1093,11 +1112,18 @@ function resuming(
         }
         await stop().catch(() => {});
         body = await rest(received);
+        if (cancelled) {
+          await body.cancel().catch(() => {}); // the rest asked for before the cancel
+          return;
+        }
         direct = RAW_BODIES.get(body) ?? null;
         reader = direct === null ? body.getReader() : null;
       }
     },
-    cancel: (reason) => stop(reason),
+    cancel: (reason) => {
+      cancelled = true;
+      return stop(reason);
+    },
   });
 }
 
