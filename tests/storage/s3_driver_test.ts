@@ -262,6 +262,46 @@ await s3Tests((bucket, ignore) => {
 
   Deno.test({
     name:
+      "s3 driver: a writer closed before the part it asked a multipart upload for (a PATCH cut at 6 MiB) aborts that upload",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      try {
+        const b = await bucket();
+        const driver = new S3Driver({
+          ...b.options,
+          rootdirectory: root,
+          chunksize: 10 * 1024 * 1024,
+        });
+        const created: Promise<string>[] = [];
+        const createMultipart = driver.client.createMultipart.bind(driver.client);
+        driver.client.createMultipart = (name) => {
+          const made = createMultipart(name);
+          created.push(made);
+          return made;
+        };
+        await driver.create("up/e/data");
+        const writer = await driver.append("up/e/data", 0);
+        await writer.write(pattern(6 * 1024 * 1024, 5)); // enough for a part: upload asked for
+        writer.close(); // the PATCH broke: no sync
+        assert.equal(created.length, 1);
+        await created[0]; // made in the bucket
+        const uploads = () => b.client.listMultipart(`${root}/`);
+        for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+          if ((await uploads()).length === 0) break;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        assert.deepEqual(await uploads(), []);
+        assert.equal((await driver.stat("up/e/data"))?.size, 0);
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
       "s3 driver: a tail stored under a larger chunksize (by a version before) goes out whole as the next part of a replica with a smaller one",
     ignore,
     async fn() {

@@ -853,6 +853,14 @@ export class S3Driver implements StorageDriver {
     this.#onSpillFailure?.(error);
   }
 
+  /**
+   * AbortMultipartUpload of an upload of generation `gen` that no state names (a writer's,
+   * asked for ahead of a part it never sent). Failures are left to the purges.
+   */
+  async abandonUpload(key: string, gen: number, id: string): Promise<void> {
+    await this.client.abortMultipart(this.#assembled(key, gen), id).catch(() => {});
+  }
+
   /** CreateMultipartUpload of the generation of `state`; the upload's id (for the writer). */
   startUpload(key: string, state: State): Promise<string> {
     return this.client.createMultipart(this.#assembled(key, state.gen));
@@ -1446,6 +1454,8 @@ class MultipartWriter implements AppendWriter {
    * one (see `write`); null when not asked yet.
    */
   #starting: Promise<string> | null = null;
+  /** The generation `#starting` was asked for. */
+  #startingGen = 0;
   /** Whether bytes were written since the last sync. */
   #dirty = false;
   #queue: Promise<void> = Promise.resolve();
@@ -1539,6 +1549,13 @@ class MultipartWriter implements AppendWriter {
       spill?.close();
       this.#spill?.close();
       this.#spill = null;
+      // A multipart upload asked for ahead of a part never sent (the PATCH broke first): no
+      // state names it, and a purge that listed the data prefix before it was made would
+      // never see it, so it goes here, once made.
+      const unused = this.#starting;
+      this.#starting = null;
+      const gen = this.#startingGen;
+      void unused?.then((id) => this.driver.abandonUpload(this.key, gen, id), () => {});
     });
   }
 
@@ -1663,6 +1680,7 @@ class MultipartWriter implements AppendWriter {
     if (this.state.upload !== null || this.#starting !== null) return;
     const sure = this.driver.partsAtSync ? MIN_CHUNK : this.driver.chunkSize;
     if (this.#pending < sure) return;
+    this.#startingGen = this.state.gen;
     this.#starting = this.driver.startUpload(this.key, this.state);
     this.#starting.catch(() => {}); // awaited by the part, which reports it
   }
