@@ -94,16 +94,7 @@ async function withFake(
     await Promise.all(handlers);
   })();
   const { port } = listener.addr as Deno.NetAddr;
-  const client = new S3Client({
-    endpoint: `http://127.0.0.1:${port}`,
-    bucket: "b",
-    accessKey: "ak",
-    secretKey: "sk",
-    region: "us-east-1",
-    attempts: 4,
-    backoffMs: 10,
-    timeoutSeconds: options.timeoutSeconds ?? 30,
-  });
+  const client = fakeClient(port, options.timeoutSeconds ?? 30);
   try {
     await fn(client, seen);
   } finally {
@@ -118,6 +109,20 @@ async function withFake(
     }
     await serving.catch(() => {});
   }
+}
+
+/** A client of a fake on `port`: four attempts, 10 ms backoff. */
+function fakeClient(port: number, timeoutSeconds: number): S3Client {
+  return new S3Client({
+    endpoint: `http://127.0.0.1:${port}`,
+    bucket: "b",
+    accessKey: "ak",
+    secretKey: "sk",
+    region: "us-east-1",
+    attempts: 4,
+    backoffMs: 10,
+    timeoutSeconds,
+  });
 }
 
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -400,16 +405,7 @@ async function withNetFake(
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
-  const client = new S3Client({
-    endpoint: `http://127.0.0.1:${port}`,
-    bucket: "b",
-    accessKey: "ak",
-    secretKey: "sk",
-    region: "us-east-1",
-    attempts: 4,
-    backoffMs: 10,
-    timeoutSeconds: 5,
-  });
+  const client = fakeClient(port, 5);
   try {
     await fn(client, ranges);
   } finally {

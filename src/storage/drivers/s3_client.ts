@@ -673,32 +673,12 @@ async function getRaw(
   what: string,
   seconds: number,
 ): Promise<Response> {
-  const target = new URL(url);
-  const tls = target.protocol === "https:";
-  const port = Number(target.port || (tls ? 443 : 80));
-  let conn: Deno.Conn | null = null;
-  const close = () => {
-    try {
-      conn?.close();
-    } catch { /* already closed */ }
-    conn = null;
-  };
-  const onAbort = () => close();
-  signal.addEventListener("abort", onAbort, { once: true });
+  let raw: RawConnection | null = null;
+  const close = () => raw?.close();
   let handedOver = false;
   try {
-    signal.throwIfAborted();
-    conn = tls
-      ? await Deno.connectTls({ hostname: target.hostname, port })
-      : await Deno.connect({ hostname: target.hostname, port });
-    signal.throwIfAborted();
-    let head = `GET ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
-    headers.forEach((value, name) => {
-      if (!["host", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
-    });
-    head += "connection: close\r\n\r\n";
-    const request = new TextEncoder().encode(head);
-    for (let at = 0; at < request.length;) at += await conn.write(request.subarray(at));
+    raw = await openRaw(url, "GET", headers, "", signal);
+    const conn = raw.conn;
     // The head, and whatever body bytes came with it.
     let got: Uint8Array = new Uint8Array(0);
     let end = -1;
@@ -724,7 +704,6 @@ async function getRaw(
     if (!Number.isSafeInteger(length)) throw new TypeError(`${what}: a reply length ${declared}`);
     let early: Uint8Array | null = got.subarray(end + 4, end + 4 + length);
     let received = 0;
-    const socket = conn;
     /** Reads into `into` (at most what is left), failing on a stall or an early end. */
     const read = async (into: Uint8Array): Promise<number> => {
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -735,7 +714,7 @@ async function getRaw(
         }, seconds * 1000);
       });
       try {
-        const reading = socket.read(into.subarray(0, Math.min(into.length, length - received)));
+        const reading = conn.read(into.subarray(0, Math.min(into.length, length - received)));
         reading.catch(() => {}); // when the stall won the race
         const n = await Promise.race([reading, stalled]).catch((error) => {
           if (error instanceof Stalled) throw error;
@@ -813,7 +792,7 @@ async function getRaw(
       cause: error,
     });
   } finally {
-    signal.removeEventListener("abort", onAbort);
+    raw?.release(); // the body's reader closes it from here on
     if (!handedOver) close();
   }
 }
@@ -859,34 +838,14 @@ async function sendRaw(
   body: Body,
   signal: AbortSignal,
 ): Promise<Response> {
-  const target = new URL(url);
-  const tls = target.protocol === "https:";
-  const port = Number(target.port || (tls ? 443 : 80));
-  let conn: Deno.Conn | null = null;
-  const close = () => {
-    try {
-      conn?.close();
-    } catch { /* already closed */ }
-    conn = null;
-  };
-  signal.addEventListener("abort", close, { once: true });
+  let raw: RawConnection | null = null;
   try {
-    signal.throwIfAborted();
-    conn = tls
-      ? await Deno.connectTls({ hostname: target.hostname, port })
-      : await Deno.connect({ hostname: target.hostname, port });
-    // Aborted while connecting (the listener found no connection to close): send nothing.
-    signal.throwIfAborted();
-    let head = `${method} ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
-    headers.forEach((value, name) => {
-      if (!["host", "content-length", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
-    });
     const length = lengthOf(body);
-    head += `content-length: ${length}\r\nconnection: close\r\n\r\n`;
+    raw = await openRaw(url, method, headers, `content-length: ${length}\r\n`, signal);
+    const conn = raw.conn;
     const writeAll = async (bytes: Uint8Array) => {
-      for (let at = 0; at < bytes.length;) at += await conn!.write(bytes.subarray(at));
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
     };
-    await writeAll(new TextEncoder().encode(head));
     if (body instanceof Uint8Array) await writeAll(body);
     else for await (const piece of piecesOf(body)) await writeAll(piece);
     // A byte body whose buffer was detached meanwhile reads as empty: fail, never send it cut
@@ -907,8 +866,64 @@ async function sendRaw(
       cause: error,
     });
   } finally {
-    signal.removeEventListener("abort", close);
+    raw?.release();
+    raw?.close();
+  }
+}
+
+/** A connection of `openRaw`'s. */
+interface RawConnection {
+  readonly conn: Deno.Conn;
+  /** Closes the connection; again, nothing. */
+  close(): void;
+  /** From now on the signal's abort does not close it: its owner does. */
+  release(): void;
+}
+
+/**
+ * A connection of its own to `url`'s server (TLS for https:) with a request's head sent on
+ * it: `method`, the URL's path and query, `headers` but Host, Connection and Content-Length
+ * (`extra` header lines may add one), and `connection: close`. Until `release()`, `signal`
+ * aborting closes it; aborted while connecting, nothing is sent and the abort is thrown.
+ */
+async function openRaw(
+  url: string,
+  method: string,
+  headers: Headers,
+  extra: string,
+  signal: AbortSignal,
+): Promise<RawConnection> {
+  const target = new URL(url);
+  const tls = target.protocol === "https:";
+  const port = Number(target.port || (tls ? 443 : 80));
+  let conn: Deno.Conn | null = null;
+  const close = () => {
+    try {
+      conn?.close();
+    } catch { /* already closed */ }
+    conn = null;
+  };
+  signal.addEventListener("abort", close, { once: true });
+  const release = () => signal.removeEventListener("abort", close);
+  try {
+    signal.throwIfAborted();
+    const opened = tls
+      ? await Deno.connectTls({ hostname: target.hostname, port })
+      : await Deno.connect({ hostname: target.hostname, port });
+    conn = opened;
+    // Aborted while connecting (the listener found no connection to close): send nothing.
+    signal.throwIfAborted();
+    let head = `${method} ${target.pathname}${target.search} HTTP/1.1\r\nhost: ${target.host}\r\n`;
+    headers.forEach((value, name) => {
+      if (!["host", "content-length", "connection"].includes(name)) head += `${name}: ${value}\r\n`;
+    });
+    const bytes = new TextEncoder().encode(`${head}${extra}connection: close\r\n\r\n`);
+    for (let at = 0; at < bytes.length;) at += await opened.write(bytes.subarray(at));
+    return { conn: opened, close, release };
+  } catch (error) {
+    release();
     close();
+    throw error;
   }
 }
 
