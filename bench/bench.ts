@@ -44,7 +44,8 @@
  *               get-manifest. Its flags: --blob-mib (default 64), --parallel-mib (blob/8),
  *               --runs (5), --seconds (3), --only, --chunk-mib (both drivers' chunksize, 10),
  *               --pull-modes (redirect,stream: pull and head-blob again with
- *               storage.redirect.disable on both), --max-run-seconds (60), --dir, --keep
+ *               storage.redirect.disable on both), --max-run-seconds (60), --dir, --keep,
+ *               --profile (our replica's CPU profile)
  *
  * It installs nothing: when a tool is missing it says what to install and exits 1.
  */
@@ -261,6 +262,7 @@ async function s3Main(values: Record<string, string | boolean | undefined>): Pro
     pullModes: modes as ("redirect" | "stream")[],
     parent: str("dir") ?? (Deno.env.get("TMPDIR") || "/tmp"),
     keep: values.keep === true,
+    profile: str("profile"),
   });
 }
 

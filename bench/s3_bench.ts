@@ -77,6 +77,8 @@ export interface S3BenchOptions {
   /** "redirect" (pass 1, all rows), "stream" (pass 2: pull and head-blob). */
   readonly pullModes: readonly ("redirect" | "stream")[];
   readonly parent: string;
+  /** Where our replica writes its CPU profile (`--cpu-prof-dir`), if anywhere. */
+  readonly profile?: string;
   readonly keep: boolean;
 }
 
@@ -518,6 +520,7 @@ export async function runS3Bench(o: S3BenchOptions): Promise<number> {
           env: { REGISTRY_LOG_REQUESTS: "0" },
           configPath: oursConfig,
           logName: `ours-${mode}.log`,
+          denoFlags: o.profile ? ["--cpu-prof", `--cpu-prof-dir=${o.profile}`] : [],
         }),
         oursBucket,
         oursBlobKey,

@@ -1,12 +1,13 @@
 /**
  * The pieces an S3 writer keeps its pending upload bytes in past the memory budget: the budget
- * grants what fits (or what is forced) and takes back what is given, and a spill file keeps
+ * grants what fits (or what is forced) and takes back what is given, keeps buffers given back
+ * for reuse only while they and the writers' bytes fit in it, and a spill file keeps
  * bytes in order, reads them back as a sized body (as of when the body was taken), leaves no
  * name in its directory and refuses work once closed.
  */
 
 import assert from "node:assert/strict";
-import { MemoryBudget, SpillFile } from "../../src/storage/drivers/s3_spill.ts";
+import { bufferSize, MemoryBudget, SpillFile } from "../../src/storage/drivers/s3_spill.ts";
 
 Deno.test("s3 spill: the budget grants what fits or is forced, and counts what is given back", () => {
   const budget = new MemoryBudget(100);
@@ -20,6 +21,46 @@ Deno.test("s3 spill: the budget grants what fits or is forced, and counts what i
   budget.give(130);
   assert.equal(budget.used, 0);
   assert.equal(new MemoryBudget(0).take(1), false);
+});
+
+Deno.test("s3 spill: buffers given back are reused while they fit beside the writers' bytes, else freed", () => {
+  const KiB = 1024;
+  const budget = new MemoryBudget(256 * KiB);
+  assert.equal(budget.take(128 * KiB), true);
+  const a = budget.buffer(128 * KiB);
+  a.fill(7);
+  budget.give(128 * KiB);
+  budget.keep(a);
+  assert.equal(budget.kept, 128 * KiB);
+  // The next writer asking for that size gets that very buffer (its pages already touched).
+  assert.equal(budget.take(128 * KiB), true);
+  const b = budget.buffer(128 * KiB);
+  assert.equal(b.buffer, a.buffer);
+  assert.equal(budget.kept, 0);
+  // Another size is a new buffer; one given back past the limit is freed (detached) at once.
+  assert.equal(budget.take(64 * KiB), true);
+  const c = budget.buffer(64 * KiB);
+  assert.notEqual(c.buffer, a.buffer);
+  budget.keep(new Uint8Array(128 * KiB)); // 192 KiB used: no room for it
+  assert.equal(budget.kept, 0);
+  budget.give(64 * KiB);
+  budget.keep(c);
+  assert.equal(budget.kept, 64 * KiB);
+  // Writers' bytes taken beyond what the kept buffers leave free them.
+  assert.equal(budget.take(128 * KiB), true);
+  assert.equal(budget.kept, 0);
+  assert.equal(c.buffer.byteLength, 0);
+  // A view of a larger buffer is never kept.
+  budget.give(256 * KiB);
+  budget.keep(new Uint8Array(256 * KiB).subarray(0, 64 * KiB));
+  assert.equal(budget.kept, 0);
+  // Sizes: powers of two from 64 KiB, at most the part size.
+  assert.deepEqual(
+    [1, 64 * KiB, 64 * KiB + 1, 3000 * KiB, 9 * 1024 * KiB].map((n) =>
+      bufferSize(n, 10 * 1024 * KiB)
+    ),
+    [64 * KiB, 64 * KiB, 128 * KiB, 4096 * KiB, 10 * 1024 * KiB],
+  );
 });
 
 Deno.test("s3 spill: a spill file reads back what was appended, as of its body, and leaves no name", async () => {

@@ -130,6 +130,50 @@ await s3Tests((bucket, s3Ignore) => {
     assert.deepEqual(await a.list("uploads"), []);
   });
 
+  test("a commit with parts asks no HeadObject; a tail shortened from outside stores no blob (its copy is refused); the data prefix is listed beside the completion", async ({ b, sql, root, make }) => {
+    const cases = [
+      { name: "parts", bytes: pattern(2 * chunk, 5) },
+      { name: "tail", bytes: pattern(chunk + 777, 7) },
+      { name: "short", bytes: pattern(chunk + 777, 9) },
+    ];
+    for (const [i, { name, bytes }] of cases.entries()) {
+      const a = make();
+      const key = `uploads/3f0e0d0c-0b0a-4098-8776-65544332211${i}/data`;
+      await a.create(key, { fresh: true });
+      await writeAll(a, key, 0, bytes);
+      const events: string[] = [];
+      const { client } = a;
+      const head = client.headObject.bind(client);
+      client.headObject = (n) => (events.push(`head ${n.slice(root.length + 1)}`), head(n));
+      const complete = client.completeMultipart.bind(client);
+      client.completeMultipart = async (...args) => {
+        await complete(...args);
+        events.push("completed");
+      };
+      const list = client.listAll.bind(client);
+      client.listAll = (prefix) => (events.push("list"), list(prefix));
+      const target = `blobs/sha256/cd/cd${name}`;
+      if (name === "short") {
+        // The tail object rewritten from outside with fewer bytes than the state counts.
+        const [tail] = (await objects(b, root)).filter((o) => o.includes("/tail."));
+        await b.client.putObject(`${root}/${tail}`, bytes.subarray(chunk, chunk + 700));
+        await assert.rejects(a.move(key, target), /UploadPartCopy .* 416 InvalidRange/);
+        assert.ok(!events.some((e) => e.startsWith("head")), events.join(", "));
+        assert.equal(await a.stat(target), null);
+        await a.delete(key);
+      } else {
+        await a.move(key, target);
+        assert.deepEqual(await a.get(target), bytes);
+        assert.ok(events.indexOf("list") < events.indexOf("completed"), events.join(", "));
+        assert.ok(!events.some((e) => e.startsWith("head")), events.join(", "));
+      }
+      assert.deepEqual(await rows(sql, root), []);
+      assert.deepEqual(await b.client.listMultipart(`${root}/.multipart/`), []);
+      const left = await objects(b, root);
+      assert.ok(left.every((o) => o.startsWith("blobs/")), left.join(", "));
+    }
+  });
+
   test("a fresh key's create is one insert, no bucket request; a second create is refused", async ({ b, sql, root, make }) => {
     const a = make();
     const key = "uploads/2f0e0d0c-0b0a-4098-8776-655443322112/data";

@@ -71,18 +71,20 @@
  *   safe: an upload found gone (by a writer, a commit, a read) whose object holds its parts
  *   is rebuilt the same way from it.
  * - `move` (the commit of an upload): GetObject of the state. With no part (less than 5 MiB
- *   in all, or a tail stored by an earlier version): CopyObject of the tail object to the target (GetObject + PutObject of its counted
- *   bytes, less than a part, when a cut left it longer; a HeadObject first for a state stored
- *   before states recorded the tail object's length). With parts:
+ *   in all, or a tail stored by an earlier version): CopyObject of the tail object to the
+ *   target (GetObject + PutObject of its counted bytes, less than a part, when a cut left it
+ *   longer; a HeadObject first for a state stored before states recorded the tail object's
+ *   length). With parts:
  *   UploadPartCopy of the tail object's counted range as the last part (the store copies
  *   less than a part), CompleteMultipartUpload (on RGW it copies nothing: the object is made
- *   of the parts as written), HeadObject to check the size, CopyObject to the target (above
- *   5 GiB UploadPartCopy ranges). When the upload is gone the completion was this commit's
+ *   of the parts as written; each part is of the size the state has, as UploadPartCopy
+ *   refuses a range past its source's end), CopyObject to the target (above 5 GiB
+ *   UploadPartCopy ranges). When the upload is gone the completion was this commit's
  *   own (a lost reply, retried: recognised by the object's ETag, the MD5 of the parts' MD5s)
  *   or an earlier one (rebuilt as above, then completed). In both cases then
  *   ListMultipartUploads + AbortMultipartUpload of any left over, ListObjectsV2 + DeleteObjects
- *   of the data prefix (with no part, the two listings go beside the copy), and last
- *   DeleteObject of the state. No byte of the blob passes
+ *   of the data prefix (the two listings go beside the copy), and last DeleteObject of the
+ *   state. No byte of the blob passes
  *   through this process at the commit; the store copies it once then (the CopyObject: S3 has
  *   no rename, and the digest, hence the target, is known only at the commit). RGW copies a
  *   completed multipart upload's object by sharing its parts (an 8 MiB one in 20 to 35 ms,
@@ -138,7 +140,7 @@ import {
 import { createHash } from "node:crypto";
 import { createMd5, type Md5 } from "../../digest/md5.ts";
 import { type Body, type CompletedPart, type ListPage, S3Client, S3Error } from "./s3_client.ts";
-import { MemoryBudget, SpillFile } from "./s3_spill.ts";
+import { bufferSize, MemoryBudget, SpillFile } from "./s3_spill.ts";
 
 /** The driver's settings (Distribution's `storage.s3` keys, and a few for tests). */
 export interface S3DriverOptions {
@@ -154,6 +156,11 @@ export interface S3DriverOptions {
   readonly secure?: boolean;
   /** The part size of upload data (at least 5 MiB). Default 10 MiB. */
   readonly chunksize?: number;
+  /**
+   * Whether a sync sends 5 MiB or more of pending bytes as a part (default) rather than as a
+   * tail object; false stores them as versions before did (for tests of what they left).
+   */
+  readonly partsAtSync?: boolean;
   /** Path-style addressing; the only style this driver speaks (false is refused). */
   readonly forcepathstyle?: boolean;
   /** Names per ListObjectsV2 page (the server's default, 1000, when absent); for tests. */
@@ -162,11 +169,6 @@ export interface S3DriverOptions {
   readonly attempts?: number;
   /** Seconds without progress after which a request is abandoned (and retried). Default 30. */
   readonly timeoutSeconds?: number;
-  /**
-   * Whether a sync sends 5 MiB or more of pending bytes as a part (default) rather than as a
-   * tail object; false stores them as versions before did (for tests of what they left).
-   */
-  readonly partsAtSync?: boolean;
   /** Upper bound of the first backoff between attempts, in milliseconds. Default 100. */
   readonly backoffMs?: number;
   /** The largest object `move` copies with one CopyObject (S3: 5 GiB); lower in tests. */
@@ -242,6 +244,10 @@ const ASSEMBLED = "assembled";
 const STATE_PEEK = 64 * 1024;
 /** A writer's buffer below this size grows as needed; above it, it at least doubles. */
 const SMALL_BUFFER = 1024 * 1024;
+/** The bytes a writer's buffer gathers before they are added to its MD5. */
+const HASH_BATCH = 1024 * 1024;
+/** The block a spilling writer gathers its bytes in before they go to its file and MD5. */
+const STAGE = 256 * 1024;
 /** A writer's buffer up to this size is granted past the memory budget (unless it is 0). */
 const FREE_BUFFER = 256 * 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
@@ -688,19 +694,20 @@ export class S3Driver implements StorageDriver {
         return new MultipartWriter(this, key, state, { buffer: EMPTY, fill: 0, md5 });
       }
       const tail = this.#child(key, state.tail!);
-      const size = Math.max(length, Math.min(this.#chunk, 2 * length));
+      const size = Math.max(length, bufferSize(2 * length, this.#chunk));
       const budget = this.budget;
       const held = budget.take(size, size <= Math.min(FREE_BUFFER, budget.limit));
       // Past the budget, a file; memory all the same when none can be made.
       const spill = held ? null : await this.spillFile();
       if (spill === null) {
         if (!held) budget.take(size, true);
-        const buffer = new Uint8Array(size);
+        const buffer = budget.buffer(size);
         try {
           await this.#readRange(tail, 0, length, buffer);
           await md5.update(buffer.subarray(0, length));
         } catch (error) {
           budget.give(size);
+          budget.keep(buffer);
           throw error;
         }
         return new MultipartWriter(this, key, state, { buffer, fill: length, md5 });
@@ -739,16 +746,29 @@ export class S3Driver implements StorageDriver {
       await this.client.deleteObject(source);
       return;
     }
-    // Without a part the copy makes nothing under the data prefix, so what to purge there is
-    // listed beside it (one round trip less); otherwise after (the completion makes objects).
+    // What to purge under the data prefix is listed beside the copy (a round trip less). The
+    // copy adds to it only the completed upload's object, named by its outcome, and takes
+    // away the upload; a rebuilt upload (a new generation) made more: listed again then.
+    const { state } = found;
     const prefix = this.#dataOf(from);
-    const early = found.state.parts.length === 0 ? this.#listData(prefix) : null;
-    early?.catch(() => {}); // when the copy fails first
-    await this.#piecesOf(from, () => this.#moveAppendable(from, target, found.state));
+    const { upload, gen } = state;
+    const early = this.#listData(prefix);
+    early.catch(() => {}); // when the copy fails first
+    const assembled = await this.#piecesOf(
+      from,
+      () => this.#moveAppendable(from, target, state),
+    );
     await this.#dropState(to);
+    const listing = state.gen === gen ? await early : await this.#listData(prefix);
+    const { uploads, objects } = listing;
     // The source's bytes, then its state (see `#purge`): a crash between leaves a session
     // whose next request finds it lost.
-    await this.#removeData(await (early ?? this.#listData(prefix)));
+    await this.#removeData({
+      uploads: uploads.filter((u) => u.id !== upload),
+      objects: assembled === null || objects.includes(assembled)
+        ? objects
+        : [...objects, assembled],
+    });
     const store = this.#storeOf(from);
     if (store !== null) await store.delete();
     else await this.client.deleteObject(source);
@@ -765,8 +785,11 @@ export class S3Driver implements StorageDriver {
     await store.delete();
   }
 
-  /** Copies an appendable object's bytes to `target` (a `move`'s copy). */
-  async #moveAppendable(from: string, target: string, state: State): Promise<void> {
+  /**
+   * Copies an appendable object's bytes to `target` (a `move`'s copy); the completed upload's
+   * object it made under the data prefix, if any.
+   */
+  async #moveAppendable(from: string, target: string, state: State): Promise<string | null> {
     if (state.parts.length === 0) {
       // Smaller than a part: the tail object is the blob (a copy, or its first bytes).
       const size = state.size;
@@ -784,10 +807,11 @@ export class S3Driver implements StorageDriver {
         const response = await this.client.putObject(target, bytes);
         await (await this.client.expect(response, `PutObject ${target}`)).body?.cancel();
       }
-    } else {
-      const assembled = await this.#complete(from, state);
-      await this.#copy(assembled, target, state.size);
+      return null;
     }
+    const assembled = await this.#complete(from, state);
+    await this.#copy(assembled, target, state.size);
+    return assembled;
   }
 
   /**
@@ -1186,6 +1210,9 @@ export class S3Driver implements StorageDriver {
           parts.push({ number, etag });
         }
         await this.client.completeMultipart(name, state.upload!, parts, state.size);
+        // The object is these parts, named by their ETags, each of the size the state has:
+        // sent whole by UploadPart, or copied (a range past an object's end is refused).
+        return name;
       } catch (error) {
         if (!gone(error) || revived) throw error;
         const whole = parts.length === state.parts.length + (tail > 0 ? 1 : 0);
@@ -1440,6 +1467,13 @@ class MultipartWriter implements AppendWriter {
   #fill: number;
   /** The file of the pending bytes past the budget; null while they are in the buffer. */
   #spill: SpillFile | null;
+  /**
+   * Bytes bound for the spill file, gathered so that it and the MD5 get them in blocks of up
+   * to `STAGE` rather than in the client's frames (each write and each hash a call of its
+   * own: for 32 KiB frames those calls cost more than the bytes); EMPTY until it spills.
+   */
+  #stage: Uint8Array = EMPTY;
+  #staged = 0;
   /** The state as stored (the writer's `state` runs ahead of it). */
   #stored: State;
   /** The stored state when the writer opened: every state it stores names it as `prev`. */
@@ -1449,6 +1483,13 @@ class MultipartWriter implements AppendWriter {
    * that a part or tail goes out without its bytes being read once more to hash them.
    */
   #md5: Md5;
+  /**
+   * How many of the buffer's first bytes the MD5 has: it is given them a MiB at a time (each
+   * call a hop to a pool thread, which cost more than the hashing for every 32 KiB frame),
+   * the rest before the MD5 is read or the buffer changes hands. Bytes bound for a spill
+   * file are hashed with their block (see `#stage`).
+   */
+  #hashed: number;
   /**
    * The multipart upload asked for ahead of the first part, once the pending bytes will make
    * one (see `write`); null when not asked yet.
@@ -1471,6 +1512,7 @@ class MultipartWriter implements AppendWriter {
   ) {
     this.#buffer = "buffer" in pending ? pending.buffer : EMPTY;
     this.#fill = "buffer" in pending ? pending.fill : 0;
+    this.#hashed = this.#fill; // a tail read back is hashed as it opens
     this.#spill = "spill" in pending ? pending.spill : null;
     this.#md5 = pending.md5;
     this.#stored = cloneState(state);
@@ -1484,7 +1526,7 @@ class MultipartWriter implements AppendWriter {
 
   /** The bytes after the last part. */
   get #pending(): number {
-    return this.#spill?.size ?? this.#fill;
+    return this.#spill === null ? this.#fill : this.#spill.size + this.#staged;
   }
 
   /** Appends `bytes`, which must not change until the promise settles (they are not copied before). */
@@ -1521,7 +1563,9 @@ class MultipartWriter implements AppendWriter {
         state.serial += 1;
         state.tail = `tail.${state.serial}`;
         state.tailSize = this.#pending;
+        await this.#flushStage();
         const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
+        await this.#hashBuffer();
         await this.driver.putTail(this.key, state.tail, body, this.#md5.digest());
       } else {
         state.tail = null;
@@ -1545,7 +1589,8 @@ class MultipartWriter implements AppendWriter {
     // that a call under way opened after this point is closed then too.
     void this.#queue.then(() => {
       this.driver.budget.give(buffer.length);
-      release(buffer);
+      this.driver.budget.keep(buffer);
+      this.#dropStage();
       spill?.close();
       this.#spill?.close();
       this.#spill = null;
@@ -1565,15 +1610,49 @@ class MultipartWriter implements AppendWriter {
     if (this.#spill === null && !this.#reserve(bytes.length) && !(await this.#spillOut())) {
       this.#reserve(bytes.length, true); // no file to spill to: memory past the budget
     }
-    const hashed = this.#md5.update(bytes);
-    if (this.#spill !== null) {
-      await Promise.all([this.#spill.append(bytes), hashed]);
+    const spill = this.#spill;
+    if (spill !== null) {
+      if (this.#stage.length === 0) {
+        this.driver.budget.take(STAGE, true); // a small block, at most one per writer
+        this.#stage = this.driver.budget.buffer(STAGE);
+      }
+      if (this.#staged + bytes.length > STAGE) await this.#flushStage(spill);
+      if (bytes.length >= STAGE) {
+        await Promise.all([spill.append(bytes), this.#md5.update(bytes)]);
+      } else {
+        this.#stage.set(bytes, this.#staged);
+        this.#staged += bytes.length;
+      }
     } else {
       this.#buffer.set(bytes, this.#fill);
       this.#fill += bytes.length;
-      await hashed;
+      if (this.#fill - this.#hashed >= HASH_BATCH) await this.#hashBuffer();
     }
     return bytes.length;
+  }
+
+  /** Writes the staged bytes to the spill file and adds them to the MD5. */
+  async #flushStage(spill = this.#spill): Promise<void> {
+    if (this.#staged === 0 || spill === null) return;
+    const block = this.#stage.subarray(0, this.#staged);
+    await Promise.all([spill.append(block), this.#md5.update(block)]);
+    this.#staged = 0;
+  }
+
+  /** Gives the stage back (no byte staged: flushed, or dropped with the writer). */
+  #dropStage(): void {
+    if (this.#stage.length === 0) return;
+    this.driver.budget.give(this.#stage.length);
+    this.driver.budget.keep(this.#stage);
+    this.#stage = EMPTY;
+    this.#staged = 0;
+  }
+
+  /** Adds the buffer's bytes not hashed yet to the MD5. */
+  async #hashBuffer(): Promise<void> {
+    if (this.#fill === this.#hashed) return;
+    await this.#md5.update(this.#buffer.subarray(this.#hashed, this.#fill));
+    this.#hashed = this.#fill;
   }
 
   /**
@@ -1587,17 +1666,21 @@ class MultipartWriter implements AppendWriter {
     const chunk = this.driver.chunkSize;
     const need = Math.min(chunk, this.#fill + wanted);
     if (this.#buffer.length >= need) return true;
-    const size = need <= SMALL_BUFFER
-      ? Math.min(chunk, Math.max(2 * need, 64 * 1024))
-      : Math.min(chunk, Math.max(need, 2 * this.#buffer.length));
     const budget = this.driver.budget;
+    const grow = bufferSize(
+      need <= SMALL_BUFFER ? 2 * need : Math.max(need, 2 * this.#buffer.length),
+      chunk,
+    );
+    // Past a MiB, a larger buffer another writer gave back rather than a new one.
+    const size = need <= SMALL_BUFFER ? grow : budget.keptSize(grow, chunk) ?? grow;
     const free = force || size <= Math.min(FREE_BUFFER, budget.limit);
     if (!budget.take(size - this.#buffer.length, free)) {
       return false;
     }
-    const grown = new Uint8Array(size);
+    const grown = budget.buffer(size);
     grown.set(this.#buffer.subarray(0, this.#fill));
-    release(this.#buffer); // calls run one at a time: none sends from it any more
+    // Calls run one at a time, and `#keep` waits for its hashing: none reads it any more.
+    budget.keep(this.#buffer);
     this.#buffer = grown;
     return true;
   }
@@ -1608,6 +1691,7 @@ class MultipartWriter implements AppendWriter {
    * closed meanwhile keeps neither (its buffer went back at the close).
    */
   async #spillOut(): Promise<boolean> {
+    await this.#hashBuffer(); // the bytes after it are hashed as they come
     let spill = await this.driver.spillFile();
     if (spill !== null && !this.#closed) {
       try {
@@ -1625,9 +1709,10 @@ class MultipartWriter implements AppendWriter {
     if (spill === null) return false;
     this.#spill = spill;
     this.driver.budget.give(this.#buffer.length);
-    release(this.#buffer);
+    this.driver.budget.keep(this.#buffer);
     this.#buffer = EMPTY;
     this.#fill = 0;
+    this.#hashed = 0;
     return true;
   }
 
@@ -1636,9 +1721,11 @@ class MultipartWriter implements AppendWriter {
    * part (UploadPart); none are left.
    */
   async #sendPart(): Promise<void> {
+    await this.#flushStage();
     const spill = this.#spill;
     const size = this.#pending;
     const body = spill?.body() ?? this.#buffer.subarray(0, this.#fill);
+    await this.#hashBuffer();
     const md5 = this.#md5.digest();
     const number = this.state.parts.length + 1;
     this.state.upload ??= await (this.#starting ?? this.driver.startUpload(this.key, this.state));
@@ -1664,8 +1751,10 @@ class MultipartWriter implements AppendWriter {
       // Back to memory for the next part, as far as the budget then allows.
       spill.close();
       if (this.#spill === spill) this.#spill = null;
+      this.#dropStage();
     } else {
       this.#fill = 0;
+      this.#hashed = 0;
     }
   }
 
@@ -1673,8 +1762,7 @@ class MultipartWriter implements AppendWriter {
    * Asks for the multipart upload as soon as the pending bytes are sure to go as a part (at the
    * chunk size, or at the sync from 5 MiB up), while the rest of them come: under load its
    * CreateMultipartUpload took 65 to 165 ms, which the part then waited for. An upload asked
-   * for and then not used (the writer failed first) is under the data prefix, where the
-   * commit's or the delete's purge aborts it.
+   * for and then not used (the writer failed first) is aborted at the writer's close.
    */
   #startEarly(): void {
     if (this.state.upload !== null || this.#starting !== null) return;
@@ -1698,25 +1786,6 @@ class MultipartWriter implements AppendWriter {
     });
     this.#queue = run.catch(() => {});
     return run;
-  }
-}
-
-/**
- * Frees a buffer's memory now rather than at some later garbage collection, by detaching its
- * ArrayBuffer (`transfer(0)`): V8 frees a dropped buffer only when it collects, and an idle
- * process may not collect for long (in a plain Deno process, twenty dropped 10 MiB buffers
- * were all still resident). With a part (10 MiB by default) per writer, that was most of a
- * replica's memory after parallel pushes. The buffer must be a whole ArrayBuffer of its own
- * that nothing reads any more; a view of a larger one, or an empty one, is left alone, and a
- * buffer that cannot be detached is left to the collector.
- */
-function release(bytes: Uint8Array): void {
-  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-  if (!whole || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) return;
-  try {
-    bytes.buffer.transfer(0);
-  } catch {
-    // not detachable: the collector frees it
   }
 }
 

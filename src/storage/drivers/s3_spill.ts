@@ -13,9 +13,20 @@
 
 import type { SizedSource } from "./s3_client.ts";
 
-/** The memory a driver's writers may hold for pending upload bytes, counted in bytes. */
+/**
+ * The memory a driver's writers may hold for pending upload bytes, counted in bytes, and the
+ * buffers they gave back, kept for the next ones while the two together stay within the
+ * limit. A fresh buffer's pages cost a fault each on first touch, and on a VM that gives its
+ * free memory back to the host (as these machines do) a fault in the host too: with every
+ * buffer new, eight parallel 8 MiB uploads spent more of the replica's one thread zeroing and
+ * faulting in buffers than copying bytes into them. A kept buffer's pages are already there.
+ * Writers ask for sizes of `bufferSize`, so that one writer's buffer fits the next.
+ */
 export class MemoryBudget {
   #used = 0;
+  #kept = 0;
+  /** Kept buffers by size, the most recently given last. */
+  readonly #free = new Map<number, ArrayBuffer[]>();
 
   /** A budget of `limit` bytes (0: every pending byte goes to a file). */
   constructor(readonly limit: number) {}
@@ -25,16 +36,108 @@ export class MemoryBudget {
     return this.#used;
   }
 
-  /** Takes `bytes` more when they fit, or always when `force`; whether they were taken. */
+  /** The bytes of the buffers kept for reuse. */
+  get kept(): number {
+    return this.#kept;
+  }
+
+  /**
+   * Takes `bytes` more when they fit, or always when `force`; whether they were taken. Kept
+   * buffers are freed as far as the writers' bytes need their room.
+   */
   take(bytes: number, force = false): boolean {
     if (!force && this.#used + bytes > this.limit) return false;
     this.#used += bytes;
+    this.#trim();
     return true;
   }
 
   /** Gives back `bytes` taken before. */
   give(bytes: number): void {
     this.#used -= bytes;
+  }
+
+  /** The size of the smallest kept buffer of `least` to `most` bytes; null when none. */
+  keptSize(least: number, most: number): number | null {
+    let found: number | null = null;
+    for (const [size, list] of this.#free) {
+      if (list.length > 0 && size >= least && size <= most && size < (found ?? Infinity)) {
+        found = size;
+      }
+    }
+    return found;
+  }
+
+  /** A buffer of `size` bytes for bytes taken before: a kept one when there is one. */
+  buffer(size: number): Uint8Array<ArrayBuffer> {
+    const kept = this.#free.get(size)?.pop();
+    if (kept === undefined) return new Uint8Array(size);
+    this.#kept -= size;
+    return new Uint8Array(kept);
+  }
+
+  /**
+   * Takes back a buffer no one reads or writes any more (its bytes given back apart): kept
+   * while there is room, else freed now (see `release`).
+   */
+  keep(bytes: Uint8Array): void {
+    const size = bytes.byteLength;
+    const whole = size > 0 && bytes.byteOffset === 0 && size === bytes.buffer.byteLength &&
+      bytes.buffer instanceof ArrayBuffer && !bytes.buffer.resizable;
+    if (!whole || this.#used + this.#kept + size > this.limit) {
+      release(bytes);
+      return;
+    }
+    const list = this.#free.get(size);
+    if (list === undefined) this.#free.set(size, [bytes.buffer as ArrayBuffer]);
+    else list.push(bytes.buffer as ArrayBuffer);
+    this.#kept += size;
+  }
+
+  /** Frees kept buffers, the largest first, until the writers' bytes and them fit. */
+  #trim(): void {
+    if (this.#used + this.#kept <= this.limit) return;
+    for (const size of [...this.#free.keys()].sort((a, b) => b - a)) {
+      const list = this.#free.get(size)!;
+      while (list.length > 0 && this.#used + this.#kept > this.limit) {
+        release(new Uint8Array(list.pop()!));
+        this.#kept -= size;
+      }
+      if (list.length === 0) this.#free.delete(size);
+      if (this.#used + this.#kept <= this.limit) return;
+    }
+  }
+}
+
+/** The least buffer size writers ask for. */
+const LEAST_BUFFER = 64 * 1024;
+
+/**
+ * The buffer size for at least `wanted` bytes (at most `part`, the part size: a buffer never
+ * holds more): a power of two from 64 KiB, or the part size, so that buffers fit many writers.
+ */
+export function bufferSize(wanted: number, part: number): number {
+  let size = LEAST_BUFFER;
+  while (size < wanted) size *= 2;
+  return Math.min(part, size);
+}
+
+/**
+ * Frees a buffer's memory now rather than at some later garbage collection, by detaching its
+ * ArrayBuffer (`transfer(0)`): V8 frees a dropped buffer only when it collects, and an idle
+ * process may not collect for long (in a plain Deno process, twenty dropped 10 MiB buffers
+ * were all still resident). With a part (10 MiB by default) per writer, that was most of a
+ * replica's memory after parallel pushes. The buffer must be a whole ArrayBuffer of its own
+ * that nothing reads any more; a view of a larger one, or an empty one, is left alone, and a
+ * buffer that cannot be detached is left to the collector.
+ */
+export function release(bytes: Uint8Array): void {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+  if (!whole || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) return;
+  try {
+    bytes.buffer.transfer(0);
+  } catch {
+    // not detachable: the collector frees it
   }
 }
 
