@@ -416,6 +416,52 @@ await s3Tests((bucket, ignore) => {
 
   Deno.test({
     name:
+      "s3 driver: a writer's buffer given back is kept for the next writers within the budget; a small upload does not take a part's buffer",
+    ignore,
+    async fn() {
+      const root = `t${++fixtures}-${Date.now()}`;
+      const { dispose } = await make(root);
+      const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+      const MiB = 1024 * 1024;
+      try {
+        const options = { ...(await bucket()).options, rootdirectory: root, chunksize: chunk };
+        const driver = new S3Driver({ ...options, uploadmemory: 16 * MiB });
+        const bytes = pattern(3 * MiB, 3);
+        await driver.create("up/a/data");
+        const a = await driver.append("up/a/data", 0);
+        await a.write(bytes);
+        assert.equal(driver.budget.used, 4 * MiB); // grown in powers of two
+        a.close(); // never synced: nothing stored
+        await settle();
+        assert.equal(driver.budget.used, 0);
+        assert.equal(driver.budget.kept, 4 * MiB);
+        // A small upload grows from 64 KiB: the 4 MiB buffer stays kept, not held for it.
+        await driver.create("up/b/data");
+        const b = await driver.append("up/b/data", 0);
+        await b.write(bytes.subarray(0, 10_000));
+        assert.equal(driver.budget.used, 64 * 1024);
+        assert.equal(driver.budget.kept, 4 * MiB);
+        // An upload past a MiB takes the kept buffer instead of a new one.
+        await driver.create("up/c/data");
+        const c = await driver.append("up/c/data", 0);
+        await c.write(bytes.subarray(0, 1.5 * MiB));
+        assert.equal(driver.budget.kept, 0);
+        assert.equal(driver.budget.used, 64 * 1024 + 4 * MiB);
+        await c.write(bytes.subarray(1.5 * MiB));
+        await c.sync();
+        c.close();
+        b.close();
+        await settle();
+        assert.equal(driver.budget.used, 0);
+        assert.equal(await sha256(await driver.readAll("up/c/data")), await sha256(bytes));
+      } finally {
+        await dispose();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
       "s3 driver: with no temporary file to spill to, uploads keep their bytes in memory past the budget, told once",
     ignore,
     async fn() {

@@ -26,34 +26,43 @@ Deno.test("s3 spill: the budget grants what fits or is forced, and counts what i
 Deno.test("s3 spill: buffers given back are reused while they fit beside the writers' bytes, else freed", () => {
   const KiB = 1024;
   const budget = new MemoryBudget(256 * KiB);
-  assert.equal(budget.take(128 * KiB), true);
-  const a = budget.buffer(128 * KiB);
+  const a = budget.claim(128 * KiB)!;
   a.fill(7);
   budget.give(128 * KiB);
   budget.keep(a);
   assert.equal(budget.kept, 128 * KiB);
-  // The next writer asking for that size gets that very buffer (its pages already touched).
-  assert.equal(budget.take(128 * KiB), true);
-  const b = budget.buffer(128 * KiB);
+  assert.equal(budget.keptSize(64 * KiB, 256 * KiB), 128 * KiB);
+  assert.equal(budget.keptSize(256 * KiB, 256 * KiB), null);
+  // The next writer asking for that size gets that very buffer (its pages already touched),
+  // even when the budget then has no room for both.
+  const b = budget.claim(128 * KiB, 200 * KiB)!;
   assert.equal(b.buffer, a.buffer);
   assert.equal(budget.kept, 0);
+  assert.equal(budget.used, 200 * KiB);
+  // Refused: nothing taken, and a kept buffer stays kept.
+  budget.give(200 * KiB);
+  budget.keep(b);
+  assert.equal(budget.claim(128 * KiB, 300 * KiB), null);
+  assert.equal(budget.kept, 128 * KiB);
+  assert.equal(budget.used, 0);
   // Another size is a new buffer; one given back past the limit is freed (detached) at once.
-  assert.equal(budget.take(64 * KiB), true);
-  const c = budget.buffer(64 * KiB);
+  const c = budget.claim(64 * KiB)!;
   assert.notEqual(c.buffer, a.buffer);
-  budget.keep(new Uint8Array(128 * KiB)); // 192 KiB used: no room for it
-  assert.equal(budget.kept, 0);
-  budget.give(64 * KiB);
+  budget.take(64 * KiB);
+  budget.keep(new Uint8Array(128 * KiB)); // 128 used + 128 kept: no room for it
+  assert.equal(budget.kept, 128 * KiB);
+  budget.give(128 * KiB);
   budget.keep(c);
+  assert.equal(budget.kept, 192 * KiB);
+  // Writers' bytes taken beyond what the kept buffers leave free them, the largest first.
+  assert.equal(budget.take(100 * KiB), true);
   assert.equal(budget.kept, 64 * KiB);
-  // Writers' bytes taken beyond what the kept buffers leave free them.
-  assert.equal(budget.take(128 * KiB), true);
-  assert.equal(budget.kept, 0);
-  assert.equal(c.buffer.byteLength, 0);
+  assert.equal(b.buffer.byteLength, 0);
+  assert.equal(c.buffer.byteLength, 64 * KiB);
   // A view of a larger buffer is never kept.
-  budget.give(256 * KiB);
+  budget.give(100 * KiB);
   budget.keep(new Uint8Array(256 * KiB).subarray(0, 64 * KiB));
-  assert.equal(budget.kept, 0);
+  assert.equal(budget.kept, 64 * KiB);
   // Sizes: powers of two from 64 KiB, at most the part size.
   assert.deepEqual(
     [1, 64 * KiB, 64 * KiB + 1, 3000 * KiB, 9 * 1024 * KiB].map((n) =>

@@ -696,12 +696,11 @@ export class S3Driver implements StorageDriver {
       const tail = this.#child(key, state.tail!);
       const size = Math.max(length, bufferSize(2 * length, this.#chunk));
       const budget = this.budget;
-      const held = budget.take(size, size <= Math.min(FREE_BUFFER, budget.limit));
+      let buffer = budget.claim(size, size, size <= Math.min(FREE_BUFFER, budget.limit));
       // Past the budget, a file; memory all the same when none can be made.
-      const spill = held ? null : await this.spillFile();
+      const spill = buffer !== null ? null : await this.spillFile();
       if (spill === null) {
-        if (!held) budget.take(size, true);
-        const buffer = budget.buffer(size);
+        buffer ??= budget.claim(size, size, true)!;
         try {
           await this.#readRange(tail, 0, length, buffer);
           await md5.update(buffer.subarray(0, length));
@@ -764,7 +763,7 @@ export class S3Driver implements StorageDriver {
     // The source's bytes, then its state (see `#purge`): a crash between leaves a session
     // whose next request finds it lost.
     await this.#removeData({
-      uploads: uploads.filter((u) => u.id !== upload),
+      uploads: assembled === null ? uploads : uploads.filter((u) => u.id !== upload),
       objects: assembled === null || objects.includes(assembled)
         ? objects
         : [...objects, assembled],
@@ -1564,8 +1563,10 @@ class MultipartWriter implements AppendWriter {
         state.tail = `tail.${state.serial}`;
         state.tailSize = this.#pending;
         await this.#flushStage();
-        const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
         await this.#hashBuffer();
+        // A close while those ran took the pending bytes away.
+        if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
+        const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
         await this.driver.putTail(this.key, state.tail, body, this.#md5.digest());
       } else {
         state.tail = null;
@@ -1613,12 +1614,12 @@ class MultipartWriter implements AppendWriter {
     const spill = this.#spill;
     if (spill !== null) {
       if (this.#stage.length === 0) {
-        this.driver.budget.take(STAGE, true); // a small block, at most one per writer
-        this.#stage = this.driver.budget.buffer(STAGE);
+        // A small block, at most one per writer.
+        this.#stage = this.driver.budget.claim(STAGE, STAGE, true)!;
       }
       if (this.#staged + bytes.length > STAGE) await this.#flushStage(spill);
       if (bytes.length >= STAGE) {
-        await Promise.all([spill.append(bytes), this.#md5.update(bytes)]);
+        await both(spill.append(bytes), this.#md5.update(bytes));
       } else {
         this.#stage.set(bytes, this.#staged);
         this.#staged += bytes.length;
@@ -1635,7 +1636,7 @@ class MultipartWriter implements AppendWriter {
   async #flushStage(spill = this.#spill): Promise<void> {
     if (this.#staged === 0 || spill === null) return;
     const block = this.#stage.subarray(0, this.#staged);
-    await Promise.all([spill.append(block), this.#md5.update(block)]);
+    await both(spill.append(block), this.#md5.update(block));
     this.#staged = 0;
   }
 
@@ -1667,17 +1668,14 @@ class MultipartWriter implements AppendWriter {
     const need = Math.min(chunk, this.#fill + wanted);
     if (this.#buffer.length >= need) return true;
     const budget = this.driver.budget;
-    const grow = bufferSize(
-      need <= SMALL_BUFFER ? 2 * need : Math.max(need, 2 * this.#buffer.length),
-      chunk,
-    );
-    // Past a MiB, a larger buffer another writer gave back rather than a new one.
-    const size = need <= SMALL_BUFFER ? grow : budget.keptSize(grow, chunk) ?? grow;
-    const free = force || size <= Math.min(FREE_BUFFER, budget.limit);
-    if (!budget.take(size - this.#buffer.length, free)) {
-      return false;
-    }
-    const grown = budget.buffer(size);
+    const had = this.#buffer.length;
+    const grow = bufferSize(need <= SMALL_BUFFER ? 2 * need : Math.max(need, 2 * had), chunk);
+    // Past a MiB, a larger buffer another writer gave back rather than a new one, if the
+    // budget has room (below, a small upload would hold a part's buffer against the budget).
+    const larger = need <= SMALL_BUFFER ? null : budget.keptSize(grow, chunk);
+    const grown = (larger === null ? null : budget.claim(larger, larger - had)) ??
+      budget.claim(grow, grow - had, force || grow <= Math.min(FREE_BUFFER, budget.limit));
+    if (grown === null) return false;
     grown.set(this.#buffer.subarray(0, this.#fill));
     // Calls run one at a time, and `#keep` waits for its hashing: none reads it any more.
     budget.keep(this.#buffer);
@@ -1722,10 +1720,12 @@ class MultipartWriter implements AppendWriter {
    */
   async #sendPart(): Promise<void> {
     await this.#flushStage();
+    await this.#hashBuffer();
+    // A close while those ran took the pending bytes away.
+    if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
     const spill = this.#spill;
     const size = this.#pending;
     const body = spill?.body() ?? this.#buffer.subarray(0, this.#fill);
-    await this.#hashBuffer();
     const md5 = this.#md5.digest();
     const number = this.state.parts.length + 1;
     this.state.upload ??= await (this.#starting ?? this.driver.startUpload(this.key, this.state));
@@ -1786,6 +1786,16 @@ class MultipartWriter implements AppendWriter {
     });
     this.#queue = run.catch(() => {});
     return run;
+  }
+}
+
+/**
+ * Waits for both, then throws the first failure: a buffer handed to both is not reused while
+ * either still reads it (an MD5 on a pool thread outlives a failed write otherwise).
+ */
+async function both(a: Promise<unknown>, b: Promise<unknown>): Promise<void> {
+  for (const outcome of await Promise.allSettled([a, b])) {
+    if (outcome.status === "rejected") throw outcome.reason;
   }
 }
 

@@ -20,7 +20,8 @@ import type { SizedSource } from "./s3_client.ts";
  * free memory back to the host (as these machines do) a fault in the host too: with every
  * buffer new, eight parallel 8 MiB uploads spent more of the replica's one thread zeroing and
  * faulting in buffers than copying bytes into them. A kept buffer's pages are already there.
- * Writers ask for sizes of `bufferSize`, so that one writer's buffer fits the next.
+ * Writers ask for sizes of `bufferSize`, and take a larger kept buffer rather than a new one,
+ * so that one writer's buffer serves the next.
  */
 export class MemoryBudget {
   #used = 0;
@@ -68,12 +69,24 @@ export class MemoryBudget {
     return found;
   }
 
-  /** A buffer of `size` bytes for bytes taken before: a kept one when there is one. */
-  buffer(size: number): Uint8Array<ArrayBuffer> {
-    const kept = this.#free.get(size)?.pop();
-    if (kept === undefined) return new Uint8Array(size);
-    this.#kept -= size;
-    return new Uint8Array(kept);
+  /**
+   * Takes `bytes` (as `take`) for a buffer of `size`, and returns it: a kept one of that size
+   * when there is one (out of the kept ones before the count, so that making room does not
+   * free it), else a new one; null when refused.
+   */
+  claim(size: number, bytes = size, force = false): Uint8Array<ArrayBuffer> | null {
+    const list = this.#free.get(size);
+    const kept = list?.pop();
+    if (kept !== undefined) this.#kept -= size;
+    if (!this.take(bytes, force)) {
+      if (kept !== undefined) {
+        list!.push(kept);
+        this.#kept += size;
+      }
+      return null;
+    }
+    if (list?.length === 0) this.#free.delete(size);
+    return new Uint8Array(kept ?? new ArrayBuffer(size));
   }
 
   /**
