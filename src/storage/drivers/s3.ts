@@ -36,10 +36,12 @@
  *   bytes come, so a smaller upload holds at most about twice its size) as long as the
  *   driver's memory budget (`uploadmemory`, shared by its writers) allows the buffer to grow,
  *   and past it into a temporary file of the writer's own, unlinked at once (the buffer goes
- *   there first, and is given back; with no file to be had, memory past the budget); a full part goes by UploadPart straight from the buffer
- *   or the file (the first after a CreateMultipartUpload), `write` waiting for it: one
- *   request in flight per writer, the bytes kept until the part is acknowledged (the client
- *   retries it). A closed writer frees its buffer at once (see `release`). A writer that
+ *   there first, and is given back; with no file to be had, memory past the budget); a full
+ *   part goes by UploadPart straight from the buffer or the file (the first after a
+ *   CreateMultipartUpload), `write` waiting for it: one request in flight per writer, the
+ *   bytes kept until the part is acknowledged (the client retries it). A closed writer gives
+ *   its buffer back at once, to the budget, which keeps it for the next writers or frees it
+ *   (see `MemoryBudget`). A writer that
  *   fails leaves the stored state as it was; parts it sent past that state are replaced when
  *   their numbers are sent again, and are never listed at the completion otherwise.
  * - `sync`: pending bytes of 5 MiB or more go as a part (UploadPart; see `sync`), fewer by

@@ -20,8 +20,8 @@ import type { SizedSource } from "./s3_client.ts";
  * free memory back to the host (as these machines do) a fault in the host too: with every
  * buffer new, eight parallel 8 MiB uploads spent more of the replica's one thread zeroing and
  * faulting in buffers than copying bytes into them. A kept buffer's pages are already there.
- * Writers ask for sizes of `bufferSize`, and take a larger kept buffer rather than a new one,
- * so that one writer's buffer serves the next.
+ * Writers ask for sizes of `bufferSize`, and past a MiB take a larger kept buffer rather than
+ * a new one, so that one writer's buffer serves the next.
  */
 export class MemoryBudget {
   #used = 0;
@@ -95,15 +95,15 @@ export class MemoryBudget {
    */
   keep(bytes: Uint8Array): void {
     const size = bytes.byteLength;
-    const whole = size > 0 && bytes.byteOffset === 0 && size === bytes.buffer.byteLength &&
-      bytes.buffer instanceof ArrayBuffer && !bytes.buffer.resizable;
-    if (!whole || this.#used + this.#kept + size > this.limit) {
+    if (
+      !ownBuffer(bytes) || bytes.buffer.resizable || this.#used + this.#kept + size > this.limit
+    ) {
       release(bytes);
       return;
     }
     const list = this.#free.get(size);
-    if (list === undefined) this.#free.set(size, [bytes.buffer as ArrayBuffer]);
-    else list.push(bytes.buffer as ArrayBuffer);
+    if (list === undefined) this.#free.set(size, [bytes.buffer]);
+    else list.push(bytes.buffer);
     this.#kept += size;
   }
 
@@ -120,6 +120,12 @@ export class MemoryBudget {
       if (this.#used + this.#kept <= this.limit) return;
     }
   }
+}
+
+/** Whether `bytes` is a whole, non-empty ArrayBuffer of its own (not a view of a larger one). */
+function ownBuffer(bytes: Uint8Array): bytes is Uint8Array<ArrayBuffer> {
+  return bytes.byteLength > 0 && bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
 }
 
 /** The least buffer size writers ask for. */
@@ -144,9 +150,8 @@ export function bufferSize(wanted: number, part: number): number {
  * that nothing reads any more; a view of a larger one, or an empty one, is left alone, and a
  * buffer that cannot be detached is left to the collector.
  */
-export function release(bytes: Uint8Array): void {
-  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-  if (!whole || bytes.byteLength === 0 || !(bytes.buffer instanceof ArrayBuffer)) return;
+function release(bytes: Uint8Array): void {
+  if (!ownBuffer(bytes)) return;
   try {
     bytes.buffer.transfer(0);
   } catch {
