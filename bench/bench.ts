@@ -11,6 +11,8 @@
  *   --full      1 GiB blobs, 8×128 MiB parallel pushes, 10 s load runs (default: quick mode,
  *               256 MiB blobs, 8×32 MiB, 5 s load runs)
  *   --runs N    runs per workload and server (at least 3 for the table; default 3)
+ *   --warmup N  uncounted runs per workload and server before those (default 1: a row's
+ *               first run is slower, and run 0 starts with ours)
  *   --only LIST comma-separated workload names; `metrics-scrape`, `access-log` and `auth` are
  *               operations rows of ours alone (bench/ops_rows.ts): named alone, they run
  *               without Distribution and without the ceilings; `--only gc` (alone) runs the
@@ -42,7 +44,7 @@
  *               Distribution's s3 driver on the same Ceph RGW, RGW's own ceilings in the same
  *               run; rows push-mono, push-stream, push-chunked, push-parallel, pull, head-blob,
  *               get-manifest. Its flags: --blob-mib (default 64), --parallel-mib (blob/8),
- *               --runs (5), --seconds (3), --only, --chunk-mib (both drivers' chunksize, 10),
+ *               --runs (5), --warmup (1), --seconds (3), --only, --chunk-mib (both drivers' chunksize, 10),
  *               --pull-modes (redirect,stream: pull and head-blob again with
  *               storage.redirect.disable on both), --max-run-seconds (60), --dir, --keep,
  *               --profile (our replica's CPU profile)
@@ -155,6 +157,11 @@ async function measureCeilings(
   // Ceilings.
   for (let i = 0; i < 3; i++) {
     ceilings.diskMiBs.push(await diskWrite(root, ddMiB));
+    try {
+      (ceilings.diskDirectMiBs as number[]).push(await diskWrite(root, ddMiB, true));
+    } catch {
+      // the data root's filesystem refuses direct writes: so do our uploads there
+    }
     (ceilings.sha256MiBs as number[]).push(await opensslSha256());
   }
   ceilings.loopbackMiBs.push(await loopbackTcp(full ? 10 : 3));
@@ -252,9 +259,8 @@ async function s3Main(values: Record<string, string | boolean | undefined>): Pro
     distBinary,
     blobMiB,
     parallelMiB: Number(str("parallel-mib") ?? Math.max(1, Math.floor(blobMiB / 8))),
-    // Five: a row's first run is slower for both servers (code not yet optimised, pools and
-    // connections being made); with three, that one cold run could be the median.
     runs: Math.max(1, Number(str("runs") ?? 5)),
+    warmup: Math.max(0, Number(str("warmup") ?? 1)),
     loadSeconds: Number(str("seconds") ?? 3),
     maxRunSeconds: Number(str("max-run-seconds") ?? 60),
     chunkSize: Number(str("chunk-mib") ?? 10) * MiB,
@@ -277,6 +283,7 @@ async function main(): Promise<number> {
     options: {
       full: { type: "boolean", default: false },
       runs: { type: "string" },
+      warmup: { type: "string" },
       only: { type: "string" },
       seconds: { type: "string" },
       dir: { type: "string" },
@@ -330,6 +337,7 @@ async function main(): Promise<number> {
   const started = performance.now();
   const full = values.full;
   const runs = Math.max(1, Number(values.runs ?? 3));
+  const warmup = Math.max(0, Number(values.warmup ?? 1));
   const blobSize =
     (values["blob-mib"] ? Number(values["blob-mib"]) : check ? 128 : full ? 1024 : 256) *
     MiB;
@@ -390,10 +398,10 @@ async function main(): Promise<number> {
     full
       ? `Full mode: ${blobSize / MiB} MiB blobs, push-parallel 8 × ${
         parallelSize / MiB
-      } MiB, ${loadSeconds} s load runs, ${runs} runs each.`
+      } MiB, ${loadSeconds} s load runs, ${runs} runs each after ${warmup} uncounted.`
       : `Quick mode: ${blobSize / MiB} MiB blobs (not 1 GiB), push-parallel 8 × ${
         parallelSize / MiB
-      } MiB (not 128 MiB), ${loadSeconds} s load runs (not 10 s), ${runs} runs each. \`--full\` for the issue's sizes.`,
+      } MiB (not 128 MiB), ${loadSeconds} s load runs (not 10 s), ${runs} runs each after ${warmup} uncounted. \`--full\` for the issue's sizes.`,
   );
   console.log(
     `Clients: pushes and pulls use bench/http1.ts (a raw HTTP/1.1 client over Deno.connect writing from and reading into memory buffers; push-stream sends ${
@@ -432,6 +440,7 @@ async function main(): Promise<number> {
 
     const ceilings: Ceilings = {
       diskMiBs: [],
+      diskDirectMiBs: [],
       sha256MiBs: [],
       loopbackMiBs: [],
       sinkLengthMiBs: [],
@@ -495,7 +504,7 @@ async function main(): Promise<number> {
     }
 
     const pair = { ours: ours!, dist: dist! };
-    const results = await runRows(chosen, pair, { runs, maxRunSeconds });
+    const results = await runRows(chosen, pair, { runs, maxRunSeconds, warmup });
     ours = pair.ours;
     dist = pair.dist;
     console.log("\n## Results\n");

@@ -1,6 +1,6 @@
 /**
  * The machine's ceilings, measured in the same run as the workloads: disk write with
- * fdatasync (`dd`), SHA-256 (`openssl speed -evp sha256` at 16 KiB blocks), loopback TCP
+ * fdatasync (`dd`, through the page cache and around it), SHA-256 (`openssl speed -evp sha256` at 16 KiB blocks), loopback TCP
  * (`iperf3`), what a bare Deno.serve server reaches with the benchmark's own clients, and what
  * skopeo reaches copying the client rows' image between two local layouts (no registry).
  * Also the page-cache fill that precedes everything.
@@ -58,8 +58,12 @@ export async function fillPageCache(dir: string, bytes: number): Promise<number>
   return (performance.now() - t0) / 1000;
 }
 
-/** `dd if=/dev/zero of=DIR/… bs=1M count=N conv=fdatasync`; returns MiB/s. */
-export async function diskWrite(dir: string, mib: number): Promise<number> {
+/**
+ * `dd if=/dev/zero of=DIR/… bs=1M count=N conv=fdatasync`, with `oflag=direct` when `direct`
+ * (around the page cache, as an upload's bytes past its first 8 MiB are written); returns
+ * MiB/s. Throws when the filesystem refuses direct writes (tmpfs before Linux 6.6).
+ */
+export async function diskWrite(dir: string, mib: number, direct = false): Promise<number> {
   const path = join(dir, "dd-ceiling.tmp");
   try {
     const { stderr } = await run("dd", [
@@ -68,6 +72,7 @@ export async function diskWrite(dir: string, mib: number): Promise<number> {
       "bs=1M",
       `count=${mib}`,
       "conv=fdatasync",
+      ...(direct ? ["oflag=direct"] : []),
     ]);
     // "268435456 bytes (268 MB, 256 MiB) copied, 0.52 s, 516 MB/s"
     const m = /(\d+) bytes .* copied, ([\d.,]+) s/.exec(stderr);

@@ -29,6 +29,8 @@ export interface WorkloadResult {
 /** The machine's ceilings measured in the run. */
 export interface Ceilings {
   readonly diskMiBs: number[];
+  /** The same with direct writes (empty when the filesystem refuses them). */
+  readonly diskDirectMiBs?: number[];
   readonly sha256MiBs: number[];
   readonly loopbackMiBs: number[];
   readonly sinkLengthMiBs: number[];
@@ -190,6 +192,13 @@ export function ceilingsTable(
     `| disk write + fdatasync | ${
       spread(c.diskMiBs, "MiB/s")
     } MiB/s | \`dd if=/dev/zero bs=1M count=${sizes.ddMiB} conv=fdatasync\` into the data root's filesystem, ${c.diskMiBs.length} runs |`,
+    ...(c.diskDirectMiBs?.length
+      ? [
+        `| disk direct write + fdatasync | ${
+          spread(c.diskDirectMiBs, "MiB/s")
+        } MiB/s | the same with \`oflag=direct\` (around the page cache, as our uploads write past their first 8 MiB), ${c.diskDirectMiBs.length} runs |`,
+      ]
+      : []),
     `| SHA-256, 16 KiB blocks | ${
       spread(c.sha256MiBs, "MiB/s")
     } MiB/s | \`openssl speed -seconds 1 -bytes 16384 -evp sha256\`, ${c.sha256MiBs.length} runs |`,

@@ -70,6 +70,8 @@ export interface S3BenchOptions {
   readonly blobMiB: number;
   readonly parallelMiB: number;
   readonly runs: number;
+  /** Uncounted runs per row and server before the counted ones (bench/rows.ts). */
+  readonly warmup: number;
   readonly loadSeconds: number;
   readonly maxRunSeconds: number;
   readonly chunkSize: number;
@@ -439,7 +441,7 @@ export async function runS3Bench(o: S3BenchOptions): Promise<number> {
   const parallelSize = o.parallelMiB * MiB;
   console.log(`# Registry benchmark on S3: ours (S3 + PostgreSQL) vs CNCF Distribution (s3)\n`);
   console.log(
-    `${o.blobMiB} MiB blobs, push-parallel 8 × ${o.parallelMiB} MiB, ${o.loadSeconds} s load runs, ${o.runs} runs each; chunksize ${
+    `${o.blobMiB} MiB blobs, push-parallel 8 × ${o.parallelMiB} MiB, ${o.loadSeconds} s load runs, ${o.runs} runs each after ${o.warmup} uncounted; chunksize ${
       o.chunkSize / MiB
     } MiB on both; pull modes: ${o.pullModes.join(", ")}.`,
   );
@@ -566,7 +568,11 @@ export async function runS3Bench(o: S3BenchOptions): Promise<number> {
       const pair = { ours, dist };
       current = pair;
       results.push(
-        ...await runRows(chosen, pair, { runs: o.runs, maxRunSeconds: o.maxRunSeconds }),
+        ...await runRows(chosen, pair, {
+          runs: o.runs,
+          maxRunSeconds: o.maxRunSeconds,
+          warmup: o.warmup,
+        }),
       );
       await stopAll();
     }

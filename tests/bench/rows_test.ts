@@ -1,0 +1,79 @@
+/**
+ * The bench's measuring loop (bench/rows.ts) with stand-in servers: which runs are made, in
+ * which order, and which are counted. Nothing here is timed or starts a server.
+ */
+
+import assert from "node:assert/strict";
+import { runRows } from "../../bench/rows.ts";
+import type { Server } from "../../bench/servers.ts";
+import type { Workload } from "../../bench/workloads.ts";
+
+/** A server that is this test process (the sampler reads its /proc entry). */
+function standIn(name: string): Server {
+  const server: Server = {
+    name,
+    base: "http://127.0.0.1:1",
+    pid: Deno.pid,
+    dataDir: "/nonexistent",
+    logPath: "/nonexistent",
+    blobPath: (hex) => `/nonexistent/${hex}`,
+    stop: () => Promise.resolve(),
+    restart: () => Promise.resolve(server),
+  };
+  return server;
+}
+
+/** A workload that records every run and clean-up, its metric being the run's number. */
+function recording(calls: string[]): Workload {
+  return {
+    name: "rec",
+    metrics: [{ key: "n", unit: "", higherIsBetter: true }],
+    transfer: true,
+    run(server, run) {
+      calls.push(`${server.name} ${run}`);
+      return Promise.resolve({ metrics: { n: run }, seconds: 0.001, clientCpu: 0 });
+    },
+    after(server) {
+      calls.push(`${server.name} after`);
+      return Promise.resolve();
+    },
+  };
+}
+
+Deno.test("warm-up runs of both servers come first, with their own run numbers, and are not counted", async () => {
+  const calls: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const [result] = await runRows([recording(calls)], pair, {
+    runs: 3,
+    maxRunSeconds: 60,
+    warmup: 1,
+  });
+  const runs = calls.filter((c) => !c.endsWith("after"));
+  assert.deepEqual(runs, [
+    "ours 3",
+    "distribution 3",
+    "ours 0",
+    "distribution 0",
+    "distribution 1",
+    "ours 1",
+    "ours 2",
+    "distribution 2",
+  ]);
+  // every run, counted or not, is cleaned up after
+  assert.equal(calls.filter((c) => c.endsWith("after")).length, runs.length);
+  assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1, 2]);
+  assert.deepEqual(result.distribution.map((s) => s.metrics.n), [0, 1, 2]);
+});
+
+Deno.test("without warm-up, the first counted run is the first run", async () => {
+  const calls: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const [result] = await runRows([recording(calls)], pair, { runs: 2, maxRunSeconds: 60 });
+  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
+    "ours 0",
+    "distribution 0",
+    "distribution 1",
+    "ours 1",
+  ]);
+  assert.equal(result.ours.length, 2);
+});
