@@ -1,9 +1,9 @@
 /**
  * The machine's ceilings, measured in the same run as the workloads: disk write with
- * fdatasync (`dd`, through the page cache and around it), SHA-256 (`openssl speed -evp sha256` at 16 KiB blocks), loopback TCP
- * (`iperf3`), what a bare Deno.serve server reaches with the benchmark's own clients, and what
- * skopeo reaches copying the client rows' image between two local layouts (no registry).
- * Also the page-cache fill that precedes everything.
+ * fdatasync (`dd`, through the page cache and around it), SHA-256 (`openssl speed -evp
+ * sha256` at 16 KiB blocks), loopback TCP (`iperf3`), what a bare Deno.serve server reaches
+ * with the benchmark's own clients, and what skopeo reaches copying the client rows' image
+ * between two local layouts (no registry). Also the page-cache fill that precedes everything.
  */
 
 import { join } from "node:path";

@@ -1,10 +1,10 @@
 /**
  * The measuring loop of `deno task bench` (bench/bench.ts and bench/s3_bench.ts): each
- * workload against both servers, first `warmup` runs of each that are not counted, then run
- * by run, alternating which goes first, with each run's
- * server sampled (peak RSS, CPU); a client row that cannot run here is reported as skipped; a
- * push run stopped at its time limit restarts that server; a server whose run took longer
- * than the limit skips its remaining runs of that workload.
+ * workload against both servers, first `warmup` uncounted runs of each, then run by run,
+ * alternating which goes first, with each run's server sampled (peak RSS, CPU); a client row
+ * that cannot run here is reported as skipped; a push run stopped at its time limit restarts
+ * that server; a server whose run took longer than the limit skips its remaining runs of that
+ * workload.
  */
 
 import { SkipRow } from "./client_rows.ts";
@@ -16,6 +16,18 @@ import type { Workload } from "./workloads.ts";
 export interface Pair {
   ours: Server;
   dist: Server;
+}
+
+/**
+ * Starts a server afresh after one of its runs was stopped at the time limit (it may go on
+ * working through what it had received), in the pair as well; the new server.
+ */
+async function restartAfterTimeout(pair: Pair, w: Workload, s: Server): Promise<Server> {
+  console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
+  const fresh = await s.restart();
+  if (fresh.name === "ours") pair.ours = fresh;
+  else pair.dist = fresh;
+  return fresh;
 }
 
 /** Runs the workloads against both servers and returns their samples. */
@@ -61,11 +73,7 @@ export async function runRows(
           skip(error);
           break;
         }
-        if (out.timedOut) {
-          s = await s.restart();
-          if (s.name === "ours") pair.ours = s;
-          else pair.dist = s;
-        }
+        if (out.timedOut) s = await restartAfterTimeout(pair, w, s);
         await w.after?.(s);
       }
     }
@@ -94,13 +102,7 @@ export async function runRows(
           ...(out.note ? { note: out.note } : {}),
         };
         (s.name === "ours" ? result.ours : result.distribution).push(sample);
-        if (out.timedOut) {
-          // The server may go on working through what it had received: start it afresh.
-          console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
-          s = await s.restart();
-          if (s.name === "ours") pair.ours = s;
-          else pair.dist = s;
-        }
+        if (out.timedOut) s = await restartAfterTimeout(pair, w, s);
         await w.after?.(s);
         if (out.seconds >= maxRunSeconds && r < runs - 1) {
           capped.add(s.name);

@@ -9,16 +9,16 @@ import type { Server } from "../../bench/servers.ts";
 import type { Workload } from "../../bench/workloads.ts";
 
 /** A server that is this test process (the sampler reads its /proc entry). */
-function standIn(name: string): Server {
+function standIn(name: string, port = 1): Server {
   const server: Server = {
     name,
-    base: "http://127.0.0.1:1",
+    base: `http://127.0.0.1:${port}`,
     pid: Deno.pid,
     dataDir: "/nonexistent",
     logPath: "/nonexistent",
     blobPath: (hex) => `/nonexistent/${hex}`,
     stop: () => Promise.resolve(),
-    restart: () => Promise.resolve(server),
+    restart: () => Promise.resolve(standIn(name, port + 1)),
   };
   return server;
 }
@@ -76,4 +76,30 @@ Deno.test("without warm-up, the first counted run is the first run", async () =>
     "ours 1",
   ]);
   assert.equal(result.ours.length, 2);
+});
+
+Deno.test("a warm-up run stopped at the time limit restarts its server, and the counted runs use the new one", async () => {
+  const used: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const slowFirst: Workload = {
+    name: "slow",
+    metrics: [{ key: "n", unit: "", higherIsBetter: true }],
+    transfer: true,
+    run(server, run) {
+      used.push(`${server.name} ${run} ${server.base}`);
+      const timedOut = server.name === "ours" && run === 2;
+      return Promise.resolve({ metrics: { n: run }, seconds: 0.001, clientCpu: 0, timedOut });
+    },
+  };
+  const [result] = await runRows([slowFirst], pair, { runs: 2, maxRunSeconds: 60, warmup: 1 });
+  assert.deepEqual(used, [
+    "ours 2 http://127.0.0.1:1",
+    "distribution 2 http://127.0.0.1:1",
+    "ours 0 http://127.0.0.1:2",
+    "distribution 0 http://127.0.0.1:1",
+    "distribution 1 http://127.0.0.1:1",
+    "ours 1 http://127.0.0.1:2",
+  ]);
+  assert.equal(pair.ours.base, "http://127.0.0.1:2");
+  assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1]);
 });
