@@ -20,6 +20,8 @@
  *    are lazy (each folder is flushed once: the links' before the sweep begins, the blobs' at
  *    its end): a link or bytes nothing needs that come back after a crash are removed again
  *    by the next collection, and a link never comes back without its bytes.
+ *    The digest of every live upload session's bytes is spared too: on S3 those bytes may be
+ *    stored at the blob's key before the commit (`WholeBytes` in `storage/uploads.ts`).
  * 3. Stale upload sessions: the upload service's own purge.
  *
  * Every delete goes through the stores: the cache layer drops its entry before the file goes,
@@ -410,9 +412,11 @@ export class Collector {
   /** Deletes the bytes of every blob nothing references, each re-checked under its lock. */
   async #sweepBlobs(dryRun: boolean, draft: Draft, referenced: Set<Digest>): Promise<void> {
     const { blobs, driver, locks, activity, config } = this.#deps;
+    // A live upload's bytes may be stored at their blob's key already (S3: see `WholeBytes`).
+    const held = await this.#deps.uploads.heldDigests();
     const candidates: Digest[] = [];
     for await (const digest of blobs.list()) {
-      if (!referenced.has(digest)) candidates.push(digest);
+      if (!referenced.has(digest) && !held.has(digest)) candidates.push(digest);
     }
     try {
       for (const digest of candidates) {

@@ -251,6 +251,25 @@ export class UploadService {
     return { resumed, purged };
   }
 
+  /**
+   * The digest of the bytes every session's saved hash state covers (all of its data, or the
+   * first bytes a restart cuts it back to). On a driver that `storesWhole`, those bytes may be
+   * stored at that blob's key before any commit (see `WholeBytes`): the collector spares these
+   * digests while their sessions live.
+   */
+  async heldDigests(): Promise<Set<Digest>> {
+    const held = new Set<Digest>();
+    if (!this.#uploads.storesWhole) return held; // nothing is stored there before a commit
+    for (const name of await this.#uploads.list()) {
+      if (!isUploadId(name)) continue;
+      const stored = await this.#uploads.get(name);
+      const state = stored === null ? null : tryDecode(stored.hashState);
+      if (state === null || state.length === 0 || state.length > stored!.dataSize) continue;
+      held.add(makeDigest("sha256", createSha256(state, this.#hashOptions()).digestHex()));
+    }
+    return held;
+  }
+
   /** Purges sessions older than the maximum age that no request is using. */
   async purgeStale(): Promise<number> {
     let purged = 0;
@@ -337,6 +356,11 @@ export class UploadService {
       offset,
       limited(chunk.body, expected),
       (batch) => hasher.updateAsync(batch),
+      {
+        digest: () =>
+          makeDigest("sha256", createSha256(hasher.exportState(), this.#hashOptions()).digestHex()),
+        guard: (digest, sync) => this.#locks.run(blobLock(digest), sync),
+      },
     );
     if (expected !== null && written !== expected) {
       await flushed.catch(() => {});

@@ -33,6 +33,15 @@ export interface Span {
   readonly length: number;
 }
 
+/** What a sync may be told (see `AppendWriter.sync`). */
+export interface SyncOptions {
+  /**
+   * A key whose object would hold exactly the bytes written so far (a blob's key, named by
+   * their digest), where a driver whose `storesWhole` is true may store them outright.
+   */
+  readonly whole?: string;
+}
+
 /**
  * A writer appending to an object from a given offset. Writes are sequential; `sync` makes
  * every byte written so far durable; `close` releases the writer (without a sync).
@@ -40,8 +49,13 @@ export interface Span {
 export interface AppendWriter {
   /** Appends all of `bytes` after what was written; throws what the medium failed with. */
   write(bytes: Uint8Array): Promise<void>;
-  /** Makes every byte written so far durable. */
-  sync(): Promise<void>;
+  /**
+   * Makes every byte written so far durable. Told a `whole` key, a driver that `storesWhole`
+   * may write them as the object at that key (when the writer opened on an empty object and
+   * sent nothing yet); the appendable object then refers to it, reads it, and never deletes
+   * it. Whoever passes the key vouches that its object may only ever hold these bytes.
+   */
+  sync(options?: SyncOptions): Promise<void>;
   /** Releases the writer; later calls fail. Idempotent. */
   close(): void;
   /**
@@ -100,6 +114,11 @@ export interface CreateOptions {
 export interface StorageDriver {
   /** A short name for logs and metrics (`filesystem`, `memory`, …). */
   readonly name: string;
+  /**
+   * Whether an append writer's `sync` may store the bytes at the `whole` key it is told (see
+   * `AppendWriter.sync`): the S3 driver's, where a commit then copies nothing. Absent: never.
+   */
+  readonly storesWhole?: boolean;
   /**
    * Reads a small object whole; null when it does not exist. The bytes are in a buffer of their
    * own, the caller's to keep, change or free (detach).

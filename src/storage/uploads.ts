@@ -8,11 +8,11 @@
  * This module stores bytes and small objects; it knows nothing of HTTP or of hashing.
  */
 
-import type { RepositoryName, UploadId } from "../types/oci.ts";
+import type { Digest, RepositoryName, UploadId } from "../types/oci.ts";
 import { BatchWriter } from "./batch_writer.ts";
 import type { ByteSource } from "./byte_source.ts";
-import type { StorageDriver } from "./driver.ts";
-import { AREAS, type UploadFile, uploadFileKey, uploadKey } from "./keys.ts";
+import type { AppendWriter, StorageDriver } from "./driver.ts";
+import { AREAS, blobKey, type UploadFile, uploadFileKey, uploadKey } from "./keys.ts";
 
 /** The small files of a session as stored, before any interpretation. */
 export interface StoredSession {
@@ -27,11 +27,38 @@ export interface StoredSession {
   readonly modifiedAt: number;
 }
 
+/**
+ * How the bytes of an upload's first append may be stored at their blob's key (S3: the
+ * commit then neither completes nor copies anything). The blob key may hold those bytes before
+ * the commit; it is no link, so no repository shows them, and the garbage collector spares
+ * the digest of every live session's bytes (`UploadService.heldDigests`).
+ */
+export interface WholeBytes {
+  /** The digest of every byte appended so far (asked once they are all written). */
+  digest(): Digest;
+  /**
+   * Runs `sync` under the blob's lock, which a collector's delete of it holds too: bytes
+   * written there meanwhile could otherwise go with an old copy being deleted.
+   */
+  guard(digest: Digest, sync: () => Promise<void>): Promise<void>;
+}
+
+/** Syncs `file`, telling it the blob key of its bytes, under that blob's lock. */
+function syncWhole(file: AppendWriter, whole: WholeBytes): Promise<void> {
+  const digest = whole.digest();
+  return whole.guard(digest, () => file.sync({ whole: blobKey(digest) }));
+}
+
 /** Writes are batched into (two) buffers of this size before they reach the driver. */
 const WRITE_BATCH = 1024 * 1024;
 
 /** What the upload service needs from session storage. */
 export interface UploadStore {
+  /**
+   * Whether an append at 0 may store its bytes at their blob's key (the driver's
+   * `storesWhole`: see `WholeBytes`). Absent: never.
+   */
+  readonly storesWhole?: boolean;
   /**
    * Creates a session with an empty `data`, its repository, start time and state; `id` is
    * new (a random UUID), so nothing can be stored under it yet.
@@ -48,13 +75,16 @@ export interface UploadStore {
    * Appends everything `source` yields at `offset` (cutting what lies past it) and returns
    * the bytes written, with `flushed`: the flush of `data`, already started (await it, or pass
    * it to `saveHashState`, before acknowledging the bytes). On error truncates back.
-   * `observe` sees every written batch in order, concurrently with its write.
+   * `observe` sees every written batch in order, concurrently with its write. `whole`: how
+   * the bytes of an append at 0 may go straight to their blob's key, on a driver that
+   * `storesWhole` (the commit then copies nothing).
    */
   append(
     id: UploadId,
     offset: number,
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
+    whole?: WholeBytes,
   ): Promise<{ written: number; flushed: Promise<void> }>;
   /** Cuts `data` to `size` bytes, durably. */
   truncate(id: UploadId, size: number): Promise<void>;
@@ -80,6 +110,11 @@ export class DriverUploadStore implements UploadStore {
   /** Makes a store over a driver. */
   constructor(driver: StorageDriver) {
     this.#driver = driver;
+  }
+
+  /** @inheritdoc */
+  get storesWhole(): boolean {
+    return this.#driver.storesWhole === true;
   }
 
   /** @inheritdoc */
@@ -123,6 +158,7 @@ export class DriverUploadStore implements UploadStore {
     offset: number,
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
+    whole?: WholeBytes,
   ): Promise<{ written: number; flushed: Promise<void> }> {
     const file = await this.#driver.append(uploadFileKey(id, "data"), offset);
     const writer = new BatchWriter(file, WRITE_BATCH, observe ?? null);
@@ -134,7 +170,11 @@ export class DriverUploadStore implements UploadStore {
       await this.#driver.truncate(uploadFileKey(id, "data"), offset).catch(() => {});
       throw error;
     }
-    const flushed = file.sync().finally(() => file.close());
+    const flushed = (
+      offset === 0 && writer.written > 0 && whole !== undefined && this.storesWhole
+        ? syncWhole(file, whole)
+        : file.sync()
+    ).finally(() => file.close());
     flushed.catch(() => {}); // handled by whoever awaits it; never an unhandled rejection
     return { written: writer.written, flushed };
   }

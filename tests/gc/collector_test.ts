@@ -7,10 +7,11 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { OCI_MANIFEST } from "../helpers/media_types.ts";
 import { DEFAULTS } from "../../src/config/mod.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
-import { layerKey } from "../../src/storage/keys.ts";
+import { blobKey, layerKey } from "../../src/storage/keys.ts";
 import type { Digest, RepositoryName } from "../../src/types/oci.ts";
 import { memoryRegistry, pushBlob, randomBytes } from "../helpers/registry.ts";
 import { pushImage, pushIndex, putManifest, status } from "../services/fixtures.ts";
@@ -277,4 +278,32 @@ Deno.test("a touch written to the journal protects a blob across a restart", asy
   offset += 40 * 60 * 1000;
   const report = await reg.app.services.gc.run().report;
   assert.deepEqual(report.blobs.map((b) => b.digest), [digest]);
+});
+
+Deno.test("the bytes of a live upload at their blob's key are spared on a driver that stores them there (S3); once it ends they go", async () => {
+  await using reg = await clockedRegistry({ gc: { graceMs: HOUR }, storesWhole: true });
+  const bytes = randomBytes(5000);
+  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}` as Digest;
+  const started = await reg.fetch("/v2/org/up/blobs/uploads/", { method: "POST" });
+  await started.body?.cancel();
+  const patched = await reg.fetch(started.headers.get("location")!, {
+    method: "PATCH",
+    headers: { "content-type": "application/octet-stream" },
+    body: bytes,
+  });
+  await patched.body?.cancel();
+  assert.equal(patched.status, 202);
+  // What the S3 driver's sync does with a first PATCH: the bytes at their blob's key.
+  await reg.driver.put(blobKey(digest), bytes);
+  reg.advance(2 * HOUR); // idle past the grace window, not past the session's age
+  let report = await reg.collect();
+  assert.equal(report.error, undefined);
+  assert.ok(await reg.hasBlob(digest), "held by the session");
+  assert.equal(report.counts.blobs, 0);
+  const cancelled = await reg.fetch(patched.headers.get("location")!, { method: "DELETE" });
+  await cancelled.body?.cancel();
+  assert.equal(cancelled.status, 204);
+  report = await reg.collect();
+  assert.equal(await reg.hasBlob(digest), false);
+  assert.deepEqual(report.blobs, [{ digest, size: 5000 }]);
 });

@@ -35,6 +35,8 @@ export interface ClockedOptions {
   readonly retention?: RetentionRule[];
   readonly locks?: LockManager;
   readonly gcProbe?: (phase: string, subject: string) => Promise<void> | void;
+  /** The driver says it `storesWhole` (as S3's does; the memory driver's sync ignores it). */
+  readonly storesWhole?: boolean;
 }
 
 /** A retention rule with defaults for the fields not given. */
@@ -53,7 +55,9 @@ export function rule(fields: Partial<RetentionRule>): RetentionRule {
 export async function clockedRegistry(options: ClockedOptions = {}): Promise<ClockedRegistry> {
   let offset = 0;
   const clock = () => Date.now() + offset;
-  const driver = new MemoryDriver(clock);
+  const driver = Object.assign(new MemoryDriver(clock), {
+    storesWhole: options.storesWhole === true,
+  });
   const gc: GcConfig = {
     ...DEFAULTS.gc,
     intervalMs: 0,

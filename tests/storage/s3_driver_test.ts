@@ -282,7 +282,9 @@ await s3Tests((bucket, ignore) => {
           return made;
         };
         await driver.create("up/e/data");
-        const writer = await driver.append("up/e/data", 0);
+        await writeAll(driver, "up/e/data", 0, pattern(1000, 4)); // a tail: no upload yet
+        assert.equal(created.length, 0);
+        const writer = await driver.append("up/e/data", 1000);
         await writer.write(pattern(6 * 1024 * 1024, 5)); // enough for a part: upload asked for
         writer.close(); // the PATCH broke: no sync
         assert.equal(created.length, 1);
@@ -293,7 +295,7 @@ await s3Tests((bucket, ignore) => {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
         assert.deepEqual(await uploads(), []);
-        assert.equal((await driver.stat("up/e/data"))?.size, 0);
+        assert.equal((await driver.stat("up/e/data"))?.size, 1000);
       } finally {
         await dispose();
       }
@@ -606,6 +608,154 @@ await s3Tests((bucket, ignore) => {
         assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
       } finally {
         await dispose();
+      }
+    },
+  });
+
+  /** A driver of `chunksize` 10 MiB through a counting proxy, on a fresh root. */
+  const proxiedWide = async () => {
+    const fixture = await proxied();
+    const b = await bucket();
+    const driver = new S3Driver({
+      ...b.options,
+      regionendpoint: fixture.proxy.endpoint,
+      rootdirectory: fixture.root,
+      chunksize: 2 * chunk,
+    });
+    return { ...fixture, driver, b };
+  };
+  /** `writeAll`, telling the sync the key the bytes are whole at. */
+  const writeWhole = async (driver: S3Driver, key: string, bytes: Uint8Array, whole: string) => {
+    const w = await driver.append(key, 0);
+    for (let at = 0; at < bytes.length; at += 1_000_000) {
+      await w.write(bytes.subarray(at, Math.min(bytes.length, at + 1_000_000)));
+    }
+    await w.sync({ whole });
+    w.close();
+  };
+  /** Requests that write bytes: PutObject, UploadPart(Copy), CopyObject, POSTs (multipart). */
+  const writes = (lines: string[]) =>
+    lines.filter((l) => l.startsWith("PUT ") || l.startsWith("POST "));
+
+  Deno.test({
+    name:
+      "s3 driver: a sync told the whole key stores the bytes there (no multipart upload); the commit to that key writes nothing; no delete touches them",
+    ignore,
+    async fn() {
+      await using fixture = await proxiedWide();
+      const { root, driver, proxy } = fixture;
+      {
+        for (const size of [8 * 1024 * 1024, 1000]) {
+          const bytes = pattern(size, 31);
+          await driver.create(`up/${size}/data`);
+          proxy.resetCounts();
+          await writeWhole(driver, `up/${size}/data`, bytes, `blobs/${size}`);
+          const stored = writes(proxy.counts.lines);
+          // the bytes at the whole key, then the state; no upload asked for ahead of a part
+          assert.deepEqual(stored, [
+            `PUT /${(await bucket()).options.bucket}/${root}/blobs/${size}`,
+            ...stored.slice(1),
+          ]);
+          assert.ok(
+            stored.every((l) => !l.includes("uploads") && !l.includes("partNumber")),
+            stored.join(", "),
+          );
+          assert.equal(await sha256((await driver.get(`blobs/${size}`))!), await sha256(bytes));
+          // read like any upload data, whole and in spans
+          assert.equal((await driver.stat(`up/${size}/data`))?.size, size);
+          assert.equal(await sha256(await driver.readAll(`up/${size}/data`)), await sha256(bytes));
+          const mid = await driver.read(`up/${size}/data`, { start: 10, length: 500 });
+          assert.deepEqual(
+            new Uint8Array(await new Response(mid!.stream).arrayBuffer()),
+            bytes.subarray(10, 510),
+          );
+          proxy.resetCounts();
+          await driver.move(`up/${size}/data`, `blobs/${size}`);
+          assert.deepEqual(writes(proxy.counts.lines), [], proxy.counts.lines.join(", "));
+          assert.ok(proxy.counts.sent < 16 * 1024 && proxy.counts.received < 16 * 1024);
+          assert.equal(await sha256((await driver.get(`blobs/${size}`))!), await sha256(bytes));
+          assert.equal(await driver.stat(`up/${size}/data`), null);
+        }
+        // committed elsewhere (another digest was asked for): copied, the whole object kept
+        const bytes = pattern(3000, 37);
+        await driver.create("up/o/data");
+        await writeWhole(driver, "up/o/data", bytes, "blobs/whole");
+        await driver.move("up/o/data", "blobs/other");
+        assert.deepEqual(await driver.get("blobs/other"), bytes);
+        assert.deepEqual(await driver.get("blobs/whole"), bytes);
+        // deleted (a cancelled upload), or its area purged: the whole object stays
+        await driver.create("up/d/data");
+        await writeWhole(driver, "up/d/data", bytes, "blobs/d");
+        assert.equal(await driver.delete("up/d/data"), true);
+        await driver.create("up/e/data");
+        await writeWhole(driver, "up/e/data", bytes, "blobs/e");
+        assert.equal(await driver.deleteAll("up/e"), true);
+        assert.deepEqual(await driver.get("blobs/d"), bytes);
+        assert.deepEqual(await driver.get("blobs/e"), bytes);
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: bytes stored whole are read back and continued by another driver, cut like a tail, and never changed",
+    ignore,
+    async fn() {
+      await using fixture = await proxiedWide();
+      const { root, driver, b } = fixture;
+      {
+        const bytes = pattern(3 * chunk + 777, 41);
+        const first = bytes.subarray(0, 3 * 1024 * 1024);
+        await driver.create("up/c/data");
+        await writeWhole(driver, "up/c/data", first, "blobs/first");
+        // another replica goes on past two part boundaries (its chunksize is 5 MiB)
+        const other = new S3Driver({ ...b.options, rootdirectory: root, chunksize: chunk });
+        await writeAll(other, "up/c/data", first.length, bytes.subarray(first.length));
+        await assertCommits(driver, root, "up/c/data", "blobs/all", bytes);
+        assert.deepEqual(await driver.get("blobs/first"), first, "left as it was");
+        // cut inside them (what the uploads layer does to the acknowledged size), then on
+        const small = bytes.subarray(0, 2 * 1024 * 1024);
+        await driver.create("up/t/data");
+        await writeWhole(driver, "up/t/data", small, "blobs/t");
+        await driver.truncate("up/t/data", 1000);
+        assert.equal((await driver.stat("up/t/data"))?.size, 1000);
+        await writeAll(other, "up/t/data", 1000, bytes.subarray(1000, 9000));
+        await assertCommits(driver, root, "up/t/data", "blobs/t9000", bytes.subarray(0, 9000));
+        assert.deepEqual(await driver.get("blobs/t"), small, "left as it was");
+        // a sync told a whole key by a writer that opened on bytes, or sent a part: not used
+        await driver.create("up/n/data");
+        await writeAll(driver, "up/n/data", 0, bytes.subarray(0, 1000));
+        const w = await driver.append("up/n/data", 1000);
+        await w.write(bytes.subarray(1000, 2000));
+        await w.sync({ whole: "blobs/n" });
+        w.close();
+        assert.equal(await driver.stat("blobs/n"), null);
+        await assertCommits(driver, root, "up/n/data", "blobs/n2000", bytes.subarray(0, 2000));
+        await driver.create("up/p/data");
+        await writeWhole(driver, "up/p/data", bytes, "blobs/p"); // more than a part
+        assert.equal(await driver.stat("blobs/p"), null);
+        await assertCommits(driver, root, "up/p/data", "blobs/pall", bytes);
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 driver: bytes stored whole and then deleted from outside make the commit fail as lost data, not a blob",
+    ignore,
+    async fn() {
+      await using fixture = await proxiedWide();
+      const { root, driver, b } = fixture;
+      {
+        const bytes = pattern(5000, 43);
+        await driver.create("up/g/data");
+        await writeWhole(driver, "up/g/data", bytes, "blobs/g");
+        await b.client.deleteObject(`${root}/blobs/g`);
+        await assert.rejects(() => driver.move("up/g/data", "blobs/g"), UploadDataLost);
+        assert.equal(await driver.stat("blobs/g"), null);
+        assert.equal(await driver.delete("up/g/data"), true);
+        assert.deepEqual(await leftovers(root), { objects: [], uploads: [] });
       }
     },
   });

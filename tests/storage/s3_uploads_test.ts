@@ -13,7 +13,12 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createApp } from "../../src/app.ts";
 import { DEFAULTS } from "../../src/config/mod.ts";
+import { blobLock } from "../../src/services/locks.ts";
 import { S3Driver } from "../../src/storage/drivers/s3.ts";
+import { blobKey } from "../../src/storage/keys.ts";
+import { KeyedMutex, type LockManager } from "../../src/storage/lock.ts";
+import type { Digest } from "../../src/types/oci.ts";
+import { FaultProxy } from "../helpers/fault_proxy.ts";
 import { s3Tests } from "../helpers/s3.ts";
 
 const CHUNK = 5 * 1024 * 1024;
@@ -228,6 +233,74 @@ await s3Tests((bucket, ignore) => {
         const blob = await call(`/v2/s3/lost/blobs/${digest}`, { method: "HEAD" });
         await blob.body?.cancel();
         assert.equal(blob.status, 404, "no blob");
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      "s3 uploads: a blob pushed in one PATCH is stored at its key by the PATCH, under the blob's lock, and shown by no repository until the PUT, which writes no byte",
+    ignore,
+    async fn() {
+      const b = await bucket();
+      const root = `w-${Date.now()}`;
+      const proxy = new FaultProxy(b.options.regionendpoint!);
+      const driver = new S3Driver({
+        ...b.options,
+        regionendpoint: proxy.endpoint,
+        rootdirectory: root,
+        chunksize: 2 * CHUNK,
+      });
+      const mutex = new KeyedMutex();
+      const held: string[] = [];
+      const locks: LockManager = {
+        run: (key, fn) => mutex.run(key, () => (held.push(key), fn())),
+        isBusy: (key) => mutex.isBusy(key),
+      };
+      const config = { ...DEFAULTS, port: 0, dataDir: "memory", redirectDisabled: true };
+      const app = await createApp(config, { log: () => {}, driver, locks });
+      try {
+        const call = (path: string, init?: RequestInit) =>
+          app(new Request(new URL(path, "http://registry.test"), init));
+        const bytes = new Uint8Array(8 * 1024 * 1024).map((_, i) => (i * 3 + (i >> 9)) % 251);
+        const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}` as Digest;
+        const started = await call("/v2/s3/whole/blobs/uploads/", { method: "POST" });
+        await started.body?.cancel();
+        const patched = await call(started.headers.get("location")!, {
+          method: "PATCH",
+          headers: { "content-type": "application/octet-stream" },
+          body: bytes,
+        });
+        await patched.body?.cancel();
+        assert.equal(patched.status, 202);
+        assert.ok(held.includes(blobLock(digest)), held.join(", "));
+        assert.deepEqual(await driver.get(blobKey(digest)), bytes, "at the blob's key");
+        const head = await call(`/v2/s3/whole/blobs/${digest}`, { method: "HEAD" });
+        await head.body?.cancel();
+        assert.equal(head.status, 404, "linked nowhere yet");
+        proxy.resetCounts();
+        const url = new URL(patched.headers.get("location")!, "http://registry.test");
+        url.searchParams.set("digest", digest);
+        const put = await call(url.pathname + url.search, { method: "PUT" });
+        await put.body?.cancel();
+        assert.equal(put.status, 201);
+        const { lines, sent } = proxy.counts;
+        const blobWrites = lines.filter((l) =>
+          (l.startsWith("PUT ") || l.startsWith("POST ")) &&
+          (l.includes(blobKey(digest)) || l.includes("/.multipart/"))
+        );
+        assert.deepEqual(blobWrites, [], lines.join(", "));
+        assert.ok(sent < 64 * 1024, `${sent} B sent by the commit`);
+        const got = await call(`/v2/s3/whole/blobs/${digest}`);
+        assert.equal(got.status, 200);
+        assert.deepEqual(new Uint8Array(await got.arrayBuffer()), bytes);
+        assert.deepEqual(await b.client.listMultipart(`${root}/`), [], "no upload left");
+        assert.deepEqual(await b.client.listAll(`${root}/.multipart/`), [], "no part left");
+      } finally {
+        app.close();
+        await proxy.close();
+        const keys = (await b.client.listAll(`${root}/`)).map((o) => o.key);
+        if (keys.length > 0) await b.client.deleteObjects(keys);
       }
     },
   });

@@ -55,6 +55,8 @@ function since(series: Histogram, start: number): void {
 /** A storage driver whose calls are timed and whose blob changes are counted. */
 export class InstrumentedDriver implements StorageDriver {
   readonly name: string;
+  /** The inner driver's (see `StorageDriver.storesWhole`). */
+  readonly storesWhole?: boolean;
   /** `registry_storage_action_seconds`, to be added to a metrics registry. */
   readonly timings: HistogramFamily;
   /** The bytes of committed blobs. */
@@ -70,6 +72,7 @@ export class InstrumentedDriver implements StorageDriver {
   constructor(inner: StorageDriver) {
     this.#inner = inner;
     this.name = inner.name;
+    if (inner.storesWhole) this.storesWhole = true;
     const signedUrl = inner.signedUrl;
     if (signedUrl) this.signedUrl = (key, expires) => signedUrl.call(inner, key, expires);
     this.timings = new HistogramFamily({
@@ -212,10 +215,10 @@ export class InstrumentedDriver implements StorageDriver {
           since(write, at);
         }
       },
-      async sync() {
+      async sync(options) {
         const at = performance.now();
         try {
-          await writer.sync();
+          await writer.sync(options);
         } finally {
           since(sync, at);
         }

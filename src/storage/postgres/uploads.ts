@@ -25,7 +25,12 @@ import type { RepositoryName, UploadId } from "../../types/oci.ts";
 import type { ByteSource } from "../byte_source.ts";
 import { AlreadyExists, type StorageDriver } from "../driver.ts";
 import { AREAS, uploadFileKey, uploadKey } from "../keys.ts";
-import { DriverUploadStore, type StoredSession, type UploadStore } from "../uploads.ts";
+import {
+  DriverUploadStore,
+  type StoredSession,
+  type UploadStore,
+  type WholeBytes,
+} from "../uploads.ts";
 import { guarded, type Sql, sqlState } from "./client.ts";
 
 /** PostgreSQL's unique_violation. */
@@ -49,6 +54,11 @@ export class PostgresUploadStore implements UploadStore {
     this.#sql = sql;
     this.#driver = driver;
     this.#data = new DriverUploadStore(driver);
+  }
+
+  /** @inheritdoc */
+  get storesWhole(): boolean {
+    return this.#data.storesWhole;
   }
 
   /** @inheritdoc */
@@ -104,8 +114,9 @@ export class PostgresUploadStore implements UploadStore {
     offset: number,
     source: ByteSource,
     observe?: (batch: Uint8Array) => Promise<void>,
+    whole?: WholeBytes,
   ): Promise<{ written: number; flushed: Promise<void> }> {
-    return this.#data.append(id, offset, source, observe);
+    return this.#data.append(id, offset, source, observe, whole);
   }
 
   /** @inheritdoc */
