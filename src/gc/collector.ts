@@ -21,7 +21,9 @@
  *    its end): a link or bytes nothing needs that come back after a crash are removed again
  *    by the next collection, and a link never comes back without its bytes.
  *    The digest of every live upload session's bytes is spared too: on S3 those bytes may be
- *    stored at the blob's key before the commit (`WholeBytes` in `storage/uploads.ts`).
+ *    stored at the blob's key before the commit (`WholeBytes` in `storage/uploads.ts`), under
+ *    the blob's lock; the scale-out mode's re-check (`blobReferenced`) also finds an upload
+ *    whose state names them, saved under that lock before its hash state.
  * 3. Stale upload sessions: the upload service's own purge.
  *
  * Every delete goes through the stores: the cache layer drops its entry before the file goes,

@@ -359,7 +359,15 @@ export class UploadService {
       {
         digest: () =>
           makeDigest("sha256", createSha256(hasher.exportState(), this.#hashOptions()).digestHex()),
-        guard: (digest, sync) => this.#locks.run(blobLock(digest), sync),
+        // Not behind another holder of the blob's lock in this process (an upload or commit
+        // of the same bytes, a mount, a collection's check): the bytes go as any others. With
+        // locks in PostgreSQL such a holder may be waiting for a connection of the pool that
+        // this upload's lock holds.
+        guard: (digest, sync) => {
+          const lock = blobLock(digest);
+          if (this.#locks.isBusy(lock)) return sync(false);
+          return this.#locks.run(lock, () => sync(true));
+        },
       },
     );
     if (expected !== null && written !== expected) {

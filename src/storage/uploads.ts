@@ -37,16 +37,18 @@ export interface WholeBytes {
   /** The digest of every byte appended so far (asked once they are all written). */
   digest(): Digest;
   /**
-   * Runs `sync` under the blob's lock, which a collector's delete of it holds too: bytes
-   * written there meanwhile could otherwise go with an old copy being deleted.
+   * Runs `sync` under the blob's lock, which a collector's delete of it holds too (bytes
+   * written there meanwhile could otherwise go with an old copy being deleted), telling it
+   * true; or at once without the lock, telling it false (store them as any other bytes),
+   * when waiting for that lock is not worth it.
    */
-  guard(digest: Digest, sync: () => Promise<void>): Promise<void>;
+  guard(digest: Digest, sync: (whole: boolean) => Promise<void>): Promise<void>;
 }
 
-/** Syncs `file`, telling it the blob key of its bytes, under that blob's lock. */
+/** Syncs `file`, telling it the blob key of its bytes when it holds that blob's lock. */
 function syncWhole(file: AppendWriter, whole: WholeBytes): Promise<void> {
   const digest = whole.digest();
-  return whole.guard(digest, () => file.sync({ whole: blobKey(digest) }));
+  return whole.guard(digest, (at) => file.sync(at ? { whole: blobKey(digest) } : undefined));
 }
 
 /** Writes are batched into (two) buffers of this size before they reach the driver. */

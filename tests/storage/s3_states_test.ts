@@ -8,11 +8,14 @@
  */
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { AlreadyExists, UploadDataLost } from "../../src/storage/driver.ts";
 import { S3Driver, type StateStore } from "../../src/storage/drivers/s3.ts";
+import { blobKey } from "../../src/storage/keys.ts";
 import { PostgresMetadataStore } from "../../src/storage/metadata/postgres.ts";
 import type { Sql } from "../../src/storage/postgres/client.ts";
 import { PostgresStates } from "../../src/storage/postgres/states.ts";
+import type { Digest } from "../../src/types/oci.ts";
 import { IN_CI } from "../helpers/clients.ts";
 import { testDatabase } from "../helpers/postgres.ts";
 import { s3Tests, type TestBucket } from "../helpers/s3.ts";
@@ -128,6 +131,31 @@ await s3Tests((bucket, s3Ignore) => {
     assert.deepEqual(await a.get("blobs/sha256/ab/abcd"), bytes);
     assert.equal(await a.stat(key), null);
     assert.deepEqual(await a.list("uploads"), []);
+  });
+
+  test("bytes a sync stored at their blob's key count as referenced for the collector while a state names them (as the tail, or the checkpoint a cut goes back to)", async ({ sql, make }) => {
+    const a = make();
+    const meta = await PostgresMetadataStore.open(sql);
+    const bytes = pattern(3000, 13);
+    const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}` as Digest;
+    const other = `sha256:${"e".repeat(64)}` as Digest;
+    const key = "uploads/2f0e0d0c-0b0a-4098-8776-655443322112/data";
+    await a.create(key);
+    const w = await a.append(key, 0);
+    await w.write(bytes);
+    await w.sync({ whole: blobKey(digest) });
+    w.close();
+    assert.deepEqual(await a.get(blobKey(digest)), bytes, "stored at the blob's key");
+    assert.equal(await meta.blobReferenced(digest), true, "named as the tail");
+    assert.equal(await meta.blobReferenced(other), false);
+    // The next PATCH reads them back and stores a tail of its own; until a later one, the
+    // state keeps them as the checkpoint a cut goes back to.
+    await writeAll(a, key, bytes.length, pattern(1000, 3));
+    assert.equal(await meta.blobReferenced(digest), true, "named as the checkpoint");
+    await writeAll(a, key, bytes.length + 1000, pattern(1000, 5));
+    assert.equal(await meta.blobReferenced(digest), false, "named no more");
+    await a.delete(key);
+    assert.deepEqual(await a.get(blobKey(digest)), bytes, "never deleted by the upload's data");
   });
 
   test("a commit with parts asks no HeadObject; a tail shortened from outside stores no blob (its copy is refused); the data prefix is listed beside the completion", async ({ b, sql, root, make }) => {

@@ -296,6 +296,33 @@ await s3Tests((bucket, ignore) => {
         assert.deepEqual(new Uint8Array(await got.arrayBuffer()), bytes);
         assert.deepEqual(await b.client.listMultipart(`${root}/`), [], "no upload left");
         assert.deepEqual(await b.client.listAll(`${root}/.multipart/`), [], "no part left");
+        // With the blob's lock held in this process (another upload or commit of the same
+        // bytes, a mount, a collection), a PATCH does not wait for it: its bytes go as a tail.
+        const small = bytes.subarray(0, 3000);
+        const smallDigest = `sha256:${createHash("sha256").update(small).digest("hex")}` as Digest;
+        let release!: () => void;
+        const holding = locks.run(
+          blobLock(smallDigest),
+          () => new Promise<void>((r) => release = r),
+        );
+        const again = await call("/v2/s3/whole/blobs/uploads/", { method: "POST" });
+        await again.body?.cancel();
+        const busy = await call(again.headers.get("location")!, {
+          method: "PATCH",
+          headers: { "content-type": "application/octet-stream" },
+          body: small,
+        });
+        await busy.body?.cancel();
+        assert.equal(busy.status, 202, "not behind the held lock");
+        assert.equal(await driver.stat(blobKey(smallDigest)), null, "not at the blob's key");
+        release();
+        await holding;
+        const done = new URL(busy.headers.get("location")!, "http://registry.test");
+        done.searchParams.set("digest", smallDigest);
+        const committed = await call(done.pathname + done.search, { method: "PUT" });
+        await committed.body?.cancel();
+        assert.equal(committed.status, 201);
+        assert.deepEqual(await driver.get(blobKey(smallDigest)), small);
       } finally {
         app.close();
         await proxy.close();

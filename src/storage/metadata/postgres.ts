@@ -20,6 +20,7 @@ import {
   transaction,
   type TransactionSql,
 } from "../postgres/client.ts";
+import { blobKey } from "../keys.ts";
 import type { MetadataStore, RevisionRecord, WrittenKind } from "./metadata.ts";
 import { migrate } from "./migrations.ts";
 
@@ -53,13 +54,19 @@ export class PostgresMetadataStore implements MetadataStore {
   }
 
   /**
-   * Whether any repository links the blob or holds it as a revision: one indexed query, which
-   * sees every replica's writes (garbage collection's re-check under the blob's lock).
+   * Whether any repository links the blob or holds it as a revision, or the data of a live
+   * upload is stored at the blob's key (the S3 driver names it `@<root>/<blob key>` in the
+   * upload data's state, saved under the blob's lock: see `WholeBytes`): one query, which
+   * sees every replica's writes (garbage collection's re-check under the blob's lock). The
+   * states are those of live uploads only, a small table.
    */
   readonly blobReferenced = async (digest: Digest): Promise<boolean> => {
+    // A digest has no `%`, `_` or `\`: the pattern needs no escape.
+    const stored = `%"@%${blobKey(digest)}"%`;
     const rows = await this.#read`
       select 1 where exists (select 1 from layer_links where digest = ${digest})
-        or exists (select 1 from revisions where digest = ${digest})`;
+        or exists (select 1 from revisions where digest = ${digest})
+        or exists (select 1 from append_states where state like ${stored})`;
     return rows.length > 0;
   };
 
