@@ -52,6 +52,23 @@ await s3Tests((bucket, ignore) => {
     };
   };
 
+  /** A POST in repository `name`, then one PATCH of all of `body`: the PATCH's response. */
+  const postAndPatch = async (
+    call: (path: string, init?: RequestInit) => Promise<Response>,
+    name: string,
+    body: Uint8Array<ArrayBuffer>,
+  ) => {
+    const started = await call(`/v2/${name}/blobs/uploads/`, { method: "POST" });
+    await started.body?.cancel();
+    const patched = await call(started.headers.get("location")!, {
+      method: "PATCH",
+      headers: { "content-type": "application/octet-stream" },
+      body,
+    });
+    await patched.body?.cancel();
+    return patched;
+  };
+
   Deno.test({
     name: "s3 uploads: PATCHes alternate between two replicas; the commit is the digest's bytes",
     ignore,
@@ -208,14 +225,7 @@ await s3Tests((bucket, ignore) => {
           app(new Request(new URL(path, "http://registry.test"), init));
         const bytes = new Uint8Array(2 * CHUNK + 10).map((_, i) => (i * 5 + (i >> 10)) % 251);
         const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-        const started = await call("/v2/s3/lost/blobs/uploads/", { method: "POST" });
-        await started.body?.cancel();
-        const patched = await call(started.headers.get("location")!, {
-          method: "PATCH",
-          headers: { "content-type": "application/octet-stream" },
-          body: bytes,
-        });
-        await patched.body?.cancel();
+        const patched = await postAndPatch(call, "s3/lost", bytes);
         assert.equal(patched.status, 202);
         const location = patched.headers.get("location")!;
         for (const u of await b.client.listMultipart(`${root}/`)) {
@@ -264,14 +274,7 @@ await s3Tests((bucket, ignore) => {
           app(new Request(new URL(path, "http://registry.test"), init));
         const bytes = new Uint8Array(8 * 1024 * 1024).map((_, i) => (i * 3 + (i >> 9)) % 251);
         const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}` as Digest;
-        const started = await call("/v2/s3/whole/blobs/uploads/", { method: "POST" });
-        await started.body?.cancel();
-        const patched = await call(started.headers.get("location")!, {
-          method: "PATCH",
-          headers: { "content-type": "application/octet-stream" },
-          body: bytes,
-        });
-        await patched.body?.cancel();
+        const patched = await postAndPatch(call, "s3/whole", bytes);
         assert.equal(patched.status, 202);
         assert.ok(held.includes(blobLock(digest)), held.join(", "));
         assert.deepEqual(await driver.get(blobKey(digest)), bytes, "at the blob's key");
@@ -305,14 +308,7 @@ await s3Tests((bucket, ignore) => {
           blobLock(smallDigest),
           () => new Promise<void>((r) => release = r),
         );
-        const again = await call("/v2/s3/whole/blobs/uploads/", { method: "POST" });
-        await again.body?.cancel();
-        const busy = await call(again.headers.get("location")!, {
-          method: "PATCH",
-          headers: { "content-type": "application/octet-stream" },
-          body: small,
-        });
-        await busy.body?.cancel();
+        const busy = await postAndPatch(call, "s3/whole", small);
         assert.equal(busy.status, 202, "not behind the held lock");
         assert.equal(await driver.stat(blobKey(smallDigest)), null, "not at the blob's key");
         release();
