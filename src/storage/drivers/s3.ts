@@ -1599,38 +1599,32 @@ class MultipartWriter implements AppendWriter {
     return this.#run(async () => {
       if (!this.#dirty) return;
       const state = this.state;
-      if (options?.whole !== undefined && this.#wholeable && this.#pending === state.size) {
-        // Every byte is pending: stored whole at the key they were told to be (see the head
-        // of this file); the commit to that key copies nothing.
-        await this.#flushStage();
-        await this.#hashBuffer();
-        if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
-        const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
-        const name = await this.driver.putWhole(options.whole, body, this.#md5.digest());
-        state.tail = `${WHOLE}${name}`;
-        state.tailSize = this.#pending;
-        state.prev = this.#opened;
-        await this.driver.save(this.key, state, this.#stored);
-        this.#stored = cloneState(state);
-        this.#dirty = false;
-        return;
-      }
+      // Every byte pending and their key told: stored whole there (see the head of this file),
+      // so that the commit to that key copies nothing.
+      const whole = options?.whole !== undefined && this.#wholeable &&
+          this.#pending === state.size
+        ? options.whole
+        : null;
       // Enough for a part (S3's least, though less than `chunksize`): sent as one rather than
       // as a tail. A commit of an upload in parts copies the completed object, which a store
       // like RGW does by sharing its parts, where a tail object's copy copies its bytes (on
       // RGW an 8 MiB tail's copy took 220 to 430 ms with eight uploads at once, a completed
       // upload's 20 to 35 ms). And the next PATCH then reads nothing back.
-      if (this.#pending >= MIN_CHUNK && this.driver.partsAtSync) await this.#sendPart();
+      if (whole === null && this.#pending >= MIN_CHUNK && this.driver.partsAtSync) {
+        await this.#sendPart();
+      }
       if (this.#pending > 0) {
-        state.serial += 1;
-        state.tail = `tail.${state.serial}`;
-        state.tailSize = this.#pending;
-        await this.#flushStage();
-        await this.#hashBuffer();
-        // A close while those ran took the pending bytes away.
-        if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
-        const body = this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
-        await this.driver.putTail(this.key, state.tail, body, this.#md5.digest());
+        const size = this.#pending;
+        const body = await this.#pendingBody();
+        const md5 = this.#md5.digest();
+        if (whole !== null) {
+          state.tail = `${WHOLE}${await this.driver.putWhole(whole, body, md5)}`;
+        } else {
+          state.serial += 1;
+          state.tail = `tail.${state.serial}`;
+          await this.driver.putTail(this.key, state.tail, body, md5);
+        }
+        state.tailSize = size;
       } else {
         state.tail = null;
         state.tailSize = null;
@@ -1782,13 +1776,9 @@ class MultipartWriter implements AppendWriter {
    * part (UploadPart); none are left.
    */
   async #sendPart(): Promise<void> {
-    await this.#flushStage();
-    await this.#hashBuffer();
-    // A close while those ran took the pending bytes away.
-    if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
+    const body = await this.#pendingBody();
     const spill = this.#spill;
     const size = this.#pending;
-    const body = spill?.body() ?? this.#buffer.subarray(0, this.#fill);
     const md5 = this.#md5.digest();
     const number = this.state.parts.length + 1;
     this.state.upload ??= await (this.#starting ?? this.driver.startUpload(this.key, this.state));
@@ -1819,6 +1809,15 @@ class MultipartWriter implements AppendWriter {
       this.#fill = 0;
       this.#hashed = 0;
     }
+  }
+
+  /** The pending bytes, staged and hashed, as the body of a request; throws when closed. */
+  async #pendingBody(): Promise<Body> {
+    await this.#flushStage();
+    await this.#hashBuffer();
+    // A close while those ran took the pending bytes away.
+    if (this.#closed) throw new Error(`Writer of "${this.key}" is closed`);
+    return this.#spill?.body() ?? this.#buffer.subarray(0, this.#fill);
   }
 
   /**
