@@ -262,6 +262,7 @@ export class Collector {
       error = e instanceof Aborted ? "stopped: the registry is shutting down" : String(e);
     } finally {
       this.#deps.activity.closeWindow();
+      this.#deps.activity.release(); // read again by the next collection
     }
     const finished = this.#now();
     return {

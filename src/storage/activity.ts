@@ -19,10 +19,12 @@
  * `compact` reads the batches it lists before it replaces them, so it deletes nothing it has
  * not merged (two replicas compacting at once both keep everything).
  *
- * Memory is small and bounded. In memory a key (a digest, or `repository@digest`) is a 52-bit
+ * Memory is small and bounded. The journal is read into memory only by a collection (at its
+ * start) and a compaction, and let go when they end (`release`): between them, memory holds what
+ * was touched and pulled since. In memory a key (a digest, or `repository@digest`) is a 52-bit
  * hash and a time is twice its whole seconds since 2020 (`toSlot`), in a `HashTable` (typed
  * arrays at most 70% full, outside the JavaScript heap), whatever the key's length: 250,000
- * touched blobs cost 5 MiB. Two keys of one hash (one chance in ~10^10 per key with a table
+ * touched blobs cost 4–5 MiB. Two keys of one hash (one chance in ~10^10 per key with a table
  * full) would share the later time: a blob spared, or a manifest kept by a pull rule, one
  * collection longer than needed, never deleted early. Past `MAX_ENTRIES` entries in a table,
  * the tracker forgets that table and takes the latest time it held as the floor of every key
@@ -42,7 +44,7 @@ import { ACTIVITY_AREA, activityKey, activityTimeOf } from "./keys.ts";
 const BATCH_LINES = 10_000;
 /** Added to a slot while compaction has written its line (slots are even). */
 const WRITTEN = 1;
-/** Entries a table remembers (5 MiB each at this size). */
+/** Entries a table remembers (4–5 MiB each at this size). */
 export const MAX_ENTRIES = 250_000;
 /** In memory, times are seconds after this one (September 2020). */
 const BASE_S = 1_600_000_000;
@@ -346,13 +348,16 @@ export class Activity {
     this.#dirtyPulls.set(key, now);
   }
 
-  /** The last time a blob was touched, as far as known (0: never). */
+  /**
+   * The last time a blob was touched, as far as known (0: never): the journal's times only after
+   * `refresh` (until `release`).
+   */
   lastTouch(digest: Digest): number {
     const slot = this.#touched.get(keyHash(digest));
     return Math.max(this.#floor, slot === undefined ? 0 : fromSlot(slot));
   }
 
-  /** The last time a manifest of a repository was pulled, as far as known (0: never). */
+  /** The last time a manifest of a repository was pulled, as far as known (as `lastTouch`). */
   lastPull(repository: string, digest: Digest): number {
     const slot = this.#pulls.get(keyHash(`${repository}@${digest}`));
     return Math.max(this.#floor, slot === undefined ? 0 : fromSlot(slot));
@@ -438,15 +443,26 @@ export class Activity {
   }
 
   /**
-   * Applies every line of the given batches, read from their bytes: a line as the tracker
-   * writes it costs no string (a collection may read a million lines).
+   * Applies every line of the given batches (or only the floors and the lines of one `kind`),
+   * read from their bytes: a line as the tracker writes it costs no string (a collection may
+   * read a million lines).
    */
-  async #applyBatches(batches: readonly string[]): Promise<void> {
+  async #applyBatches(batches: readonly string[], kind?: number): Promise<void> {
+    // Each table's room for every line the batches may hold (up to its limit), made at once.
+    const tables = kind === undefined
+      ? [this.#touched, this.#pulls]
+      : [kind === T ? this.#touched : this.#pulls];
+    for (const table of tables) {
+      table.reserve(Math.min(MAX_ENTRIES, table.size + batches.length * BATCH_LINES));
+    }
     for await (const bytes of this.#journalBatches(batches)) {
       for (let start = 0; start < bytes.length;) {
         let end = bytes.indexOf(NEWLINE, start);
         if (end < 0) end = bytes.length;
-        this.#applyBytes(bytes, start, end);
+        // a line's kind is its first byte, odd lines' too (`parseLine`)
+        if (kind === undefined || bytes[start] === kind || bytes[start] === F) {
+          this.#applyBytes(bytes, start, end);
+        }
         start = end + 1;
       }
     }
@@ -469,53 +485,85 @@ export class Activity {
       // Written first, so a journal that cannot be read stops no write.
       await this.#flushOnce();
       const old = await this.#batches();
-      // What is not in memory would not be kept: the journal is read (once; when shared,
-      // other replicas' batches are merged before they are replaced).
-      if (this.#shared) await this.#applyBatches(old);
-      else await this.#readOnce();
       // Whole seconds before the window's start are forgotten (kept to the second, as above).
       const horizon = toSlot(Math.ceil((this.#now() - keepMs) / 1000) * 1000);
-      for (const table of [this.#touched, this.#pulls]) table.retain((at) => at >= horizon);
-      // The memory has every key's latest time (all is flushed): a line is kept when it
-      // carries that time, once per hash: a key written is marked in its table (`WRITTEN`
-      // added: no line's time gives that slot), until the end. Lines go out in batches as
-      // they are read, from their bytes (a journal may have millions).
       const out = this.#batchWriter();
-      const line = new ScannedLine();
-      try {
-        for await (const bytes of this.#journalBatches(old)) {
-          for (let start = 0; start < bytes.length;) {
-            let end = bytes.indexOf(NEWLINE, start);
-            if (end < 0) end = bytes.length;
-            if (line.scan(bytes, start, end)) {
-              if (line.kind !== F && this.#toWrite(line.kind === T, line.hash, line.at)) {
-                out.addKey(line.kind, bytes.subarray(line.keyStart, line.keyEnd), line.at);
-              }
-            } else {
-              const entry = parseLine(decoder.decode(bytes.subarray(start, end)));
-              if (
-                entry !== null && entry.kind !== "f" &&
-                this.#toWrite(entry.kind === "t", keyHash(entry.key), entry.at)
-              ) {
-                out.add(`${entry.kind} ${entry.key} ${entry.at}`);
-              }
-            }
-            if (out.full) await out.put();
-            start = end + 1;
-          }
+      // One kind after the other: unless a collection read the journal already, only one
+      // table is full at a time (half the memory; the journal is read twice as often).
+      const read = this.#read;
+      for (const kind of [T, P]) {
+        const table = kind === T ? this.#touched : this.#pulls;
+        // What is not in memory would not be kept: the journal's lines of this kind are read
+        // (when shared, other replicas' batches are merged before they are replaced).
+        if (this.#shared || !read) await this.#applyBatches(old, kind);
+        try {
+          await this.#writeLatest(old, kind, horizon, out);
+        } finally {
+          table.update(unmarked);
         }
-      } finally {
-        for (const table of [this.#touched, this.#pulls]) table.update(unmarked);
+        if (!read) table.clear();
       }
       if (this.#floor > 0) out.add(`f ${this.#floor}`); // kept even with no other line
       await out.put();
       for (const name of old) await this.#driver.delete(`${ACTIVITY_AREA}/${name}`);
       this.#written = 0;
       this.#writtenLines = 0;
+      this.release();
       return old.length;
     });
     this.#flushing = next.then(() => {}, () => {});
     return next;
+  }
+
+  /**
+   * Compaction's writing pass over the batches, for the lines of one kind. The memory has every
+   * key's latest time (all is flushed): a line is kept when it carries that time, inside the
+   * window (from the slot `horizon`), once per hash: a key written is marked in its table
+   * (`WRITTEN` added: no line's time gives that slot), until the caller takes the marks off.
+   * Lines go out in batches as they are read, from their bytes (a journal may have millions).
+   */
+  async #writeLatest(
+    batches: readonly string[],
+    kind: number,
+    horizon: number,
+    out: BatchLines,
+  ): Promise<void> {
+    const line = new ScannedLine();
+    for await (const bytes of this.#journalBatches(batches)) {
+      for (let start = 0; start < bytes.length;) {
+        let end = bytes.indexOf(NEWLINE, start);
+        if (end < 0) end = bytes.length;
+        if (bytes[start] !== kind) {
+          // another kind's line; an odd line (not as `#write` makes it) starts with its kind
+        } else if (line.scan(bytes, start, end)) {
+          if (this.#toWrite(kind === T, line.hash, line.at, horizon)) {
+            out.addKey(kind, bytes.subarray(line.keyStart, line.keyEnd), line.at);
+          }
+        } else {
+          const entry = parseLine(decoder.decode(bytes.subarray(start, end)));
+          if (
+            entry !== null && entry.kind !== "f" &&
+            this.#toWrite(entry.kind === "t", keyHash(entry.key), entry.at, horizon)
+          ) {
+            out.add(`${entry.kind} ${entry.key} ${entry.at}`);
+          }
+        }
+        if (out.full) await out.put();
+        start = end + 1;
+      }
+    }
+  }
+
+  /**
+   * Lets the tables go once everything in them is in the journal (after a compaction, or a
+   * collection): until the next `refresh` or compaction reads the journal again, they hold only
+   * what is touched and pulled from now on. Between collections the journal's keys take no
+   * memory (two full tables: 8 MiB); a collection reads the journal at its start.
+   */
+  release(): void {
+    this.#touched.clear();
+    this.#pulls.clear();
+    this.#read = false;
   }
 
   async #flushOnce(): Promise<void> {
@@ -549,12 +597,13 @@ export class Activity {
 
   /**
    * Whether compaction writes a line of this key and time: the time is the key's latest in
-   * memory and no line of the key was written yet (then marked written).
+   * memory, not before `horizon` (a slot), and no line of the key was written yet (then
+   * marked written).
    */
-  #toWrite(touch: boolean, hash: number, at: number): boolean {
+  #toWrite(touch: boolean, hash: number, at: number, horizon: number): boolean {
     const table = touch ? this.#touched : this.#pulls;
     const slot = toSlot(at);
-    if (table.get(hash) !== slot) return false;
+    if (slot < horizon || table.get(hash) !== slot) return false;
     table.set(hash, slot + WRITTEN);
     return true;
   }
@@ -608,7 +657,7 @@ export class Activity {
       // Forget everything, but never make anything look older than it is: the floor becomes
       // the latest time the table held (a journal is read in no order of time).
       this.#floor = Math.max(this.#floor, at, fromSlot(map.maxValue()));
-      map.clear();
+      map.empty(); // its room kept: a journal being read fills it again
       return;
     }
     map.set(hash, slot);

@@ -11,8 +11,6 @@
 const FIRST_CAPACITY = 1024;
 /** The most entries per slot before the table grows (linear probing stays short below it). */
 const MAX_LOAD = 0.7;
-/** Entries per slot after `retain`. */
-const RETAINED_LOAD = 0.6;
 /** In `#values`: the value is in `#wide`. */
 const WIDE = 0xffff_ffff;
 
@@ -61,6 +59,23 @@ export class HashTable {
     return max;
   }
 
+  /**
+   * Makes room for `entries` entries at once (at most 70% full), so a table about to be filled
+   * is not grown step by step: a step holds the old arrays beside the new ones.
+   */
+  reserve(entries: number): void {
+    const capacity = Math.ceil(entries / MAX_LOAD) + 1;
+    if (capacity > this.#keys.length) this.#replace(capacity, () => true);
+  }
+
+  /** Removes every entry, keeping the room made (for a table about to be filled again). */
+  empty(): void {
+    this.#keys.fill(0);
+    this.#values.fill(0);
+    this.#wide.clear();
+    this.#size = 0;
+  }
+
   /** Removes every entry (and gives back the memory). */
   clear(): void {
     this.#replace(FIRST_CAPACITY);
@@ -75,20 +90,6 @@ export class HashTable {
       const key = keys[i] - 1;
       this.#store(i, key, change(values[i] === WIDE ? this.#wide.get(key)! : values[i]));
     }
-  }
-
-  /**
-   * Keeps only the entries whose value passes `keep` (called twice for each entry: it counts
-   * them first, so the new arrays are made once, of the size they need). `keep` must not change
-   * the table.
-   */
-  retain(keep: (value: number) => boolean): void {
-    let count = 0;
-    forEachEntry(this.#keys, this.#values, this.#wide, (_key, value) => {
-      if (keep(value)) count++;
-    });
-    const capacity = Math.max(FIRST_CAPACITY, Math.ceil(count / RETAINED_LOAD));
-    this.#replace(capacity, (_key, value) => keep(value));
   }
 
   /** Puts `value` in the slot of `key`: in the slot's 4 bytes when it fits, else in `#wide`. */
@@ -121,8 +122,8 @@ export class HashTable {
   /**
    * Moves the entries that `keep` passes into empty arrays of `capacity` slots (none without
    * it), then frees the old arrays at once: left to the garbage collector, the arrays a table
-   * outgrew (and a compaction's `retain` replaced) stayed in memory by tens of MiB while the
-   * heap was quiet.
+   * outgrew (or one cleared) stayed in memory by tens of MiB while the heap was
+   * quiet.
    */
   #replace(capacity: number, keep?: (key: number, value: number) => boolean): void {
     const keys = this.#keys;

@@ -1,7 +1,7 @@
 /**
  * `HashTable` against a `Map` given the same operations: keys of 0, near 2^52, and keys whose
  * low bits collide (the same first slot), values held in the table's 4 bytes and others (negative,
- * fractions, 2^32 - 1 and past it), through growth, `retain`, `update` and `clear`.
+ * fractions, 2^32 - 1 and past it), through growth, `reserve`, `update`, `clear` and `empty`.
  */
 
 import assert from "node:assert/strict";
@@ -22,7 +22,7 @@ function agree(table: HashTable, model: Map<number, number>, keys: readonly numb
   for (const key of keys) assert.equal(table.get(key), model.get(key), `key ${key}`);
 }
 
-Deno.test("a hash table answers as a Map does, through growth, retain and clear", () => {
+Deno.test("a hash table answers as a Map does, through growth, room made ahead, clear and empty", () => {
   const next = mulberry32(20261203);
   // A pool of keys: 0, the largest, and groups sharing their low 32 bits.
   const keys = [0, 2 ** 52 - 1, 1, 2 ** 32, 2 ** 33];
@@ -41,21 +41,21 @@ Deno.test("a hash table answers as a Map does, through growth, retain and clear"
       const value = valueOf(next);
       table.set(key, value);
       model.set(key, value);
-    } else if (roll < 0.9993) {
+    } else if (roll < 0.9991) {
       assert.equal(table.get(key), model.get(key));
+    } else if (roll < 0.9993) {
+      // Room made ahead, for fewer or more entries than the table holds.
+      table.reserve(Math.floor(next() * 2 * (model.size + 1)));
+      agree(table, model, keys);
     } else if (roll < 0.9995) {
       // Moves values into and out of the table's 4 bytes.
       const change = (value: number) => value % 2 === 0 ? value / 2 - 7 : 2 ** 32 - 1 - value;
       table.update(change);
       for (const [k, v] of model) model.set(k, change(v));
       agree(table, model, keys);
-    } else if (roll < 0.9998) {
-      const floor = valueOf(next);
-      table.retain((value) => value >= floor);
-      for (const [k, v] of model) if (v < floor) model.delete(k);
-      agree(table, model, keys);
     } else {
-      table.clear();
+      if (roll < 0.9999) table.clear();
+      else table.empty();
       model.clear();
     }
     assert.equal(table.size, model.size);
