@@ -29,7 +29,7 @@ Deno.test("a bounded map empties itself rather than pass its budget", () => {
   assert.equal(map.bytes, 0);
 });
 
-Deno.test("the caches' budgets add up to at most 24 MiB", () => {
+Deno.test("the caches' budgets add up to at most 12 MiB", () => {
   const total = Object.values(CACHE_BUDGETS).reduce((a, b) => a + b, 0);
-  assert.ok(total <= 24 * 1024 * 1024, `${total}`);
+  assert.ok(total <= 12 * 1024 * 1024, `${total}`);
 });
