@@ -533,24 +533,35 @@ export class Activity {
       for (let start = 0; start < bytes.length;) {
         let end = bytes.indexOf(NEWLINE, start);
         if (end < 0) end = bytes.length;
-        if (bytes[start] !== kind) {
-          // another kind's line; an odd line (not as `#write` makes it) starts with its kind
-        } else if (line.scan(bytes, start, end)) {
-          if (this.#toWrite(kind === T, line.hash, line.at, horizon)) {
-            out.addKey(kind, bytes.subarray(line.keyStart, line.keyEnd), line.at);
-          }
-        } else {
-          const entry = parseLine(decoder.decode(bytes.subarray(start, end)));
-          if (
-            entry !== null && entry.kind !== "f" &&
-            this.#toWrite(entry.kind === "t", keyHash(entry.key), entry.at, horizon)
-          ) {
-            out.add(`${entry.kind} ${entry.key} ${entry.at}`);
-          }
-        }
+        // A line of another kind is skipped (an odd line, too, starts with its kind).
+        if (bytes[start] === kind) this.#writeLine(bytes, start, end, line, horizon, out);
         if (out.full) await out.put();
         start = end + 1;
       }
+    }
+  }
+
+  /** Adds the line `bytes[start, end)` to `out` when `#toWrite` says it is to be kept. */
+  #writeLine(
+    bytes: Uint8Array,
+    start: number,
+    end: number,
+    line: ScannedLine,
+    horizon: number,
+    out: BatchLines,
+  ): void {
+    if (line.scan(bytes, start, end)) {
+      if (this.#toWrite(line.kind === T, line.hash, line.at, horizon)) {
+        out.addKey(line.kind, bytes.subarray(line.keyStart, line.keyEnd), line.at);
+      }
+      return;
+    }
+    const entry = parseLine(decoder.decode(bytes.subarray(start, end)));
+    if (
+      entry !== null && entry.kind !== "f" &&
+      this.#toWrite(entry.kind === "t", keyHash(entry.key), entry.at, horizon)
+    ) {
+      out.add(`${entry.kind} ${entry.key} ${entry.at}`);
     }
   }
 

@@ -122,8 +122,7 @@ export class HashTable {
   /**
    * Moves the entries that `keep` passes into empty arrays of `capacity` slots (none without
    * it), then frees the old arrays at once: left to the garbage collector, the arrays a table
-   * outgrew (or one cleared) stayed in memory by tens of MiB while the heap was
-   * quiet.
+   * outgrew (or one cleared) stayed in memory by tens of MiB while the heap was quiet.
    */
   #replace(capacity: number, keep?: (key: number, value: number) => boolean): void {
     const keys = this.#keys;
