@@ -13,6 +13,7 @@ import { createLogger } from "./src/log.ts";
 import { fixMmapThreshold, startTrimming } from "./src/malloc.ts";
 import { isOrphanSocketError } from "./src/storage/postgres/client.ts";
 import { reloadTls, serve, type Serving } from "./src/serve.ts";
+import { startSweeping } from "./src/spares.ts";
 import {
   dataRootFailure,
   hostPort,
@@ -66,9 +67,11 @@ async function main(): Promise<number> {
     }
   }
   // Freed upload parts go back to the system at once, and the free pages inside glibc's heap
-  // every few seconds (src/malloc.ts); both no-ops off glibc.
+  // every few seconds (src/malloc.ts); both no-ops off glibc. Spare upload and reply buffers
+  // left unused for a few seconds are freed (src/spares.ts).
   fixMmapThreshold();
   const trimmer = startTrimming();
+  const stopSweeping = startSweeping();
   let app;
   try {
     app = await createApp(config);
@@ -167,6 +170,7 @@ async function main(): Promise<number> {
     await app.quiesce(); // a collection under way stops; the activity journal is written
     if (config.s3 === null) await removeAdminFile(config.dataDir);
     app.close(); // releases the data root only once no request runs
+    stopSweeping();
     await trimmer?.stop();
     log.info("stopped");
     log.flush();

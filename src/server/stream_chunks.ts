@@ -6,22 +6,23 @@
  * 256 MiB reply, take about twice the CPU of the whole send.
  */
 
+import { SparePool } from "../spares.ts";
+
 /** The size of the buffers handed to byte streams. */
 export const STREAM_BUFFER = 1024 * 1024;
-/** The most spare buffers kept for later replies (shared by every connection). */
-const POOL_SIZE = 8;
-const pool: ArrayBuffer[] = [];
+/**
+ * Spare buffers kept for later replies (shared by every connection); the registry frees those
+ * left unused for a few seconds (src/spares.ts).
+ */
+const spares = new SparePool(8);
 
 function takeBuffer(): ArrayBuffer {
-  return pool.pop() ?? new ArrayBuffer(STREAM_BUFFER);
+  return spares.take(null, STREAM_BUFFER)?.buffer ?? new ArrayBuffer(STREAM_BUFFER);
 }
 
 function giveBuffer(buffer: ArrayBuffer | undefined): void {
-  if (
-    buffer !== undefined && !buffer.detached && buffer.byteLength === STREAM_BUFFER &&
-    pool.length < POOL_SIZE
-  ) {
-    pool.push(buffer);
+  if (buffer !== undefined && !buffer.detached && buffer.byteLength === STREAM_BUFFER) {
+    spares.give(null, new Uint8Array(buffer));
   }
 }
 

@@ -7,6 +7,7 @@
 
 import type { ByteSource } from "./byte_source.ts";
 import type { AppendWriter } from "./driver.ts";
+import { SparePool } from "../spares.ts";
 
 /** Bytes between two background write-back starts. */
 const SYNC_EVERY = 64 * 1024 * 1024;
@@ -15,30 +16,20 @@ type Allocate = (size: number) => Uint8Array<ArrayBuffer>;
 
 const plainAllocate: Allocate = (size) => new Uint8Array(size);
 
-/** Buffers kept for later writers, per allocator (eight parallel uploads use 16). */
+/** Buffers kept for later writers (eight parallel uploads use 16). */
 const POOLED = 16;
 
 /**
- * The buffers of finished writers, by allocator, for the next ones. A dropped `ArrayBuffer` is
- * freed only when V8 next collects, so without this a burst of uploads left two buffers each
- * behind as garbage; and a new buffer's pages are all touched afresh. Buffers beyond `POOLED`
- * are freed at once (a detached `ArrayBuffer` releases its memory).
+ * The buffers of finished writers, kept with the allocator that made them, for the next ones.
+ * A dropped `ArrayBuffer` is freed only when V8 next collects, so without this a burst of
+ * uploads left two buffers each behind as garbage; and a new buffer's pages are all touched
+ * afresh. Buffers beyond `POOLED` are freed at once, and the registry frees those left unused
+ * for a few seconds (src/spares.ts).
  */
-const pools = new WeakMap<Allocate, Uint8Array<ArrayBuffer>[]>();
+const spares = new SparePool<Allocate>(POOLED);
 
 function take(allocate: Allocate, size: number): Uint8Array<ArrayBuffer> {
-  const pool = pools.get(allocate);
-  const at = pool?.findIndex((buffer) => buffer.length === size) ?? -1;
-  if (at < 0) return allocate(size);
-  return pool!.splice(at, 1)[0];
-}
-
-function give(allocate: Allocate, buffer: Uint8Array<ArrayBuffer>): void {
-  if (buffer.buffer.detached) return;
-  let pool = pools.get(allocate);
-  if (!pool) pools.set(allocate, pool = []);
-  if (pool.length < POOLED) pool.push(buffer);
-  else buffer.buffer.transfer(0);
+  return spares.take(allocate, size) ?? allocate(size);
 }
 
 /** Sequential writer of a source into an append writer. */
@@ -93,7 +84,7 @@ export class BatchWriter {
       // a failed read may leave the other batch being written or observed
       if (this.#inFlight) await this.#inFlight;
       this.#released = true;
-      for (const buffer of this.#buffers) give(this.#allocate, buffer);
+      for (const buffer of this.#buffers) spares.give(this.#allocate, buffer);
     }
   }
 
