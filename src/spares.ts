@@ -54,7 +54,9 @@ export class SparePool<K = null> {
 
   /** A spare of `length` bytes kept with `key` (taken out of the pool), or undefined. */
   take(key: K, length: number): Uint8Array<ArrayBuffer> | undefined {
-    const at = this.#spares.findLastIndex((s) => s.key === key && s.bytes.length === length);
+    const at = this.#spares.findLastIndex((s) =>
+      s.key === key && s.bytes.length === length && !s.bytes.buffer.detached
+    );
     return at < 0 ? undefined : this.#spares.splice(at, 1)[0].bytes;
   }
 
@@ -68,13 +70,18 @@ export class SparePool<K = null> {
     else bytes.buffer.transfer(0);
   }
 
-  /** Frees the spares given back before sweep number `before`; the bytes freed. */
+  /**
+   * Frees the spares given back before sweep number `before`; the bytes freed. A spare that
+   * was detached while kept (whoever still held it transferred it) is only dropped.
+   */
   sweep(before: number): number {
     let freed = 0;
     const kept = this.#spares.filter((spare) => {
+      const { buffer } = spare.bytes;
+      if (buffer.detached) return false;
       if (spare.since >= before) return true;
-      freed += spare.bytes.buffer.byteLength;
-      spare.bytes.buffer.transfer(0);
+      freed += buffer.byteLength;
+      buffer.transfer(0);
       return false;
     });
     this.#spares.splice(0, this.#spares.length, ...kept);

@@ -73,3 +73,17 @@ Deno.test("a sweep frees the spares already kept at the previous sweep, and only
   assert.equal(pool.size, 0, "an idle pool is empty within two sweeps");
   assert.equal(fresh.buffer.detached, true);
 });
+
+Deno.test("a spare detached while kept is neither taken nor a failure of the sweep", () => {
+  const pool = new SparePool(4);
+  const held = new Uint8Array(KiB);
+  pool.give(null, held);
+  held.buffer.transfer(); // whoever still held it moved its memory away
+  assert.equal(pool.take(null, KiB), undefined);
+  pool.give(null, new Uint8Array(KiB));
+  const other = new Uint8Array(KiB);
+  pool.give(null, other);
+  other.buffer.transfer();
+  sweepSpares();
+  assert.equal(pool.size, 1, "the detached ones are dropped, the sound one kept");
+});
