@@ -34,7 +34,7 @@ let sweeps = 0;
  */
 export class SparePool<K = null> {
   readonly #max: number;
-  readonly #spares: Spare<K>[] = [];
+  #spares: Spare<K>[] = [];
 
   /** A pool of at most `max` spares. */
   constructor(max: number) {
@@ -76,7 +76,7 @@ export class SparePool<K = null> {
    */
   sweep(before: number): number {
     let freed = 0;
-    const kept = this.#spares.filter((spare) => {
+    this.#spares = this.#spares.filter((spare) => {
       const { buffer } = spare.bytes;
       if (buffer.detached) return false;
       if (spare.since >= before) return true;
@@ -84,7 +84,6 @@ export class SparePool<K = null> {
       buffer.transfer(0);
       return false;
     });
-    this.#spares.splice(0, this.#spares.length, ...kept);
     return freed;
   }
 }

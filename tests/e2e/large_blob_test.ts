@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
-import { type RegistryProcess, spawnRegistry } from "../helpers/registry.ts";
+import { sampleRss, spawnRegistry } from "../helpers/registry.ts";
 import { type Fetcher, fetcher, startUpload } from "../helpers/uploads.ts";
 
 const MiB = 1024 * 1024;
@@ -37,32 +37,6 @@ function chunkBytes(n: number, hash: Hash): Uint8Array<ArrayBuffer> {
   }
   hash.update(out);
   return out;
-}
-
-/** Polls the server's VmRSS every 100 ms and keeps the peak. */
-function rssSampler(server: RegistryProcess) {
-  let peak = 0;
-  let failure: unknown = null;
-  const sample = async () => {
-    try {
-      peak = Math.max(peak, await server.rssKiB());
-    } catch (error) {
-      failure = error;
-    }
-  };
-  let busy: Promise<void> = sample();
-  const timer = setInterval(() => {
-    busy = busy.then(sample);
-  }, 100);
-  return {
-    async stop(): Promise<number> {
-      clearInterval(timer);
-      await busy;
-      await sample();
-      if (failure) throw failure;
-      return peak;
-    },
-  };
 }
 
 async function hashFile(path: string): Promise<string> {
@@ -141,7 +115,7 @@ Deno.test("a 3 GiB blob uploads in 64 MiB chunks and downloads with flat server 
 
     await t.step("upload: 48 PATCHes of 64 MiB with Content-Range, then PUT", async () => {
       baseline = await server.rssKiB();
-      const sampler = rssSampler(server);
+      const sampler = sampleRss(server);
       const started = performance.now();
       try {
         digest = await uploadChunks(reg, "big/blob", 0, CHUNKS);
@@ -167,7 +141,7 @@ Deno.test("a 3 GiB blob uploads in 64 MiB chunks and downloads with flat server 
 
     await t.step("download: GET streams the whole blob back", async () => {
       const before = await server.rssKiB();
-      const sampler = rssSampler(server);
+      const sampler = sampleRss(server);
       const started = performance.now();
       try {
         await downloadAndCheck(reg, "big/blob", digest, TOTAL);

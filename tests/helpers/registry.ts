@@ -181,6 +181,35 @@ export async function spawnRegistry(
   };
 }
 
+/**
+ * Polls a registry process's VmRSS every 100 ms and keeps the peak; `stop` takes a last sample
+ * and returns the peak in KiB.
+ */
+export function sampleRss(server: RegistryProcess): { stop(): Promise<number> } {
+  let peak = 0;
+  let failure: unknown = null;
+  const sample = async () => {
+    try {
+      peak = Math.max(peak, await server.rssKiB());
+    } catch (error) {
+      failure = error;
+    }
+  };
+  let busy: Promise<void> = sample();
+  const timer = setInterval(() => {
+    busy = busy.then(sample);
+  }, 100);
+  return {
+    async stop(): Promise<number> {
+      clearInterval(timer);
+      await busy;
+      await sample();
+      if (failure) throw failure;
+      return peak;
+    },
+  };
+}
+
 /** SHA-256 digest string of bytes. */
 export async function sha256Digest(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
