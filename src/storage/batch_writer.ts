@@ -1,8 +1,11 @@
 /**
  * Streams a `ByteSource` into a driver's append writer in large batches, overlapping the
- * work: the source reads straight into one of two buffers while the other is being written
- * (on Deno's blocking pool, for files) and observed (e.g. hashed on a pool thread). Nothing is
- * allocated or copied per chunk, and memory stays at two buffers whatever the upload's size.
+ * work: the source reads straight into one buffer while the batch before is being written
+ * (on Deno's blocking pool, for files) and observed (e.g. hashed on a pool thread). A writer
+ * that `overlaps` gets the next batch while it still writes one, so a disk that finishes a
+ * write finds the next waiting, not a round trip through this thread. Nothing is allocated or
+ * copied per chunk, and memory stays at two buffers (three for such a writer) whatever the
+ * upload's size.
  */
 
 import type { ByteSource } from "./byte_source.ts";
@@ -36,10 +39,15 @@ function take(allocate: Allocate, size: number): Uint8Array<ArrayBuffer> {
 export class BatchWriter {
   readonly #file: AppendWriter;
   readonly #allocate: Allocate;
-  readonly #buffers: [Uint8Array<ArrayBuffer>, Uint8Array<ArrayBuffer>];
+  readonly #buffers: Uint8Array<ArrayBuffer>[];
   #released = false;
   readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
-  #inFlight: Promise<void> | null = null;
+  /** How many batches may be written at once: 2 when the writer overlaps writes, else 1. */
+  readonly #depth: number;
+  /** The batches being written and observed, oldest first; none of them ever rejects. */
+  #inFlight: Promise<void>[] = [];
+  /** The last batch's observation: the next one starts after it (they never overlap). */
+  #observed: Promise<void> = Promise.resolve();
   #failure: unknown = null;
   #written = 0;
   #syncedUpTo = 0;
@@ -62,7 +70,9 @@ export class BatchWriter {
     // and a first batch that brings the object to a block boundary, so every batch after it
     // starts on one (`batchSize` is a multiple of the block).
     this.#allocate = file.layout?.allocate ?? plainAllocate;
-    this.#buffers = [take(this.#allocate, batchSize), take(this.#allocate, batchSize)];
+    this.#depth = file.overlaps ? 2 : 1;
+    // one being filled while the others are written
+    this.#buffers = Array.from({ length: this.#depth + 1 }, () => take(this.#allocate, batchSize));
     this.#head = file.layout?.head ?? 0;
   }
 
@@ -81,8 +91,8 @@ export class BatchWriter {
     try {
       await this.#writeAll(source);
     } finally {
-      // a failed read may leave the other batch being written or observed
-      if (this.#inFlight) await this.#inFlight;
+      // a failed read may leave the batches before it being written or observed
+      await Promise.all(this.#inFlight);
       this.#released = true;
       for (const buffer of this.#buffers) spares.give(this.#allocate, buffer);
     }
@@ -110,7 +120,7 @@ export class BatchWriter {
       }
       this.#buffers[current] = buffer;
       if (filled > 0) await this.#submit(buffer.subarray(0, filled));
-      current = 1 - current;
+      current = (current + 1) % this.#buffers.length;
     }
     await this.flush();
   }
@@ -125,12 +135,19 @@ export class BatchWriter {
     }
   }
 
-  /** Starts writing `data` once the previous write is done; does not wait for this one. */
+  /**
+   * Starts writing `data` once fewer than `#depth` batches are in flight (the buffer to fill
+   * next is then free); does not wait for this one. Throws what an earlier batch failed with.
+   */
   async #submit(data: Uint8Array): Promise<void> {
-    await this.#settle();
-    const observed = this.#observe ? this.#observe(data) : Promise.resolve();
+    while (this.#inFlight.length >= this.#depth) await this.#inFlight.shift();
+    if (this.#failure !== null) throw this.#failure;
+    // in order, one at a time; after a failed one, the later ones fail with it unobserved
+    const observe = this.#observe;
+    const observed = observe ? this.#observed.then(() => observe(data)) : Promise.resolve();
+    this.#observed = observed;
     // both settle before the batch counts as done: its buffer is reused after that
-    this.#inFlight = Promise.allSettled([this.#file.write(data), observed]).then(
+    const batch = Promise.allSettled([this.#file.write(data), observed]).then(
       ([write, observe]) => {
         if (write.status === "rejected") this.#failure = write.reason;
         else if (observe.status === "rejected") this.#failure = observe.reason;
@@ -140,6 +157,7 @@ export class BatchWriter {
         }
       },
     );
+    this.#inFlight.push(batch);
   }
 
   /**
@@ -162,8 +180,7 @@ export class BatchWriter {
   }
 
   async #settle(): Promise<void> {
-    if (this.#inFlight) await this.#inFlight;
-    this.#inFlight = null;
+    while (this.#inFlight.length > 0) await this.#inFlight.shift();
     if (this.#failure !== null) throw this.#failure;
   }
 }

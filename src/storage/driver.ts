@@ -43,8 +43,9 @@ export interface SyncOptions {
 }
 
 /**
- * A writer appending to an object from a given offset. Writes are sequential; `sync` makes
- * every byte written so far durable; `close` releases the writer (without a sync).
+ * A writer appending to an object from a given offset. Writes are sequential (unless the
+ * writer says it `overlaps`); `sync` makes every byte written so far durable; `close` releases
+ * the writer (without a sync), once no write is running.
  */
 export interface AppendWriter {
   /** Appends all of `bytes` after what was written; throws what the medium failed with. */
@@ -66,6 +67,14 @@ export interface AppendWriter {
    * any other write is still written, through the cache.
    */
   readonly layout?: AppendLayout;
+  /**
+   * True on writers that take a `write` before the previous one settled, and start it at
+   * once where they can (the filesystem's direct writes, each at the offset it was given when
+   * called, so the device has the next one when it finishes one). The bytes still land in
+   * call order. When a write fails, what the writes called after it stored is unknown: the
+   * caller truncates the object back, as after any failed append.
+   */
+  readonly overlaps?: boolean;
 }
 
 /** How an append writer would have its buffers laid out (see `AppendWriter.layout`). */

@@ -9,7 +9,8 @@ import type { AppendWriter } from "../../src/storage/driver.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot, LinkedPathError } from "../../src/storage/drivers/fs_files.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
-import { BLOCK, directIo } from "../../src/storage/drivers/direct_io.ts";
+import { BLOCK, type DirectIo, directIo } from "../../src/storage/drivers/direct_io.ts";
+import { fileAppender } from "../../src/storage/drivers/fs_append.ts";
 import { pageDropper } from "../../src/storage/drivers/page_cache.ts";
 import { DriverUploadStore } from "../../src/storage/uploads.ts";
 import type { RepositoryName, UploadId } from "../../src/types/oci.ts";
@@ -356,6 +357,131 @@ Deno.test({
       assert.equal((await Deno.stat(path)).size, 0);
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * This process's direct writes, watched: how many run at once at most, which offsets they
+ * were given, and how many descriptors were closed; `answer` may replace what a write returns
+ * (the count written, or -1), by its number (0 for the first).
+ */
+function watchedIo(answer: (n: number, wrote: number) => number = (_, wrote) => wrote) {
+  const real = directIo()!;
+  const seen = { running: 0, most: 0, offsets: [] as number[], closed: 0 };
+  const io: DirectIo = {
+    ...real,
+    async write(fd, bytes, offset) {
+      const n = seen.offsets.push(offset) - 1;
+      seen.running++;
+      seen.most = Math.max(seen.most, seen.running);
+      try {
+        const short = answer(n, bytes.length);
+        if (short === bytes.length) return await real.write(fd, bytes, offset);
+        // a short write: only `short` bytes go (none for -1)
+        if (short > 0) return await real.write(fd, bytes.subarray(0, short), offset);
+        await new Promise((resolve) => setTimeout(resolve, 1)); // as long as a write, about
+        return short;
+      } finally {
+        seen.running--;
+      }
+    },
+    close(fd) {
+      seen.closed++;
+      real.close(fd);
+    },
+  };
+  return { io, seen };
+}
+
+Deno.test({
+  name: "filesystem driver: after a first direct write, an upload's next writes of whole " +
+    "blocks start at once, each at its own offset; the bytes land in call order",
+  ignore: directSkipReason !== null,
+  async fn() {
+    const MiB = 1024 * 1024;
+    const dir = await Deno.makeTempDir({ prefix: "append-overlap-" });
+    const path = `${dir}/data`;
+    const { io, seen } = watchedIo();
+    const file = await Deno.open(path, { write: true, create: true });
+    const writer = fileAppender(path, file, 0, io);
+    try {
+      assert.equal(writer.overlaps, true);
+      const bytes = noise(20 * MiB + 100, 3);
+      const parts: Uint8Array[] = [];
+      for (let at = 0; at < bytes.length; at += MiB) {
+        const part = writer.layout!.allocate(Math.min(MiB, bytes.length - at));
+        part.set(bytes.subarray(at, at + part.length));
+        parts.push(part);
+      }
+      // the first 9 MiB one by one (8 through the cache, then the first direct write)
+      for (const part of parts.slice(0, 9)) await writer.write(part);
+      assert.deepEqual(seen.offsets, [8 * MiB]);
+      // the rest called at once, three at a time; the last 100 bytes go through the cache
+      for (let i = 9; i < parts.length; i += 3) {
+        await Promise.all(parts.slice(i, i + 3).map((part) => writer.write(part)));
+      }
+      await writer.sync();
+      assert.equal(seen.most, 3, "three direct writes ran at once");
+      assert.deepEqual(
+        seen.offsets,
+        Array.from({ length: 12 }, (_, i) => (8 + i) * MiB),
+        "each direct write had the offset of its place in the calls",
+      );
+      const stored = await Deno.readFile(path);
+      assert.equal(stored.length, bytes.length);
+      assert.equal(await sha256Hex(stored), await sha256Hex(bytes));
+    } finally {
+      writer.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "filesystem driver: a direct write that writes less than all, or fails, while others " +
+    "run has the rest written through the cache at its place; after a failed one, no direct " +
+    "write",
+  ignore: directSkipReason !== null,
+  async fn() {
+    const MiB = 1024 * 1024;
+    for (const failure of ["short", "failed"] as const) {
+      const dir = await Deno.makeTempDir({ prefix: "append-overlap-" });
+      const path = `${dir}/data`;
+      // the third direct write (the second started beside another) writes 5 blocks, or none
+      const { io, seen } = watchedIo((n, wrote) =>
+        n === 2 ? (failure === "short" ? 5 * BLOCK : -1) : wrote
+      );
+      const file = await Deno.open(path, { write: true, create: true });
+      const writer = fileAppender(path, file, 0, io);
+      try {
+        const bytes = noise(16 * MiB, 11);
+        const parts: Uint8Array[] = [];
+        for (let at = 0; at < bytes.length; at += MiB) {
+          const part = writer.layout!.allocate(MiB);
+          part.set(bytes.subarray(at, at + MiB));
+          parts.push(part);
+        }
+        for (const part of parts.slice(0, 9)) await writer.write(part);
+        await Promise.all(parts.slice(9, 12).map((part) => writer.write(part)));
+        assert.equal(seen.most, 3);
+        const before = seen.offsets.length;
+        for (const part of parts.slice(12)) await writer.write(part);
+        if (failure === "failed") {
+          assert.equal(seen.closed, 1, "the descriptor was closed");
+          assert.equal(seen.offsets.length, before, "no direct write after a failed one");
+        } else {
+          assert.equal(seen.closed, 0);
+          assert.equal(seen.offsets.length, before + 4, "direct writes go on");
+        }
+        await writer.sync();
+        const stored = await Deno.readFile(path);
+        assert.equal(stored.length, bytes.length);
+        assert.equal(await sha256Hex(stored), await sha256Hex(bytes), `${failure}: stored whole`);
+      } finally {
+        writer.close();
+        await Deno.remove(dir, { recursive: true });
+      }
     }
   },
 });

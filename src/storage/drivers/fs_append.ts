@@ -15,9 +15,17 @@ import { pageDropper } from "./page_cache.ts";
 /** Where an appended object stops being kept in the page cache. */
 const UNCACHED_FROM = 8 * 1024 * 1024;
 
-/** Appends to `file` (open for writing at `offset`, the object's end) at OS path `path`. */
-export function fileAppender(path: string, file: Deno.FsFile, offset: number): AppendWriter {
-  return new FileAppender(path, file, offset, directIo());
+/**
+ * Appends to `file` (open for writing at `offset`, the object's end) at OS path `path`, with
+ * this process's direct writes (tests pass their own).
+ */
+export function fileAppender(
+  path: string,
+  file: Deno.FsFile,
+  offset: number,
+  io: DirectIo | null = directIo(),
+): AppendWriter {
+  return new FileAppender(path, file, offset, io);
 }
 
 class FileAppender implements AppendWriter {
@@ -32,7 +40,21 @@ class FileAppender implements AppendWriter {
   /** The direct descriptor: not opened yet, or null once it cannot be used. */
   #fd: number | null | undefined = undefined;
   #closed = false;
+  /**
+   * Set once a direct write on `#fd` wrote all it was given: from then on, a write of whole
+   * blocks at a block boundary starts at once, at an offset reserved for it (`#reserved`).
+   */
+  #reserving = false;
+  /** Reserved writes running, in the order they started. */
+  readonly #flying: Promise<void>[] = [];
+  /** Writes that run alone (through the cursor, or opening the descriptor), queued or running. */
+  #alone = 0;
+  /** The last of those; the next one starts after it and after every reserved write. */
+  #lastAlone: Promise<void> = Promise.resolve();
+  /** A reserved write failed: the descriptor closes before the next write that runs alone. */
+  #stopPending = false;
   readonly layout?: AppendLayout;
+  readonly overlaps?: boolean;
 
   constructor(path: string, file: Deno.FsFile, offset: number, io: DirectIo | null) {
     this.#path = path;
@@ -40,10 +62,59 @@ class FileAppender implements AppendWriter {
     this.#io = io;
     this.#end = offset;
     this.#cursor = offset;
-    if (io) this.layout = { head: (BLOCK - (offset % BLOCK)) % BLOCK, allocate: io.allocate };
+    if (io) {
+      this.layout = { head: (BLOCK - (offset % BLOCK)) % BLOCK, allocate: io.allocate };
+      this.overlaps = true;
+    }
   }
 
-  async write(bytes: Uint8Array): Promise<void> {
+  write(bytes: Uint8Array): Promise<void> {
+    const fd = this.#fd;
+    if (
+      this.#reserving && this.#alone === 0 && typeof fd === "number" && this.#end % BLOCK === 0 &&
+      bytes.length > 0 && bytes.length % BLOCK === 0 && this.#io!.isAligned(bytes)
+    ) return this.#reserved(fd, bytes);
+    const before = [this.#lastAlone, ...this.#flying];
+    this.#alone++;
+    const written = Promise.allSettled(before).then(() => this.#writeAlone(bytes)).finally(() =>
+      this.#alone--
+    );
+    this.#lastAlone = written.catch(() => {});
+    return written;
+  }
+
+  /**
+   * A direct write of whole blocks at the object's end, started without waiting for the
+   * writes before it: they have their offsets already. Should it write less than all, the
+   * rest goes through the cache at its place once the writes started before it are done
+   * (the cache reports the medium's error, if any), and no write is reserved after it.
+   */
+  async #reserved(fd: number, bytes: Uint8Array): Promise<void> {
+    const at = this.#end;
+    this.#end += bytes.length;
+    const earlier = [...this.#flying];
+    const flight = this.#io!.write(fd, bytes, at).then(async (wrote) => {
+      if (wrote === bytes.length) return;
+      this.#reserving = false;
+      if (wrote <= 0) this.#stopPending = true;
+      await Promise.allSettled(earlier);
+      const done = Math.max(0, wrote);
+      await this.#cachedAt(bytes.subarray(done), at + done);
+    });
+    this.#flying.push(flight);
+    try {
+      await flight;
+    } finally {
+      this.#flying.splice(this.#flying.indexOf(flight), 1);
+    }
+  }
+
+  /** A write that no other runs beside: every write before it is done. */
+  async #writeAlone(bytes: Uint8Array): Promise<void> {
+    if (this.#stopPending) {
+      this.#stopPending = false;
+      this.#stopDirect();
+    }
     let done = 0;
     const io = this.#io;
     if (io && this.#fd !== null && this.#end >= UNCACHED_FROM) {
@@ -60,6 +131,7 @@ class FileAppender implements AppendWriter {
           const wrote = await io.write(fd, middle, this.#end);
           if (wrote > 0) this.#end += wrote;
           else this.#stopDirect(); // the rest goes through the cache, which reports any error
+          this.#reserving = wrote === blocks;
           done = head + Math.max(0, wrote);
         }
       }
@@ -82,11 +154,16 @@ class FileAppender implements AppendWriter {
   }
 
   async #cached(bytes: Uint8Array): Promise<void> {
-    if (this.#cursor !== this.#end) await this.#file.seek(this.#end, Deno.SeekMode.Start);
-    this.#cursor = this.#end;
-    await writeAll(this.#file, bytes);
+    await this.#cachedAt(bytes, this.#end);
     this.#end += bytes.length;
-    this.#cursor = this.#end;
+  }
+
+  /** Writes `bytes` at `at` through the page cache. */
+  async #cachedAt(bytes: Uint8Array, at: number): Promise<void> {
+    if (this.#cursor !== at) await this.#file.seek(at, Deno.SeekMode.Start);
+    this.#cursor = at;
+    await writeAll(this.#file, bytes);
+    this.#cursor = at + bytes.length;
   }
 
   async #openDirect(io: DirectIo): Promise<number | null> {

@@ -225,6 +225,7 @@ export class InstrumentedDriver implements StorageDriver {
       },
       close: () => writer.close(),
       ...(writer.layout ? { layout: writer.layout } : {}),
+      ...(writer.overlaps ? { overlaps: true } : {}),
     };
   }
 
