@@ -2,10 +2,11 @@
  * Streams a `ByteSource` into a driver's append writer in large batches, overlapping the
  * work: the source reads straight into one buffer while the batch before is being written
  * (on Deno's blocking pool, for files) and observed (e.g. hashed on a pool thread). A writer
- * that `overlaps` gets the next batch while it still writes one, so a disk that finishes a
- * write finds the next waiting, not a round trip through this thread. Nothing is allocated or
- * copied per chunk, and memory stays at two buffers (three for such a writer) whatever the
- * upload's size.
+ * that `overlaps` gets the next batch while it still writes one when no other batch writer
+ * runs, so a disk that finishes a write finds the next waiting, not a round trip through this
+ * thread (beside another upload, the disk has that one's writes). Nothing is allocated or
+ * copied per chunk, and memory stays at two buffers (three for the overlapping one) whatever
+ * the upload's size.
  */
 
 import type { ByteSource } from "./byte_source.ts";
@@ -35,15 +36,19 @@ function take(allocate: Allocate, size: number): Uint8Array<ArrayBuffer> {
   return spares.take(allocate, size) ?? allocate(size);
 }
 
+/** Batch writers in `writeFrom`, in this process. */
+let running = 0;
+
 /** Sequential writer of a source into an append writer. */
 export class BatchWriter {
   readonly #file: AppendWriter;
   readonly #allocate: Allocate;
-  readonly #buffers: Uint8Array<ArrayBuffer>[];
-  #released = false;
+  readonly #batchSize: number;
+  #buffers: Uint8Array<ArrayBuffer>[] = [];
+  #started = false;
   readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
-  /** How many batches may be written at once: 2 when the writer overlaps writes, else 1. */
-  readonly #depth: number;
+  /** How many batches may be written at once: 1, or 2 (see the module's comment). */
+  #depth = 1;
   /** The batches being written and observed, oldest first; none of them ever rejects. */
   #inFlight: Promise<void>[] = [];
   /** The last batch's observation: the next one starts after it (they never overlap). */
@@ -56,7 +61,7 @@ export class BatchWriter {
   #head: number;
 
   /**
-   * Makes a writer over an append writer, with two buffers of `batchSize` bytes. `observe` sees
+   * Makes a writer over an append writer, with batches of `batchSize` bytes. `observe` sees
    * every batch, in order, while it is being written; a batch is not reused before both settle.
    */
   constructor(
@@ -70,9 +75,7 @@ export class BatchWriter {
     // and a first batch that brings the object to a block boundary, so every batch after it
     // starts on one (`batchSize` is a multiple of the block).
     this.#allocate = file.layout?.allocate ?? plainAllocate;
-    this.#depth = file.overlaps ? 2 : 1;
-    // one being filled while the others are written
-    this.#buffers = Array.from({ length: this.#depth + 1 }, () => take(this.#allocate, batchSize));
+    this.#batchSize = batchSize;
     this.#head = file.layout?.head ?? 0;
   }
 
@@ -87,13 +90,20 @@ export class BatchWriter {
    * back to the pool.
    */
   async writeFrom(source: ByteSource): Promise<void> {
-    if (this.#released) throw new Error("BatchWriter.writeFrom called twice");
+    if (this.#started) throw new Error("BatchWriter.writeFrom called twice");
+    this.#started = true;
+    this.#depth = this.#file.overlaps && running === 0 ? 2 : 1;
+    // one being filled while the others are written
+    for (let i = 0; i <= this.#depth; i++) {
+      this.#buffers.push(take(this.#allocate, this.#batchSize));
+    }
+    running++;
     try {
       await this.#writeAll(source);
     } finally {
       // a failed read may leave the batches before it being written or observed
       await Promise.all(this.#inFlight);
-      this.#released = true;
+      running--;
       for (const buffer of this.#buffers) spares.give(this.#allocate, buffer);
     }
   }

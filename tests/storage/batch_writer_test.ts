@@ -136,6 +136,26 @@ Deno.test("a writer that overlaps gets the next batch while it writes one: two a
   assert.equal(batches.written, bytes.length);
 });
 
+Deno.test("beside another batch writer, one whose writer overlaps writes one batch at a time with two buffers", async () => {
+  const made: Uint8Array[] = [];
+  const allocate = (size: number) => {
+    const buffer = new Uint8Array(size);
+    made.push(buffer);
+    return buffer;
+  };
+  const bytes = new Uint8Array(640 * KiB).map((_, i) => (i * 13) % 251);
+  const first = slowWriter(3, allocate, true);
+  const second = slowWriter(3, allocate, true);
+  const running = new BatchWriter(first.writer, 64 * KiB).writeFrom(sourceOf(bytes));
+  await new BatchWriter(second.writer, 64 * KiB).writeFrom(sourceOf(bytes));
+  await running;
+  assert.equal(first.state.most, 2, "the first, alone when it started, had two writes at once");
+  assert.equal(second.state.most, 1, "the second, started beside it, one at a time");
+  assert.equal(made.length, 5, "three buffers for the first, two for the second");
+  assert.deepEqual(joined(first.state.bytes), bytes);
+  assert.deepEqual(joined(second.state.bytes), bytes);
+});
+
 Deno.test("a writer that overlaps: a failed write fails writeFrom once every write called is done", async () => {
   const { writer, state } = slowWriter(5, (size) => new Uint8Array(size), true);
   let calls = 0;
