@@ -42,6 +42,17 @@ function slowWriter(
   return { writer, state };
 }
 
+/** An allocator that keeps every buffer it made. */
+function countingAllocator() {
+  const made: Uint8Array[] = [];
+  const allocate = (size: number) => {
+    const buffer = new Uint8Array(size);
+    made.push(buffer);
+    return buffer;
+  };
+  return { made, allocate };
+}
+
 function joined(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
   let at = 0;
@@ -50,12 +61,7 @@ function joined(parts: Uint8Array[]): Uint8Array {
 }
 
 Deno.test("a finished writer's buffers go to the next writer of the same allocator", async () => {
-  const made: Uint8Array[] = [];
-  const allocate = (size: number) => {
-    const buffer = new Uint8Array(size);
-    made.push(buffer);
-    return buffer;
-  };
+  const { made, allocate } = countingAllocator();
   const bytes = new Uint8Array(200 * KiB).map((_, i) => i % 251);
   for (let round = 0; round < 3; round++) {
     const { writer, state } = slowWriter(1, allocate);
@@ -108,12 +114,7 @@ Deno.test("a failing observer: writeFrom rejects only once the write of that bat
 });
 
 Deno.test("a writer that overlaps gets the next batch while it writes one: two at once, never more, in order, each hashed in turn", async () => {
-  const made: Uint8Array[] = [];
-  const allocate = (size: number) => {
-    const buffer = new Uint8Array(size);
-    made.push(buffer);
-    return buffer;
-  };
+  const { made, allocate } = countingAllocator();
   const bytes = new Uint8Array(1000 * KiB).map((_, i) => (i * 7) % 253);
   const { writer, state } = slowWriter(3, allocate, true);
   const seen: Uint8Array[] = [];
@@ -137,12 +138,7 @@ Deno.test("a writer that overlaps gets the next batch while it writes one: two a
 });
 
 Deno.test("beside another batch writer, one whose writer overlaps writes one batch at a time with two buffers", async () => {
-  const made: Uint8Array[] = [];
-  const allocate = (size: number) => {
-    const buffer = new Uint8Array(size);
-    made.push(buffer);
-    return buffer;
-  };
+  const { made, allocate } = countingAllocator();
   const bytes = new Uint8Array(640 * KiB).map((_, i) => (i * 13) % 251);
   const first = slowWriter(3, allocate, true);
   const second = slowWriter(3, allocate, true);
