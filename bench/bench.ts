@@ -67,7 +67,14 @@ import {
   skopeoLocalCopy,
   startSink,
 } from "./ceilings.ts";
-import { type Ceilings, ceilingsTable, resourcesTable, resultsTable } from "./report.ts";
+import { besideDiskTmpfs, pushBesideDisk } from "./beside_disk.ts";
+import {
+  type BesideDisk,
+  type Ceilings,
+  ceilingsTable,
+  resourcesTable,
+  resultsTable,
+} from "./report.ts";
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { parseGcArgs, runGcBench } from "./gc_bench.ts";
 import { type Server, startDistribution, startOurs } from "./servers.ts";
@@ -138,6 +145,8 @@ async function measureCeilings(
     ddMiB: number;
     loadSeconds: number;
     master: Uint8Array;
+    /** `master`'s digest. */
+    digest: string;
     frame: number;
     rx: Uint8Array;
     /** The skopeo rows' image, when they run: skopeo's own ceiling is measured with it. */
@@ -145,7 +154,7 @@ async function measureCeilings(
   },
   ceilings: Ceilings,
 ): Promise<Ceilings> {
-  const { full, ddMiB, loadSeconds, master, frame, rx, skopeoImage } = o;
+  const { full, ddMiB, loadSeconds, master, digest, frame, rx, skopeoImage } = o;
   // Fill the page cache (issue 5: pushes run ~1.5x slower on RAM never used as page cache).
   const availGiB = meminfoKiB("MemAvailable") / 1024 / 1024;
   const fillGiB = Math.max(1, Math.min(full ? 16 : 4, Math.floor(availGiB - 3)));
@@ -189,6 +198,29 @@ async function measureCeilings(
     ]);
   } finally {
     await sink.stop();
+  }
+  let besideDisk: BesideDisk | undefined;
+  try {
+    const tmpfs = ceilings.diskDirectMiBs?.length ? await besideDiskTmpfs(master.length) : null;
+    if (tmpfs === null) {
+      console.log("push beside a busy disk not measured: no direct writes, tmpfs, curl or RAM");
+    } else {
+      besideDisk = await pushBesideDisk({
+        repoRoot: REPO_ROOT,
+        tmpfs,
+        logDir: root,
+        diskDir: root,
+        file: sinkFile,
+        digest,
+        size: master.length,
+        ddMiB,
+        runs: 3,
+      });
+    }
+  } catch (error) {
+    // An optional ceiling: the rows run without it.
+    console.log(`push beside a busy disk not measured: ${String(error).slice(0, 500)}`);
+  } finally {
     await Deno.remove(sinkFile).catch(() => {});
   }
   let skopeoLocalMiBs: number[] = [];
@@ -200,7 +232,7 @@ async function measureCeilings(
       console.log(`skopeo's own copy not measured: ${String(error).slice(0, 500)}`);
     }
   }
-  const allCeilings: Ceilings = { ...ceilings, sinkHead, skopeoLocalMiBs };
+  const allCeilings: Ceilings = { ...ceilings, sinkHead, skopeoLocalMiBs, besideDisk };
   console.log("## Machine ceilings (this run)\n");
   console.log(
     ceilingsTable(allCeilings, {
@@ -455,6 +487,7 @@ async function main(): Promise<number> {
       ddMiB,
       loadSeconds,
       master,
+      digest: blob.digest,
       frame,
       rx,
       skopeoImage: (onlyNames === null || onlyNames.includes("skopeo-push")) &&

@@ -39,6 +39,18 @@ export interface Ceilings {
   readonly sinkHead: LoadResult | null;
   /** `skopeo copy` between two local layouts (empty when skopeo or its rows are not run). */
   readonly skopeoLocalMiBs?: number[];
+  /** A push with no disk in its way, alone and beside a busy disk (bench/beside_disk.ts). */
+  readonly besideDisk?: BesideDisk;
+}
+
+/** MiB/s of curl PUTs into our registry on tmpfs, and of `dd` meanwhile. */
+export interface BesideDisk {
+  /** Nothing else running. */
+  readonly alone: number[];
+  /** While `dd oflag=direct` writes into the rows' data root, in a loop. */
+  readonly besideDd: number[];
+  /** Those `dd` runs. */
+  readonly dd: number[];
 }
 
 /** Median, min and max of a list of numbers. */
@@ -227,6 +239,20 @@ export function ceilingsTable(
       `| skopeo copy, layout to layout, no registry | ${
         spread(c.skopeoLocalMiBs, "MiB/s")
       } MiB/s | \`skopeo copy oci:A oci:B\` of an image as the skopeo rows push (${sizes.image}) in the data root's filesystem, timed end to end, ${c.skopeoLocalMiBs.length} runs |`,
+    );
+  }
+  const b = c.besideDisk;
+  if (b?.alone.length) {
+    rows.push(
+      `| push with no disk: curl PUT into our registry on tmpfs | ${
+        spread(b.alone, "MiB/s")
+      } MiB/s | \`curl -T\` of the blob as curl-put sends it, the data root in /dev/shm, ${b.alone.length} runs |`,
+      `| the same beside a busy disk | ${
+        spread(b.besideDd, "MiB/s")
+      } MiB/s | while \`dd oflag=direct\` (as above) writes into the rows' data root in a loop, ${b.besideDd.length} runs |`,
+      `| disk direct write + fdatasync beside that push | ${
+        spread(b.dd, "MiB/s")
+      } MiB/s | those \`dd\` runs (${b.dd.length}); a push to the disk needs both at once: the lower of these two bounds it |`,
     );
   }
   return rows.join("\n");

@@ -134,6 +134,11 @@ export interface OursOptions {
   /** The log file's name in the log folder (default `ours.log`). */
   readonly logName?: string;
   /**
+   * `--allow-all` instead of `deno task start`'s permissions: Deno grants a path under /dev
+   * (a data root in /dev/shm) only to a process allowed everything.
+   */
+  readonly allowAll?: boolean;
+  /**
    * A configuration file (`--config FILE`) instead of `--data DATA_DIR`: the S3 mode, where a
    * filesystem root is refused.
    */
@@ -156,11 +161,9 @@ export async function startOurs(
     Deno.execPath(),
     [
       "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-ffi",
+      ...(opts.allowAll
+        ? ["--allow-all"]
+        : ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-ffi"]),
       // as `deno task start` runs it: a 4 MiB young generation keeps peak memory under load
       // at ~75 MiB instead of ~125 (bench/load.ts, 64 connections of HEAD); the old one grows
       // by a quarter of what a full collection left (BENCHMARKS.md, "Memory at 1,000,000
