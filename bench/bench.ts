@@ -67,7 +67,7 @@ import {
   skopeoLocalCopy,
   startSink,
 } from "./ceilings.ts";
-import { besideDiskTmpfs, pushBesideDisk } from "./beside_disk.ts";
+import { pushBesideDisk, sharedTmpfs } from "./beside_disk.ts";
 import {
   type BesideDisk,
   type Ceilings,
@@ -201,7 +201,11 @@ async function measureCeilings(
   }
   let besideDisk: BesideDisk | undefined;
   try {
-    const tmpfs = ceilings.diskDirectMiBs?.length ? await besideDiskTmpfs(master.length) : null;
+    // its registry keeps the blob and its upload in RAM
+    const room = meminfoKiB("MemAvailable") * 1024 >= 2 * master.length + 2 * GiB;
+    const tmpfs = ceilings.diskDirectMiBs?.length && room && await installed("curl")
+      ? await sharedTmpfs()
+      : null;
     if (tmpfs === null) {
       console.log("push beside a busy disk not measured: no direct writes, tmpfs, curl or RAM");
     } else {

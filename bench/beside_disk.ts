@@ -109,18 +109,3 @@ async function curlPut(base: string, file: string, digest: string, size: number)
   if (stdout.trim() !== "201") throw new Error(`curl -T PUT: HTTP ${stdout.trim()}`);
   return size / MiB / seconds;
 }
-
-/**
- * Where the ceiling can put its registry's data root: a tmpfs, with curl installed and room
- * in RAM for two blobs of `size` and 2 GiB more; null when the machine has not.
- */
-export async function besideDiskTmpfs(size: number): Promise<string | null> {
-  const tmpfs = await sharedTmpfs();
-  if (tmpfs === null) return null;
-  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
-  const kib = Number(/^MemAvailable:\s+(\d+)/m.exec(meminfo)?.[1] ?? 0);
-  if (kib * 1024 < 2 * size + 2 * 1024 * MiB) return null;
-  const curl = await new Deno.Command("curl", { args: ["--version"], stdout: "null" }).output()
-    .then((out) => out.success, () => false);
-  return curl ? tmpfs : null;
-}
