@@ -208,7 +208,7 @@ export function ceilingsTable(
       ? [
         `| disk direct write + fdatasync | ${
           spread(c.diskDirectMiBs, "MiB/s")
-        } MiB/s | the same with \`oflag=direct\` (around the page cache, as our uploads write past their first 8 MiB), ${c.diskDirectMiBs.length} runs |`,
+        } MiB/s | the same with \`oflag=direct\` (around the page cache), ${c.diskDirectMiBs.length} runs |`,
       ]
       : []),
     `| SHA-256, 16 KiB blocks | ${

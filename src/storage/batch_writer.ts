@@ -1,64 +1,45 @@
 /**
  * Streams a `ByteSource` into a driver's append writer in large batches, overlapping the
- * work: the source reads straight into one buffer while the batch before is being written
- * (on Deno's blocking pool, for files) and observed (e.g. hashed on a pool thread). A writer
- * that `overlaps` gets the next batch while it still writes one when no other batch writer
- * runs, so a disk that finishes a write finds the next waiting, not a round trip through this
- * thread (beside another upload, the disk has that one's writes). Nothing is allocated or
- * copied per chunk, and memory stays at two buffers (three for the overlapping one) whatever
- * the upload's size.
+ * work: the source reads straight into one of two buffers while the other is being written
+ * (on Deno's blocking pool, for files) and observed (e.g. hashed on a pool thread). Nothing is
+ * allocated or copied per chunk, and memory stays at two buffers whatever the upload's size.
  */
 
 import type { ByteSource } from "./byte_source.ts";
 import type { AppendWriter } from "./driver.ts";
 import { SparePool } from "../spares.ts";
 
-/** Bytes between two background write-back starts. */
+/** Bytes between two background syncs, for writers that do not write back as they go. */
 const SYNC_EVERY = 64 * 1024 * 1024;
-
-type Allocate = (size: number) => Uint8Array<ArrayBuffer>;
-
-const plainAllocate: Allocate = (size) => new Uint8Array(size);
 
 /** Buffers kept for later writers (eight parallel uploads use 16). */
 const POOLED = 16;
 
 /**
- * The buffers of finished writers, kept with the allocator that made them, for the next ones.
- * A dropped `ArrayBuffer` is freed only when V8 next collects, so without this a burst of
- * uploads left two buffers each behind as garbage; and a new buffer's pages are all touched
- * afresh. Buffers beyond `POOLED` are freed at once, and the registry frees those left unused
- * for a few seconds (src/spares.ts).
+ * The buffers of finished writers, for the next ones. A dropped `ArrayBuffer` is freed only
+ * when V8 next collects, so without this a burst of uploads left two buffers each behind as
+ * garbage; and a new buffer's pages are all touched afresh. Buffers beyond `POOLED` are freed
+ * at once, and the registry frees those left unused for a few seconds (src/spares.ts).
  */
-const spares = new SparePool<Allocate>(POOLED);
+const spares = new SparePool(POOLED);
 
-function take(allocate: Allocate, size: number): Uint8Array<ArrayBuffer> {
-  return spares.take(allocate, size) ?? allocate(size);
+function take(size: number): Uint8Array<ArrayBuffer> {
+  return spares.take(null, size) ?? new Uint8Array(size);
 }
-
-/** Batch writers in `writeFrom`, in this process. */
-let running = 0;
 
 /** Sequential writer of a source into an append writer. */
 export class BatchWriter {
   readonly #file: AppendWriter;
-  readonly #allocate: Allocate;
   readonly #batchSize: number;
   #buffers: Uint8Array<ArrayBuffer>[] = [];
   #started = false;
   readonly #observe: ((batch: Uint8Array) => Promise<void>) | null;
-  /** How many batches may be written at once: 1, or 2 (see the module's comment). */
-  #depth = 1;
-  /** The batches being written and observed, oldest first; none of them ever rejects. */
-  #inFlight: Promise<void>[] = [];
-  /** The last batch's observation: the next one starts after it (they never overlap). */
-  #observed: Promise<void> = Promise.resolve();
+  /** The batch being written and observed, if any; it never rejects. */
+  #inFlight: Promise<void> | null = null;
   #failure: unknown = null;
   #written = 0;
   #syncedUpTo = 0;
   #syncing: Promise<void> | null = null;
-  /** The size of the first batch when it must be short (see the constructor); 0 otherwise. */
-  #head: number;
 
   /**
    * Makes a writer over an append writer, with batches of `batchSize` bytes. `observe` sees
@@ -71,12 +52,7 @@ export class BatchWriter {
   ) {
     this.#file = file;
     this.#observe = observe;
-    // A writer that writes whole blocks around the page cache gets its buffers from itself,
-    // and a first batch that brings the object to a block boundary, so every batch after it
-    // starts on one (`batchSize` is a multiple of the block).
-    this.#allocate = file.layout?.allocate ?? plainAllocate;
     this.#batchSize = batchSize;
-    this.#head = file.layout?.head ?? 0;
   }
 
   /** Bytes written to the file so far (complete writes only). */
@@ -92,19 +68,14 @@ export class BatchWriter {
   async writeFrom(source: ByteSource): Promise<void> {
     if (this.#started) throw new Error("BatchWriter.writeFrom called twice");
     this.#started = true;
-    this.#depth = this.#file.overlaps && running === 0 ? 2 : 1;
-    // one being filled while the others are written
-    for (let i = 0; i <= this.#depth; i++) {
-      this.#buffers.push(take(this.#allocate, this.#batchSize));
-    }
-    running++;
+    // one being filled while the other is written
+    this.#buffers = [take(this.#batchSize), take(this.#batchSize)];
     try {
       await this.#writeAll(source);
     } finally {
-      // a failed read may leave the batches before it being written or observed
-      await Promise.all(this.#inFlight);
-      running--;
-      for (const buffer of this.#buffers) spares.give(this.#allocate, buffer);
+      // a failed read may leave the batch before it being written or observed
+      if (this.#inFlight) await this.#inFlight;
+      for (const buffer of this.#buffers) spares.give(null, buffer);
     }
   }
 
@@ -116,10 +87,8 @@ export class BatchWriter {
       // where the buffer lies in its ArrayBuffer (a detached view would say 0 and 0)
       const { byteOffset, length } = buffer;
       let filled = 0;
-      const size = this.#head > 0 ? this.#head : length;
-      this.#head = 0;
-      while (filled < size) {
-        const view = await source.read(buffer.subarray(filled, size));
+      while (filled < length) {
+        const view = await source.read(buffer.subarray(filled));
         // A BYOB read transfers the buffer: keep the one it came back in, at the same place.
         buffer = new Uint8Array(view.buffer, byteOffset, length);
         if (view.length === 0) {
@@ -146,37 +115,32 @@ export class BatchWriter {
   }
 
   /**
-   * Starts writing `data` once fewer than `#depth` batches are in flight (the buffer to fill
-   * next is then free); does not wait for this one. Throws what an earlier batch failed with.
+   * Starts writing `data` once the previous batch is done (the buffer to fill next is then
+   * free); does not wait for this one. Throws what the previous batch failed with.
    */
   async #submit(data: Uint8Array): Promise<void> {
-    while (this.#inFlight.length >= this.#depth) await this.#inFlight.shift();
-    if (this.#failure !== null) throw this.#failure;
-    // in order, one at a time; after a failed one, the later ones fail with it unobserved
-    const observe = this.#observe;
-    const observed = observe ? this.#observed.then(() => observe(data)) : Promise.resolve();
-    this.#observed = observed;
+    await this.#settle();
+    const observed = this.#observe ? this.#observe(data) : Promise.resolve();
     // both settle before the batch counts as done: its buffer is reused after that
-    const batch = Promise.allSettled([this.#file.write(data), observed]).then(
+    this.#inFlight = Promise.allSettled([this.#file.write(data), observed]).then(
       ([write, observe]) => {
         if (write.status === "rejected") this.#failure = write.reason;
         else if (observe.status === "rejected") this.#failure = observe.reason;
         else {
           this.#written += data.length;
-          this.#startWriteback();
+          this.#startSync();
         }
       },
     );
-    this.#inFlight.push(batch);
   }
 
   /**
-   * Every SYNC_EVERY bytes, starts flushing what is written so far without waiting, so the
-   * final fdatasync before the 201 only has the tail left to write (no sync_file_range in
-   * Deno; a background fdatasync is the portable way to start write-back early).
+   * Every SYNC_EVERY bytes, unless the writer writes back as it goes, starts a sync of what is
+   * written so far without waiting, so that the final sync only has the tail left.
    */
-  #startWriteback(): void {
-    if (this.#syncing || this.#written - this.#syncedUpTo < SYNC_EVERY) return;
+  #startSync(): void {
+    if (this.#file.writesBack || this.#syncing) return;
+    if (this.#written - this.#syncedUpTo < SYNC_EVERY) return;
     const upTo = this.#written;
     this.#syncing = this.#file.sync().then(
       () => {
@@ -190,7 +154,8 @@ export class BatchWriter {
   }
 
   async #settle(): Promise<void> {
-    while (this.#inFlight.length > 0) await this.#inFlight.shift();
+    if (this.#inFlight) await this.#inFlight;
+    this.#inFlight = null;
     if (this.#failure !== null) throw this.#failure;
   }
 }

@@ -43,8 +43,8 @@ export interface SyncOptions {
 }
 
 /**
- * A writer appending to an object from a given offset. Writes are sequential (unless the
- * writer says it `overlaps`); `sync` makes every byte written so far durable; `close` releases
+ * A writer appending to an object from a given offset. Writes are sequential (a write is
+ * called once the one before it settled); `sync` makes every byte written so far durable; `close` releases
  * the writer (without a sync), once no write is running.
  */
 export interface AppendWriter {
@@ -60,27 +60,10 @@ export interface AppendWriter {
   /** Releases the writer; later calls fail. Idempotent. */
   close(): void;
   /**
-   * Present on writers that write whole blocks around the page cache (the filesystem's direct
-   * I/O): `allocate` gives a buffer they can write that way, and `head` is how many bytes the
-   * first write should hold to bring the object to a block boundary (0 when it is at one).
-   * After that first write, writes of whole blocks from such buffers take the fast path;
-   * any other write is still written, through the cache.
+   * True on writers that start writing their bytes to the medium as they go (the filesystem's),
+   * so that the final sync is short without a caller syncing early.
    */
-  readonly layout?: AppendLayout;
-  /**
-   * True on writers that take a `write` before the previous one settled, and start it at
-   * once where they can (the filesystem's direct writes, each at the offset it was given when
-   * called, so the device has the next one when it finishes one). The bytes still land in
-   * call order. When a write fails, what the writes called after it stored is unknown: the
-   * caller truncates the object back, as after any failed append.
-   */
-  readonly overlaps?: boolean;
-}
-
-/** How an append writer would have its buffers laid out (see `AppendWriter.layout`). */
-export interface AppendLayout {
-  readonly head: number;
-  allocate(size: number): Uint8Array<ArrayBuffer>;
+  readonly writesBack?: boolean;
 }
 
 /** Options of `put`. */

@@ -332,7 +332,6 @@ class FullDiskDriver extends FsDriver {
     if (!this.full) return writer;
     let total = 0;
     return {
-      layout: writer.layout,
       sync: () => writer.sync(),
       close: () => writer.close(),
       write(bytes) {

@@ -79,8 +79,8 @@ async function blobBytes(dataDir: string, digest: string): Promise<Uint8Array> {
 
 Deno.test("SIGKILL between two PATCHes: after restart the client continues and PUT gives the right digest", async (t) => {
   await using crash = await crashableRegistry();
-  // past 8 MiB the registry writes whole blocks around the page cache: the second chunk
-  // starts at an odd offset there (a head to the block boundary, then whole blocks)
+  // past 8 MiB the registry starts the write-back of what it wrote: the second chunk starts
+  // at an odd offset there
   const a = randomBytes(9 * MiB + 17);
   const b = randomBytes(5 * MiB + 5);
   const c = randomBytes(1000);

@@ -5,13 +5,11 @@
 
 import assert from "node:assert/strict";
 import { BatchWriter } from "../../src/storage/batch_writer.ts";
-import type { AppendWriter } from "../../src/storage/driver.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot, LinkedPathError } from "../../src/storage/drivers/fs_files.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
-import { BLOCK, type DirectIo, directIo } from "../../src/storage/drivers/direct_io.ts";
-import { fileAppender } from "../../src/storage/drivers/fs_append.ts";
-import { pageDropper } from "../../src/storage/drivers/page_cache.ts";
+import { fileAppender, type Writeback } from "../../src/storage/drivers/fs_append.ts";
+import { type CacheAdvice, pageCache } from "../../src/storage/drivers/page_cache.ts";
 import { DriverUploadStore } from "../../src/storage/uploads.ts";
 import type { RepositoryName, UploadId } from "../../src/types/oci.ts";
 import { sourceOf } from "../helpers/byte_sources.ts";
@@ -108,7 +106,7 @@ async function pageCacheSkip(): Promise<string | null> {
   if ((await Deno.permissions.query({ name: "ffi" })).state !== "granted") {
     return "no FFI permission";
   }
-  assert.notEqual(pageDropper(), null, "Linux with FFI permission has a page dropper");
+  assert.notEqual(pageCache(), null, "Linux with FFI permission has page-cache advice");
   if ((await run("sh", ["-c", "command -v fincore"], { allowFailure: true })).code !== 0) {
     return "no fincore (Debian: util-linux-extra)";
   }
@@ -139,8 +137,7 @@ Deno.test({
   async fn() {
     const { driver, root, dispose } = await fsFixture();
     const MiB = 1024 * 1024;
-    // at an odd address, so that no write can go around the cache (see the next test)
-    const chunk = new Uint8Array(MiB + 1).fill(7).subarray(1);
+    const chunk = new Uint8Array(MiB).fill(7);
     try {
       await driver.create("uploads/big/data");
       const big = await driver.append("uploads/big/data", 0);
@@ -177,28 +174,6 @@ Deno.test({
   },
 });
 
-/**
- * Why the direct-write tests cannot run here, or null. Where the registry can write around the
- * page cache (Linux on x86_64 or aarch64, with FFI permission) it must have the means; the
- * tests are skipped only where the page-cache test is, or where `dd oflag=direct` shows that
- * the file system under the temporary folder refuses `O_DIRECT` (tmpfs before Linux 6.6).
- */
-async function directSkip(): Promise<string | null> {
-  if (pageCacheSkipReason !== null) return pageCacheSkipReason;
-  assert.notEqual(directIo(), null, "Linux with FFI permission can write around the page cache");
-  const dir = await Deno.makeTempDir({ prefix: "direct-probe-" });
-  try {
-    const args = ["if=/dev/zero", `of=${dir}/probe`, "bs=4096", "count=1", "oflag=direct"];
-    const probe = await run("dd", args, { allowFailure: true });
-    return probe.code === 0 ? null : `the file system under ${dir} refuses O_DIRECT`;
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
-const directSkipReason = await directSkip();
-if (directSkipReason !== null) console.warn(`direct-write tests skipped: ${directSkipReason}`);
-
 /** Bytes of a cheap pseudo-random sequence, for data whose every byte is checked. */
 function noise(length: number, seed: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
@@ -215,83 +190,27 @@ async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 }
 
 Deno.test({
-  name: "filesystem driver: past 8 MiB, an upload's whole blocks from the writer's own buffers " +
-    "never enter the page cache, also between a cached head and tail; the bytes are stored whole",
-  ignore: directSkipReason !== null,
-  async fn() {
-    const { driver, root, dispose } = await fsFixture();
-    const MiB = 1024 * 1024;
-    const path = `${root}/uploads/direct/data`;
-    const model = new Uint8Array(32 * MiB);
-    let size = 0;
-    let seed = 1;
-    const write = async (writer: AppendWriter, buffer: Uint8Array) => {
-      buffer.set(noise(buffer.length, seed++));
-      await writer.write(buffer);
-      model.set(buffer, size);
-      size += buffer.length;
-    };
-    /** A buffer of the writer's whose byte `head` is block-aligned: [head][rest]. */
-    const laidOut = (writer: AppendWriter, head: number, rest: number) =>
-      writer.layout!.allocate(BLOCK + rest).subarray(BLOCK - head, BLOCK + rest);
-    try {
-      await driver.create("uploads/direct/data");
-      const first = await driver.append("uploads/direct/data", 0);
-      assert.equal(first.layout?.head, 0, "an empty object is at a block boundary");
-      for (let i = 0; i < 24; i++) await write(first, first.layout!.allocate(MiB));
-      // not synced yet: written through the cache, these pages would all be there, dirty
-      let cached = await cachedBytes(path);
-      assert.ok(cached <= 9 * MiB, `${cached} bytes cached: the 16 MiB past 8 went around it`);
-      await first.sync();
-      first.close();
-
-      // resumed at an odd offset: one write of a head to the boundary (cached), a MiB of
-      // whole blocks (direct) and a tail (cached); then a buffer at an odd address, which
-      // goes through the cache whole; then a head, two blocks and a tail of 5 bytes
-      size = 24 * MiB - 1536;
-      const second = await driver.append("uploads/direct/data", size);
-      assert.equal(second.layout?.head, 1536);
-      await write(second, laidOut(second, 1536, MiB + 1000));
-      await write(second, new Uint8Array(MiB + 1).subarray(1));
-      await write(second, laidOut(second, BLOCK - 1000, 2 * BLOCK + 5));
-      cached = await cachedBytes(path);
-      // the unaligned MiB and a few head and tail pages; the MiB between would double it
-      assert.ok(cached <= MiB + 16 * BLOCK, `${cached} bytes cached before the sync`);
-      await second.sync();
-      second.close();
-      assert.ok(await cachedBytes(path) < MiB, "nothing synced stays in the cache");
-
-      const stored = await Deno.readFile(path);
-      assert.equal(stored.length, size);
-      assert.equal(await sha256Hex(stored), await sha256Hex(model.slice(0, size)));
-    } finally {
-      await dispose();
-    }
-  },
-});
-
-Deno.test({
-  name: "filesystem driver: an upload streamed through the batch writer goes around the page " +
-    "cache past 8 MiB, from the start and resumed at an odd offset; the bytes are stored whole",
-  ignore: directSkipReason !== null,
+  name: "filesystem driver: an upload streamed through the batch writer, from the start and " +
+    "resumed at an odd offset, is stored whole and leaves the page cache at each sync",
+  ignore: pageCacheSkipReason !== null,
   async fn() {
     const { driver, root, dispose } = await fsFixture();
     const MiB = 1024 * 1024;
     const key = "uploads/streamed/data";
     const path = `${root}/${key}`;
-    const bytes = noise(40 * MiB + 777 + 16 * MiB, 7);
-    const cut = 40 * MiB + 777;
+    const bytes = noise(70 * MiB + 777 + 16 * MiB, 7);
+    const cut = 70 * MiB + 777;
     try {
       await driver.create(key);
       for (const [from, to] of [[0, cut], [cut, bytes.length]]) {
         const writer = await driver.append(key, from);
+        assert.equal(writer.writesBack, true, "the batch writer leaves write-back to it");
         // the registry's own path: 1 MiB batches from a source of 32 KiB reads
         await new BatchWriter(writer, MiB).writeFrom(sourceOf(bytes.subarray(from, to), 32768));
-        const cached = await cachedBytes(path);
-        const most = from === 0 ? 9 * MiB : 16 * BLOCK; // before: all pages synced and dropped
-        assert.ok(cached <= most, `${cached} bytes cached before the sync of [${from}, ${to})`);
         await writer.sync();
         writer.close();
+        const cached = await cachedBytes(path);
+        assert.ok(cached < MiB, `${cached} bytes cached after the sync of [${from}, ${to})`);
       }
       const stored = await Deno.readFile(path);
       assert.equal(stored.length, bytes.length);
@@ -328,160 +247,162 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "direct writes: buffers are block-aligned; a link, or a file replaced after it was " +
-    "opened, is never opened for direct writes",
-  ignore: directSkipReason !== null,
-  async fn() {
-    const io = directIo()!;
-    const buffer = io.allocate(3 * BLOCK);
-    assert.equal(buffer.length, 3 * BLOCK);
-    assert.ok(io.isAligned(buffer) && io.isAligned(buffer.subarray(BLOCK)));
-    assert.ok(!io.isAligned(buffer.subarray(512)), "512 bytes in is not at a block boundary");
-    const dir = await canonicalRoot(await Deno.makeTempDir({ prefix: "direct-open-" }));
-    try {
-      const path = `${dir}/data`;
-      await Deno.writeFile(path, new Uint8Array(BLOCK));
-      const opened = await Deno.stat(path);
-      const fd = await io.open(path, opened);
-      assert.notEqual(fd, null);
-      assert.equal(await io.write(fd!, buffer, BLOCK), 3 * BLOCK);
-      io.close(fd!);
-      assert.equal((await Deno.stat(path)).size, 4 * BLOCK);
-
-      await Deno.symlink(path, `${dir}/link`);
-      assert.equal(await io.open(`${dir}/link`, opened), null, "a link is not followed");
-      await Deno.rename(path, `${dir}/old`);
-      await Deno.writeFile(path, new Uint8Array(0));
-      assert.equal(await io.open(path, opened), null, "another file at the path is refused");
-      assert.equal((await Deno.stat(path)).size, 0);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
-
-/**
- * This process's direct writes, watched: how many run at once at most, which offsets they
- * were given, and how many descriptors were closed; `answer` may replace what a write returns
- * (the count written, or -1), by its number (0 for the first).
- */
-function watchedIo(answer: (n: number, wrote: number) => number = (_, wrote) => wrote) {
-  const real = directIo()!;
-  const seen = { running: 0, most: 0, offsets: [] as number[], closed: 0 };
-  const io: DirectIo = {
-    ...real,
-    async write(fd, bytes, offset) {
-      const n = seen.offsets.push(offset) - 1;
-      seen.running++;
-      seen.most = Math.max(seen.most, seen.running);
-      try {
-        const short = answer(n, bytes.length);
-        if (short === bytes.length) return await real.write(fd, bytes, offset);
-        // a short write: only `short` bytes go (none for -1)
-        if (short > 0) return await real.write(fd, bytes.subarray(0, short), offset);
-        await new Promise((resolve) => setTimeout(resolve, 1)); // as long as a write, about
-        return short;
-      } finally {
-        seen.running--;
-      }
-    },
-    close(fd) {
-      seen.closed++;
-      real.close(fd);
-    },
-  };
-  return { io, seen };
+/** What a writer did beside its writes, seen through a fake advisor and device flush. */
+interface Seen {
+  opened: string[];
+  writeBacks: [number, number][];
+  drops: [number, number][];
+  flushes: number;
+  /** `syncData` calls on the upload's own file. */
+  syncs: number;
 }
 
-Deno.test({
-  name: "filesystem driver: after a first direct write, an upload's next writes of whole " +
-    "blocks start at once, each at its own offset; the bytes land in call order",
-  ignore: directSkipReason !== null,
-  async fn() {
-    const MiB = 1024 * 1024;
-    const dir = await Deno.makeTempDir({ prefix: "append-overlap-" });
-    const path = `${dir}/data`;
-    const { io, seen } = watchedIo();
-    const file = await Deno.open(path, { write: true, create: true });
-    const writer = fileAppender(path, file, 0, io);
-    try {
-      assert.equal(writer.overlaps, true);
-      const bytes = noise(20 * MiB + 100, 3);
-      const parts: Uint8Array[] = [];
-      for (let at = 0; at < bytes.length; at += MiB) {
-        const part = writer.layout!.allocate(Math.min(MiB, bytes.length - at));
-        part.set(bytes.subarray(at, at + part.length));
-        parts.push(part);
+/**
+ * An append writer over a real file at `path`, from `offset`, whose page-cache advice and
+ * device flushes are recorded (there is no advice when `advised` is false), and whose file
+ * counts its `syncData` calls.
+ */
+async function watchedAppender(path: string, offset: number, advised = true) {
+  const seen: Seen = { opened: [], writeBacks: [], drops: [], flushes: 0, syncs: 0 };
+  const advisor = (at: string): Promise<CacheAdvice | null> => {
+    seen.opened.push(at);
+    return Promise.resolve({
+      writeBack: (from, length) => {
+        seen.writeBacks.push([from, length]);
+        return Promise.resolve();
+      },
+      drop: (from, length) => {
+        seen.drops.push([from, length]);
+        return Promise.resolve();
+      },
+      close: () => {},
+    });
+  };
+  const writeback: Writeback = {
+    advisor: advised ? advisor : null,
+    flushDevice: () => {
+      seen.flushes++;
+      return Promise.resolve();
+    },
+  };
+  const file = await Deno.open(path, { write: true, create: true });
+  await file.seek(offset, Deno.SeekMode.Start);
+  const counted = new Proxy(file, {
+    get(target, name) {
+      if (name === "syncData") {
+        return () => {
+          seen.syncs++;
+          return target.syncData();
+        };
       }
-      // the first 9 MiB one by one (8 through the cache, then the first direct write)
-      for (const part of parts.slice(0, 9)) await writer.write(part);
-      assert.deepEqual(seen.offsets, [8 * MiB]);
-      // the rest called at once, three at a time; the last 100 bytes go through the cache
-      for (let i = 9; i < parts.length; i += 3) {
-        await Promise.all(parts.slice(i, i + 3).map((part) => writer.write(part)));
-      }
-      await writer.sync();
-      assert.equal(seen.most, 3, "three direct writes ran at once");
-      assert.deepEqual(
-        seen.offsets,
-        Array.from({ length: 12 }, (_, i) => (8 + i) * MiB),
-        "each direct write had the offset of its place in the calls",
-      );
-      const stored = await Deno.readFile(path);
-      assert.equal(stored.length, bytes.length);
-      assert.equal(await sha256Hex(stored), await sha256Hex(bytes));
-    } finally {
-      writer.close();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+      const value = Reflect.get(target, name, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { writer: fileAppender(path, counted, offset, writeback), seen };
+}
+
+/** Whether the ranges follow each other from `from`, and where they end. */
+function contiguous(ranges: [number, number][], from: number): number {
+  let at = from;
+  for (const [start, length] of ranges) {
+    assert.equal(start, at, `a range starts at ${start}, not where the last ended (${at})`);
+    at += length;
+  }
+  return at;
+}
+
+Deno.test("filesystem append writer: write-back of every 8 MiB is started as it is written, the device flushed every 64 MiB and the pages before the previous flush dropped; the upload itself is synced only by sync", async () => {
+  const MiB = 1024 * 1024;
+  const dir = await Deno.makeTempDir({ prefix: "append-writeback-" });
+  const path = `${dir}/data`;
+  const offset = 3 * MiB + 5; // a resumed upload
+  await Deno.writeFile(path, noise(offset, 1));
+  const { writer, seen } = await watchedAppender(path, offset);
+  try {
+    const bytes = noise(200 * MiB, 2);
+    for (let at = 0; at < bytes.length; at += MiB) await writer.write(bytes.subarray(at, at + MiB));
+    assert.deepEqual(seen.opened, [path], "one descriptor for the advice, of the upload's path");
+    const end = offset + bytes.length;
+    // 1 MiB writes: each start covers exactly 8 MiB, the last fewer than 8 MiB before the end
+    assert.ok(seen.writeBacks.every(([, length]) => length === 8 * MiB));
+    assert.equal(contiguous(seen.writeBacks, offset), offset + 200 * MiB);
+    assert.equal(seen.flushes, 3, "a device flush at 64, 128 and 192 MiB written");
+    // at each flush, the pages written before the previous one (at first, those before offset)
+    assert.deepEqual(seen.drops, [[0, offset], [offset, 64 * MiB], [offset + 64 * MiB, 64 * MiB]]);
+    assert.equal(seen.syncs, 0, "the upload's own file was not synced while it was written");
+
+    await writer.sync();
+    assert.equal(seen.syncs, 1);
+    assert.deepEqual(seen.drops.at(-1), [0, end], "after the sync, every page of the object");
+    const stored = await Deno.readFile(path);
+    assert.equal(stored.length, end);
+    assert.equal(await sha256Hex(stored.subarray(offset)), await sha256Hex(bytes));
+  } finally {
+    writer.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("filesystem append writer: an object under 8 MiB starts no write-back and keeps its pages; without advice, the upload is synced in the background every 64 MiB", async () => {
+  const MiB = 1024 * 1024;
+  const dir = await Deno.makeTempDir({ prefix: "append-writeback-" });
+  try {
+    const small = await watchedAppender(`${dir}/small`, 0);
+    for (let i = 0; i < 7; i++) await small.writer.write(noise(MiB, i));
+    await small.writer.sync();
+    small.writer.close();
+    assert.deepEqual(small.seen.opened, [], "no advice was needed");
+    assert.equal(small.seen.flushes, 0);
+    assert.equal(small.seen.syncs, 1);
+
+    const plain = await watchedAppender(`${dir}/plain`, 0, false);
+    for (let i = 0; i < 130; i++) await plain.writer.write(noise(MiB, i));
+    // the first background sync (at 64 MiB) may still run when the one at 128 MiB is due
+    assert.ok(
+      plain.seen.syncs === 1 || plain.seen.syncs === 2,
+      `${plain.seen.syncs} background syncs`,
+    );
+    const before = plain.seen.syncs;
+    await plain.writer.sync();
+    plain.writer.close();
+    assert.equal(plain.seen.syncs, before + 1);
+    assert.equal(plain.seen.flushes, 0, "no device flush without advice");
+    assert.equal((await Deno.stat(`${dir}/plain`)).size, 130 * MiB);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test({
-  name: "filesystem driver: a direct write that writes less than all, or fails, while others " +
-    "run has the rest written through the cache at its place; after a failed one, no direct " +
-    "write",
-  ignore: directSkipReason !== null,
+  name: "page-cache advice: opens a regular file, never a link; write-back and drops of a " +
+    "real file succeed, and nothing is done once closed",
+  ignore: pageCacheSkipReason !== null,
   async fn() {
+    const advisor = pageCache()!;
     const MiB = 1024 * 1024;
-    for (const failure of ["short", "failed"] as const) {
-      const dir = await Deno.makeTempDir({ prefix: "append-overlap-" });
+    const dir = await canonicalRoot(await Deno.makeTempDir({ prefix: "advice-" }));
+    try {
       const path = `${dir}/data`;
-      // the third direct write (the second started beside another) writes 5 blocks, or none
-      const { io, seen } = watchedIo((n, wrote) =>
-        n === 2 ? (failure === "short" ? 5 * BLOCK : -1) : wrote
-      );
-      const file = await Deno.open(path, { write: true, create: true });
-      const writer = fileAppender(path, file, 0, io);
-      try {
-        const bytes = noise(16 * MiB, 11);
-        const parts: Uint8Array[] = [];
-        for (let at = 0; at < bytes.length; at += MiB) {
-          const part = writer.layout!.allocate(MiB);
-          part.set(bytes.subarray(at, at + MiB));
-          parts.push(part);
-        }
-        for (const part of parts.slice(0, 9)) await writer.write(part);
-        await Promise.all(parts.slice(9, 12).map((part) => writer.write(part)));
-        assert.equal(seen.most, 3);
-        const before = seen.offsets.length;
-        for (const part of parts.slice(12)) await writer.write(part);
-        if (failure === "failed") {
-          assert.equal(seen.closed, 1, "the descriptor was closed");
-          assert.equal(seen.offsets.length, before, "no direct write after a failed one");
-        } else {
-          assert.equal(seen.closed, 0);
-          assert.equal(seen.offsets.length, before + 4, "direct writes go on");
-        }
-        await writer.sync();
-        const stored = await Deno.readFile(path);
-        assert.equal(stored.length, bytes.length);
-        assert.equal(await sha256Hex(stored), await sha256Hex(bytes), `${failure}: stored whole`);
-      } finally {
-        writer.close();
-        await Deno.remove(dir, { recursive: true });
-      }
+      await Deno.writeFile(path, noise(4 * MiB, 3));
+      await Deno.symlink(path, `${dir}/link`);
+      assert.equal(await advisor(`${dir}/link`), null, "a link is not followed");
+      assert.equal(await advisor(`${dir}/missing`), null);
+      const advice = (await advisor(path))!;
+      assert.notEqual(advice, null);
+      await advice.writeBack(0, 4 * MiB);
+      const file = await Deno.open(path, { write: true });
+      await file.syncData();
+      file.close();
+      assert.ok(await cachedBytes(path) > 0, "synced, the pages are still cached");
+      await advice.drop(0, 4 * MiB);
+      assert.ok(await cachedBytes(path) < MiB, "dropped once clean");
+      advice.close();
+      advice.close();
+      await advice.writeBack(0, MiB); // a no-op, not a call on a closed descriptor
+      assert.equal((await Deno.readFile(path)).length, 4 * MiB);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -34,7 +34,7 @@ import {
   removeIfExists,
   syncDir,
 } from "./fs_files.ts";
-import { fileAppender } from "./fs_append.ts";
+import { fileAppender, type Writeback, writebackFor } from "./fs_append.ts";
 
 /** A driver over a folder of the local filesystem. */
 export class FsDriver implements StorageDriver {
@@ -43,10 +43,13 @@ export class FsDriver implements StorageDriver {
   readonly root: string;
   /** Folders (keys) a lazy delete removed a name from, not flushed since. */
   readonly #unsettled = new Set<string>();
+  /** How append writers get their bytes to the disk as they go (see fs_append.ts). */
+  readonly #writeback: Writeback;
 
   /** Makes a driver over a canonical root (see `canonicalRoot`). */
   constructor(root: string) {
     this.root = root;
+    this.#writeback = writebackFor(root);
   }
 
   /** The OS path of a key; throws InvalidKey. */
@@ -187,7 +190,7 @@ export class FsDriver implements StorageDriver {
       file.close();
       throw error;
     }
-    return fileAppender(path, file, offset);
+    return fileAppender(path, file, offset, this.#writeback);
   }
 
   /** @inheritdoc */

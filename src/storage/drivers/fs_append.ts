@@ -1,179 +1,187 @@
 /**
- * The filesystem driver's append writer (an upload's data). Its first 8 MiB are written
- * through the page cache, so that a config or a small layer pulled right after its push is
- * read from memory. Past that, whole blocks are written around the cache (`direct_io.ts`)
- * when the process can, and each sync drops the pages of what it made durable
- * (`page_cache.ts`): the bytes are written once and not read back, and a GiB copied into
- * the cache costs more CPU than hashing it.
+ * The filesystem driver's append writer (an upload's data). Bytes are written through the page
+ * cache, one write at a time, and reach the disk as they come rather than at the final sync:
+ *
+ * - every `WRITEBACK_EVERY` bytes, the write-back of what was written since the last start is
+ *   started (`page_cache.ts`), without waiting for it;
+ * - every `FLUSH_EVERY` bytes, the device's write cache is flushed by an `fdatasync` of the data
+ *   root's folder, not of the upload: on ext4 a sync of a clean file only flushes the device, so
+ *   the next writes do not wait for it, where an `fdatasync` of the upload held them until the
+ *   flush was done (at most one such flush runs in the process);
+ * - at the same marks, the pages written back by then are dropped once the object is past
+ *   `UNCACHED_FROM`: the bytes are written once and not read back.
+ *
+ * The final sync is the upload's own `fdatasync`, as always, and all durability rests on it:
+ * what the steps above did is advice, and a failure of any of them is only a slower sync.
+ * Without advice (not Linux with glibc, or no FFI permission), the writer syncs the upload in
+ * the background every `FLUSH_EVERY` bytes instead, the portable way to start write-back early.
  */
 
-import type { AppendLayout, AppendWriter } from "../driver.ts";
-import { BLOCK, type DirectIo, directIo } from "./direct_io.ts";
+import type { AppendWriter } from "../driver.ts";
 import { writeAll } from "./fs_files.ts";
-import { pageDropper } from "./page_cache.ts";
+import { type CacheAdvice, type CacheAdvisor, pageCache } from "./page_cache.ts";
 
 /** Where an appended object stops being kept in the page cache. */
 const UNCACHED_FROM = 8 * 1024 * 1024;
+/** Bytes between two starts of write-back. */
+const WRITEBACK_EVERY = 8 * 1024 * 1024;
+/** Bytes between two flushes of the device (or, without advice, background syncs). */
+const FLUSH_EVERY = 64 * 1024 * 1024;
+
+/** What the writer does beside its writes; tests pass their own. */
+export interface Writeback {
+  /** Advice about the page cache, or null for none. */
+  readonly advisor: CacheAdvisor | null;
+  /**
+   * Starts flushing the device's cache, or joins the flush that runs already: settles when it
+   * is done, and never rejects.
+   */
+  flushDevice(): Promise<void>;
+}
+
+/** The flush of the device running in this process, if any. */
+let flushing: Promise<void> | null = null;
 
 /**
- * Appends to `file` (open for writing at `offset`, the object's end) at OS path `path`, with
- * this process's direct writes (tests pass their own).
+ * Starts an `fdatasync` of the folder `dir` (clean, so only the device's cache is flushed)
+ * unless one started by this function still runs; settles when that one is done, and never
+ * rejects.
+ */
+export function flushDeviceOf(dir: string): Promise<void> {
+  if (flushing) return flushing;
+  flushing = (async () => {
+    const folder = await Deno.open(dir, { read: true });
+    try {
+      await folder.syncData();
+    } finally {
+      folder.close();
+    }
+  })().catch(() => {}).finally(() => flushing = null);
+  return flushing;
+}
+
+/** This process's way to write back, for a data root at `root`. */
+export function writebackFor(root: string): Writeback {
+  return { advisor: pageCache(), flushDevice: () => flushDeviceOf(root) };
+}
+
+/**
+ * Appends to `file` (open for writing, its cursor at `offset`, the object's end) at OS path
+ * `path`.
  */
 export function fileAppender(
   path: string,
   file: Deno.FsFile,
   offset: number,
-  io: DirectIo | null = directIo(),
+  writeback: Writeback,
 ): AppendWriter {
-  return new FileAppender(path, file, offset, io);
+  return new FileAppender(path, file, offset, writeback);
 }
 
 class FileAppender implements AppendWriter {
   readonly #path: string;
   readonly #file: Deno.FsFile;
-  readonly #io: DirectIo | null;
-  readonly #drop = pageDropper();
+  readonly #writeback: Writeback;
+  readonly writesBack = true;
   /** The object's size: where the next write goes. */
   #end: number;
-  /** Where `#file`'s cursor is (direct writes do not move it). */
-  #cursor: number;
-  /** The direct descriptor: not opened yet, or null once it cannot be used. */
-  #fd: number | null | undefined = undefined;
+  /** Where the write-back started last ends. */
+  #startedTo: number;
+  /** `#end` at the last flush of the device (or background sync). */
+  #flushedAt: number;
+  /** Where the last drop of pages ended (nothing before it is cached). */
+  #droppedTo = 0;
+  /** The advice descriptor: not opened yet, or null when there is none. */
+  #advice: CacheAdvice | null | undefined = undefined;
+  /** The work started beside the writes, if any runs. */
+  #beside: Promise<void> | null = null;
+  /** The last flush of the device this writer started or joined (it never rejects). */
+  #flush: Promise<void> = Promise.resolve();
   #closed = false;
-  /**
-   * Set once a direct write on `#fd` wrote all it was given: from then on, a write of whole
-   * blocks at a block boundary starts at once, at an offset reserved for it (`#reserved`).
-   */
-  #reserving = false;
-  /** Reserved writes running, in the order they started. */
-  readonly #flying: Promise<void>[] = [];
-  /** Writes that run alone (through the cursor, or opening the descriptor), queued or running. */
-  #alone = 0;
-  /** The last of those; the next one starts after it and after every reserved write. */
-  #lastAlone: Promise<void> = Promise.resolve();
-  /** A reserved write failed: the descriptor closes before the next write that runs alone. */
-  #stopPending = false;
-  readonly layout?: AppendLayout;
-  readonly overlaps?: boolean;
 
-  constructor(path: string, file: Deno.FsFile, offset: number, io: DirectIo | null) {
+  constructor(path: string, file: Deno.FsFile, offset: number, writeback: Writeback) {
     this.#path = path;
     this.#file = file;
-    this.#io = io;
+    this.#writeback = writeback;
     this.#end = offset;
-    this.#cursor = offset;
-    if (io) {
-      this.layout = { head: (BLOCK - (offset % BLOCK)) % BLOCK, allocate: io.allocate };
-      this.overlaps = true;
-    }
+    this.#startedTo = offset;
+    this.#flushedAt = offset;
+    if (writeback.advisor === null) this.#advice = null;
   }
 
-  write(bytes: Uint8Array): Promise<void> {
-    const fd = this.#fd;
-    if (
-      this.#reserving && this.#alone === 0 && typeof fd === "number" && this.#end % BLOCK === 0 &&
-      bytes.length > 0 && bytes.length % BLOCK === 0 && this.#io!.isAligned(bytes)
-    ) return this.#reserved(fd, bytes);
-    const before = [this.#lastAlone, ...this.#flying];
-    this.#alone++;
-    const written = Promise.allSettled(before).then(() => this.#writeAlone(bytes)).finally(() =>
-      this.#alone--
-    );
-    this.#lastAlone = written.catch(() => {});
-    return written;
-  }
-
-  /**
-   * A direct write of whole blocks at the object's end, started without waiting for the
-   * writes before it: they have their offsets already. Should it write less than all, the
-   * rest goes through the cache at its place once the writes started before it are done
-   * (the cache reports the medium's error, if any), and no write is reserved after it.
-   */
-  async #reserved(fd: number, bytes: Uint8Array): Promise<void> {
-    const at = this.#end;
+  async write(bytes: Uint8Array): Promise<void> {
+    await writeAll(this.#file, bytes);
     this.#end += bytes.length;
-    const earlier = [...this.#flying];
-    const flight = this.#io!.write(fd, bytes, at).then(async (wrote) => {
-      if (wrote === bytes.length) return;
-      this.#reserving = false;
-      if (wrote <= 0) this.#stopPending = true;
-      await Promise.allSettled(earlier);
-      const done = Math.max(0, wrote);
-      await this.#cachedAt(bytes.subarray(done), at + done);
-    });
-    this.#flying.push(flight);
-    try {
-      await flight;
-    } finally {
-      this.#flying.splice(this.#flying.indexOf(flight), 1);
-    }
+    if (this.#beside === null) this.#startBeside();
   }
 
-  /** A write that no other runs beside: every write before it is done. */
-  async #writeAlone(bytes: Uint8Array): Promise<void> {
-    if (this.#stopPending) {
-      this.#stopPending = false;
-      this.#stopDirect();
+  /** Starts the next step of write-back, flush and drop that is due, without waiting for it. */
+  #startBeside(): void {
+    const end = this.#end;
+    const flush = end - this.#flushedAt >= FLUSH_EVERY;
+    if (this.#advice === null) {
+      if (!flush) return;
+      this.#flushedAt = end;
+      this.#run(() => this.#file.syncData());
+      return;
     }
-    let done = 0;
-    const io = this.#io;
-    if (io && this.#fd !== null && this.#end >= UNCACHED_FROM) {
-      // [head: to the next block boundary][whole blocks][tail]; only the middle goes direct
-      const head = (BLOCK - (this.#end % BLOCK)) % BLOCK;
-      const blocks = Math.floor(Math.max(0, bytes.length - head) / BLOCK) * BLOCK;
-      const middle = bytes.subarray(head, head + blocks);
-      if (blocks > 0 && io.isAligned(middle)) {
-        const fd = this.#fd ?? await this.#openDirect(io);
-        if (fd !== null) {
-          if (head > 0) await this.#cached(bytes.subarray(0, head));
-          // closed meanwhile (not by this module's callers): the number may name another file
-          if (this.#fd !== fd) throw new Error("append writer closed during a write");
-          const wrote = await io.write(fd, middle, this.#end);
-          if (wrote > 0) this.#end += wrote;
-          else this.#stopDirect(); // the rest goes through the cache, which reports any error
-          this.#reserving = wrote === blocks;
-          done = head + Math.max(0, wrote);
-        }
+    if (end - this.#startedTo < WRITEBACK_EVERY) return;
+    const from = this.#startedTo;
+    this.#startedTo = end;
+    // what was written by the previous flush is most likely written back by now
+    const dropTo = flush ? this.#flushedAt : 0;
+    if (flush) this.#flushedAt = end;
+    this.#run(async () => {
+      const advice = await this.#openAdvice();
+      if (advice === null) return;
+      await advice.writeBack(from, end - from);
+      if (!flush) return;
+      this.#flush = this.#writeback.flushDevice();
+      if (dropTo > this.#droppedTo) {
+        await advice.drop(this.#droppedTo, dropTo - this.#droppedTo);
+        this.#droppedTo = dropTo;
       }
-    }
-    if (done < bytes.length) await this.#cached(done === 0 ? bytes : bytes.subarray(done));
+    });
+  }
+
+  /** Runs `step` beside the writes; a failure only leaves more for the final sync. */
+  #run(step: () => Promise<void>): void {
+    this.#beside = step().catch(() => {}).finally(() => {
+      this.#beside = null;
+    });
   }
 
   async sync(): Promise<void> {
     const upTo = this.#end;
-    // fdatasync covers the direct writes too: their new size and the disk's write cache
+    if (this.#beside) await this.#beside;
+    // the device is flushed again by this sync; nothing of this writer's is left running
+    await this.#flush;
     await this.#file.syncData();
-    if (this.#drop && upTo >= UNCACHED_FROM) await this.#drop(this.#path, upTo);
+    if (upTo < UNCACHED_FROM || this.#droppedTo >= upTo) return;
+    const advice = await this.#openAdvice();
+    // everything is clean now: every page of the object goes
+    if (advice !== null) await advice.drop(0, upTo);
+    this.#droppedTo = upTo;
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#file.close();
-    this.#stopDirect();
+    // the advice closes itself once the calls on it are done
+    if (this.#advice) this.#advice.close();
   }
 
-  async #cached(bytes: Uint8Array): Promise<void> {
-    await this.#cachedAt(bytes, this.#end);
-    this.#end += bytes.length;
-  }
-
-  /** Writes `bytes` at `at` through the page cache. */
-  async #cachedAt(bytes: Uint8Array, at: number): Promise<void> {
-    if (this.#cursor !== at) await this.#file.seek(at, Deno.SeekMode.Start);
-    this.#cursor = at;
-    await writeAll(this.#file, bytes);
-    this.#cursor = at + bytes.length;
-  }
-
-  async #openDirect(io: DirectIo): Promise<number | null> {
-    this.#fd = await io.open(this.#path, await this.#file.stat());
-    if (this.#closed) this.#stopDirect();
-    return this.#fd;
-  }
-
-  #stopDirect(): void {
-    if (typeof this.#fd === "number") this.#io?.close(this.#fd);
-    this.#fd = null;
+  async #openAdvice(): Promise<CacheAdvice | null> {
+    if (this.#advice !== undefined) return this.#advice;
+    const advice = await this.#writeback.advisor!(this.#path);
+    if (this.#advice !== undefined) {
+      // opened twice at once (a sync beside a step): keep the first
+      advice?.close();
+      return this.#advice;
+    }
+    this.#advice = advice;
+    if (this.#closed) advice?.close();
+    return advice;
   }
 }

@@ -224,8 +224,7 @@ export class InstrumentedDriver implements StorageDriver {
         }
       },
       close: () => writer.close(),
-      ...(writer.layout ? { layout: writer.layout } : {}),
-      ...(writer.overlaps ? { overlaps: true } : {}),
+      ...(writer.writesBack ? { writesBack: true } : {}),
     };
   }
 

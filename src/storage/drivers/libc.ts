@@ -1,6 +1,6 @@
 /**
  * glibc (`libc.so.6`) through FFI, only when FFI is already permitted, so that no permission
- * prompt ever appears: for the filesystem driver's page-cache advice and direct writes (only on
+ * prompt ever appears: for the filesystem driver's page-cache advice (only on
  * Linux on x86_64 or aarch64, whose flag values those modules use), and for `src/malloc.ts`.
  */
 
