@@ -312,7 +312,7 @@ function contiguous(ranges: [number, number][], from: number): number {
   return at;
 }
 
-Deno.test("filesystem append writer: write-back of every 8 MiB is started as it is written, the device flushed every 64 MiB and the pages before the previous flush dropped; the upload itself is synced only by sync", async () => {
+Deno.test("filesystem append writer: write-back of every 8 MiB is started as it is written, the device flushed every 16 MiB and the pages before the previous flush dropped; the upload itself is synced only by sync", async () => {
   const MiB = 1024 * 1024;
   const dir = await Deno.makeTempDir({ prefix: "append-writeback-" });
   const path = `${dir}/data`;
@@ -327,9 +327,13 @@ Deno.test("filesystem append writer: write-back of every 8 MiB is started as it 
     // 1 MiB writes: each start covers exactly 8 MiB, the last fewer than 8 MiB before the end
     assert.ok(seen.writeBacks.every(([, length]) => length === 8 * MiB));
     assert.equal(contiguous(seen.writeBacks, offset), offset + 200 * MiB);
-    assert.equal(seen.flushes, 3, "a device flush at 64, 128 and 192 MiB written");
+    assert.equal(seen.flushes, 12, "a device flush every 16 MiB written (16, 32, …, 192)");
     // at each flush, the pages written before the previous one (at first, those before offset)
-    assert.deepEqual(seen.drops, [[0, offset], [offset, 64 * MiB], [offset + 64 * MiB, 64 * MiB]]);
+    const drops = [
+      [0, offset],
+      ...Array.from({ length: 11 }, (_, i) => [offset + i * 16 * MiB, 16 * MiB]),
+    ];
+    assert.deepEqual(seen.drops, drops);
     assert.equal(seen.syncs, 0, "the upload's own file was not synced while it was written");
 
     await writer.sync();

@@ -7,14 +7,14 @@
  * - every `FLUSH_EVERY` bytes, the device's write cache is flushed by an `fdatasync` of the data
  *   root's folder, not of the upload: on ext4 a sync of a clean file only flushes the device, so
  *   the next writes do not wait for it, where an `fdatasync` of the upload held them until the
- *   flush was done (at most one such flush runs in the process);
+ *   flush was done (at most one such flush of a data root runs at a time);
  * - at the same marks, the pages written back by then are dropped once the object is past
  *   `UNCACHED_FROM`: the bytes are written once and not read back.
  *
  * The final sync is the upload's own `fdatasync`, as always, and all durability rests on it:
  * what the steps above did is advice, and a failure of any of them is only a slower sync.
  * Without advice (not Linux with glibc, or no FFI permission), the writer syncs the upload in
- * the background every `FLUSH_EVERY` bytes instead, the portable way to start write-back early.
+ * the background every `SYNC_EVERY` bytes instead, the portable way to start write-back early.
  */
 
 import type { AppendWriter } from "../driver.ts";
@@ -25,8 +25,15 @@ import { type CacheAdvice, type CacheAdvisor, pageCache } from "./page_cache.ts"
 const UNCACHED_FROM = 8 * 1024 * 1024;
 /** Bytes between two starts of write-back. */
 const WRITEBACK_EVERY = 8 * 1024 * 1024;
-/** Bytes between two flushes of the device (or, without advice, background syncs). */
-const FLUSH_EVERY = 64 * 1024 * 1024;
+/**
+ * Bytes between two flushes of the device. Each flush takes a few ms of the disk's time, and
+ * what it leaves unflushed the upload's final sync has to flush: on the VM of BENCHMARKS.md,
+ * 16 PATCHes of 64 MiB each went from 377–399 MiB/s with a flush every 64 MiB to 440–454 with
+ * one every 16 (456–475 every 8), and single pushes were no slower.
+ */
+const FLUSH_EVERY = 16 * 1024 * 1024;
+/** Bytes between two background syncs of the upload when there is no advice. */
+const SYNC_EVERY = 64 * 1024 * 1024;
 
 /** What the writer does beside its writes; tests pass their own. */
 export interface Writeback {
@@ -39,25 +46,27 @@ export interface Writeback {
   flushDevice(): Promise<void>;
 }
 
-/** The flush of the device running in this process, if any. */
-let flushing: Promise<void> | null = null;
+/** The flushes running in this process, by the folder synced. */
+const flushing = new Map<string, Promise<void>>();
 
 /**
  * Starts an `fdatasync` of the folder `dir` (clean, so only the device's cache is flushed)
- * unless one started by this function still runs; settles when that one is done, and never
- * rejects.
+ * unless one of it started by this function still runs; settles when that one is done, and
+ * never rejects.
  */
 export function flushDeviceOf(dir: string): Promise<void> {
-  if (flushing) return flushing;
-  flushing = (async () => {
+  const running = flushing.get(dir);
+  if (running) return running;
+  const flush = (async () => {
     const folder = await Deno.open(dir, { read: true });
     try {
       await folder.syncData();
     } finally {
       folder.close();
     }
-  })().catch(() => {}).finally(() => flushing = null);
-  return flushing;
+  })().catch(() => {}).finally(() => flushing.delete(dir));
+  flushing.set(dir, flush);
+  return flush;
 }
 
 /** This process's way to write back, for a data root at `root`. */
@@ -89,7 +98,7 @@ class FileAppender implements AppendWriter {
   #startedTo: number;
   /** `#end` at the last flush of the device (or background sync). */
   #flushedAt: number;
-  /** Where the last drop of pages ended (nothing before it is cached). */
+  /** Where the last drop of pages ended. */
   #droppedTo = 0;
   /** The advice descriptor: not opened yet, or null when there is none. */
   #advice: CacheAdvice | null | undefined = undefined;
@@ -118,9 +127,8 @@ class FileAppender implements AppendWriter {
   /** Starts the next step of write-back, flush and drop that is due, without waiting for it. */
   #startBeside(): void {
     const end = this.#end;
-    const flush = end - this.#flushedAt >= FLUSH_EVERY;
     if (this.#advice === null) {
-      if (!flush) return;
+      if (end - this.#flushedAt < SYNC_EVERY) return;
       this.#flushedAt = end;
       this.#run(() => this.#file.syncData());
       return;
@@ -128,6 +136,7 @@ class FileAppender implements AppendWriter {
     if (end - this.#startedTo < WRITEBACK_EVERY) return;
     const from = this.#startedTo;
     this.#startedTo = end;
+    const flush = end - this.#flushedAt >= FLUSH_EVERY;
     // what was written by the previous flush is most likely written back by now
     const dropTo = flush ? this.#flushedAt : 0;
     if (flush) this.#flushedAt = end;
