@@ -60,7 +60,8 @@ export async function fillPageCache(dir: string, bytes: number): Promise<number>
 
 /**
  * `dd if=/dev/zero of=DIR/… bs=1M count=N conv=fdatasync`, with `oflag=direct` when `direct`
- * (around the page cache: the disk's rate without the cache's copy); returns MiB/s. Throws when the filesystem refuses direct writes (tmpfs before Linux 6.6).
+ * (around the page cache: the disk's rate without the cache's copy); returns MiB/s. Throws
+ * when the filesystem refuses direct writes (tmpfs before Linux 6.6).
  */
 export async function diskWrite(dir: string, mib: number, direct = false): Promise<number> {
   const path = join(dir, "dd-ceiling.tmp");

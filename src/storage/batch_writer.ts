@@ -101,17 +101,31 @@ export class BatchWriter {
       if (filled > 0) await this.#submit(buffer.subarray(0, filled));
       current = (current + 1) % this.#buffers.length;
     }
-    await this.flush();
+    await this.#drain();
   }
 
-  /** Waits for every write, observation and background flush. Throws what a write threw. */
+  /**
+   * Waits for every write, observation and background sync, and for the writer's own work
+   * beside the writes (after a failure, before the caller truncates what was written). Throws
+   * what a write or a background sync threw.
+   */
   async flush(): Promise<void> {
+    try {
+      await this.#drain();
+    } finally {
+      if (this.#file.idle) await this.#file.idle();
+    }
+  }
+
+  /** Waits for every write, observation and background sync; throws what one of them threw. */
+  async #drain(): Promise<void> {
     try {
       await this.#settle();
     } finally {
-      // a failed write still waits for the background flush: the caller may then truncate
+      // a failed write still waits for the background sync: the caller may then truncate
       if (this.#syncing) await this.#syncing;
     }
+    if (this.#failure !== null) throw this.#failure;
   }
 
   /**
@@ -147,7 +161,9 @@ export class BatchWriter {
         this.#syncedUpTo = upTo;
         this.#syncing = null;
       },
-      () => {
+      (error) => {
+        // a sync may report a write-back error only once: the upload fails with it
+        this.#failure ??= error;
         this.#syncing = null;
       },
     );

@@ -44,8 +44,8 @@ export interface SyncOptions {
 
 /**
  * A writer appending to an object from a given offset. Writes are sequential (a write is
- * called once the one before it settled); `sync` makes every byte written so far durable; `close` releases
- * the writer (without a sync), once no write is running.
+ * called once the one before it settled); `sync` makes every byte written so far durable;
+ * `close` releases the writer (without a sync), once no write is running and `idle` settled.
  */
 export interface AppendWriter {
   /** Appends all of `bytes` after what was written; throws what the medium failed with. */
@@ -64,6 +64,11 @@ export interface AppendWriter {
    * so that the final sync is short without a caller syncing early.
    */
   readonly writesBack?: boolean;
+  /**
+   * Present on writers that start work of their own beside the writes (the filesystem's
+   * write-back): settles, never rejecting, once none of it runs. `sync` waits for it too.
+   */
+  idle?(): Promise<void>;
 }
 
 /** Options of `put`. */

@@ -334,6 +334,8 @@ class FullDiskDriver extends FsDriver {
     return {
       sync: () => writer.sync(),
       close: () => writer.close(),
+      writesBack: writer.writesBack,
+      idle: () => writer.idle?.() ?? Promise.resolve(),
       write(bytes) {
         total += bytes.length;
         if (total > 64 * 1024) {

@@ -148,3 +148,26 @@ Deno.test("a failed write fails writeFrom once it is done, and no write is calle
   assert.equal(calls, 3, "none after the failure");
   assert.equal(batches.written, 128 * KiB);
 });
+
+Deno.test("a writer that does not write back: a failed background sync fails writeFrom, and flush waits for the writer's own work", async () => {
+  const MiB = 1024 * KiB;
+  const { writer } = slowWriter(0);
+  let idled = 0;
+  const failing: AppendWriter = {
+    ...writer,
+    sync: () => Promise.reject(new Error("Input/output error (os error 5)")),
+    idle: () => {
+      idled++;
+      return Promise.resolve();
+    },
+  };
+  const batches = new BatchWriter(failing, MiB);
+  await assert.rejects(
+    batches.writeFrom(sourceOf(new Uint8Array(70 * MiB), 256 * KiB)),
+    /os error 5/,
+  );
+  assert.ok(batches.written >= 64 * MiB, "the sync started at 64 MiB");
+  assert.equal(idled, 0, "writeFrom does not wait for the writer's own work");
+  await assert.rejects(batches.flush(), /os error 5/);
+  assert.equal(idled, 1, "flush does, before the caller truncates");
+});

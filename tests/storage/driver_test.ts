@@ -8,7 +8,11 @@ import { BatchWriter } from "../../src/storage/batch_writer.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot, LinkedPathError } from "../../src/storage/drivers/fs_files.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
-import { fileAppender, type Writeback } from "../../src/storage/drivers/fs_append.ts";
+import {
+  fileAppender,
+  flushDeviceOf,
+  type Writeback,
+} from "../../src/storage/drivers/fs_append.ts";
 import { type CacheAdvice, pageCache } from "../../src/storage/drivers/page_cache.ts";
 import { DriverUploadStore } from "../../src/storage/uploads.ts";
 import type { RepositoryName, UploadId } from "../../src/types/oci.ts";
@@ -94,7 +98,7 @@ async function cachedBytes(path: string): Promise<number> {
 
 /**
  * Why the page-cache test cannot run here, or null. Where the registry drops pages (Linux on
- * x86_64 or aarch64, with FFI permission), the dropper must exist; the test is skipped only
+ * x86_64 or aarch64, with FFI permission), the advice must exist; the test is skipped only
  * without `fincore`, or where written bytes do not stay in a page cache (tmpfs, some network
  * and FUSE file systems): a probe file written and synced without the driver shows it.
  */
@@ -222,8 +226,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "filesystem driver: a 130 MiB upload appended in batches (pages dropped while the next " +
-    "batches are written) is stored whole and leaves the page cache",
+  name: "filesystem driver: a 130 MiB upload appended in batches (written back, flushed and " +
+    "dropped as it goes) is stored whole and leaves the page cache",
   ignore: pageCacheSkipReason !== null,
   async fn() {
     const { driver, root, dispose } = await fsFixture();
@@ -257,29 +261,39 @@ interface Seen {
   syncs: number;
 }
 
+/** How `watchedAppender`'s fakes behave. */
+interface Fakes {
+  /** Whether there is advice (default true). */
+  advised?: boolean;
+  /** What each write-back start waits for before it returns (default: nothing). */
+  writeBackTakes?: () => Promise<void>;
+  /** The `syncData` call (counted from 1) of the upload's file that fails with EIO. */
+  failingSync?: number;
+}
+
 /**
  * An append writer over a real file at `path`, from `offset`, whose page-cache advice and
- * device flushes are recorded (there is no advice when `advised` is false), and whose file
- * counts its `syncData` calls.
+ * device flushes are fakes that record their calls, and whose file counts its `syncData` calls.
  */
-async function watchedAppender(path: string, offset: number, advised = true) {
+async function watchedAppender(path: string, offset: number, fakes: Fakes = {}) {
   const seen: Seen = { opened: [], writeBacks: [], drops: [], flushes: 0, syncs: 0 };
   const advisor = (at: string): Promise<CacheAdvice | null> => {
     seen.opened.push(at);
     return Promise.resolve({
-      writeBack: (from, length) => {
+      writeBack: async (from, length) => {
         seen.writeBacks.push([from, length]);
-        return Promise.resolve();
+        await fakes.writeBackTakes?.();
+        return true;
       },
       drop: (from, length) => {
         seen.drops.push([from, length]);
-        return Promise.resolve();
+        return Promise.resolve(true);
       },
       close: () => {},
     });
   };
   const writeback: Writeback = {
-    advisor: advised ? advisor : null,
+    advisor: fakes.advised === false ? null : advisor,
     flushDevice: () => {
       seen.flushes++;
       return Promise.resolve();
@@ -291,7 +305,9 @@ async function watchedAppender(path: string, offset: number, advised = true) {
     get(target, name) {
       if (name === "syncData") {
         return () => {
-          seen.syncs++;
+          if (++seen.syncs === fakes.failingSync) {
+            return Promise.reject(new Error("Input/output error (os error 5)"));
+          }
           return target.syncData();
         };
       }
@@ -360,7 +376,7 @@ Deno.test("filesystem append writer: an object under 8 MiB starts no write-back 
     assert.equal(small.seen.flushes, 0);
     assert.equal(small.seen.syncs, 1);
 
-    const plain = await watchedAppender(`${dir}/plain`, 0, false);
+    const plain = await watchedAppender(`${dir}/plain`, 0, { advised: false });
     for (let i = 0; i < 130; i++) await plain.writer.write(noise(MiB, i));
     // the first background sync (at 64 MiB) may still run when the one at 128 MiB is due
     assert.ok(
@@ -371,7 +387,6 @@ Deno.test("filesystem append writer: an object under 8 MiB starts no write-back 
     await plain.writer.sync();
     plain.writer.close();
     assert.equal(plain.seen.syncs, before + 1);
-    assert.equal(plain.seen.flushes, 0, "no device flush without advice");
     assert.equal((await Deno.stat(`${dir}/plain`)).size, 130 * MiB);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -394,19 +409,88 @@ Deno.test({
       assert.equal(await advisor(`${dir}/missing`), null);
       const advice = (await advisor(path))!;
       assert.notEqual(advice, null);
-      await advice.writeBack(0, 4 * MiB);
+      assert.equal(await advice.writeBack(0, 4 * MiB), true, "the kernel took the write-back");
       const file = await Deno.open(path, { write: true });
       await file.syncData();
       file.close();
       assert.ok(await cachedBytes(path) > 0, "synced, the pages are still cached");
-      await advice.drop(0, 4 * MiB);
+      assert.equal(await advice.drop(0, 4 * MiB), true);
       assert.ok(await cachedBytes(path) < MiB, "dropped once clean");
       advice.close();
       advice.close();
-      await advice.writeBack(0, MiB); // a no-op, not a call on a closed descriptor
+      assert.equal(await advice.writeBack(0, MiB), false, "nothing is called once closed");
       assert.equal((await Deno.readFile(path)).length, 4 * MiB);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("filesystem append writer: closed while a write-back start is pending, it starts no device flush and no drop after; idle settles once that start returns", async () => {
+  const MiB = 1024 * 1024;
+  const dir = await Deno.makeTempDir({ prefix: "append-writeback-" });
+  let release = () => {};
+  const pending = new Promise<void>((resolve) => release = resolve);
+  try {
+    const { writer, seen } = await watchedAppender(`${dir}/data`, 0, {
+      writeBackTakes: () => pending,
+    });
+    // 16 MiB: the step at 8 MiB starts and hangs, so the one with a flush is never due before
+    for (let i = 0; i < 16; i++) await writer.write(noise(MiB, i));
+    assert.deepEqual(seen.writeBacks, [[0, 8 * MiB]]);
+    let idle = false;
+    const settled = writer.idle!().then(() => idle = true);
+    writer.close();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(idle, false, "the start still runs");
+    release();
+    await settled;
+    assert.equal(seen.flushes, 0);
+    assert.deepEqual(seen.drops, []);
+  } finally {
+    release();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("filesystem append writer: without advice, a background sync that fails fails the next write and the final sync (a write-back error is reported only once)", async () => {
+  const MiB = 1024 * 1024;
+  const dir = await Deno.makeTempDir({ prefix: "append-writeback-" });
+  try {
+    const { writer, seen } = await watchedAppender(`${dir}/data`, 0, {
+      advised: false,
+      failingSync: 1,
+    });
+    try {
+      for (let i = 0; i < 64; i++) await writer.write(noise(MiB, i));
+      await writer.idle!(); // the background sync at 64 MiB ran and failed
+      assert.equal(seen.syncs, 1);
+      await assert.rejects(writer.write(noise(MiB, 64)), /os error 5/);
+      await assert.rejects(writer.sync(), /os error 5/);
+      assert.equal(seen.syncs, 1, "no sync of the file can report success after it");
+    } finally {
+      writer.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("device flushes: one at a time per folder, joined while it runs; a folder that is gone is no error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "device-flush-" });
+  const other = await Deno.makeTempDir({ prefix: "device-flush-" });
+  try {
+    const first = flushDeviceOf(dir);
+    assert.equal(flushDeviceOf(dir), first, "joined");
+    const beside = flushDeviceOf(other);
+    assert.notEqual(beside, first, "another folder's runs beside it");
+    await Promise.all([first, beside]);
+    const next = flushDeviceOf(dir);
+    assert.notEqual(next, first, "a new one once the first is done");
+    await next;
+    await flushDeviceOf(`${dir}/missing`); // resolves
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(other, { recursive: true });
+  }
 });

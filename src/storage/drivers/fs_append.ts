@@ -4,12 +4,13 @@
  *
  * - every `WRITEBACK_EVERY` bytes, the write-back of what was written since the last start is
  *   started (`page_cache.ts`), without waiting for it;
- * - every `FLUSH_EVERY` bytes, the device's write cache is flushed by an `fdatasync` of the data
- *   root's folder, not of the upload: on ext4 a sync of a clean file only flushes the device, so
- *   the next writes do not wait for it, where an `fdatasync` of the upload held them until the
- *   flush was done (at most one such flush of a data root runs at a time);
- * - at the same marks, the pages written back by then are dropped once the object is past
- *   `UNCACHED_FROM`: the bytes are written once and not read back.
+ * - about every `FLUSH_EVERY` bytes, the device's write cache is flushed by an `fdatasync` of
+ *   the data root's folder, not of the upload: on ext4 (and XFS) a sync of a clean file only
+ *   flushes the device, so the next writes do not wait for it, where an `fdatasync` of the
+ *   upload held them until the flush was done. At most one such flush of a data root runs at a
+ *   time; an upload that finds one running joins it;
+ * - at the same marks, the pages written before the previous mark are dropped (the object is
+ *   past `UNCACHED_FROM` by then): the bytes are written once and not read back.
  *
  * The final sync is the upload's own `fdatasync`, as always, and all durability rests on it:
  * what the steps above did is advice, and a failure of any of them is only a slower sync.
@@ -106,6 +107,11 @@ class FileAppender implements AppendWriter {
   #beside: Promise<void> | null = null;
   /** The last flush of the device this writer started or joined (it never rejects). */
   #flush: Promise<void> = Promise.resolve();
+  /**
+   * What a background sync of the upload (without advice) failed with: a write-back error is
+   * reported once per open file, so the final sync must not succeed after it.
+   */
+  #failure: unknown = null;
   #closed = false;
 
   constructor(path: string, file: Deno.FsFile, offset: number, writeback: Writeback) {
@@ -119,6 +125,7 @@ class FileAppender implements AppendWriter {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
+    if (this.#failure !== null) throw this.#failure;
     await writeAll(this.#file, bytes);
     this.#end += bytes.length;
     if (this.#beside === null) this.#startBeside();
@@ -130,7 +137,11 @@ class FileAppender implements AppendWriter {
     if (this.#advice === null) {
       if (end - this.#flushedAt < SYNC_EVERY) return;
       this.#flushedAt = end;
-      this.#run(() => this.#file.syncData());
+      this.#run(() =>
+        this.#file.syncData().catch((error) => {
+          this.#failure ??= error;
+        })
+      );
       return;
     }
     if (end - this.#startedTo < WRITEBACK_EVERY) return;
@@ -144,7 +155,7 @@ class FileAppender implements AppendWriter {
       const advice = await this.#openAdvice();
       if (advice === null) return;
       await advice.writeBack(from, end - from);
-      if (!flush) return;
+      if (!flush || this.#closed) return;
       this.#flush = this.#writeback.flushDevice();
       if (dropTo > this.#droppedTo) {
         await advice.drop(this.#droppedTo, dropTo - this.#droppedTo);
@@ -153,19 +164,26 @@ class FileAppender implements AppendWriter {
     });
   }
 
-  /** Runs `step` beside the writes; a failure only leaves more for the final sync. */
+  /** Runs `step` beside the writes; a failure of advice only leaves more for the final sync. */
   #run(step: () => Promise<void>): void {
     this.#beside = step().catch(() => {}).finally(() => {
       this.#beside = null;
     });
   }
 
+  async idle(): Promise<void> {
+    if (this.#beside) await this.#beside;
+    await this.#flush;
+  }
+
   async sync(): Promise<void> {
     const upTo = this.#end;
     if (this.#beside) await this.#beside;
-    // the device is flushed again by this sync; nothing of this writer's is left running
-    await this.#flush;
+    if (this.#failure !== null) throw this.#failure;
     await this.#file.syncData();
+    // the device was flushed again by this sync: the last folder flush is done or needless,
+    // and nothing of this writer's is left running
+    await this.#flush;
     if (upTo < UNCACHED_FROM || this.#droppedTo >= upTo) return;
     const advice = await this.#openAdvice();
     // everything is clean now: every page of the object goes
@@ -173,6 +191,7 @@ class FileAppender implements AppendWriter {
     this.#droppedTo = upTo;
   }
 
+  /** Releases the writer; work beside the writes still running ends on its own (see `idle`). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -181,14 +200,10 @@ class FileAppender implements AppendWriter {
     if (this.#advice) this.#advice.close();
   }
 
+  /** The advice descriptor, opened on first use (a step, or a sync, never both at once). */
   async #openAdvice(): Promise<CacheAdvice | null> {
     if (this.#advice !== undefined) return this.#advice;
     const advice = await this.#writeback.advisor!(this.#path);
-    if (this.#advice !== undefined) {
-      // opened twice at once (a sync beside a step): keep the first
-      advice?.close();
-      return this.#advice;
-    }
     this.#advice = advice;
     if (this.#closed) advice?.close();
     return advice;

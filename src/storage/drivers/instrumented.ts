@@ -225,6 +225,7 @@ export class InstrumentedDriver implements StorageDriver {
       },
       close: () => writer.close(),
       ...(writer.writesBack ? { writesBack: true } : {}),
+      ...(writer.idle ? { idle: () => writer.idle!() } : {}),
     };
   }
 

@@ -11,28 +11,35 @@
  * `fdatasync` has most of the upload still to write; and an `fdatasync` while the upload is
  * written holds its writes for as long as the device flushes (37–55 ms per 64 MiB on the
  * machine of BENCHMARKS.md). Starting the write-back of each few MiB as it is written keeps the
- * disk busy from the first MiB without making the writes wait for anything.
+ * disk busy from the first MiB, and the writes do not wait for it.
  *
  * Why drops: the upload's bytes are written once and not read back (the digest is computed as
  * they arrive). Left in the cache, every pushed GiB takes a GiB of fresh pages, and on a
  * virtual machine whose free memory goes back to the host (virtio-balloon free page
  * reporting), each fresh page costs a fault in the host on first touch: writing a GiB into the
- * page cache took 1.2–2.1 s of system time there, against 0.5 s when the pages written back so
- * far are dropped every 64 MiB and reused by the writes that follow.
+ * page cache took 1.2–2.1 s of system time there, against 0.5 s when the pages synced so far
+ * were dropped every 64 MiB (as the writer did then) and reused by the writes that follow.
  *
  * Both are advice: neither makes anything durable (the writer's own `fdatasync` does), and
- * neither can change a file's bytes, so the descriptor is opened by path, read-only, and a
- * file put at the path meanwhile would only have its clean pages dropped.
+ * neither can change a file's bytes or consume a write-back error the writer's `fdatasync` is
+ * to report. So the descriptor is opened by path, read-only, with no check that it is still the
+ * writer's file: one put at the path meanwhile would only have its clean pages dropped.
  */
 
 import { libcSymbols } from "./libc.ts";
 
-/** Advice about one file, on a descriptor of its own. Nothing here ever throws. */
+/**
+ * Advice about one file, on a descriptor of its own. Nothing here ever rejects: each call tells
+ * whether the kernel took it (false once closed, or for anything but a regular file).
+ */
 export interface CacheAdvice {
-  /** Starts writing back the dirty pages of `length` bytes from `from`, without waiting. */
-  writeBack(from: number, length: number): Promise<void>;
+  /**
+   * Starts writing back the dirty pages of `length` bytes from `from`; does not wait for the
+   * write-back (the call may still wait for room in the device's queue).
+   */
+  writeBack(from: number, length: number): Promise<boolean>;
   /** Drops the clean cached pages of `length` bytes from `from`. */
-  drop(from: number, length: number): Promise<void>;
+  drop(from: number, length: number): Promise<boolean>;
   /** Closes the descriptor, once no call on it is running. */
   close(): void;
 }
@@ -79,11 +86,11 @@ function libcAdvisor(): CacheAdvisor | null {
     /** The call running on `fd`, if any: closing waits for it (the number could be reused). */
     let running: Promise<unknown> = Promise.resolve();
     let closed = false;
-    const call = (make: () => Promise<unknown>): Promise<void> => {
-      if (closed) return Promise.resolve();
-      const next = running.then(make).catch(() => {});
+    const call = (make: () => Promise<number>): Promise<boolean> => {
+      if (closed) return Promise.resolve(false);
+      const next = running.then(make).then((result) => result === 0, () => false);
       running = next;
-      return next.then(() => {});
+      return next;
     };
     return {
       writeBack: (from, length) =>
