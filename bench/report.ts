@@ -12,6 +12,8 @@ export interface Sample {
   readonly clientCpu: number;
   readonly peakRssMiB: number;
   readonly serverCpu: number;
+  /** CPU seconds the whole machine was busy during the run (absent in older JSON). */
+  readonly machineCpu?: number;
   readonly note?: string;
 }
 
@@ -168,11 +170,16 @@ export function resultsTable(
 /** Per-workload resources: peak RSS, server CPU (cores busy), client CPU, notes. */
 export function resourcesTable(results: WorkloadResult[]): string {
   const rows: string[] = [
-    "| workload | peak RSS MiB ours / Dist | server CPU cores ours / Dist | client CPU cores (ours run / Dist run) | notes |",
-    "| --- | --- | --- | --- | --- |",
+    `| workload | peak RSS MiB ours / Dist | server CPU cores ours / Dist | client CPU cores (ours run / Dist run) | machine cores busy, of ${navigator.hardwareConcurrency} (ours run / Dist run) | notes |`,
+    "| --- | --- | --- | --- | --- | --- |",
   ];
-  const cores = (s: Sample[], f: (x: Sample) => number) =>
-    stats(s.map((x) => f(x) / x.seconds)).median.toFixed(2);
+  const cores = (s: Sample[], f: (x: Sample) => number | undefined) => {
+    const v = s.flatMap((x) => {
+      const c = f(x);
+      return c === undefined ? [] : [c / x.seconds];
+    });
+    return v.length === 0 ? "—" : stats(v).median.toFixed(2);
+  };
   for (const r of results) {
     if (r.skipped !== undefined) continue;
     const rss = (s: Sample[]) => num(Math.max(...s.map((x) => x.peakRssMiB)), "MiB");
@@ -187,6 +194,8 @@ export function resourcesTable(results: WorkloadResult[]): string {
         cores(r.ours, (x) => x.serverCpu)
       } / ${cores(r.distribution, (x) => x.serverCpu)} | ${cores(r.ours, (x) => x.clientCpu)} / ${
         cores(r.distribution, (x) => x.clientCpu)
+      } | ${cores(r.ours, (x) => x.machineCpu)} / ${
+        cores(r.distribution, (x) => x.machineCpu)
       } | ${notes} |`,
     );
   }

@@ -315,20 +315,40 @@ function statusKiB(pid: number, key: string): number | null {
   }
 }
 
+/**
+ * CPU time the whole machine spent busy so far, in seconds summed over its cores, from the
+ * first line of /proc/stat (user, nice, system, irq, softirq and steal; idle and I/O wait are
+ * not busy); null where there is no /proc/stat.
+ */
+export function machineBusySeconds(): number | null {
+  try {
+    const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
+    // cpu user nice system idle iowait irq softirq steal ...
+    const t = line.trim().split(/\s+/).slice(1).map(Number);
+    return (t[0]! + t[1]! + t[2]! + t[5]! + t[6]! + (t[7] ?? 0)) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /** Peak resident memory and CPU use of one process over an interval. */
 export interface Usage {
   readonly peakRssMiB: number;
   readonly cpuSeconds: number;
+  /** CPU seconds the whole machine was busy meanwhile (every process and the kernel). */
+  readonly machineBusySeconds: number;
 }
 
 /**
  * Samples a process: resets its VmHWM (writing 5 to /proc/PID/clear_refs) at start, polls
- * VmRSS every 10 ms, and at stop reports max(VmHWM, polled VmRSS) and the CPU time used.
+ * VmRSS every 10 ms, and at stop reports max(VmHWM, polled VmRSS), the CPU time it used and
+ * the CPU time the whole machine was busy.
  */
 export class Sampler {
   readonly #pid: number;
   #peakKiB = 0;
   #cpu0 = 0;
+  #busy0 = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   /** Makes a sampler for one process. */
@@ -345,6 +365,7 @@ export class Sampler {
     }
     this.#peakKiB = statusKiB(this.#pid, "VmRSS") ?? 0;
     this.#cpu0 = cpuSeconds(this.#pid) ?? 0;
+    this.#busy0 = machineBusySeconds() ?? 0;
     this.#timer = setInterval(() => {
       const rss = statusKiB(this.#pid, "VmRSS");
       if (rss !== null && rss > this.#peakKiB) this.#peakKiB = rss;
@@ -360,6 +381,7 @@ export class Sampler {
     return {
       peakRssMiB: peak / 1024,
       cpuSeconds: (cpuSeconds(this.#pid) ?? this.#cpu0) - this.#cpu0,
+      machineBusySeconds: (machineBusySeconds() ?? this.#busy0) - this.#busy0,
     };
   }
 }

@@ -1,0 +1,68 @@
+/**
+ * The bench's resources table (bench/report.ts) and the machine's busy time the sampler reads
+ * (bench/servers.ts).
+ */
+
+import assert from "node:assert/strict";
+import { resourcesTable, type Sample, type WorkloadResult } from "../../bench/report.ts";
+import { machineBusySeconds, Sampler } from "../../bench/servers.ts";
+
+function sample(seconds: number, serverCpu: number, machineCpu?: number): Sample {
+  return {
+    metrics: { "MiB/s": 1 },
+    seconds,
+    clientCpu: seconds / 4,
+    peakRssMiB: 50,
+    serverCpu,
+    ...(machineCpu === undefined ? {} : { machineCpu }),
+  };
+}
+
+function row(ours: Sample[], distribution: Sample[]): WorkloadResult {
+  return {
+    name: "push-x",
+    metrics: [{ key: "MiB/s", unit: "MiB/s", higherIsBetter: true }],
+    transfer: true,
+    ours,
+    distribution,
+  };
+}
+
+Deno.test("resources table: the machine's busy cores are the median over runs, per server", () => {
+  const table = resourcesTable([
+    row(
+      [sample(2, 2, 3.6), sample(1, 1, 1.9), sample(4, 4, 6.8)],
+      [sample(2, 1, 2), sample(2, 1, 2.2), sample(2, 1, 1.8)],
+    ),
+  ]);
+  const [head, , line] = table.split("\n");
+  assert.match(head!, new RegExp(`machine cores busy, of ${navigator.hardwareConcurrency}`));
+  // ours: 1.8, 1.9, 1.7 cores busy; Distribution: 1.0, 1.1, 0.9
+  assert.equal(line, "| push-x | 50.0 / 50.0 | 1.00 / 0.50 | 0.25 / 0.25 | 1.80 / 1.00 |  |");
+});
+
+Deno.test("resources table: samples without the machine's time (older JSON) show a dash", () => {
+  const table = resourcesTable([row([sample(2, 2)], [sample(2, 1, 3)])]);
+  assert.equal(
+    table.split("\n")[2],
+    "| push-x | 50.0 / 50.0 | 1.00 / 0.50 | 0.25 / 0.25 | — / 1.50 |  |",
+  );
+});
+
+Deno.test("machine busy time: grows by at least what this process spends on a core", () => {
+  const before = machineBusySeconds();
+  assert.notEqual(before, null, "/proc/stat is readable on Linux");
+  const sampler = new Sampler(Deno.pid);
+  sampler.start();
+  // spin for 300 ms of wall time: at least that much busy time on one of the cores, give or
+  // take a tick (10 ms) at each end
+  const end = performance.now() + 300;
+  while (performance.now() < end) {
+    // busy
+  }
+  const usage = sampler.stop();
+  const after = machineBusySeconds()!;
+  assert.ok(after - before! >= 0.28, `busy ${after - before!} s`);
+  assert.ok(usage.machineBusySeconds >= 0.28, `sampled ${usage.machineBusySeconds} s`);
+  assert.ok(usage.machineBusySeconds >= usage.cpuSeconds - 0.02);
+});
