@@ -19,13 +19,14 @@ import { syncAll } from "./ceilings.ts";
 import { goStyleRequest } from "./go_sender.ts";
 import { Http1, parseHead } from "./http1.ts";
 import { fileDigest, type LayoutImage, pushLayoutImage, writeLayoutImage } from "./images.ts";
-import type { Server } from "./servers.ts";
+import { machineBusySeconds, type Server } from "./servers.ts";
 import {
   type Blob,
   type Metric,
   pushMono,
   type RunOutput,
   sha256,
+  type Timing,
   warmBlobs,
   type Workload,
 } from "./workloads.ts";
@@ -103,14 +104,19 @@ function cpuWithChildren(): number {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
 }
 
-async function timed(fn: () => Promise<void>): Promise<{ seconds: number; clientCpu: number }> {
+async function timed(fn: () => Promise<void>): Promise<Timing> {
   const cpu0 = cpuWithChildren();
+  const busy0 = machineBusySeconds() ?? 0;
   const t0 = performance.now();
   await fn();
-  return { seconds: (performance.now() - t0) / 1000, clientCpu: cpuWithChildren() - cpu0 };
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    clientCpu: cpuWithChildren() - cpu0,
+    machineCpu: (machineBusySeconds() ?? busy0) - busy0,
+  };
 }
 
-function throughput(bytes: number, t: { seconds: number; clientCpu: number }, note?: string) {
+function throughput(bytes: number, t: Timing, note?: string) {
   const out: RunOutput = { metrics: { "MiB/s": bytes / MiB / t.seconds }, ...t };
   return note ? { ...out, note } : out;
 }

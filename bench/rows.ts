@@ -99,7 +99,7 @@ export async function runRows(
           clientCpu: out.clientCpu,
           peakRssMiB: usage.peakRssMiB,
           serverCpu: usage.cpuSeconds,
-          machineCpu: usage.machineBusySeconds,
+          machineCpu: out.machineCpu ?? usage.machineBusySeconds,
           ...(out.note ? { note: out.note } : {}),
         };
         (s.name === "ours" ? result.ours : result.distribution).push(sample);

@@ -316,19 +316,27 @@ function statusKiB(pid: number, key: string): number | null {
 }
 
 /**
- * CPU time the whole machine spent busy so far, in seconds summed over its cores, from the
- * first line of /proc/stat (user, nice, system, irq, softirq and steal; idle and I/O wait are
- * not busy); null where there is no /proc/stat.
+ * CPU time the whole machine spent busy so far, in seconds summed over its cores; null where
+ * there is no /proc/stat.
  */
 export function machineBusySeconds(): number | null {
   try {
-    const line = Deno.readTextFileSync("/proc/stat").split("\n", 1)[0]!;
-    // cpu user nice system idle iowait irq softirq steal ...
-    const t = line.trim().split(/\s+/).slice(1).map(Number);
-    return (t[0]! + t[1]! + t[2]! + t[5]! + t[6]! + (t[7] ?? 0)) / 100;
+    return busySecondsOf(Deno.readTextFileSync("/proc/stat"));
   } catch {
     return null;
   }
+}
+
+/**
+ * The busy seconds in the text of /proc/stat: the first line's user, nice, system, irq,
+ * softirq and steal times (in clock ticks of 1/100 s); idle and I/O wait are not busy.
+ */
+export function busySecondsOf(stat: string): number {
+  const line = stat.split("\n", 1)[0]!;
+  if (!line.startsWith("cpu ")) throw new Error(`not /proc/stat: ${line.slice(0, 40)}`);
+  // cpu user nice system idle iowait irq softirq steal ...
+  const t = line.trim().split(/\s+/).slice(1).map(Number);
+  return (t[0]! + t[1]! + t[2]! + t[5]! + t[6]! + (t[7] ?? 0)) / 100;
 }
 
 /** Peak resident memory and CPU use of one process over an interval. */

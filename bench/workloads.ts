@@ -10,7 +10,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { frames, runLoadProcess, syncAll } from "./ceilings.ts";
 import { Http1, type Http1Response } from "./http1.ts";
-import type { Server } from "./servers.ts";
+import { machineBusySeconds, type Server } from "./servers.ts";
 
 const MiB = 1024 * 1024;
 
@@ -51,6 +51,11 @@ export interface RunOutput {
   readonly seconds: number;
   /** CPU seconds the client spent in the timed part. */
   readonly clientCpu: number;
+  /**
+   * CPU seconds the whole machine was busy in the timed part; without it, the busy time over
+   * the whole run (checks after the timed part included) is reported.
+   */
+  readonly machineCpu?: number;
   /** A remark worth printing (e.g. how many tags a list returned). */
   readonly note?: string;
   /** The run was stopped at its time limit (the server may still be busy with it). */
@@ -260,11 +265,23 @@ function cpuNow(): number {
   return (u.user + u.system) / 1e6;
 }
 
-async function timed(fn: () => Promise<void>): Promise<{ seconds: number; clientCpu: number }> {
+/** What `timed` measured: wall seconds, and CPU seconds of the client and of the machine. */
+export interface Timing {
+  readonly seconds: number;
+  readonly clientCpu: number;
+  readonly machineCpu: number;
+}
+
+async function timed(fn: () => Promise<void>): Promise<Timing> {
   const cpu0 = cpuNow();
+  const busy0 = machineBusySeconds() ?? 0;
   const t0 = performance.now();
   await fn();
-  return { seconds: (performance.now() - t0) / 1000, clientCpu: cpuNow() - cpu0 };
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    clientCpu: cpuNow() - cpu0,
+    machineCpu: (machineBusySeconds() ?? busy0) - busy0,
+  };
 }
 
 const THROUGHPUT: readonly Metric[] = [{ key: "MiB/s", unit: "MiB/s", higherIsBetter: true }];

@@ -103,3 +103,26 @@ Deno.test("a warm-up run stopped at the time limit restarts its server, and the 
   assert.equal(pair.ours.base, "http://127.0.0.1:2");
   assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1]);
 });
+
+Deno.test("the machine's busy time is the run's own figure when it reports one, else the sampler's", async () => {
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const reporting: Workload = {
+    name: "busy",
+    metrics: [{ key: "n", unit: "", higherIsBetter: true }],
+    transfer: true,
+    async run(server, run) {
+      // a run that keeps the machine busy after its timed part (as a row's checks do)
+      const end = performance.now() + 60;
+      while (performance.now() < end) {
+        // busy
+      }
+      await Promise.resolve();
+      const timedPart = server.name === "ours" ? { machineCpu: 0.25 } : {};
+      return { metrics: { n: run }, seconds: 0.001, clientCpu: 0, ...timedPart };
+    },
+  };
+  const [result] = await runRows([reporting], pair, { runs: 2, maxRunSeconds: 60 });
+  assert.deepEqual(result.ours.map((s) => s.machineCpu), [0.25, 0.25]);
+  // the sampler's interval covers the 60 ms of spinning: at least 40 ms busy, ticks being 10 ms
+  for (const s of result.distribution) assert.ok(s.machineCpu! >= 0.04, `${s.machineCpu}`);
+});
