@@ -167,7 +167,10 @@ export function resultsTable(
   return rows.join("\n");
 }
 
-/** Per-workload resources: peak RSS, server CPU (cores busy), client CPU, notes. */
+/**
+ * Per-workload resources: peak RSS, the server's and the client's CPU and the machine's busy time
+ * (each as cores busy), notes.
+ */
 export function resourcesTable(results: WorkloadResult[]): string {
   const rows: string[] = [
     `| workload | peak RSS MiB ours / Dist | server CPU cores ours / Dist | client CPU cores (ours run / Dist run) | machine cores busy, of ${navigator.hardwareConcurrency} (ours run / Dist run) | notes |`,
