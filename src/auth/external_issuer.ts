@@ -43,6 +43,11 @@ export class ExternalIssuer {
     this.#verified.clear();
   }
 
+  /** The grant of a token verified before and still valid, without waiting; else null. */
+  knownAccess(token: string): TokenGrant | null {
+    return this.#verified.known(token) ?? null;
+  }
+
   /** The grant of a valid token of the external issuer; null for anything else. */
   verifyAccess(token: string): Promise<TokenGrant | null> {
     return this.#verified.get(token, (t) => this.#verifyOnce(t));

@@ -86,6 +86,11 @@ export class TokenIssuer {
     };
   }
 
+  /** The grant of a token verified before and still valid, without waiting; else null. */
+  knownAccess(token: string): TokenGrant | null {
+    return this.#verified.known(token) ?? null;
+  }
+
   /** The grant of a valid access token of ours; null for anything else. */
   verifyAccess(token: string): Promise<TokenGrant | null> {
     return this.#verified.get(token, (t) => this.#verifyAccessOnce(t));

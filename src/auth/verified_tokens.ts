@@ -33,6 +33,8 @@ export class VerifiedTokens<T> {
   #bytes = 0;
   /** Moves on every `clear`: a check that started before one is not remembered. */
   #generation = 0;
+  /** The most recently used token (the last entry), or null when that is not known. */
+  #newest: string | null = null;
 
   /** Makes an empty memory. */
   constructor(options: VerifiedTokensOptions = {}) {
@@ -51,6 +53,26 @@ export class VerifiedTokens<T> {
   }
 
   /**
+   * The meaning of `token` when it was verified before and is still valid (it is then the most
+   * recently used), without waiting; undefined otherwise (an expired token is forgotten).
+   */
+  known(token: string): T | undefined {
+    const known = this.#entries.get(token);
+    if (known === undefined) return undefined;
+    if (this.#now() / 1000 >= known.validUntilS) {
+      this.#forget(token);
+      return undefined;
+    }
+    // Clients send one token for many requests: most hits are on the newest entry already.
+    if (token !== this.#newest) {
+      this.#entries.delete(token);
+      this.#entries.set(token, known);
+      this.#newest = token;
+    }
+    return known.value;
+  }
+
+  /**
    * The meaning of `token`: remembered when it was verified before and is still valid,
    * otherwise `verify(token)`'s answer (remembered when it is not null).
    */
@@ -58,16 +80,8 @@ export class VerifiedTokens<T> {
     token: string,
     verify: (token: string) => Promise<Verified<T> | null>,
   ): Promise<T | null> {
-    const nowS = this.#now() / 1000;
-    const known = this.#entries.get(token);
-    if (known !== undefined) {
-      this.#entries.delete(token);
-      if (nowS < known.validUntilS) {
-        this.#entries.set(token, known);
-        return known.value;
-      }
-      this.#bytes -= token.length;
-    }
+    const known = this.known(token);
+    if (known !== undefined) return known;
     const generation = this.#generation;
     const verified = await verify(token);
     if (verified === null) return null;
@@ -85,20 +99,23 @@ export class VerifiedTokens<T> {
     this.#generation++;
     this.#entries.clear();
     this.#bytes = 0;
+    this.#newest = null;
   }
 
   #remember(token: string, verified: Verified<T>): void {
-    const previous = this.#entries.get(token);
-    if (previous !== undefined) {
-      this.#entries.delete(token);
-      this.#bytes -= token.length;
-    }
+    this.#forget(token);
     this.#entries.set(token, verified);
     this.#bytes += token.length;
+    this.#newest = token;
     for (const oldest of this.#entries.keys()) {
       if (this.#bytes <= this.#maxBytes) break;
-      this.#entries.delete(oldest);
-      this.#bytes -= oldest.length;
+      this.#forget(oldest);
     }
+  }
+
+  #forget(token: string): void {
+    if (!this.#entries.delete(token)) return;
+    this.#bytes -= token.length;
+    if (token === this.#newest) this.#newest = null;
   }
 }

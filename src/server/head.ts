@@ -191,7 +191,7 @@ export function parseHead(
     if (colon <= 0) throw new HttpError(400, "Malformed header field");
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) throw new HttpError(400, "Malformed header field name");
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    const value = trimmed(line, colon + 1);
     if (CONTROL.test(value)) throw new HttpError(400, "Control character in a header field");
     if (headers.append(name, value)) {
       const key = name.toLowerCase();
@@ -243,6 +243,15 @@ export function parseHead(
     expectContinue,
     framing: framingOf(headers, http10),
   };
+}
+
+/** `line` from `from` on, without leading and trailing spaces and tabs. */
+function trimmed(line: string, from: number): string {
+  let start = from;
+  let end = line.length;
+  while (start < end && (line.charCodeAt(start) === 32 || line.charCodeAt(start) === 9)) start++;
+  while (end > start && (line.charCodeAt(end - 1) === 32 || line.charCodeAt(end - 1) === 9)) end--;
+  return line.slice(start, end);
 }
 
 /** The body framing the head declares; throws `HttpError` for an ambiguous or unknown one. */

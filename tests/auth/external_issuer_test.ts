@@ -370,9 +370,14 @@ Deno.test("with builtin on as well, both issuers' tokens are accepted", async ()
   });
   assert.equal(answer.status, 200);
   const own = ((await answer.json()) as { token: string }).token;
-  assert.deepEqual(await pull(reg, own), [404, undefined], "built-in");
   const foreign = await externalToken(leafKey, { header: chain });
-  assert.deepEqual(await pull(reg, foreign), [404, undefined], "external");
+  for (const round of ["checked", "remembered"]) {
+    assert.deepEqual(await pull(reg, own), [404, undefined], `built-in, ${round}`);
+    assert.deepEqual(await pull(reg, foreign), [404, undefined], `external, ${round}`);
+  }
+  const at = own.length - 10; // inside the signature, away from the last character's spare bits
+  const forged = own.slice(0, at) + (own[at] === "A" ? "B" : "A") + own.slice(at + 1);
+  await assertInvalid(reg, forged, "a remembered token with one signature character changed");
   const challenge = await reg.fetch("/v2/team/app/tags/list");
   await challenge.body?.cancel();
   assert.equal(challengeOf(challenge)?.realm, EXTERNAL_REALM);

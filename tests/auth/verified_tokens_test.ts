@@ -101,3 +101,42 @@ Deno.test("a check under way when the memory is cleared is answered but not reme
   await tokens.get("ok-a", slow);
   assert.equal(calls, 2);
 });
+
+Deno.test("known answers remembered, still valid tokens without a check, and forgets expired ones", async () => {
+  let nowMs = 0;
+  const tokens = new VerifiedTokens<string>({ now: () => nowMs });
+  const { calls, verify } = verifier(100);
+  assert.equal(tokens.known("ok-a"), undefined, "never verified");
+  assert.equal(await tokens.get("ok-a", verify), "user of ok-a");
+  assert.equal(await tokens.get("bad", verify), null);
+  assert.equal(tokens.known("ok-a"), "user of ok-a");
+  assert.equal(tokens.known("ok-A"), undefined, "one byte differs");
+  assert.equal(tokens.known("bad"), undefined, "invalid tokens are not remembered");
+  assert.deepEqual(calls, ["ok-a", "bad"]);
+  nowMs = 99_999;
+  assert.equal(tokens.known("ok-a"), "user of ok-a");
+  nowMs = 100_000; // its last valid second is over
+  assert.equal(tokens.known("ok-a"), undefined);
+  assert.equal(tokens.size, 0);
+  assert.equal(tokens.bytes, 0);
+  assert.equal(await tokens.get("ok-a", verify), "user of ok-a", "checked again in full");
+  assert.deepEqual(calls, ["ok-a", "bad", "ok-a"]);
+});
+
+Deno.test("a token answered by known is the most recently used", async () => {
+  const tokens = new VerifiedTokens<string>({ now: () => 0, maxBytes: 30 });
+  const { calls, verify } = verifier(100);
+  for (const token of ["ok-aaaaaa", "ok-bbbbbb", "ok-cccccc"]) await tokens.get(token, verify);
+  assert.equal(tokens.known("ok-aaaaaa"), "user of ok-aaaaaa");
+  assert.equal(tokens.known("ok-cccccc"), "user of ok-cccccc");
+  assert.equal(tokens.known("ok-aaaaaa"), "user of ok-aaaaaa");
+  await tokens.get("ok-dddddd", verify); // over the budget: b, used least recently, goes
+  assert.equal(tokens.known("ok-bbbbbb"), undefined);
+  await tokens.get("ok-eeeeee", verify); // then c
+  assert.equal(tokens.known("ok-cccccc"), undefined);
+  for (const token of ["ok-aaaaaa", "ok-dddddd", "ok-eeeeee"]) {
+    assert.equal(tokens.known(token), `user of ${token}`);
+  }
+  assert.equal(tokens.bytes, 27);
+  assert.equal(calls.length, 5);
+});
