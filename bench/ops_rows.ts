@@ -7,12 +7,13 @@
  *   and for one in ten a cross-repository mount, a durable write), reporting the scrape time,
  *   the exposition's size and its series count (which must not grow with repositories).
  * - `access-log`: the manifest GET rate (bench/load.ts, 64 connections) against two of our
- *   registries, one with the access log on and one with it off, run by run alternating which
- *   goes first; the server writes its log straight into a file, as under a service manager;
- *   the cost is given by CPU time per request (see `accessLogCost`) beside the measured rates.
+ *   registries, one with the access log on and one with it off, in pairs of 1 s slices
+ *   (`pairedSlices`); the server writes its log straight into a file, as under a service
+ *   manager; the cost is given by CPU time per request (see `accessLogCost`) beside the
+ *   measured rates.
  * - `auth`: blob HEAD and manifest GET rates (64 connections) against two of our registries,
  *   one without access control and one with htpasswd users, a policy and the built-in token
- *   server, sent a `Bearer` token as Docker sends it (alternating which goes first); and token
+ *   server, sent a `Bearer` token as Docker sends it, in pairs of 1 s slices; and token
  *   issuance per second (`GET /token` with Basic credentials and one scope, 8 connections).
  */
 
@@ -45,6 +46,84 @@ export interface OpsOptions {
 
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const encoder = new TextEncoder();
+
+/** Pairs of slices per comparison of two of our servers (twice `--runs` when that is more). */
+const PAIRS = 10;
+/** Seconds of load in each slice. */
+const SLICE_SECONDS = 1;
+
+/** One slice of load against one server: its rate, p99 and CPU time per request. */
+export interface Slice {
+  readonly rps: number;
+  readonly p99: number;
+  readonly cpuUs: number;
+}
+
+/** Two servers, "on" and "off", compared slice by slice: `on[i]` and `off[i]` are a pair. */
+export interface Paired {
+  readonly on: readonly Slice[];
+  readonly off: readonly Slice[];
+}
+
+/**
+ * Compares two of our servers ("on" and "off", differing in one feature) under the same load,
+ * in `pairs` pairs of short slices run back to back, alternating which goes first, after one
+ * uncounted slice each. On the VM of BENCHMARKS.md the CPU's speed changes by up to half from
+ * one stretch of a few seconds to the next, for the same code under the same load, so runs
+ * seconds apart differed more than the two servers do; the two slices of a pair share their
+ * stretch, and the figures are medians of the ratios taken within each pair.
+ */
+export async function pairedSlices(
+  pairs: number,
+  slice: (mode: "on" | "off") => Promise<Slice>,
+): Promise<Paired> {
+  await slice("on");
+  await slice("off");
+  const on: Slice[] = [];
+  const off: Slice[] = [];
+  for (let i = 0; i < pairs; i++) {
+    for (const mode of i % 2 === 0 ? ["on", "off"] as const : ["off", "on"] as const) {
+      (mode === "on" ? on : off).push(await slice(mode));
+    }
+  }
+  return { on, off };
+}
+
+/** Per pair: the on side's rate over the off side's. */
+export function rateRatios(paired: Paired): number[] {
+  return paired.on.map((s, i) => s.rps / paired.off[i]!.rps);
+}
+
+/** Per pair: the share of the on side's CPU per request that the off side does not spend. */
+export function cpuCosts(paired: Paired): number[] {
+  return paired.on.map((s, i) => 1 - paired.off[i]!.cpuUs / s.cpuUs);
+}
+
+/** One slice of `load.ts` against `server` with `args`; throws when a request failed. */
+async function loadSlice(
+  opts: OpsOptions,
+  server: Server,
+  what: string,
+  args: readonly string[],
+): Promise<Slice> {
+  const cpu0 = cpuSeconds(server.pid) ?? 0;
+  const out = await runLoadProcess(opts.benchDir, [
+    ...args,
+    "--conns",
+    "64",
+    "--seconds",
+    String(SLICE_SECONDS),
+  ]);
+  if (out.failed > 0) throw new Error(`${what}: ${out.firstFailure}`);
+  const cpu = (cpuSeconds(server.pid) ?? cpu0) - cpu0;
+  return { rps: out.rps, p99: out.p99, cpuUs: cpu / out.requests * 1e6 };
+}
+
+/** `median (min–max)` of `values` times `scale`, with `digits` decimals. */
+export function spread(values: readonly number[], digits: number, scale = 1): string {
+  const s = stats(values.map((v) => v * scale));
+  return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)} to ${s.max.toFixed(digits)})`;
+}
 
 /** A small image: config, one 1 KiB layer, and a manifest naming them. */
 function smallImage(): { config: Blob; layer: Blob; manifest: Uint8Array } {
@@ -170,52 +249,31 @@ async function accessLog(opts: OpsOptions): Promise<string[]> {
     }
     const image = smallImage();
     for (const s of Object.values(servers)) await pushImage(s, "bench/image", image);
-    const results: Record<string, { rps: number[]; p99: number[]; cpuUs: number[] }> = {
-      on: { rps: [], p99: [], cpuUs: [] },
-      off: { rps: [], p99: [], cpuUs: [] },
-    };
-    for (let r = 0; r < opts.runs; r++) {
-      for (const mode of r % 2 === 0 ? ["on", "off"] : ["off", "on"]) {
-        const cpu0 = cpuSeconds(servers[mode].pid) ?? 0;
-        const out = await runLoadProcess(opts.benchDir, [
+    const pairs = Math.max(PAIRS, 2 * opts.runs);
+    const paired = await pairedSlices(
+      pairs,
+      (mode) =>
+        loadSlice(opts, servers[mode], `access-log ${mode}`, [
           "--url",
           `${servers[mode].base}/v2/bench/image/manifests/latest`,
           "--method",
           "GET",
-          "--conns",
-          "64",
-          "--seconds",
-          String(opts.loadSeconds),
           "--header",
           `Accept: ${OCI_MANIFEST}`,
           "--expect-length",
           String(image.manifest.length),
-        ]);
-        if (out.failed > 0) throw new Error(`access-log ${mode}: ${out.firstFailure}`);
-        results[mode].rps.push(out.rps);
-        results[mode].p99.push(out.p99);
-        const cpu = (cpuSeconds(servers[mode].pid) ?? cpu0) - cpu0;
-        results[mode].cpuUs.push(cpu / out.requests * 1e6);
-      }
-    }
+        ]),
+    );
     const logged = await Deno.readTextFile(servers.on.logPath);
     const lines = logged.split("\n").filter((l) => l.includes("request")).length;
     if (lines === 0) throw new Error("The access log wrote nothing with REGISTRY_LOG_REQUESTS=1");
-    const on = stats(results.on.rps);
-    const off = stats(results.off.rps);
-    const cpuOn = stats(results.on.cpuUs).median;
-    const cpuOff = stats(results.off.cpuUs).median;
-    const row = (mode: string, s: { median: number; min: number; max: number }) =>
-      `| get-manifest, access log ${mode} | ${s.median.toFixed(0)} req/s (${s.min.toFixed(0)}–${
-        s.max.toFixed(0)
-      }), p99 ${stats(results[mode].p99).median.toFixed(2)} ms, server CPU ${
-        stats(results[mode].cpuUs).median.toFixed(1)
-      } µs/request | ${opts.runs} runs |`;
-    return [
-      row("on", on),
-      row("off", off),
-      accessLogCost(on.median / off.median, cpuOn, cpuOff, lines),
-    ];
+    const row = (mode: "on" | "off") =>
+      `| get-manifest, access log ${mode} | ${
+        spread(paired[mode].map((x) => x.rps), 0)
+      } req/s, p99 ${stats(paired[mode].map((x) => x.p99)).median.toFixed(2)} ms, server CPU ${
+        stats(paired[mode].map((x) => x.cpuUs)).median.toFixed(1)
+      } µs/request | ${pairs} slices of ${SLICE_SECONDS} s |`;
+    return [row("on"), row("off"), accessLogCost(paired, lines)];
   } finally {
     for (const s of Object.values(servers)) await s.stop();
   }
@@ -225,13 +283,17 @@ async function accessLog(opts: OpsOptions): Promise<string[]> {
  * The access log's cost row. The server is CPU-bound under this load, so its request rate is
  * the inverse of its CPU time per request: `1 − off/on` of the CPU per request is the rate the
  * log costs, a figure that other processes on the machine disturb far less than the measured
- * rates (which are shown too).
+ * rates (whose in-pair ratio is shown too). Both are medians over the pairs (`pairedSlices`).
  */
-function accessLogCost(rateRatio: number, cpuOn: number, cpuOff: number, lines: number): string {
-  const cost = 1 - cpuOff / cpuOn;
-  return `| access log cost | ${(cost * 100).toFixed(1)}% of the request rate by CPU per request (${
-    (cpuOn - cpuOff).toFixed(1)
-  } µs more); measured rate on/off = ${rateRatio.toFixed(3)} | ${lines} log lines |`;
+export function accessLogCost(paired: Paired, lines: number): string {
+  const extraUs = paired.on.map((s, i) => s.cpuUs - paired.off[i]!.cpuUs);
+  return `| access log cost | ${
+    spread(cpuCosts(paired), 1, 100)
+  }% of the request rate by CPU per request (${
+    stats(extraUs).median.toFixed(1)
+  } µs more): medians of ${paired.on.length} pairs; measured rate on/off ${
+    spread(rateRatios(paired), 3)
+  } | ${lines} log lines |`;
 }
 
 const BENCH_USER = "bench";
@@ -353,41 +415,33 @@ async function authRows(opts: OpsOptions): Promise<string[]> {
       },
     ];
     const rows: string[] = [];
+    const pairs = Math.max(PAIRS, 2 * opts.runs);
     for (const w of workloads) {
-      const rps: Record<string, number[]> = { on: [], off: [] };
-      const cpuUs: Record<string, number[]> = { on: [], off: [] };
-      for (let r = 0; r < opts.runs; r++) {
-        for (const mode of r % 2 === 0 ? ["on", "off"] : ["off", "on"]) {
-          const server = servers[mode];
-          const cpu0 = cpuSeconds(server.pid) ?? 0;
-          const args = [...w.args];
-          args[1] = `${server.base}${args[1]}`;
-          const out = await runLoadProcess(opts.benchDir, [
-            ...args,
-            "--conns",
-            "64",
-            "--seconds",
-            String(opts.loadSeconds),
-            "--header",
-            `Accept: ${OCI_MANIFEST}`,
-            ...headers[mode],
-            "--expect-length",
-            String(w.length),
-          ]);
-          if (out.failed > 0) throw new Error(`auth ${w.label} ${mode}: ${out.firstFailure}`);
-          rps[mode].push(out.rps);
-          cpuUs[mode].push(((cpuSeconds(server.pid) ?? cpu0) - cpu0) / out.requests * 1e6);
-        }
-      }
-      const on = stats(rps.on);
-      const off = stats(rps.off);
-      const cpu = (mode: string) => stats(cpuUs[mode]).median.toFixed(1);
+      const paired = await pairedSlices(pairs, (mode) => {
+        const args = [...w.args];
+        args[1] = `${servers[mode].base}${args[1]}`;
+        return loadSlice(opts, servers[mode], `auth ${w.label} ${mode}`, [
+          ...args,
+          "--header",
+          `Accept: ${OCI_MANIFEST}`,
+          ...headers[mode],
+          "--expect-length",
+          String(w.length),
+        ]);
+      });
+      const median = (mode: "on" | "off", key: "rps" | "cpuUs") =>
+        stats(paired[mode].map((x) => x[key])).median;
+      const ratio = stats(rateRatios(paired));
       rows.push(
-        `| ${w.label}, Bearer auth on / off | ${on.median.toFixed(0)} / ${
-          off.median.toFixed(0)
-        } req/s = **${(on.median / off.median).toFixed(3)}×** (target ≥ 0.8×); server CPU ${
-          cpu("on")
-        } / ${cpu("off")} µs/request | ${opts.runs} runs each |`,
+        `| ${w.label}, Bearer auth on / off | ${median("on", "rps").toFixed(0)} / ${
+          median("off", "rps").toFixed(0)
+        } req/s; on/off **${ratio.median.toFixed(3)}×** (the median of ${pairs} in-pair ratios, ${
+          ratio.min.toFixed(3)
+        }–${ratio.max.toFixed(3)}; target ≥ 0.8×); server CPU ${
+          median("on", "cpuUs").toFixed(1)
+        } / ${
+          median("off", "cpuUs").toFixed(1)
+        } µs/request | ${pairs} pairs of ${SLICE_SECONDS} s slices |`,
       );
     }
 
