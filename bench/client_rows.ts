@@ -19,13 +19,14 @@ import { syncAll } from "./ceilings.ts";
 import { goStyleRequest } from "./go_sender.ts";
 import { Http1, parseHead } from "./http1.ts";
 import { fileDigest, type LayoutImage, pushLayoutImage, writeLayoutImage } from "./images.ts";
-import { machineBusySeconds, type Server } from "./servers.ts";
+import type { Server } from "./servers.ts";
 import {
   type Blob,
   type Metric,
   pushMono,
   type RunOutput,
   sha256,
+  timed,
   type Timing,
   warmBlobs,
   type Workload,
@@ -104,16 +105,9 @@ function cpuWithChildren(): number {
   return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
 }
 
-async function timed(fn: () => Promise<void>): Promise<Timing> {
-  const cpu0 = cpuWithChildren();
-  const busy0 = machineBusySeconds() ?? 0;
-  const t0 = performance.now();
-  await fn();
-  return {
-    seconds: (performance.now() - t0) / 1000,
-    clientCpu: cpuWithChildren() - cpu0,
-    machineCpu: (machineBusySeconds() ?? busy0) - busy0,
-  };
+/** `timed`, with the CPU of the client programs this process runs and waits for counted. */
+function timedClients(fn: () => Promise<void>): Promise<Timing> {
+  return timed(fn, cpuWithChildren);
 }
 
 function throughput(bytes: number, t: Timing, note?: string) {
@@ -308,7 +302,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
     },
     async run(server, r) {
       let note: string | undefined;
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         note = await push(server, `bench/${name}-r${r}`);
       });
       await verifyStored(server, [blob.digest]);
@@ -447,7 +441,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
     async run(server) {
       await Deno.remove(curlPullFile).catch(() => {});
       let status = 0;
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         status = Number(
           await run("curl", [
             "-sS",
@@ -545,7 +539,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
       const image = await imageFor("skopeo-push", r);
       const repo = `bench/skopeo-push-r${r}`;
       const digestFile = join(clientsDir, "digest");
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         await run("skopeo", [
           "--policy",
           policy,
@@ -580,7 +574,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
       const image = await ensurePullImage(server);
       const dest = join(workDir, "skopeo-pulled");
       await Deno.remove(dest, { recursive: true }).catch(() => {});
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         await run("skopeo", [
           "--policy",
           policy,
@@ -660,7 +654,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
       }
       const repo = `bench/podman-push-r${r}`;
       const digestFile = join(clientsDir, "digest");
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         await podman(
           pushStore,
           "push",
@@ -709,7 +703,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
       const image = await ensurePullImage(server);
       const store = join(clientsDir, `podman-pull-${server.name}-r${r}`);
       const ref = `${host(server)}/bench/image-pull:latest`;
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         await podman(
           store,
           "pull",
@@ -806,7 +800,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
         imported.add(r);
       }
       const repo = `bench/ctr-push-r${r}`;
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         await ctr(
           "-n",
           "push",
@@ -839,7 +833,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
       const image = await ensurePullImage(server);
       const ns = `pull-${server.name}-r${r}`;
       const ref = `${host(server)}/bench/image-pull:latest`;
-      const t = await timed(async () => {
+      const t = await timedClients(async () => {
         await ctr("-n", ns, "images", "pull", "--plain-http", ref);
       });
       const listed = await ctr("-n", ns, "images", "ls");

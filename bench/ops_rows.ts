@@ -120,7 +120,7 @@ async function loadSlice(
 }
 
 /** `median (min–max)` of `values` times `scale`, with `digits` decimals. */
-export function spread(values: readonly number[], digits: number, scale = 1): string {
+function spread(values: readonly number[], digits: number, scale = 1): string {
   const s = stats(values.map((v) => v * scale));
   return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)} to ${s.max.toFixed(digits)})`;
 }

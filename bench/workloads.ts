@@ -272,14 +272,21 @@ export interface Timing {
   readonly machineCpu: number;
 }
 
-async function timed(fn: () => Promise<void>): Promise<Timing> {
-  const cpu0 = cpuNow();
+/**
+ * Times `fn`: wall seconds, the client's CPU seconds as `clientCpu` reads them (by default this
+ * process's), and the machine's busy seconds meanwhile.
+ */
+export async function timed(
+  fn: () => Promise<void>,
+  clientCpu: () => number = cpuNow,
+): Promise<Timing> {
+  const cpu0 = clientCpu();
   const busy0 = machineBusySeconds() ?? 0;
   const t0 = performance.now();
   await fn();
   return {
     seconds: (performance.now() - t0) / 1000,
-    clientCpu: cpuNow() - cpu0,
+    clientCpu: clientCpu() - cpu0,
     machineCpu: (machineBusySeconds() ?? busy0) - busy0,
   };
 }
