@@ -217,6 +217,65 @@ export async function startOurs(
   };
 }
 
+/** A running receiver of pushes: a registry, or one of bench/intake.ts's. */
+export interface Receiver {
+  readonly name: string;
+  /** `http://127.0.0.1:PORT`. */
+  readonly base: string;
+  readonly pid: number;
+  /** Stops the process (SIGTERM, then SIGKILL after 15 s). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts bench/intake.ts in `mode` on a free port, its files in `dataDir`, its output appended
+ * to `intake-MODE.log` in `logDir`; with `deno task start`'s V8 flags, as our registry runs.
+ */
+export async function startIntake(
+  repoRoot: string,
+  mode: string,
+  dataDir: string,
+  logDir: string,
+): Promise<Receiver> {
+  await Deno.mkdir(dataDir, { recursive: true });
+  const logPath = join(logDir, `intake-${mode}.log`);
+  const logStart = await Deno.stat(logPath).then((st) => st.size, () => 0);
+  const child = spawnLogged(
+    Deno.execPath(),
+    [
+      "run",
+      ...["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-ffi"],
+      "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=25",
+      join(repoRoot, "bench", "intake.ts"),
+      ...["--mode", mode, "--port", "0", "--dir", dataDir],
+    ],
+    logPath,
+    { cwd: repoRoot, env: { NO_COLOR: "1" } },
+  );
+  let exited = false;
+  child.status.then(() => exited = true);
+  let base: string | null = null;
+  const deadline = Date.now() + 30_000;
+  while (base === null && !exited && Date.now() < deadline) {
+    const m = /intake listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(
+      await readFrom(logPath, logStart),
+    );
+    if (m) base = `http://127.0.0.1:${m[1]}`;
+    else await new Promise((r) => setTimeout(r, 50));
+  }
+  if (base === null) {
+    await stopChild(child);
+    const tail = await readFrom(logPath, logStart);
+    throw new Error(`bench/intake.ts did not print its listening line; log:\n${tail.slice(-2000)}`);
+  }
+  return {
+    name: `intake-${mode}`,
+    base,
+    pid: child.pid,
+    stop: () => stopChild(child),
+  };
+}
+
 /** The Distribution configuration the benchmark writes (filesystem storage, delete on). */
 export function distributionConfig(dataDir: string, port: number): string {
   // As the Debian package's /etc/docker/registry/config.yml (filesystem storage, in-memory

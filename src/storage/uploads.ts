@@ -52,7 +52,7 @@ function syncWhole(file: AppendWriter, whole: WholeBytes): Promise<void> {
 }
 
 /** Writes are batched into (two) buffers of this size before they reach the driver. */
-const WRITE_BATCH = 1024 * 1024;
+export const WRITE_BATCH = 1024 * 1024;
 
 /** What the upload service needs from session storage. */
 export interface UploadStore {

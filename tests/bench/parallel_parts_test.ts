@@ -1,0 +1,169 @@
+/**
+ * The parallel-push breakdown (bench/parallel_parts.ts) and its receivers (bench/intake.ts):
+ * what each receiver answers and stores, how rounds are summarized, and a short run of the
+ * whole tool.
+ */
+
+import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Http1 } from "../../bench/http1.ts";
+import { intakeHandler, type IntakeMode } from "../../bench/intake.ts";
+import { partsTable, rotation, type Sample, summarize } from "../../bench/parallel_parts.ts";
+import { makeData, pushStream, sha256 } from "../../bench/workloads.ts";
+import { serveHttp1 } from "../../src/server/mod.ts";
+
+const MiB = 1024 * 1024;
+const REPO_ROOT = dirname(dirname(dirname(fileURLToPath(import.meta.url))));
+
+/** Runs `fn` against an in-process receiver in `mode`, its files in a temporary folder. */
+async function withIntake(
+  mode: IntakeMode,
+  fn: (base: string, dir: string) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "intake-test-" });
+  const server = serveHttp1({ hostname: "127.0.0.1", port: 0 }, intakeHandler(mode, dir));
+  try {
+    await fn(`http://127.0.0.1:${server.addr.port}`, dir);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A blob of a few batches and a bit, so that the last batch is a short one. */
+function blob(seed: number): { bytes: Uint8Array; digest: string } {
+  const bytes = makeData(3 * MiB + 12_345);
+  new DataView(bytes.buffer).setUint32(8, seed);
+  return { bytes, digest: sha256(bytes) };
+}
+
+async function filesIn(dir: string): Promise<Uint8Array[]> {
+  const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+  return await Promise.all(names.map((name) => Deno.readFile(join(dir, name))));
+}
+
+Deno.test("intake both: two parallel pushes in 32 KiB frames are hashed and stored byte for byte", async () => {
+  await withIntake("both", async (base, dir) => {
+    const blobs = [blob(1), blob(2)];
+    const conns = await Promise.all(blobs.map(() => Http1.connect(base)));
+    try {
+      // pushStream checks the PATCH's Range and the PUT's 201 with the digest
+      await Promise.all(blobs.map((b, i) => pushStream(conns[i]!, base, `t/r${i}`, b, 32 * 1024)));
+    } finally {
+      for (const c of conns) c.close();
+    }
+    const stored = await filesIn(dir);
+    assert.equal(stored.length, 2);
+    assert.deepEqual(stored.map(sha256).sort(), blobs.map((b) => b.digest).sort());
+  });
+});
+
+Deno.test("intake hash: a PUT with another digest is refused with 400", async () => {
+  await withIntake("hash", async (base) => {
+    const b = blob(3);
+    const conn = await Http1.connect(base);
+    try {
+      const posted = await conn.request("POST", "/v2/t/blobs/uploads/");
+      assert.equal(posted.status, 202);
+      const location = posted.headers.get("location")!;
+      const patched = await conn.request("PATCH", location, { body: b.bytes });
+      assert.equal(patched.status, 202);
+      assert.equal(patched.headers.get("range"), `0-${b.bytes.length - 1}`);
+      const wrong = sha256(b.bytes.subarray(1));
+      const put = await conn.request("PUT", `${location}?digest=${encodeURIComponent(wrong)}`);
+      assert.equal(put.status, 400);
+      assert.match(new TextDecoder().decode(put.body), new RegExp(b.digest.slice(7)));
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+Deno.test("intake drop and write: the Range counts every byte; only write stores them", async () => {
+  for (const mode of ["drop", "write"] as const) {
+    await withIntake(mode, async (base, dir) => {
+      const b = blob(4);
+      const conn = await Http1.connect(base);
+      try {
+        await pushStream(conn, base, "t/one", b, 32 * 1024);
+      } finally {
+        conn.close();
+      }
+      const stored = await filesIn(dir);
+      if (mode === "drop") assert.equal(stored.length, 0);
+      else assert.deepEqual(stored.map(sha256), [b.digest]);
+    });
+  }
+});
+
+Deno.test("summarize: the first round left out, rates against the baseline in the same round", () => {
+  // The machine runs half as fast in round 2: the in-round ratio stays 2.
+  const s = (receiver: string, round: number, seconds: number, cpu: number): Sample => ({
+    receiver,
+    round,
+    mib: 1024,
+    seconds,
+    receiverCpu: cpu,
+    machineCpu: 2 * cpu,
+  });
+  const rows = summarize(
+    [
+      s("ours", 0, 100, 9),
+      s("distribution", 0, 1, 9),
+      s("ours", 1, 1, 1.5),
+      s("distribution", 1, 2, 3),
+      s("ours", 2, 2, 1.5),
+      s("distribution", 2, 4, 3),
+    ],
+    1,
+    "distribution",
+  );
+  assert.deepEqual(rows.map((r) => r.receiver), ["ours", "distribution"]);
+  const ours = rows[0]!;
+  assert.deepEqual(ours.rate, { median: 768, min: 512, max: 1024 });
+  assert.equal(ours.ratio, 2);
+  assert.equal(ours.receiverCpuPerGiB, 1.5);
+  assert.equal(ours.machineCpuPerGiB, 3);
+  assert.equal(ours.machineCores, 2.25);
+  assert.equal(rows[1]!.ratio, 1);
+  assert.match(
+    partsTable(rows),
+    /\| ours \| 768 \(512–1,024\) \| 2\.00 \| 1\.50 \| 2\.25 \| 3\.00 \|/,
+  );
+  assert.equal(summarize([s("ours", 1, 1, 1)], 1, "distribution")[0]!.ratio, null);
+});
+
+Deno.test("rotation: every receiver once a round, each one first in turn", () => {
+  assert.deepEqual(rotation(3, 0), [0, 1, 2]);
+  assert.deepEqual(rotation(3, 1), [1, 2, 0]);
+  assert.deepEqual(rotation(3, 5), [2, 0, 1]);
+});
+
+Deno.test("bench:parallel: a short run pushes into our registry and every intake, and leaves no data", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "parts-run-" });
+  try {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        join(REPO_ROOT, "bench", "parallel_parts.ts"),
+        ...["--mib", "1", "--rounds", "2", "--no-distribution", "--dir", dir],
+      ],
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+    for (const name of ["ours", "intake-drop", "intake-hash", "intake-write", "intake-both"]) {
+      assert.match(text, new RegExp(`^\\| ${name} \\| [\\d,]+ \\(`, "m"), name);
+    }
+    // the run's folder keeps its logs only
+    const [run] = await Array.fromAsync(Deno.readDir(dir));
+    const left = await Array.fromAsync(Deno.readDir(join(dir, run!.name)));
+    assert.ok(left.length > 0 && left.every((e) => e.isFile && e.name.endsWith(".log")));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
