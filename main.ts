@@ -25,6 +25,9 @@ import {
   type TlsFiles,
 } from "./src/startup.ts";
 
+/** A second SIGINT/SIGTERM this soon after the first is the same stop (see `stop`). */
+const REPEAT_MS = 1000;
+
 async function main(): Promise<number> {
   let invocation: Invocation;
   try {
@@ -152,10 +155,16 @@ async function main(): Promise<number> {
   // The app drains first (new requests get 503, requests in flight get the grace period),
   // and only then does the server stop listening: Deno.serve's shutdown() makes the bodies
   // of requests in flight unreadable (denoland/deno#36809).
-  let stopping = false;
+  let stoppingSince: number | null = null;
   const stop = async () => {
-    if (stopping) Deno.exit(0); // a second signal: stop waiting
-    stopping = true;
+    if (stoppingSince !== null) {
+      // A signal to a process group reaches the registry twice under `deno task start` (once
+      // from the sender, once passed on by the task runner), and Ctrl+C is one: a repeat
+      // within REPEAT_MS is the same stop. A later one means: stop waiting.
+      if (performance.now() - stoppingSince < REPEAT_MS) return;
+      Deno.exit(0);
+    }
+    stoppingSince = performance.now();
     const grace = config.shutdownGraceMs;
     log.info("shutting down: finishing in-flight requests", { grace_s: grace / 1000 });
     const hard = setTimeout(() => {

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { portOf, readResponse, writeAllTo } from "../helpers/raw_http.ts";
-import { randomBytes, sha256Digest, spawnRegistry } from "../helpers/registry.ts";
+import { PROJECT_ROOT, randomBytes, sha256Digest, spawnRegistry } from "../helpers/registry.ts";
 import { checkStore } from "../helpers/store_check.ts";
 
 const GRACE_S = 2;
@@ -140,6 +140,132 @@ Deno.test({
       const result = await reg.kill("SIGTERM");
       assert.equal(result.code, 0);
       assert.ok(Date.now() - signalled < 1500, "no waiting for the grace period");
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+/** `deno task start` in a process group of its own; its output is collected. */
+function startTask(root: string, args: string[]) {
+  const child = new Deno.Command("setsid", {
+    args: [Deno.execPath(), "task", "start", "--port", "0", "--data", root, ...args],
+    cwd: PROJECT_ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let output = "";
+  const decoder = new TextDecoder();
+  const collect = (stream: ReadableStream<Uint8Array>) =>
+    stream.pipeTo(
+      new WritableStream({ write: (chunk) => void (output += decoder.decode(chunk)) }),
+    );
+  const drained = Promise.all([collect(child.stdout), collect(child.stderr)]);
+  return {
+    child,
+    output: () => output,
+    /** The address once the listening line appears. */
+    async url(): Promise<string> {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const m = /listening on (http:\/\/[0-9.]+:[0-9]+)\/v2\//.exec(output);
+        if (m) return m[1]!;
+        if (Date.now() > deadline) throw new Error(`no listening line: ${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+    /** Waits for the task runner to exit and its output to end. */
+    async finished() {
+      const status = await child.status;
+      await drained;
+      return status;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "SIGTERM to the process group of `deno task start` (as systemd and Ctrl+C send it) drains: the in-flight PATCH finishes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "registry-shutdown-" });
+    const task = startTask(root, ["--shutdown-grace", "10"]);
+    try {
+      const url = await task.url();
+      const bytes = randomBytes(200_000);
+      const location = await post(url, "shutdown/group");
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(url) });
+      await writeAllTo(
+        conn,
+        `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Length: ${bytes.length}\r\n\r\n`,
+      );
+      await writeAllTo(conn, bytes.subarray(0, 50_000));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // the whole group: the task runner and the registry each get it, and the task runner
+      // passes its copy on to the registry
+      Deno.kill(-task.child.pid, "SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await writeAllTo(conn, bytes.subarray(50_000));
+      const res = await readResponse(conn, 10_000);
+      conn.close();
+      assert.equal(res?.status, 202, task.output());
+      assert.equal(res?.headers.get("range"), `0-${bytes.length - 1}`);
+      const status = await task.finished();
+      assert.equal(status.code, 0, task.output());
+      assert.match(task.output(), /shutting down/);
+      assert.match(task.output(), /msg="?stopped/);
+    } finally {
+      try {
+        Deno.kill(-task.child.pid, "SIGKILL");
+      } catch {
+        // gone already
+      }
+      await task.finished();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a repeated SIGTERM right away is the same stop; one more than a second later exits without waiting for the grace",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "registry-shutdown-" });
+    try {
+      const reg = await spawnRegistry(root, ["--shutdown-grace", "60"]);
+      const location = await post(reg.url, "shutdown/twice");
+      // a PATCH that stalls: the drain waits for it up to the grace period
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: portOf(reg.url) });
+      await writeAllTo(
+        conn,
+        `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n`,
+      );
+      await writeAllTo(conn, randomBytes(10_000));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const exited = reg.kill("SIGTERM");
+      // once it drains (two signals sent back to back may be delivered as one), a repeat
+      // right away is the same stop: the drain goes on
+      for (;;) {
+        const res = await fetch(`${reg.url}/v2/`);
+        await res.body?.cancel();
+        if (res.status === 503) break;
+      }
+      Deno.kill(reg.pid, "SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const res = await fetch(`${reg.url}/v2/`);
+      await res.body?.cancel();
+      assert.equal(res.status, 503, "still draining after the repeated signal");
+      const second = Date.now();
+      Deno.kill(reg.pid, "SIGTERM");
+      const result = await exited;
+      assert.equal(result.code, 0);
+      assert.ok(Date.now() - second < 2000, "exited at once");
+      conn.close();
     } finally {
       await Deno.remove(root, { recursive: true });
     }
