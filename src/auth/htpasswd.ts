@@ -29,6 +29,13 @@ interface Loaded {
   readonly stamp: string;
 }
 
+/** The users who can log in (bcrypt entries), and the entries refused (other hash kinds). */
+function counts(loaded: Loaded): { users: number; refused: number } {
+  let users = 0;
+  for (const hash of loaded.users.values()) if (hash !== null) users++;
+  return { users, refused: loaded.users.size - users };
+}
+
 /** The users of an htpasswd file. */
 export class HtpasswdFile {
   readonly #path: string;
@@ -59,13 +66,13 @@ export class HtpasswdFile {
     options: HtpasswdOptions = {},
   ): Promise<HtpasswdFile> {
     const loaded = await load(path, log);
-    log.info("htpasswd file loaded", { path, users: loaded.users.size });
+    log.info("htpasswd file loaded", { path, ...counts(loaded) });
     return new HtpasswdFile(path, log, loaded, options);
   }
 
   /** How many usable (bcrypt) entries the file has. */
   get size(): number {
-    return [...this.#loaded.users.values()].filter((hash) => hash !== null).length;
+    return counts(this.#loaded).users;
   }
 
   /** Whether the file (re-read if it changed) has a usable entry for `user`. */
@@ -106,10 +113,7 @@ export class HtpasswdFile {
         if (stampOf(info) !== this.#loaded.stamp) {
           this.#loaded = await load(this.#path, this.#log);
           this.#cache.clear();
-          this.#log.info("htpasswd file reloaded", {
-            path: this.#path,
-            users: this.#loaded.users.size,
-          });
+          this.#log.info("htpasswd file reloaded", { path: this.#path, ...counts(this.#loaded) });
         }
       } catch (error) {
         this.#log.error("htpasswd file unreadable; keeping the users read before", {

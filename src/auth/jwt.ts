@@ -92,11 +92,15 @@ export async function loadSigningKey(
     const stored = await driver.get(TOKEN_SIGNING_KEY);
     if (stored !== null) {
       privateJwk = JSON.parse(new TextDecoder().decode(stored)) as JWK;
-    } else {
-      const pair = await generateKeyPair(ALGORITHM, { extractable: true });
-      privateJwk = await exportJWK(pair.privateKey);
-      await driver.put(TOKEN_SIGNING_KEY, JSON.stringify(privateJwk));
+      const key = await keyOf(privateJwk);
+      // Earlier versions wrote the key readable by every local user: it is written again as a
+      // secret. At best: on a data root that cannot be written the key stays as it is.
+      await driver.put(TOKEN_SIGNING_KEY, stored, { secret: true }).catch(() => {});
+      return key;
     }
+    const pair = await generateKeyPair(ALGORITHM, { extractable: true });
+    privateJwk = await exportJWK(pair.privateKey);
+    await driver.put(TOKEN_SIGNING_KEY, JSON.stringify(privateJwk), { secret: true });
   }
   return await keyOf(privateJwk);
 }

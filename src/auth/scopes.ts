@@ -1,12 +1,14 @@
 /**
  * Token scopes (`type:name:actions`, Docker's token protocol) and the `access` claim of a
  * token. A scope is split on its first and its last colon, so a name may contain `host:port`.
- * `repository` scopes take `pull`, `push`, `delete` and `*` (all three); `registry:catalog:*`
+ * `repository` scopes name a repository as the spec's grammar has it (after a host, if any) and
+ * take `pull`, `push`, `delete` and `*` (all three); `registry:catalog:*`
  * lists every repository in the catalog. Unknown types and malformed scopes are ignored. What
  * is granted is the intersection of what was asked and what the policies allow.
  */
 
 import type { Action } from "../pipeline/context.ts";
+import { isRepositoryName, MAX_NAME_LENGTH } from "../types/names.ts";
 import type { AccessPolicies } from "./policy.ts";
 
 /** One entry of a token's `access` claim. */
@@ -17,9 +19,22 @@ export interface AccessEntry {
 }
 
 const ACTIONS: readonly Action[] = ["pull", "push", "delete"];
-const NAME = /^[a-z0-9][a-z0-9._:/-]{0,254}$/;
+/** A registry host in front of a name (`localhost:5000/team/app`), as some clients send it. */
+const HOST = /^[a-zA-Z0-9.-]+(?::[0-9]{1,5})?$/;
 /** The most scopes one token request may ask for (more are ignored). */
 const MAX_SCOPES = 64;
+
+/**
+ * Whether a scope names a repository: a valid repository name, optionally after a host. Names
+ * no repository can have (`bob/x/../../team/app`) are not granted anything, whatever a policy's
+ * pattern would match: a service trusting the tokens may read names otherwise.
+ */
+function isScopeName(name: string): boolean {
+  if (name.length > MAX_NAME_LENGTH) return false;
+  if (isRepositoryName(name)) return true;
+  const slash = name.indexOf("/");
+  return slash > 0 && HOST.test(name.slice(0, slash)) && isRepositoryName(name.slice(slash + 1));
+}
 
 /** Parses the scopes of a token request (each value may hold several, space-separated). */
 export function parseScopes(values: readonly string[]): AccessEntry[] {
@@ -33,7 +48,7 @@ export function parseScopes(values: readonly string[]): AccessEntry[] {
     const name = scope.slice(first + 1, last);
     const actions = scope.slice(last + 1).split(",").filter((a) => a !== "");
     let known: string[];
-    if (type === "repository" && NAME.test(name)) {
+    if (type === "repository" && isScopeName(name)) {
       known = actions.includes("*") ? [...ACTIONS] : ACTIONS.filter((a) => actions.includes(a));
     } else if (type === "registry" && name === "catalog" && actions.includes("*")) {
       known = ["*"];

@@ -78,6 +78,12 @@ export interface PutOptions {
    * object describes) resolved; when it rejects nothing is replaced and `put` rethrows.
    */
   readonly after?: Promise<void>;
+  /**
+   * A secret (the token signing key): readable by the registry's own user only. The filesystem
+   * writes the file with mode 0600, whatever the umask; an S3 object is private to the
+   * bucket's owner anyway.
+   */
+  readonly secret?: boolean;
 }
 
 /** Pagination of `list`: names strictly after `after`, at most `limit` of them. */

@@ -46,6 +46,9 @@ Deno.test("htpasswd: non-bcrypt entries are refused with a warning naming the us
   const warning = lines.find((line) => line.includes("only bcrypt"));
   assert.ok(warning?.includes("user=old"), lines.join("\n"));
   assert.ok(!lines.join("\n").includes(md5));
+  // the count logged is of the users who can log in
+  const loaded = lines.find((line) => line.includes("htpasswd file loaded"));
+  assert.match(loaded ?? "", / users=1 refused=1\b/, lines.join("\n"));
 });
 
 Deno.test("htpasswd: a changed file is re-read, and cached successes are dropped", async () => {

@@ -6,6 +6,9 @@
  */
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadSigningKey } from "../../src/auth/jwt.ts";
+import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { MemoryDriver } from "../../src/storage/drivers/memory.ts";
 import { StartupError } from "../../src/errors.ts";
 import { TOKEN_SIGNING_KEY } from "../../src/storage/keys.ts";
@@ -243,6 +246,16 @@ Deno.test("scopes: host:port names, unknown types, the catalog for admins", asyn
   const bob = await tokenFor(reg, "bob", ["registry:catalog:*"]);
   const listed = await withToken(reg, bob).fetch("/v2/_catalog");
   assert.deepEqual(await listed.json(), { repositories: ["team/app"] });
+  // names no repository can have get nothing, whatever bob's `team/*` and `team/**` match
+  const odd = await tokenFor(reg, "bob", [
+    "repository:team/x/../../team/app:pull,push",
+    "repository:team/..:pull repository:team/:pull repository:team//x:pull",
+    "repository:localhost:5000/../team/app:pull repository:team/App:pull",
+  ]);
+  assert.deepEqual(
+    JSON.parse(atob(odd.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).access,
+    [],
+  );
   const anon = await withToken(reg, await tokenFor(reg, null, ["repository:public/x:pull"]))
     .fetch("/v2/_catalog");
   assert.equal(anon.status, 401);
@@ -368,5 +381,27 @@ Deno.test("a configured PEM signing key is used; a key of another kind is refuse
       tokenRegistry(file.path, { signingKey: path }),
       (e: Error) => e instanceof StartupError && e.message.includes(path),
     );
+  }
+});
+
+Deno.test("the generated signing key's file is readable by the registry's user only", async () => {
+  const root = await Deno.makeTempDir({ prefix: "signing-key-" });
+  const path = join(root, TOKEN_SIGNING_KEY);
+  try {
+    const driver = new FsDriver(root);
+    const key = await loadSigningKey(driver, null);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    // a key an earlier version left readable by everyone is made private, and kept
+    await Deno.chmod(path, 0o644);
+    const bytes = await Deno.readFile(path);
+    const again = await loadSigningKey(driver, null);
+    assert.equal(again.kid, key.kid);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    assert.deepEqual(await Deno.readFile(path), bytes);
+    // nothing else of the data root is made private
+    await driver.put("repositories/x/tag", "1");
+    assert.equal((await Deno.stat(join(root, "repositories/x/tag"))).mode! & 0o044, 0o044);
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -128,18 +128,21 @@ export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<voi
  * renames it over the target and flushes the folder. A crash leaves the old or the new file.
  * With `after`, the rename also waits for that promise (e.g. the flush of the data a state
  * file describes), which runs meanwhile; if it rejects, nothing is replaced and it rethrows.
+ * With `secret`, the file has mode 0600 from its creation on.
  */
 export async function atomicWrite(
   path: string,
   data: Uint8Array | string,
-  options: { after?: Promise<void> } = {},
+  options: { after?: Promise<void>; secret?: boolean } = {},
 ): Promise<void> {
   const dir = dirname(path);
   await ensureDir(dir);
   const tmp = join(dir, `.tmp-${crypto.randomUUID()}`);
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const file = await Deno.open(tmp, { write: true, createNew: true });
+  const mode = options.secret ? 0o600 : undefined;
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode });
   try {
+    if (mode !== undefined) await Deno.chmod(tmp, mode); // whatever the umask
     await writeAll(file, bytes);
     await file.syncData();
   } catch (error) {
