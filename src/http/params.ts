@@ -72,7 +72,7 @@ export function parsePage(params: URLSearchParams): Page {
     if (!/^[0-9]{1,9}$/.test(rawN)) {
       throw new RegistryError(
         "UNSUPPORTED",
-        `Invalid page size n=${quote(rawN)}: expected 0 or more`,
+        `Invalid page size n=${quote(rawN)}: expected a whole number from 0 to 999999999`,
         {
           status: 400,
           detail: { n: rawN.slice(0, 100) },

@@ -55,10 +55,11 @@ export function errorReply(failure: unknown, ctx: RequestContext, log: Logger): 
     body = errorBody("UNKNOWN", "Internal error; see the registry log");
   }
   const bytes = encoder.encode(body);
+  // HEAD: the length GET's body would have (RFC 9110 §8.6), and no body
   const head = request.method === "HEAD";
   return content(status, head ? null : bytes, {
     "Content-Type": "application/json",
-    "Content-Length": head ? "0" : String(bytes.length),
+    "Content-Length": String(bytes.length),
     ...extra,
   });
 }

@@ -10,6 +10,7 @@
  */
 
 import { parseDigest } from "../digest/digest.ts";
+import { evaluate, hasPreconditions, rangeIfCurrent } from "../http/conditional.ts";
 import { parseRepositoryName, parseUploadId } from "../http/params.ts";
 import { parseContentRange, resolveRange, uploadRange } from "../http/ranges.ts";
 import { contentLength } from "../http/request.ts";
@@ -36,6 +37,20 @@ export function blobRoutes(services: Services): Route[] {
     "Cache-Control": "max-age=31536000",
     "ETag": `"${digest}"`,
   });
+
+  /**
+   * The reply to a conditional GET or HEAD whose precondition fails (304 or 412), or null to
+   * answer as usual; a blob that is not there stays a 404.
+   */
+  const preconditions = async (ctx: RouteContext, name: RepositoryName, digest: Digest) => {
+    if (!hasPreconditions(ctx.request.headers)) return null;
+    const size = await blobs.stat(name, digest);
+    const verdict = evaluate(ctx.request.headers, `"${digest}"`);
+    if (verdict === "proceed") return null;
+    return verdict === "not-modified"
+      ? empty(304, blobHeaders(digest, size))
+      : empty(412, { ETag: `"${digest}"` });
+  };
 
   const sessionResponse = (status: number, name: RepositoryName, s: UploadStatus) =>
     empty(status, {
@@ -128,16 +143,20 @@ export function blobRoutes(services: Services): Route[] {
       methods: {
         async HEAD(ctx) {
           const { name, digest } = target(ctx);
+          const unmet = await preconditions(ctx, name, digest);
+          if (unmet) return unmet;
           return empty(200, blobHeaders(digest, await blobs.size(name, digest)));
         },
         async GET(ctx) {
           const { name, digest } = target(ctx);
+          const unmet = await preconditions(ctx, name, digest);
+          if (unmet) return unmet;
           if (signedUrl) {
             await blobs.size(name, digest); // linked and stored (BLOB_UNKNOWN); a pull event
             const url = await signedUrl.call(services.driver, blobKey(digest), REDIRECT_SECONDS);
             return empty(307, { Location: url, "Docker-Content-Digest": digest });
           }
-          const range = ctx.request.headers.get("range");
+          const range = rangeIfCurrent(ctx.request.headers, `"${digest}"`);
           const blob = await blobs.open(name, digest, (size) => resolveRange(range, size));
           if (blob.span === null) {
             return content(200, blob.stream, blobHeaders(digest, blob.size));

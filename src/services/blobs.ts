@@ -69,6 +69,11 @@ export class BlobService {
     return size;
   }
 
+  /** Size of a blob linked in the repository, without a pull event; throws BLOB_UNKNOWN. */
+  stat(name: RepositoryName, digest: Digest): Promise<number> {
+    return this.#size(name, digest);
+  }
+
   /** Size of a blob linked in the repository; throws BLOB_UNKNOWN. */
   async #size(name: RepositoryName, digest: Digest): Promise<number> {
     let size: number | null;
@@ -129,7 +134,8 @@ export class BlobService {
         throw new RegistryError(
           "UNSUPPORTED",
           `Blob "${digest}" is used by manifest "${manifest}" in "${name}"; delete the manifest first`,
-          { detail: { digest, manifest } },
+          // the blob can be read, not deleted, for now (RFC 9110 §15.5.6)
+          { detail: { digest, manifest }, headers: { Allow: "GET, HEAD" } },
         );
       }
       if (!(await this.#meta.unlinkLayer(name, digest))) throw unknownBlob(name, digest);

@@ -66,6 +66,18 @@ function descriptor(value: unknown, where: string): Descriptor {
 }
 
 /**
+ * Throws MANIFEST_INVALID for a body that starts with a UTF-8 byte order mark: the decoder of
+ * `parseManifest` drops it, but Go's encoding/json (Docker, containerd) refuses it, so such a
+ * manifest could be pushed and not pulled. Checked on upload only: one stored by an earlier
+ * version still parses (and keeps what it references).
+ */
+export function refuseByteOrderMark(bytes: Uint8Array): void {
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) {
+    throw invalid("Manifest starts with a byte order mark: JSON without one is expected");
+  }
+}
+
+/**
  * Parses and validates a manifest body. The media type is the body's `mediaType`, else the
  * Content-Type; they must agree when both are given. Throws MANIFEST_INVALID naming the
  * failing field.

@@ -25,7 +25,13 @@ import { SlabCache } from "../storage/slab_cache.ts";
 import type { Descriptor, Digest, Manifest, Reference, RepositoryName } from "../types/oci.ts";
 import { Dependents } from "./dependents.ts";
 import { blobLock, repositoryLock } from "./locks.ts";
-import { artifactTypeOf, isExternalLayer, parseManifest, referencesOf } from "./manifest_parse.ts";
+import {
+  artifactTypeOf,
+  isExternalLayer,
+  parseManifest,
+  referencesOf,
+  refuseByteOrderMark,
+} from "./manifest_parse.ts";
 
 /** A resolved manifest: its digest and what was recorded about it. */
 export interface ManifestInfo extends RevisionRecord {
@@ -101,6 +107,7 @@ export class ManifestService {
         { detail: { expected: reference.digest, actual: digest } },
       );
     }
+    refuseByteOrderMark(bytes);
     const manifest = parseManifest(bytes, body.contentType);
     const subject = manifest.subject?.digest;
     const record: RevisionRecord = {

@@ -130,15 +130,17 @@ Deno.test("read-only mode: pushes and deletes answer 405 UNSUPPORTED saying why;
   assert.equal(await status(reg, "/v2/app/manifests/v1"), 200);
   assert.equal(await status(reg, "/v2/app/tags/list"), 200);
   for (
-    const [method, path] of [
-      ["POST", "/v2/app/blobs/uploads/"],
-      ["PUT", "/v2/app/manifests/v2"],
-      ["DELETE", "/v2/app/manifests/v1"],
-      ["PATCH", "/v2/app/blobs/uploads/00000000-0000-4000-8000-000000000000"],
+    const [method, path, allow] of [
+      ["POST", "/v2/app/blobs/uploads/", ""],
+      ["PUT", "/v2/app/manifests/v2", "GET, HEAD"],
+      ["DELETE", "/v2/app/manifests/v1", "GET, HEAD"],
+      ["PATCH", "/v2/app/blobs/uploads/00000000-0000-4000-8000-000000000000", "GET, HEAD"],
     ]
   ) {
     const res = await reg.fetch(path, { method, body: "{}" });
     assert.equal(res.status, 405, `${method} ${path}`);
+    // what the resource still answers (RFC 9110 §15.5.6)
+    assert.equal(res.headers.get("allow"), allow, `${method} ${path}`);
     const error = await errorOf(res);
     assert.equal(error.code, "UNSUPPORTED");
     assert.match(error.message, /read-only/);
@@ -150,14 +152,15 @@ Deno.test("deletes disabled: manifest, tag and blob DELETE answer 405; cancellin
   await using reg = await memoryRegistry({ config: { deleteEnabled: false } });
   const image = await pushImage(reg, "app", { reference: "v1" });
   for (
-    const path of [
-      "/v2/app/manifests/v1",
-      `/v2/app/manifests/${image.digest}`,
-      `/v2/app/blobs/${image.layers[0].digest}`,
+    const [path, allow] of [
+      ["/v2/app/manifests/v1", "PUT, GET, HEAD"],
+      [`/v2/app/manifests/${image.digest}`, "PUT, GET, HEAD"],
+      [`/v2/app/blobs/${image.layers[0].digest}`, "HEAD, GET"],
     ]
   ) {
     const res = await reg.fetch(path, { method: "DELETE" });
     assert.equal(res.status, 405, path);
+    assert.equal(res.headers.get("allow"), allow, path);
     const error = await errorOf(res);
     assert.equal(error.code, "UNSUPPORTED");
     assert.match(error.message, /[Dd]eletes are disabled/);

@@ -142,6 +142,22 @@ Deno.test("POST ?digest= with a body stores the whole blob in one request", asyn
   assert.deepEqual(await Array.fromAsync(Deno.readDir(join(reg.dataDir, "uploads"))), []);
 });
 
+Deno.test("HEAD of a missing blob or manifest: 404 with the length GET's error body has, and no body", async () => {
+  await using reg = await tempRegistry();
+  const missing = await sha256Digest(randomBytes(8));
+  for (const path of [`/v2/app/blobs/${missing}`, "/v2/app/manifests/nope"]) {
+    const get = await reg.fetch(path);
+    const body = new Uint8Array(await get.arrayBuffer());
+    assert.equal(get.status, 404);
+    assert.ok(body.length > 0);
+    assert.equal(get.headers.get("content-length"), String(body.length));
+    const head = await reg.fetch(path, { method: "HEAD" });
+    assert.equal(head.status, 404);
+    assert.equal(head.headers.get("content-length"), String(body.length), path);
+    assert.equal((await head.arrayBuffer()).byteLength, 0);
+  }
+});
+
 Deno.test("HEAD and GET of a blob: exact headers and bytes; HEAD has no body", async () => {
   await using reg = await tempRegistry();
   const bytes = randomBytes(12345);
@@ -370,4 +386,46 @@ Deno.test("a sha512 digest is accepted for a blob upload and read back", async (
   });
   assert.equal(bad.status, 400);
   assert.equal(await errorCode(bad), "DIGEST_INVALID");
+});
+
+Deno.test("conditional blob GET and HEAD: If-None-Match 304, If-Match 412, If-Range sends the whole blob unless it is the blob's tag", async () => {
+  await using reg = await tempRegistry();
+  const bytes = randomBytes(1000);
+  const digest = await pushBlob(reg, "app", bytes);
+  const path = `/v2/app/blobs/${digest}`;
+  const etag = `"${digest}"`;
+  const get = async (headers: Record<string, string>, method = "GET") => {
+    const res = await reg.fetch(path, { method, headers });
+    return { res, body: new Uint8Array(await res.arrayBuffer()) };
+  };
+  for (const method of ["GET", "HEAD"]) {
+    for (const value of [etag, `W/${etag}`, `"other", ${etag}`, "*"]) {
+      const { res, body } = await get({ "If-None-Match": value }, method);
+      assert.equal(res.status, 304, `${method} If-None-Match: ${value}`);
+      assert.equal(res.headers.get("etag"), etag);
+      assert.equal(body.length, 0);
+    }
+    assert.equal((await get({ "If-None-Match": '"other"' }, method)).res.status, 200);
+    for (const value of ['"nope"', `W/${etag}`]) {
+      const { res } = await get({ "If-Match": value }, method);
+      assert.equal(res.status, 412, `${method} If-Match: ${value}`);
+    }
+    for (const value of [etag, "*", `"nope", ${etag}`]) {
+      assert.equal((await get({ "If-Match": value }, method)).res.status, 200, value);
+    }
+  }
+  const ranged = await get({ Range: "bytes=0-9", "If-Range": etag });
+  assert.equal(ranged.res.status, 206);
+  assert.deepEqual(ranged.body, bytes.subarray(0, 10));
+  for (const value of ['"nope"', `W/${etag}`, "Sat, 05 Dec 2026 18:00:00 GMT"]) {
+    const whole = await get({ Range: "bytes=0-9", "If-Range": value });
+    assert.equal(whole.res.status, 200, `If-Range: ${value}`);
+    assert.deepEqual(whole.body, bytes);
+  }
+  // a precondition on a blob that is not there: still 404
+  const missing = await reg.fetch(`/v2/app/blobs/${await sha256Digest(randomBytes(8))}`, {
+    headers: { "If-None-Match": "*" },
+  });
+  await missing.body?.cancel();
+  assert.equal(missing.status, 404);
 });

@@ -157,6 +157,11 @@ Deno.test("invalid manifests are 400 MANIFEST_INVALID", async () => {
   const cases: [string, Uint8Array<ArrayBuffer>, string][] = [
     ["not JSON", enc("{nope"), OCI_MANIFEST],
     ["invalid UTF-8", new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]), OCI_MANIFEST],
+    [
+      "a valid manifest after a byte order mark (Go's encoding/json refuses it)",
+      new Uint8Array([0xef, 0xbb, 0xbf, ...enc({ schemaVersion: 2, ...parts })]),
+      OCI_MANIFEST,
+    ],
     ["an array", enc([1, 2]), OCI_MANIFEST],
     ["schemaVersion 1", enc({ schemaVersion: 1, ...parts }), OCI_MANIFEST],
     ["no config", enc({ schemaVersion: 2, mediaType: OCI_MANIFEST, layers: [] }), OCI_MANIFEST],

@@ -48,6 +48,7 @@ Deno.test("a DELETE of a layer a stored image manifest uses is 405 UNSUPPORTED n
   const layer = image.layers[0].digest;
   const res = await reg.fetch(`/v2/app/blobs/${layer}`, del);
   assert.equal(res.status, 405);
+  assert.equal(res.headers.get("allow"), "GET, HEAD");
   const error = await errorOf(res);
   assert.equal(error.code, "UNSUPPORTED");
   assert.deepEqual(error.detail, { digest: layer, manifest: image.digest });
