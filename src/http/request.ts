@@ -17,6 +17,19 @@ export const DECIMAL = /^[0-9]{1,15}$/;
  */
 export type { HeaderFields, IncomingRequest } from "../server/mod.ts";
 
+/**
+ * The host the request was sent to: the authority of its URL, where the transport put the
+ * target's own when the target is in absolute form (which wins over `Host`, RFC 9112 §3.2.2),
+ * else the `Host` field's; the `Host` field itself when the URL does not parse, else "".
+ */
+export function requestHost(request: IncomingRequest): string {
+  try {
+    return new URL(request.url).host;
+  } catch {
+    return request.headers.get("host") ?? "";
+  }
+}
+
 /** The request's `Content-Length`, or null when absent; throws SIZE_INVALID when malformed. */
 export function contentLength(request: IncomingRequest): number | null {
   const value = request.headers.get("content-length");

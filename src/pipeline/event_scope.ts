@@ -7,6 +7,7 @@
 
 import type { RequestInfo } from "../events/event.ts";
 import { runInRequestScope } from "../events/request_scope.ts";
+import { requestHost } from "../http/request.ts";
 import type { RequestContext, Step } from "./context.ts";
 
 const HOST = /^[A-Za-z0-9.:[\]-]{1,255}$/;
@@ -40,15 +41,7 @@ class ContextInfo implements RequestInfo {
   }
 
   get host(): string {
-    const { request } = this.#ctx;
-    let host = request.headers.get("host");
-    if (host === null) {
-      try {
-        host = new URL(request.url).host;
-      } catch {
-        host = "";
-      }
-    }
+    const host = requestHost(this.#ctx.request);
     return HOST.test(host) ? host : "";
   }
 

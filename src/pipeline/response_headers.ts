@@ -5,6 +5,7 @@
  */
 
 import type { Config } from "../config/mod.ts";
+import { requestHost } from "../http/request.ts";
 import type { Reply } from "../http/responses.ts";
 import type { Step } from "./context.ts";
 
@@ -19,7 +20,7 @@ export function responseHeaders(config: Config, trustedProxy: (ip: string) => bo
     const reply = await next();
     let origin = base;
     if (origin === null && trustedProxy(ctx.request.remoteAddress ?? "")) {
-      const host = ctx.request.headers.get("x-forwarded-host") ?? ctx.request.headers.get("host");
+      const host = ctx.request.headers.get("x-forwarded-host") ?? requestHost(ctx.request);
       if (host && /^[A-Za-z0-9.:[\]-]+$/.test(host)) origin = `${ctx.scheme}://${host}`;
     }
     const headers: [string, string][] = [];

@@ -21,6 +21,7 @@
 import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
 import { readAll } from "../http/body.ts";
+import { requestHost } from "../http/request.ts";
 import { jsonText, type Reply } from "../http/responses.ts";
 import { bearerOf, credentialsOf } from "../auth/credentials.ts";
 import { type FailDelay, sleep } from "../auth/fail_delay.ts";
@@ -130,7 +131,7 @@ export function realmOf(config: Config, ctx: RequestContext): string {
   if (token.realm !== null) return token.realm;
   let origin = config.publicUrl;
   if (origin === null) {
-    const host = ctx.request.headers.get("host") ?? new URL(ctx.request.url).host;
+    const host = requestHost(ctx.request);
     origin = `${ctx.scheme}://${HOST.test(host) ? host : "localhost"}`;
   }
   return `${origin.replace(/\/+$/, "")}${token.path}`;

@@ -302,3 +302,18 @@ Deno.test("2,000 random Bearer headers answer 401, never a 5xx", async () => {
     { numRuns: 2000 },
   );
 });
+
+Deno.test("an absolute-form target's host wins over Host in the challenge's realm (RFC 9112 §3.2.2)", async () => {
+  await using file = await htpasswdFile();
+  await using reg = await tokenTempRegistry(file.path);
+  const ask = (target: string) =>
+    rawRequest(portOf(reg.url), `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+  const absolute = await ask("http://registry.example:8080/v2/");
+  assert.equal(absolute?.status, 401);
+  assert.match(
+    absolute!.headers.get("www-authenticate") ?? "",
+    /realm="http:\/\/registry\.example:8080\/token"/,
+  );
+  const origin = await ask("/v2/");
+  assert.match(origin!.headers.get("www-authenticate") ?? "", /realm="http:\/\/x\/token"/);
+});
