@@ -114,7 +114,10 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
     const fromGet = method === "HEAD" && !route.methods.HEAD ? route.methods.GET : undefined;
     const handler = fromGet ? withoutBody(fromGet) : route.methods[method];
     if (!handler) {
-      const allow = Object.keys(route.methods).join(", ");
+      const methods = Object.keys(route.methods);
+      // HEAD is answered from GET where the route has no HEAD of its own
+      if (route.methods.GET && !route.methods.HEAD) methods.push("HEAD");
+      const allow = methods.join(", ");
       throw new RegistryError(
         "UNSUPPORTED",
         `Method ${method} is not allowed on ${route.path}`,

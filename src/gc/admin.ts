@@ -55,7 +55,7 @@ export function gcRoutes(collector: Collector, config: Config): Route[] {
             "UNSUPPORTED",
             "The registry is in read-only mode (storage.maintenance.readonly): only a dry run " +
               "(?dryRun=true) may run",
-            { detail: { reason: "read-only" } },
+            { detail: { reason: "read-only" }, headers: { Allow: "GET, HEAD" } },
           );
         }
         const { started, report } = collector.run({ dryRun });

@@ -33,14 +33,15 @@ export function adminRoutes(services: Services): Route[] {
             throw new RegistryError(
               "UNSUPPORTED",
               "The registry is in read-only mode (storage.maintenance.readonly): repositories cannot be deleted",
-              { detail: { reason: "read-only" } },
+              // the route's only method is refused (RFC 9110 §15.5.6: an empty Allow)
+              { detail: { reason: "read-only" }, headers: { Allow: "" } },
             );
           }
           if (!config.deleteEnabled) {
             throw new RegistryError(
               "UNSUPPORTED",
               "Deletes are disabled on this registry (storage.delete.enabled is false)",
-              { detail: { reason: "delete-disabled" } },
+              { detail: { reason: "delete-disabled" }, headers: { Allow: "" } },
             );
           }
           const name = parseRepositoryName(params.repository);

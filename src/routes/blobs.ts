@@ -47,9 +47,10 @@ export function blobRoutes(services: Services): Route[] {
     const size = await blobs.stat(name, digest);
     const verdict = evaluate(ctx.request.headers, `"${digest}"`);
     if (verdict === "proceed") return null;
-    return verdict === "not-modified"
-      ? empty(304, blobHeaders(digest, size))
-      : empty(412, { ETag: `"${digest}"` });
+    if (verdict === "failed") return empty(412, { ETag: `"${digest}"` });
+    // the 200's fields but Content-Type (RFC 9110 §15.4.5)
+    const { "Content-Type": _type, ...fields } = blobHeaders(digest, size);
+    return empty(304, fields);
   };
 
   const sessionResponse = (status: number, name: RepositoryName, s: UploadStatus) =>
@@ -149,13 +150,14 @@ export function blobRoutes(services: Services): Route[] {
         },
         async GET(ctx) {
           const { name, digest } = target(ctx);
-          const unmet = await preconditions(ctx, name, digest);
-          if (unmet) return unmet;
           if (signedUrl) {
+            // the bucket answers the conditions (RFC 9110 §13.2.1: not for a 307 of ours)
             await blobs.size(name, digest); // linked and stored (BLOB_UNKNOWN); a pull event
             const url = await signedUrl.call(services.driver, blobKey(digest), REDIRECT_SECONDS);
             return empty(307, { Location: url, "Docker-Content-Digest": digest });
           }
+          const unmet = await preconditions(ctx, name, digest);
+          if (unmet) return unmet;
           const range = rangeIfCurrent(ctx.request.headers, `"${digest}"`);
           const blob = await blobs.open(name, digest, (size) => resolveRange(range, size));
           if (blob.span === null) {

@@ -87,6 +87,7 @@ Deno.test("read-only mode refuses a collection but not a dry run", async () => {
   await using reg = await tempRegistry({ config: { gc: NO_GRACE, readOnly: true } });
   const real = await reg.fetch("/admin/gc", { method: "POST" });
   assert.equal(real.status, 405);
+  assert.equal(real.headers.get("allow"), "GET, HEAD");
   await real.body?.cancel();
   const dry = await reg.fetch("/admin/gc?dryRun=true&wait=true", { method: "POST" });
   assert.equal(dry.status, 200);

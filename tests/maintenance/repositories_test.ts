@@ -121,6 +121,7 @@ Deno.test("read-only mode and disabled deletes refuse a repository deletion", as
     await using reg = await memoryRegistry({ config: { ...ADMIN, ...config }, driver });
     const response = await reg.fetch("/admin/repositories/app", { method: "DELETE" });
     assert.equal(response.status, 405, JSON.stringify(config));
+    assert.equal(response.headers.get("allow"), "", "its only method is refused");
     await response.body?.cancel();
     assert.equal((await reg.fetch("/v2/app/tags/list")).status, 200);
   }

@@ -65,6 +65,13 @@ Deno.test("a blob GET redirects to the driver's presigned URL; HEAD reads no byt
     assert.equal(get.status, 307);
     await get.body?.cancel();
     assert.equal(get.headers.get("docker-content-digest"), digest);
+    // conditions are the bucket's to answer: still the redirect (RFC 9110 §13.2.1)
+    const conditional = await reg.fetch(`/v2/team/app/blobs/${digest}`, {
+      headers: { "if-none-match": `"${digest}"` },
+    });
+    await conditional.body?.cancel();
+    assert.equal(conditional.status, 307);
+    driver.signed.pop();
     assert.equal(driver.reads, 0, "neither HEAD nor the redirect read the blob");
     assert.deepEqual(driver.signed.map((s) => s.expires), [1200]);
     assert.match(driver.signed[0].key, new RegExp(`${digest.slice(7)}`));

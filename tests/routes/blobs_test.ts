@@ -403,6 +403,7 @@ Deno.test("conditional blob GET and HEAD: If-None-Match 304, If-Match 412, If-Ra
       const { res, body } = await get({ "If-None-Match": value }, method);
       assert.equal(res.status, 304, `${method} If-None-Match: ${value}`);
       assert.equal(res.headers.get("etag"), etag);
+      assert.equal(res.headers.get("content-type"), null);
       assert.equal(body.length, 0);
     }
     assert.equal((await get({ "If-None-Match": '"other"' }, method)).res.status, 200);
