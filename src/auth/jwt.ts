@@ -93,9 +93,9 @@ export async function loadSigningKey(
     if (stored !== null) {
       privateJwk = JSON.parse(new TextDecoder().decode(stored)) as JWK;
       const key = await keyOf(privateJwk);
-      // Earlier versions wrote the key readable by every local user: it is written again as a
-      // secret. At best: on a data root that cannot be written the key stays as it is.
-      await driver.put(TOKEN_SIGNING_KEY, stored, { secret: true }).catch(() => {});
+      // Earlier versions wrote the key readable by every local user. At best: on a data root
+      // that cannot be written the key stays as it is.
+      await driver.makeSecret?.(TOKEN_SIGNING_KEY).catch(() => {});
       return key;
     }
     const pair = await generateKeyPair(ALGORITHM, { extractable: true });

@@ -80,8 +80,8 @@ export interface PutOptions {
   readonly after?: Promise<void>;
   /**
    * A secret (the token signing key): readable by the registry's own user only. The filesystem
-   * writes the file with mode 0600, whatever the umask; an S3 object is private to the
-   * bucket's owner anyway.
+   * writes the file with mode 0600, whatever the umask; on S3 who may read an object is the
+   * bucket's policy's to say.
    */
   readonly secret?: boolean;
 }
@@ -170,6 +170,11 @@ export interface StorageDriver {
    * one (the filesystem, memory): the registry then streams the bytes itself.
    */
   readonly signedUrl?: (key: string, expiresInSeconds: number) => Promise<string>;
+  /**
+   * Makes an object written before without `secret` a secret (see `PutOptions.secret`), where
+   * that is a property of the object: the filesystem's file mode. Absent elsewhere.
+   */
+  readonly makeSecret?: (key: string) => Promise<void>;
 }
 
 /**

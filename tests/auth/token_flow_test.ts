@@ -394,13 +394,21 @@ Deno.test("the generated signing key's file is readable by the registry's user o
     // a key an earlier version left readable by everyone is made private, and kept
     await Deno.chmod(path, 0o644);
     const bytes = await Deno.readFile(path);
+    const before = await Deno.stat(path);
     const again = await loadSigningKey(driver, null);
     assert.equal(again.kid, key.kid);
-    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    const after = await Deno.stat(path);
+    assert.equal(after.mode! & 0o777, 0o600);
     assert.deepEqual(await Deno.readFile(path), bytes);
-    // nothing else of the data root is made private
+    assert.equal(after.ino, before.ino, "the same file, not written again");
+    assert.deepEqual(after.mtime, before.mtime);
+    // nothing else of the data root is made private: an ordinary put has the umask's mode
     await driver.put("repositories/x/tag", "1");
-    assert.equal((await Deno.stat(join(root, "repositories/x/tag"))).mode! & 0o044, 0o044);
+    await Deno.writeTextFile(join(root, "plain"), "1");
+    assert.equal(
+      (await Deno.stat(join(root, "repositories/x/tag"))).mode! & 0o777,
+      (await Deno.stat(join(root, "plain"))).mode! & 0o777,
+    );
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -59,6 +59,15 @@ export class FsDriver implements StorageDriver {
   }
 
   /** @inheritdoc */
+  readonly makeSecret = async (key: string): Promise<void> => {
+    const path = this.#path(key);
+    const info = await Deno.lstat(path);
+    if (!info.isFile) return; // never through a link
+    // only when group or others may do anything with it: no write otherwise
+    if (((info.mode ?? 0) & 0o077) !== 0) await Deno.chmod(path, 0o600);
+  };
+
+  /** @inheritdoc */
   get(key: string): Promise<Uint8Array<ArrayBuffer> | null> {
     return readFileOrNull(this.#path(key));
   }

@@ -67,6 +67,8 @@ export class InstrumentedDriver implements StorageDriver {
   readonly #chains = new Map<string, Promise<void>>();
   /** The inner driver's, when it has one (presigning touches no bytes: not timed). */
   readonly signedUrl?: (key: string, expiresInSeconds: number) => Promise<string>;
+  /** The inner driver's (see `StorageDriver.makeSecret`). */
+  readonly makeSecret?: (key: string) => Promise<void>;
 
   /** Wraps a driver. */
   constructor(inner: StorageDriver) {
@@ -75,6 +77,8 @@ export class InstrumentedDriver implements StorageDriver {
     if (inner.storesWhole) this.storesWhole = true;
     const signedUrl = inner.signedUrl;
     if (signedUrl) this.signedUrl = (key, expires) => signedUrl.call(inner, key, expires);
+    const makeSecret = inner.makeSecret;
+    if (makeSecret) this.makeSecret = (key) => makeSecret.call(inner, key);
     this.timings = new HistogramFamily({
       name: "registry_storage_action_seconds",
       help: "The number of seconds that the storage action takes",
