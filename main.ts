@@ -161,7 +161,10 @@ async function main(): Promise<number> {
       // A signal to a process group reaches the registry twice under `deno task start` (once
       // from the sender, once passed on by the task runner), and Ctrl+C is one: a repeat
       // within REPEAT_MS is the same stop. A later one means: stop waiting.
-      if (performance.now() - stoppingSince < REPEAT_MS) return;
+      if (performance.now() - stoppingSince < REPEAT_MS) {
+        log.info("stop signal repeated within a second: the same stop");
+        return;
+      }
       Deno.exit(0);
     }
     stoppingSince = performance.now();

@@ -54,8 +54,6 @@ export class Connection {
   phase: Phase = "idle";
   /** Since when (epoch ms) it is in its phase. */
   since = Date.now();
-  /** Whether a request was answered on it (an idle connection before that waits less). */
-  served = false;
   readonly #options: ConnectionOptions;
   /** Trips when the client took too long to send a request head (408). */
   readonly #expiry = new Tripwire();
@@ -77,7 +75,6 @@ export class Connection {
     try {
       (this.conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
       while (!this.#options.closing() && await this.#serveOne()) {
-        this.served = true;
         this.reader.relax();
         this.#enter("idle");
       }

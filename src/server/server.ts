@@ -96,9 +96,7 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
         const writing = c.writer.writingSince;
         if (writing !== null && now - writing >= writeTimeoutMs) c.close();
       } else if (c.phase === "idle") {
-        // a connection that never sent a byte gets no longer than a slow head would
-        const limit = c.served ? keepAliveTimeoutMs : Math.min(headTimeoutMs, keepAliveTimeoutMs);
-        if (now - c.since >= limit) c.close();
+        if (now - c.since >= keepAliveTimeoutMs) c.close();
       } else if (now - c.since >= headTimeoutMs) {
         c.expireHead();
       }
