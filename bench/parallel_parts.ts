@@ -6,8 +6,8 @@
  * batch buffers), `hash` (and SHA-256), `write` (the file appender, no hash) and `both` (hash
  * and file: the registry's data path without the rest of the registry).
  *
- * Rounds: every receiver once a round, in an order that rotates from round to round; the first
- * round is not counted. Each push of the eight is timed with the CPU time the receiver's
+ * Rounds: every receiver once a round, in an order shuffled anew each round; the first round is
+ * not counted. Each push of the eight is timed with the CPU time the receiver's
  * process used and the time the whole machine was busy. Rates are compared with Distribution's
  * in the same round (the machine's speed changes from second to second), and per GiB CPU times
  * show what each part costs: `hash` − `drop` the hashing, `write` − `drop` the disk, the
@@ -145,9 +145,19 @@ export async function pushAll(
   }
 }
 
-/** The order of `n` receivers in round `round`: rotated by one each round. */
-export function rotation(n: number, round: number): number[] {
-  return Array.from({ length: n }, (_, i) => (i + round) % n);
+/**
+ * The order of `n` receivers in round `round`: a shuffle of its own for every round (the same
+ * in every run), so that no receiver always runs after the same one.
+ */
+export function roundOrder(n: number, round: number): number[] {
+  const order = Array.from({ length: n }, (_, i) => i);
+  let seed = Math.imul(round + 1, 0x9e3779b1) >>> 0;
+  for (let i = n - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
 }
 
 async function emptyFolder(dir: string): Promise<void> {
@@ -225,7 +235,7 @@ async function main(): Promise<void> {
         new DataView(bytes.buffer, bytes.byteOffset).setUint32(8, round + 1);
         return { bytes, digest: sha256(bytes) };
       });
-      for (const index of rotation(receivers.length, round)) {
+      for (const index of roundOrder(receivers.length, round)) {
         const receiver = receivers[index]!;
         const sample = await pushAll(receiver, blobs, round, frame);
         samples.push(sample);

@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Http1 } from "../../bench/http1.ts";
 import { intakeHandler, type IntakeMode } from "../../bench/intake.ts";
-import { partsTable, rotation, type Sample, summarize } from "../../bench/parallel_parts.ts";
+import { partsTable, roundOrder, type Sample, summarize } from "../../bench/parallel_parts.ts";
 import { makeData, pushStream, sha256 } from "../../bench/workloads.ts";
 import { serveHttp1 } from "../../src/server/mod.ts";
 
@@ -134,10 +134,23 @@ Deno.test("summarize: the first round left out, rates against the baseline in th
   assert.equal(summarize([s("ours", 1, 1, 1)], 1, "distribution")[0]!.ratio, null);
 });
 
-Deno.test("rotation: every receiver once a round, each one first in turn", () => {
-  assert.deepEqual(rotation(3, 0), [0, 1, 2]);
-  assert.deepEqual(rotation(3, 1), [1, 2, 0]);
-  assert.deepEqual(rotation(3, 5), [2, 0, 1]);
+Deno.test("roundOrder: every receiver once a round, none always after the same one, the same in every run", () => {
+  for (const n of [1, 2, 6, 7]) {
+    for (let round = 0; round < 10; round++) {
+      assert.deepEqual([...roundOrder(n, round)].sort((a, b) => a - b), [...Array(n).keys()]);
+      assert.deepEqual(roundOrder(n, round), roundOrder(n, round));
+    }
+  }
+  // over the six rounds of a run of six receivers, each one follows at least three others
+  for (let receiver = 0; receiver < 6; receiver++) {
+    const before = new Set<number>();
+    for (let round = 0; round < 6; round++) {
+      const order = roundOrder(6, round);
+      const at = order.indexOf(receiver);
+      if (at > 0) before.add(order[at - 1]!);
+    }
+    assert.ok(before.size >= 3, `receiver ${receiver} follows ${[...before]}`);
+  }
 });
 
 Deno.test("bench:parallel: a short run pushes into our registry and every intake, and leaves no data", async () => {
