@@ -250,7 +250,9 @@ async function main(): Promise<void> {
         if (dir) await emptyFolder(dir);
       }
     }
-    const rows = summarize(samples, 1, distBinary === null ? undefined : "distribution");
+    const names = receivers.map((r) => r.name);
+    const rows = summarize(samples, 1, distBinary === null ? undefined : "distribution")
+      .sort((a, b) => names.indexOf(a.receiver) - names.indexOf(b.receiver));
     console.log(`\n${partsTable(rows)}`);
     if (values.json) {
       await Deno.writeTextFile(values.json, JSON.stringify({ partMiB, frame, samples, rows }));
