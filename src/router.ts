@@ -101,6 +101,13 @@ function withoutBody(get: Handler): Handler {
   };
 }
 
+/** The methods a route answers: its own, and HEAD from GET where it has no HEAD of its own. */
+export function methodsOf(route: Route): string[] {
+  const methods = Object.keys(route.methods);
+  if (route.methods.GET && !route.methods.HEAD) methods.push("HEAD");
+  return methods;
+}
+
 /** Finds the handler for a method and raw path; throws a 404 or a 405 RegistryError. */
 export function matchRoute(routes: readonly Route[], method: string, path: string): Match {
   const slash = path.startsWith(PREFIX) ? path.lastIndexOf("/") : -1;
@@ -114,10 +121,7 @@ export function matchRoute(routes: readonly Route[], method: string, path: strin
     const fromGet = method === "HEAD" && !route.methods.HEAD ? route.methods.GET : undefined;
     const handler = fromGet ? withoutBody(fromGet) : route.methods[method];
     if (!handler) {
-      const methods = Object.keys(route.methods);
-      // HEAD is answered from GET where the route has no HEAD of its own
-      if (route.methods.GET && !route.methods.HEAD) methods.push("HEAD");
-      const allow = methods.join(", ");
+      const allow = methodsOf(route).join(", ");
       throw new RegistryError(
         "UNSUPPORTED",
         `Method ${method} is not allowed on ${route.path}`,

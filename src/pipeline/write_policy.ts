@@ -6,6 +6,7 @@
 
 import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
+import { methodsOf } from "../router.ts";
 import { type Action, actionOf, type RequestContext, type Step } from "./context.ts";
 
 /**
@@ -15,9 +16,7 @@ import { type Action, actionOf, type RequestContext, type Step } from "./context
 function allowed(ctx: RequestContext, refused: (action: Action | null) => boolean): string {
   const route = ctx.route.match?.route;
   if (!route) return "";
-  const methods = Object.keys(route.methods);
-  if (methods.includes("GET") && !methods.includes("HEAD")) methods.push("HEAD");
-  return methods.filter((m) => !refused(actionOf(route.name, m))).join(", ");
+  return methodsOf(route).filter((m) => !refused(actionOf(route.name, m))).join(", ");
 }
 
 /** The write policy step. */
