@@ -77,7 +77,7 @@ import {
 } from "./report.ts";
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { parseGcArgs, runGcBench } from "./gc_bench.ts";
-import { type Server, startDistribution, startOurs } from "./servers.ts";
+import { type Server, startDistribution, startOurs, which } from "./servers.ts";
 import { runRows } from "./rows.ts";
 import { runS3Bench, S3_ROWS } from "./s3_bench.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
@@ -97,20 +97,6 @@ const GiB = 1024 * MiB;
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = dirname(BENCH_DIR);
 const INSTALL_HINT = "apt-get install docker-registry wrk hey iperf3";
-
-function which(cmd: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    const path = join(dir, cmd);
-    try {
-      const info = Deno.statSync(path);
-      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return path;
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
 function meminfoKiB(key: string): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(Deno.readTextFileSync("/proc/meminfo"));

@@ -19,7 +19,7 @@ import { syncAll } from "./ceilings.ts";
 import { goStyleRequest } from "./go_sender.ts";
 import { Http1, parseHead } from "./http1.ts";
 import { fileDigest, type LayoutImage, pushLayoutImage, writeLayoutImage } from "./images.ts";
-import type { Server } from "./servers.ts";
+import { type Server, which } from "./servers.ts";
 import {
   type Blob,
   type Metric,
@@ -83,18 +83,6 @@ export interface ClientOptions {
 export interface ClientRows {
   readonly workloads: Workload[];
   dispose(): Promise<void>;
-}
-
-function which(cmd: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    if (!dir) continue;
-    try {
-      if (Deno.statSync(join(dir, cmd)).isFile) return true;
-    } catch {
-      // not here
-    }
-  }
-  return false;
 }
 
 /** CPU seconds of this process and its waited-for children (/proc/self/stat). */
@@ -237,7 +225,7 @@ export function clientWorkloads(opts: ClientOptions): ClientRows {
   const run = (cmd: string, args: readonly string[]) => tool(cmd, args, { env, timeoutSeconds });
   const host = (server: Server) => new URL(server.base).host;
   const requireTools = (...cmds: string[]) => {
-    const missing = cmds.filter((c) => !which(c));
+    const missing = cmds.filter((c) => which(c) === null);
     if (missing.length > 0) throw new SkipRow(`${missing.join(", ")} not installed`);
   };
 

@@ -31,6 +31,7 @@ import {
   startDistribution,
   startIntake,
   startOurs,
+  which,
 } from "./servers.ts";
 import { type Blob, dropBlobs, makeData, pushStream, sha256, timed } from "./workloads.ts";
 
@@ -163,17 +164,6 @@ export function roundOrder(n: number, round: number): number[] {
 async function emptyFolder(dir: string): Promise<void> {
   for await (const entry of Deno.readDir(dir)) await Deno.remove(join(dir, entry.name));
   await syncAll();
-}
-
-function which(name: string): string | null {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
-    try {
-      if (Deno.statSync(join(dir, name)).isFile) return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return null;
 }
 
 async function main(): Promise<void> {

@@ -28,6 +28,21 @@ export interface Server {
   restart(): Promise<Server>;
 }
 
+/** The path of an executable `cmd` on PATH, or null. */
+export function which(cmd: string): string | null {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (!dir) continue;
+    const path = join(dir, cmd);
+    try {
+      const info = Deno.statSync(path);
+      if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return path;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
 /** Finds a free loopback TCP port. */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
