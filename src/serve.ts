@@ -6,7 +6,6 @@
 
 import type { App } from "./app.ts";
 import type { Config } from "./config/mod.ts";
-import { TransportBody } from "./http/body.ts";
 import type { Logger } from "./log.ts";
 import { serveHttp1 } from "./server/mod.ts";
 import { readTlsFiles, tlsFailure, type TlsFiles } from "./startup.ts";
@@ -64,7 +63,7 @@ export function serve(
     headTimeoutMs: Math.min(config.bodyIdleTimeoutMs, 30_000),
     writeTimeoutMs: config.bodyIdleTimeoutMs,
     onListen,
-  }, (request, body) => app.handle(request, body === null ? null : new TransportBody(body)));
+  }, (request, body) => app.handle(request, body));
   return {
     addr: server.addr,
     finished: server.finished,

@@ -1,12 +1,12 @@
 /**
  * Request bodies as `ByteSource`s, abortable so the body guard can end a stalled or
- * interrupted body with a clear error: the built-in server's bodies (whose transport errors
- * become OCI errors here), and `Deno.serve`'s body streams read with a BYOB reader straight
- * into the caller's buffers (no allocation or copy per chunk).
+ * interrupted body with a clear error: the built-in server's bodies (their transport errors
+ * become OCI errors in the error step), and `Deno.serve`'s body streams read with a BYOB
+ * reader straight into the caller's buffers (no allocation or copy per chunk).
  */
 
 import { RegistryError } from "../errors.ts";
-import { HttpError, type RequestBody } from "../server/mod.ts";
+import type { RequestBody } from "../server/mod.ts";
 import type { ByteSource } from "../storage/byte_source.ts";
 
 /**
@@ -24,51 +24,17 @@ const BYOB_VIEW = 64 * 1024;
  */
 export type { RequestBody } from "../server/mod.ts";
 
-/** The OCI error for a body that could not be read to its end. */
-function unreadable(detail: string, cause?: unknown): RegistryError {
+/**
+ * The OCI error for a body that could not be read to its end. The built-in server's bodies
+ * fail with its `HttpError` (malformed framing, a body cut short), which the error step turns
+ * into this (the server answers such a request itself, whatever the app replies).
+ */
+export function unreadable(detail: string, cause?: unknown): RegistryError {
   return new RegistryError(
     "BLOB_UPLOAD_INVALID",
     `Request body could not be read to its end: ${detail}`,
     { status: 400, headers: { Connection: "close" }, cause },
   );
-}
-
-/**
- * A body of the built-in server, its transport failures (malformed framing, a body cut short)
- * turned into BLOB_UPLOAD_INVALID, so the app handles them as it does `Deno.serve`'s. The
- * server answers such a request itself (plain text) whatever the app replies.
- */
-export class TransportBody implements RequestBody {
-  readonly #body: RequestBody;
-
-  /** Wraps a body of the server. */
-  constructor(body: RequestBody) {
-    this.#body = body;
-  }
-
-  /** @inheritdoc */
-  get waitingSince(): number | null {
-    return this.#body.waitingSince;
-  }
-
-  /** @inheritdoc */
-  async read(into: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
-    try {
-      return await this.#body.read(into);
-    } catch (error) {
-      throw error instanceof HttpError ? unreadable(error.message, error) : error;
-    }
-  }
-
-  /** @inheritdoc */
-  abort(error: Error): void {
-    this.#body.abort(error);
-  }
-
-  /** @inheritdoc */
-  close(): void {
-    this.#body.close();
-  }
 }
 
 /** A request body stream (`Deno.serve`'s) read into caller-provided buffers. */
@@ -79,6 +45,7 @@ export class BodyReader implements RequestBody {
   #scratch: Uint8Array<ArrayBuffer> | null = null;
   #failure: Error | null = null;
   #waitingSince: number | null = null;
+  #received = 0;
 
   /** Wraps a body stream; uses a BYOB reader when the stream is a byte stream. */
   constructor(body: ReadableStream<Uint8Array>) {
@@ -98,6 +65,11 @@ export class BodyReader implements RequestBody {
   }
 
   /** @inheritdoc */
+  get received(): number {
+    return this.#received;
+  }
+
+  /** @inheritdoc */
   async read(into: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
     if (this.#failure) throw this.#failure;
     if (into.length === 0) throw new RangeError("BodyReader.read needs a non-empty buffer");
@@ -111,6 +83,7 @@ export class BodyReader implements RequestBody {
         ? await this.#readSmall(into)
         : await this.#readPlain(into);
       if (this.#failure) throw this.#failure;
+      this.#received += view.length;
       return view;
     } catch (error) {
       if (this.#failure) throw this.#failure;

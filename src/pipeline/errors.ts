@@ -1,14 +1,17 @@
 /**
  * The single catch: the only place an error becomes a reply. A RegistryError carries its OCI
- * code and status; an operating-system storage failure becomes a clean 5xx (507 for a full
- * disk); anything else is a 500 `UNKNOWN`, logged with the request id. A HEAD reply carries the
- * error's headers and no body.
+ * code and status (the built-in server's `HttpError`, a request body it could not read, becomes
+ * one); an operating-system storage failure becomes a clean 5xx (507 for a full disk); anything
+ * else is a 500 `UNKNOWN`, logged with the request id. A HEAD reply carries the error's headers
+ * and no body.
  */
 
 import { errorBody, RegistryError } from "../errors.ts";
+import { unreadable } from "../http/body.ts";
 import { storageFailure } from "../http/failures.ts";
 import { content, type HeaderValues, type Reply } from "../http/responses.ts";
 import type { Logger } from "../log.ts";
+import { HttpError } from "../server/mod.ts";
 import type { RequestContext, Step } from "./context.ts";
 
 const encoder = new TextEncoder();
@@ -27,7 +30,8 @@ export function catchErrors(log: Logger): Step {
 /** The reply for an error thrown while answering `ctx`. */
 export function errorReply(failure: unknown, ctx: RequestContext, log: Logger): Reply {
   const { request } = ctx;
-  let error = failure;
+  // a body the built-in server could not read to its end
+  let error = failure instanceof HttpError ? unreadable(failure.message, failure) : failure;
   const storage = storageFailure(error);
   if (storage) {
     log.error("storage failure", {

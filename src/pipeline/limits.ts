@@ -7,16 +7,12 @@
 
 import type { Config } from "../config/mod.ts";
 import { RegistryError } from "../errors.ts";
-import type { RequestBody } from "../http/body.ts";
 import { BodyGuard, checkHeaderSize } from "../http/limits.ts";
 import type { RequestContext, Step } from "./context.ts";
 
-/** The bytes a request body delivered, by context. */
-const bytesIn = new WeakMap<RequestContext, { count: number }>();
-
 /** Bytes the handler read from a request's body so far. */
 export function bytesReceived(ctx: RequestContext): number {
-  return bytesIn.get(ctx)?.count ?? 0;
+  return ctx.body?.received ?? 0;
 }
 
 /** Requests in flight, the drain, and the request limits. */
@@ -46,7 +42,7 @@ export class Limits {
   /** The step. */
   readonly step: Step = async (ctx, next) => {
     const body = this.#bodies.open(ctx.body, ctx.request.method);
-    ctx.body = body === null ? null : counted(body, ctx);
+    ctx.body = body;
     this.#inFlight++;
     try {
       if (this.#draining) throw shuttingDown();
@@ -80,24 +76,6 @@ export class Limits {
     ]);
     clearTimeout(timer);
   }
-}
-
-/** A body that counts what it delivers. */
-function counted(body: RequestBody, ctx: RequestContext): RequestBody {
-  const counter = { count: 0 };
-  bytesIn.set(ctx, counter);
-  return {
-    async read(into) {
-      const view = await body.read(into);
-      counter.count += view.length;
-      return view;
-    },
-    get waitingSince() {
-      return body.waitingSince;
-    },
-    abort: (error) => body.abort(error),
-    close: () => body.close(),
-  };
 }
 
 function shuttingDown(): RegistryError {

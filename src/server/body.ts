@@ -27,6 +27,7 @@ export class WireBody implements RequestBody {
   readonly #aborted = new Tripwire();
   #waitingSince: number | null = null;
   #reading = false;
+  #received = 0;
 
   /**
    * A body of `length` bytes, or chunked when `length` is null, read from `reader`.
@@ -47,6 +48,11 @@ export class WireBody implements RequestBody {
   /** @inheritdoc */
   get waitingSince(): number | null {
     return this.#waitingSince;
+  }
+
+  /** @inheritdoc */
+  get received(): number {
+    return this.#received;
   }
 
   /** The whole body has been read. */
@@ -82,6 +88,7 @@ export class WireBody implements RequestBody {
     this.#waitingSince = Date.now();
     try {
       const n = await this.#aborted.race(this.#read(into));
+      this.#received += n;
       return into.subarray(0, n);
     } catch (error) {
       if (this.#failure) throw this.#failure;

@@ -57,6 +57,8 @@ export interface RequestBody {
   read(into: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>>;
   /** Since when (epoch ms) a read has been waiting for data, or null when none is. */
   readonly waitingSince: number | null;
+  /** The bytes reads have returned so far. */
+  readonly received: number;
   /** Ends the body: the pending and every later read throw `error`. */
   abort(error: Error): void;
   /** The handler is done with the body; what it did not read is drained or dropped. */

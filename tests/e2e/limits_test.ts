@@ -298,6 +298,46 @@ const canMount = (() => {
   }
 })();
 
+Deno.test("a PATCH whose chunked framing breaks midway: 400, logged as the client's error with the bytes read; the session keeps none of them", async () => {
+  await using reg = await tempRegistry({ config: { logFormat: "json" } });
+  const start = await reg.fetch("/v2/limits/framing/blobs/uploads/", { method: "POST" });
+  await start.body?.cancel();
+  const location = start.headers.get("location")!;
+  const before = await reg.fetch(location);
+  await before.body?.cancel();
+
+  // 600 KiB of good chunks, more than the server reads at once, then a size that is not hex
+  const good = 600 * 1024;
+  const frames = `8000\r\n${"a".repeat(0x8000)}\r\n`.repeat(good / 0x8000);
+  const res = await rawRequest(
+    portOf(reg.url),
+    `PATCH ${location} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n` +
+      `${frames}zz\r\nefgh\r\n0\r\n\r\n`,
+  );
+  assert.equal(res?.status, 400);
+  assert.match(res!.body, /chunk size is not hex/);
+
+  const patchLine = async () => {
+    for (let i = 0; i < 100; i++) {
+      const line = reg.logs.map((l) => JSON.parse(l)).find((e) =>
+        e.msg === "request" && e.method === "PATCH"
+      );
+      if (line) return line;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`no access log line for the PATCH: ${reg.logs.join("\n")}`);
+  };
+  const logged = await patchLine();
+  assert.equal(logged.status, 400);
+  assert.ok(logged.bytes_in > 0 && logged.bytes_in <= good, `bytes_in ${logged.bytes_in}`);
+  assert.deepEqual(reg.logs.filter((l) => l.includes("unexpected error")), []);
+
+  const after = await reg.fetch(location);
+  await after.body?.cancel();
+  assert.equal(after.status, 204);
+  assert.equal(after.headers.get("range"), before.headers.get("range"));
+});
+
 Deno.test({
   name: "a full disk (a 24 MiB tmpfs) gives 507, no partial blob, and heals when space is freed",
   ignore: !canMount,
