@@ -201,19 +201,21 @@ export function parseHead(
   }
 
   let path = target;
-  let authority = headers.get("host");
+  const host = headers.get("host");
+  // every HTTP/1.1 request has a Host field, even one with an absolute-form target
+  // (RFC 9112 section 3.2)
+  if (host === null && !http10) throw new HttpError(400, "HTTP/1.1 request without Host");
+  let authority = host ?? defaultAuthority;
   if (/^https?:\/\//i.test(target)) {
-    // absolute-form: its authority wins over Host (RFC 9112 section 3.2.2)
+    // absolute-form: its authority wins over Host (RFC 9112 section 3.2.2); an http(s) URI
+    // with an empty host is invalid (RFC 9110 section 4.2.1)
     const afterScheme = target.indexOf("//") + 2;
     const slash = target.indexOf("/", afterScheme);
     authority = target.slice(afterScheme, slash < 0 ? undefined : slash);
+    if (authority === "") throw new HttpError(400, "Request target without a host");
     path = slash < 0 ? "/" : target.slice(slash);
   } else if (!target.startsWith("/")) {
     throw new HttpError(400, "Request target must be a path");
-  }
-  if (authority === null) {
-    if (!http10) throw new HttpError(400, "HTTP/1.1 request without Host");
-    authority = defaultAuthority;
   }
   if (authority === "") authority = defaultAuthority;
   if (authority !== lastAuthority) {

@@ -57,6 +57,8 @@ Deno.test("request forms: absolute-form, HTTP/1.0 without Host, empty lines befo
   assert.equal(absolute.url, "http://other.test:1/v2/");
   const bare = await parseOne("GET https://other.test HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal(bare.url, "http://other.test/");
+  const oldAbsolute = await parseOne("GET http://other.test/v2/ HTTP/1.0\r\n\r\n");
+  assert.equal(oldAbsolute.url, "http://other.test/v2/");
   const old = await parseOne("GET /v2/ HTTP/1.0\r\n\r\n");
   assert.equal(old.url, "http://default.test:80/v2/");
   assert.equal(old.http10, true);
@@ -174,6 +176,10 @@ Deno.test("heads the server refuses, with their status", async () => {
     ["GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400],
     ["GET / HTTP/1.1\r\nHost: a:99999\r\n\r\n", 400],
     ["GET http://[::1/ HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ["GET http://other.test/v2/ HTTP/1.1\r\n\r\n", 400],
+    ["GET http:///v2/ HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ["GET http:// HTTP/1.1\r\nHost: x\r\n\r\n", 400],
+    ["GET http:///v2/ HTTP/1.0\r\n\r\n", 400],
     // framing
     ["POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400],
     ["POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", 400],
