@@ -2,9 +2,10 @@
  * Manifest routes (story 008): PUT, GET, HEAD and DELETE of `/v2/<name>/manifests/<reference>`.
  */
 
+import { evaluate, hasPreconditions } from "../http/conditional.ts";
 import { parseReference, parseRepositoryName } from "../http/params.ts";
 import { readLimited } from "../http/request.ts";
-import { content, empty } from "../http/responses.ts";
+import { content, empty, type Reply } from "../http/responses.ts";
 import type { Route, RouteContext } from "../router.ts";
 import type { ManifestInfo } from "../services/manifests.ts";
 import type { Services } from "../services/registry.ts";
@@ -24,6 +25,21 @@ export function manifestRoutes(services: Services): Route[] {
     "Docker-Content-Digest": info.digest,
     "ETag": `"${info.digest}"`,
   });
+
+  /**
+   * The reply to a conditional GET or HEAD of the manifest `info` (what a tag named when it was
+   * read) whose precondition fails (304 or 412), or null to answer as usual. It counts as a
+   * pull, as a HEAD does.
+   */
+  const preconditions = (ctx: RouteContext, info: ManifestInfo): Reply | null => {
+    if (!hasPreconditions(ctx.request.headers)) return null;
+    const verdict = evaluate(ctx.request.headers, `"${info.digest}"`);
+    if (verdict === "proceed") return null;
+    if (verdict === "failed") return empty(412, { ETag: `"${info.digest}"` });
+    // the 200's fields but Content-Type (RFC 9110 §15.4.5)
+    const { "Content-Type": _type, ...fields } = headers(info);
+    return empty(304, fields);
+  };
 
   return [{
     name: "manifest",
@@ -45,11 +61,12 @@ export function manifestRoutes(services: Services): Route[] {
       async GET(ctx) {
         const { name, reference } = target(ctx);
         const manifest = await manifests.get(name, reference);
-        return content(200, manifest.bytes, headers(manifest));
+        return preconditions(ctx, manifest) ?? content(200, manifest.bytes, headers(manifest));
       },
       async HEAD(ctx) {
         const { name, reference } = target(ctx);
-        return empty(200, headers(await manifests.resolve(name, reference)));
+        const info = await manifests.resolve(name, reference);
+        return preconditions(ctx, info) ?? empty(200, headers(info));
       },
       async DELETE(ctx) {
         const { name, reference } = target(ctx);

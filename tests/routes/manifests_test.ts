@@ -149,6 +149,50 @@ Deno.test("a tag may move between media types", async () => {
   await get.body?.cancel();
 });
 
+Deno.test("conditional manifest GET and HEAD by tag and digest: If-None-Match 304 while the tag stays, 200 once it moves; If-Match 412", async () => {
+  await using reg = await tempRegistry();
+  const first = await ociManifest(await pushImageBlobs(reg, "app"));
+  const second = await ociManifest(await pushImageBlobs(reg, "app"));
+  assert.notEqual(first.digest, second.digest);
+  (await putManifest(reg, "app", "latest", first.bytes)).body?.cancel();
+  const etag = `"${first.digest}"`;
+  const ask = async (reference: string, headers: Record<string, string>, method = "GET") => {
+    const res = await reg.fetch(`/v2/app/manifests/${reference}`, { method, headers });
+    return { res, body: new Uint8Array(await res.arrayBuffer()) };
+  };
+  for (const method of ["GET", "HEAD"]) {
+    for (const reference of ["latest", first.digest]) {
+      for (const value of [etag, `W/${etag}`, `"other", ${etag}`, "*"]) {
+        const { res, body } = await ask(reference, { "If-None-Match": value }, method);
+        assert.equal(res.status, 304, `${method} ${reference} If-None-Match: ${value}`);
+        assert.equal(res.headers.get("etag"), etag);
+        assert.equal(res.headers.get("docker-content-digest"), first.digest);
+        assert.equal(res.headers.get("content-type"), null);
+        assert.equal(body.length, 0);
+      }
+      const fresh = await ask(reference, { "If-None-Match": '"other"' }, method);
+      assert.equal(fresh.res.status, 200);
+      if (method === "GET") assert.deepEqual(fresh.body, first.bytes);
+      for (const value of ['"nope"', `W/${etag}`]) {
+        const { res } = await ask(reference, { "If-Match": value }, method);
+        assert.equal(res.status, 412, `${method} ${reference} If-Match: ${value}`);
+        assert.equal(res.headers.get("etag"), etag);
+      }
+      assert.equal((await ask(reference, { "If-Match": etag }, method)).res.status, 200);
+    }
+  }
+  // the tag moves: the client's copy is stale, the new manifest comes whole
+  (await putManifest(reg, "app", "latest", second.bytes)).body?.cancel();
+  const moved = await ask("latest", { "If-None-Match": etag });
+  assert.equal(moved.res.status, 200);
+  assert.equal(moved.res.headers.get("etag"), `"${second.digest}"`);
+  assert.deepEqual(moved.body, second.bytes);
+  assert.equal((await ask("latest", { "If-Match": etag })).res.status, 412);
+  // a precondition on a manifest that is not there: still 404
+  const missing = await ask("nothing", { "If-None-Match": "*" });
+  assert.equal(missing.res.status, 404);
+});
+
 Deno.test("invalid manifests are 400 MANIFEST_INVALID", async () => {
   await using reg = await tempRegistry();
   const parts = await pushImageBlobs(reg, "app");
