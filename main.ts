@@ -165,6 +165,8 @@ async function main(): Promise<number> {
         log.info("stop signal repeated within a second: the same stop");
         return;
       }
+      log.warn("stop signal repeated: exiting without waiting for the requests in flight");
+      log.flush();
       Deno.exit(0);
     }
     stoppingSince = performance.now();

@@ -266,6 +266,13 @@ Deno.test({
       assert.equal(result.code, 0);
       assert.ok(Date.now() - second < 2000, "exited at once");
       conn.close();
+      // and said why, before it went (the last lines may still be on their way from the pipe)
+      const said = (text: string) => reg.output.some((line) => line.includes(text));
+      for (let i = 0; i < 100 && !said("exiting without waiting"); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(said("the same stop"), reg.output.join("\n"));
+      assert.ok(said("exiting without waiting"), reg.output.join("\n"));
     } finally {
       await Deno.remove(root, { recursive: true });
     }
