@@ -210,10 +210,12 @@ export function parseHead(
     // absolute-form: its authority wins over Host (RFC 9112 section 3.2.2); an http(s) URI
     // with an empty host is invalid (RFC 9110 section 4.2.1)
     const afterScheme = target.indexOf("//") + 2;
-    const slash = target.indexOf("/", afterScheme);
-    authority = target.slice(afterScheme, slash < 0 ? undefined : slash);
+    // the authority ends at the path, or at the query of an empty path (`http://h?q`)
+    let end = afterScheme;
+    while (end < target.length && target[end] !== "/" && target[end] !== "?") end++;
+    authority = target.slice(afterScheme, end);
     if (authority === "") throw new HttpError(400, "Request target without a host");
-    path = slash < 0 ? "/" : target.slice(slash);
+    path = target[end] === "/" ? target.slice(end) : `/${target.slice(end)}`;
   } else if (!target.startsWith("/")) {
     throw new HttpError(400, "Request target must be a path");
   }

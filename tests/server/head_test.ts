@@ -57,6 +57,8 @@ Deno.test("request forms: absolute-form, HTTP/1.0 without Host, empty lines befo
   assert.equal(absolute.url, "http://other.test:1/v2/");
   const bare = await parseOne("GET https://other.test HTTP/1.1\r\nHost: x\r\n\r\n");
   assert.equal(bare.url, "http://other.test/");
+  const query = await parseOne("GET http://other.test:1?n=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  assert.equal(query.url, "http://other.test:1/?n=1");
   const oldAbsolute = await parseOne("GET http://other.test/v2/ HTTP/1.0\r\n\r\n");
   assert.equal(oldAbsolute.url, "http://other.test/v2/");
   const old = await parseOne("GET /v2/ HTTP/1.0\r\n\r\n");
