@@ -62,6 +62,8 @@ export function serve(
     // a request head is small: it gets at most 30 s (less when bodies get less)
     headTimeoutMs: Math.min(config.bodyIdleTimeoutMs, 30_000),
     writeTimeoutMs: config.bodyIdleTimeoutMs,
+    maxConnections: connectionLimit(config.maxConnections),
+    log: (line) => app.log.warn(line),
     onListen,
   }, (request, body) => app.handle(request, body));
   return {
@@ -94,4 +96,41 @@ export async function reloadTls(serving: Serving, config: Config, log: Logger): 
   log.info("TLS certificate reloaded", { certificate: config.tls.certificate });
   log.flush();
   return true;
+}
+
+/** Where the open-file limit is read, and what is assumed when it cannot be. */
+const LIMITS_FILE = "/proc/self/limits";
+const ASSUMED_OPEN_FILES = 1024;
+/** The default limit's ceiling. */
+const MOST_CONNECTIONS = 1024;
+
+/**
+ * The soft limit on open files in the text of `/proc/self/limits`, or null when it has none
+ * (`unlimited`, or no such line).
+ */
+export function openFileLimit(limits: string): number | null {
+  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1];
+  const n = Number(soft);
+  return soft !== undefined && Number.isSafeInteger(n) && n > 0 ? n : null;
+}
+
+/**
+ * The built-in server's connection limit: `configured`, or for 0 a quarter of the process's
+ * open-file limit (Deno raises the soft limit to the hard one as it starts), between 64 and
+ * 1024. Every connection is a descriptor; the rest stay for the files that uploads, pulls and
+ * the metadata open (an upload holds up to three), which would otherwise fail with EMFILE once
+ * clients had taken them all; and the memory of connections stays bounded (tens of KiB each).
+ */
+export function connectionLimit(configured: number, limits?: string): number {
+  if (configured > 0) return configured;
+  let text = limits;
+  if (text === undefined) {
+    try {
+      text = Deno.readTextFileSync(LIMITS_FILE);
+    } catch {
+      text = "";
+    }
+  }
+  const quarter = Math.floor((openFileLimit(text) ?? ASSUMED_OPEN_FILES) / 4);
+  return Math.min(MOST_CONNECTIONS, Math.max(64, quarter));
 }

@@ -100,6 +100,17 @@ export const OWN_SETTINGS: readonly Setting[] = [
     }],
   }),
   define<number>({
+    key: "registry.limits.maxconnections",
+    type: "integer",
+    default: "`0`: a quarter of the open-file limit, 64 to 1024",
+    help: "the most connections served at once (built-in server); at the limit one idle " +
+      "for 5 s is closed for a new one, else the new one waits",
+    parse: integer(0, 1_000_000),
+    apply: (d, v) => d.maxConnections = v,
+    show: (c) => c.maxConnections,
+    aliases: [],
+  }),
+  define<number>({
     key: "registry.limits.bodyidletimeout",
     type: "duration",
     default: `\`${formatDuration(DEFAULTS.bodyIdleTimeoutMs)}\``,

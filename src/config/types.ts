@@ -25,6 +25,12 @@ export interface Config {
   readonly maxHeaderBytes: number;
   /** A request body that sends nothing for this long is cut (408), in milliseconds. */
   readonly bodyIdleTimeoutMs: number;
+  /**
+   * The most connections the built-in server serves at once (at the limit one idle for 5 s is
+   * closed for a new one, else the new one waits); 0 for a quarter of the open-file limit,
+   * 64 to 1024 (`connectionLimit` in src/serve.ts).
+   */
+  readonly maxConnections: number;
   /** On SIGTERM/SIGINT, in-flight requests get this long to finish (milliseconds). */
   readonly shutdownGraceMs: number;
   /** The HTTP server: ours on `Deno.listen` (`builtin`) or `Deno.serve` (`deno`). */
@@ -236,6 +242,7 @@ export const DEFAULTS = {
   logRequests: true,
   maxHeaderBytes: 32 * 1024,
   bodyIdleTimeoutMs: 60 * 1000,
+  maxConnections: 0,
   shutdownGraceMs: 30 * 1000,
   server: "builtin",
   automaticMount: true,

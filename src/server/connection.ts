@@ -54,6 +54,8 @@ export class Connection {
   phase: Phase = "idle";
   /** Since when (epoch ms) it is in its phase. */
   since = Date.now();
+  /** Requests it has served. */
+  served = 0;
   readonly #options: ConnectionOptions;
   /** Trips when the client took too long to send a request head (408). */
   readonly #expiry = new Tripwire();
@@ -75,6 +77,7 @@ export class Connection {
     try {
       (this.conn as Partial<Deno.TcpConn>).setNoDelay?.(true);
       while (!this.#options.closing() && await this.#serveOne()) {
+        this.served++;
         this.reader.relax();
         this.#enter("idle");
       }

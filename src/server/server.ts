@@ -29,6 +29,15 @@ export interface ServerOptions {
   readonly writeTimeoutMs?: number;
   /** Serve HTTPS with this PEM certificate chain and key (default: plain HTTP). */
   readonly tls?: TlsPair;
+  /**
+   * The most connections served at once (default: no limit). At the limit a connection idle for
+   * `evictIdleMs` (new and silent before one between requests, the longest idle first) is
+   * closed to make room; until one is, the next connection is accepted and held, and the ones
+   * after it wait in the kernel's listen queue.
+   */
+  readonly maxConnections?: number;
+  /** How long a connection must have been idle to be closed for a new one (default 5 s). */
+  readonly evictIdleMs?: number;
   /** Called once listening. */
   readonly onListen?: (addr: Deno.NetAddr) => void;
   /** Where failures outside any reply go (default: console.error). */
@@ -66,6 +75,9 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
   const headTimeoutMs = options.headTimeoutMs ?? 60_000;
   const keepAliveTimeoutMs = options.keepAliveTimeoutMs ?? 120_000;
   const writeTimeoutMs = options.writeTimeoutMs ?? 60_000;
+  const maxConnections = options.maxConnections ?? Infinity;
+  if (!(maxConnections >= 1)) throw new RangeError("maxConnections must be at least 1");
+  const evictIdleMs = options.evictIdleMs ?? 5_000;
   const listen = (port: number, tls: TlsPair | undefined): Deno.Listener =>
     tls
       ? Deno.listenTls({ hostname: options.hostname, port, cert: tls.cert, key: tls.key })
@@ -104,6 +116,13 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
   }, Math.max(10, Math.min(1000, headTimeoutMs / 4, keepAliveTimeoutMs / 4, writeTimeoutMs / 4)));
   Deno.unrefTimer(sweep);
 
+  /** Wakes the accept loop waiting for a connection to close (at the limit), if it waits. */
+  let wakeAccept: (() => void) | null = null;
+  const wake = () => {
+    wakeAccept?.();
+    wakeAccept = null;
+  };
+
   const serveConnection = async (conn: Deno.Conn) => {
     const c = new Connection(conn, connectionOptions);
     connections.add(c);
@@ -111,12 +130,37 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
       await c.serve();
     } finally {
       connections.delete(c);
+      wake();
       if (closing && connections.size === 0) allClosed?.();
     }
   };
 
+  /**
+   * The connection to close for a new one: of those waiting `evictIdleMs` or more for a
+   * request, one that never sent any before one between requests (whose client may be about
+   * to send its next), the longest idle first. Else null, and in how many ms one is due.
+   */
+  const dueToClose = (): { close: Connection | null; dueInMs: number } => {
+    const now = Date.now();
+    let close: Connection | null = null;
+    let dueInMs = Infinity;
+    for (const c of connections) {
+      if (c.phase !== "idle") continue;
+      const due = c.since + evictIdleMs - now;
+      if (due > 0) dueInMs = Math.min(dueInMs, due);
+      else if (close === null || closesBefore(c, close)) close = c;
+    }
+    return { close, dueInMs };
+  };
+  const closesBefore = (c: Connection, other: Connection) =>
+    (c.served === 0) !== (other.served === 0) ? c.served === 0 : c.since < other.since;
+
+  /** When reaching the limit was last logged (at most once a minute). */
+  let limitLoggedAt = -Infinity;
+  /** Listeners replaced by `reloadTls`: their accept loops end. */
+  const retired = new WeakSet<Deno.Listener>();
   const accept = async (listener: Deno.Listener) => {
-    while (!closing) {
+    while (!closing && !retired.has(listener)) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
@@ -128,6 +172,8 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
+      // at the limit, this connection waits for a place (and the next ones in the listen queue)
+      await placeFor(listener);
       if (closing) {
         try {
           conn.close();
@@ -135,6 +181,31 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
         continue;
       }
       void serveConnection(conn);
+    }
+  };
+
+  /**
+   * Returns once a connection can be served beside the others: at once under the limit; at
+   * it, once one closes, closing one idle for `evictIdleMs` (`dueToClose`) to make room. Also
+   * returns when the server closes or `listener` is replaced (the connection held then is
+   * served all the same, one over the limit for a while).
+   */
+  const placeFor = async (listener: Deno.Listener) => {
+    while (connections.size >= maxConnections && !closing && !retired.has(listener)) {
+      if (performance.now() - limitLoggedAt >= 60_000) {
+        limitLoggedAt = performance.now();
+        log(
+          `connection limit reached (${maxConnections}): connections idle for ` +
+            `${evictIdleMs / 1000} s are closed to make room; new ones wait till then`,
+        );
+      }
+      const freed = new Promise<void>((resolve) => (wakeAccept = resolve));
+      const { close, dueInMs } = dueToClose();
+      close?.close();
+      // look again soon in any case: a connection going idle or becoming due does not wake us
+      const timer = setTimeout(wake, Math.min(250, Math.max(10, dueInMs)));
+      await freed;
+      clearTimeout(timer);
     }
   };
 
@@ -154,9 +225,11 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
     // A listener's certificate is fixed: replace the listener on the same port. Established
     // connections are sockets of their own and stay; the port is free again once the old
     // listener's pending accept has ended.
+    retired.add(listener);
     try {
       listener.close();
     } catch { /* already closed */ }
+    wake();
     await accepting;
     if (closing) return;
     listener = listen(addr.port, tls);
@@ -173,6 +246,7 @@ export function serveHttp1(options: ServerOptions, handler: Handler): Http1Serve
         try {
           listener.close();
         } catch { /* already closed */ }
+        wake();
         const done = new Promise<void>((resolve) => (allClosed = resolve));
         for (const c of connections) if (c.phase !== "busy") c.close();
         if (connections.size > 0) await done;

@@ -140,6 +140,7 @@ export const CASES: Record<string, { yaml: string; get: (c: Config) => unknown; 
     },
     "registry.limits.maxheaderbytes": { yaml: "2048", get: (c) => c.maxHeaderBytes, value: 2048 },
     "registry.limits.bodyidletimeout": { yaml: "5s", get: (c) => c.bodyIdleTimeoutMs, value: 5000 },
+    "registry.limits.maxconnections": { yaml: "500", get: (c) => c.maxConnections, value: 500 },
     "http.tls.certificate": {
       yaml: "/etc/registry/tls.crt",
       get: (c) => c.tls?.certificate,

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { AppendWriter } from "../../src/storage/driver.ts";
+import { connectionLimit, openFileLimit } from "../../src/serve.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
 import { canonicalRoot } from "../../src/storage/drivers/fs_files.ts";
 import { portOf, rawRequest, readResponse, writeAllTo } from "../helpers/raw_http.ts";
@@ -297,6 +298,54 @@ const canMount = (() => {
     Deno.removeSync(dir);
   }
 })();
+
+Deno.test("at maxConnections a new connection waits while the others are idle less than 5 s, and is served once one closes", async () => {
+  await using reg = await tempRegistry({ config: { maxConnections: 2 } });
+  const port = portOf(reg.url);
+  const ask = "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n";
+  const [a, b] = await Promise.all([1, 2].map(() => Deno.connect({ hostname: "127.0.0.1", port })));
+  for (const conn of [a, b]) {
+    await writeAllTo(conn, ask);
+    assert.equal((await readResponse(conn))?.status, 200); // both are served connections now
+  }
+  const c = await Deno.connect({ hostname: "127.0.0.1", port }); // the kernel's queue takes it
+  await writeAllTo(c, ask);
+  const buffer = new Uint8Array(4096);
+  const reading = c.read(buffer);
+  // the registry still answers its two connections; the third gets nothing meanwhile
+  await writeAllTo(a, ask);
+  assert.equal((await readResponse(a))?.status, 200);
+  const early = await Promise.race([
+    reading.then(() => "answered"),
+    new Promise((resolve) => setTimeout(() => resolve("waiting"), 300)),
+  ]);
+  assert.equal(early, "waiting");
+  a.close();
+  const n = await reading;
+  assert.ok(n !== null && n > 0);
+  assert.match(new TextDecoder().decode(buffer.subarray(0, n)), /^HTTP\/1\.1 200 /);
+  b.close();
+  c.close();
+});
+
+Deno.test("the default connection limit is a quarter of the open-file limit, 64 to 1024", () => {
+  const limits = (soft: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units     \n` +
+    `Max processes             94000                94000                processes \n` +
+    `Max open files            ${soft}                20000                files     \n`;
+  assert.equal(openFileLimit(limits("20000")), 20000);
+  assert.equal(connectionLimit(0, limits("20000")), 1024);
+  assert.equal(connectionLimit(0, limits("2048")), 512);
+  assert.equal(connectionLimit(0, limits("1024")), 256);
+  assert.equal(connectionLimit(0, limits("100")), 64);
+  assert.equal(connectionLimit(0, limits("unlimited")), 256); // as for 1024
+  assert.equal(connectionLimit(0, ""), 256);
+  assert.equal(connectionLimit(10, limits("20000")), 10);
+  // this process's own
+  const own = openFileLimit(Deno.readTextFileSync("/proc/self/limits"));
+  assert.ok(own !== null && own > 0);
+  assert.equal(connectionLimit(0), Math.min(1024, Math.max(64, Math.floor(own / 4))));
+});
 
 Deno.test("a PATCH whose chunked framing breaks midway: 400, logged as the client's error with the bytes read; the session keeps none of them", async () => {
   await using reg = await tempRegistry({ config: { logFormat: "json" } });

@@ -89,6 +89,48 @@ Deno.test("the built-in server serves HTTPS and reloads its certificate", async 
   }
 });
 
+Deno.test("a certificate reload does not wait for a place when a connection waits at the limit", async () => {
+  const lines: string[] = [];
+  const server = serveHttp1(
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: first.cert, key: first.keyPem },
+      maxConnections: 1,
+      evictIdleMs: 60_000, // the keep-alive connection keeps its place between its requests
+      log: (line) => lines.push(line),
+    },
+    () => Promise.resolve({ status: 200, headers: [], body: new TextEncoder().encode("{}") }),
+  );
+  const port = server.addr.port;
+  try {
+    const statuses = await keepAlive(port, first.ca, async () => {
+      // the one place is taken: a second connection is accepted and held
+      const held = await Deno.connect({ hostname: "127.0.0.1", port });
+      try {
+        for (let i = 0; i < 250 && !lines.some((l) => l.includes("limit reached")); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        assert.ok(lines.some((l) => l.includes("limit reached")), lines.join("\n"));
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const outcome = await Promise.race([
+          server.reloadTls({ cert: second.cert, key: second.keyPem }).then(() => "reloaded"),
+          // not once a place frees (none does here)
+          new Promise((resolve) => timer = setTimeout(() => resolve("still waiting"), 2000)),
+        ]);
+        clearTimeout(timer);
+        assert.equal(outcome, "reloaded");
+      } finally {
+        held.close();
+      }
+    });
+    assert.deepEqual(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]);
+    assert.equal(await get(`https://127.0.0.1:${port}/v2/`, second.ca), 200);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("--server deno serves HTTPS too (without reloading)", async () => {
   await using reg = await memoryRegistry();
   const config = { ...DEFAULTS, port: 0, dataDir: "memory", server: "deno" as const, tls: first };
