@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { serveHttp1 } from "../../src/server/mod.ts";
-import type { Handler } from "../../src/server/mod.ts";
+import type { Handler, Http1Server } from "../../src/server/mod.ts";
 import { readResponse, writeAllTo } from "../helpers/raw_http.ts";
 
 const ASK = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -40,6 +40,16 @@ function connect(port: number): Promise<Deno.Conn> {
 async function statusOf(conn: Deno.Conn): Promise<number | null> {
   if (!(await writeAllTo(conn, ASK))) return null;
   return (await readResponse(conn, 5000))?.status ?? null;
+}
+
+/** Closes the connections (those still open) and shuts the server down. */
+async function closeAll(server: Http1Server, conns: Deno.Conn[]): Promise<void> {
+  for (const conn of conns) {
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+  await server.shutdown();
 }
 
 /** Whether `reading` settles within `ms`. */
@@ -97,12 +107,7 @@ Deno.test("at the limit a connection idle for less than evictIdleMs keeps its pl
     a.close();
     assert.equal((await answered)?.status, 200);
   } finally {
-    for (const conn of [a, b, c]) {
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-    await server.shutdown();
+    await closeAll(server, [a, b, c]);
   }
 });
 
@@ -133,12 +138,7 @@ Deno.test("at the limit with every connection in the middle of a request, a new 
     await writeAllTo(b, "67890");
     assert.equal((await readResponse(b))?.status, 200);
   } finally {
-    for (const conn of [a, b, c]) {
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
-    await server.shutdown();
+    await closeAll(server, [a, b, c]);
   }
 });
 
