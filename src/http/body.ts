@@ -46,6 +46,7 @@ export class BodyReader implements RequestBody {
   #failure: Error | null = null;
   #waitingSince: number | null = null;
   #received = 0;
+  #waited = 0;
 
   /** Wraps a body stream; uses a BYOB reader when the stream is a byte stream. */
   constructor(body: ReadableStream<Uint8Array>) {
@@ -70,6 +71,12 @@ export class BodyReader implements RequestBody {
   }
 
   /** @inheritdoc */
+  get waitedMs(): number {
+    const pending = this.#waitingSince === null ? 0 : Date.now() - this.#waitingSince;
+    return this.#waited + pending;
+  }
+
+  /** @inheritdoc */
   async read(into: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
     if (this.#failure) throw this.#failure;
     if (into.length === 0) throw new RangeError("BodyReader.read needs a non-empty buffer");
@@ -90,6 +97,7 @@ export class BodyReader implements RequestBody {
       if (error instanceof RegistryError) throw error;
       throw unreadable("the client closed the connection or sent a malformed body", error);
     } finally {
+      this.#waited += Date.now() - this.#waitingSince!;
       this.#waitingSince = null;
     }
   }

@@ -28,6 +28,8 @@ export class WireBody implements RequestBody {
   #waitingSince: number | null = null;
   #reading = false;
   #received = 0;
+  /** Time reads spent waiting before the pending one (ms). */
+  #waited = 0;
 
   /**
    * A body of `length` bytes, or chunked when `length` is null, read from `reader`.
@@ -53,6 +55,12 @@ export class WireBody implements RequestBody {
   /** @inheritdoc */
   get received(): number {
     return this.#received;
+  }
+
+  /** @inheritdoc */
+  get waitedMs(): number {
+    const pending = this.#waitingSince === null ? 0 : Date.now() - this.#waitingSince;
+    return this.#waited + pending;
   }
 
   /** The whole body has been read. */
@@ -102,6 +110,7 @@ export class WireBody implements RequestBody {
       throw fault;
     } finally {
       this.#reading = false;
+      this.#waited += Date.now() - this.#waitingSince!;
       this.#waitingSince = null;
     }
   }

@@ -59,6 +59,8 @@ export interface RequestBody {
   readonly waitingSince: number | null;
   /** The bytes reads have returned so far. */
   readonly received: number;
+  /** How long (ms) reads have waited for data in all, the pending one included. */
+  readonly waitedMs: number;
   /** Ends the body: the pending and every later read throw `error`. */
   abort(error: Error): void;
   /** The handler is done with the body; what it did not read is drained or dropped. */

@@ -299,6 +299,54 @@ const canMount = (() => {
   }
 })();
 
+Deno.test("a body slower than 240 bytes/s is cut with 408 once its reads waited the grace; a slow steady one completes", async (t) => {
+  // the grace is the idle timeout when shorter than 10 s: 1 s here
+  await using reg = await tempRegistry({ config: { bodyIdleTimeoutMs: 1000 } });
+  const port = portOf(reg.url);
+  const session = async () => {
+    const start = await reg.fetch("/v2/limits/rate/blobs/uploads/", { method: "POST" });
+    await start.body?.cancel();
+    return start.headers.get("location")!;
+  };
+  /** Sends `pieces` of `size` bytes every 100 ms after a PATCH head; the answer. */
+  const drip = async (location: string, size: number, pieces: number) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAllTo(
+      conn,
+      `PATCH ${location} HTTP/1.1\r\nHost: x\r\nContent-Length: ${size * pieces}\r\n\r\n`,
+    );
+    let answered = false;
+    const answer = readResponse(conn, 15_000).finally(() => answered = true);
+    const began = Date.now();
+    for (let i = 0; i < pieces && !answered; i++) {
+      if (!(await writeAllTo(conn, randomBytes(size)))) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const res = await answer;
+    conn.close();
+    return { res, ms: Date.now() - began };
+  };
+
+  await t.step("a byte every 100 ms (10 bytes/s): 408 after about a second", async () => {
+    const location = await session();
+    const { res, ms } = await drip(location, 1, 100);
+    assert.equal(res?.status, 408);
+    const error = JSON.parse(res!.body).errors[0];
+    assert.equal(error.code, "BLOB_UPLOAD_INVALID");
+    assert.match(error.message, /too slow/);
+    assert.ok(ms >= 900 && ms < 8000, `cut after ${ms} ms`);
+    const status = await reg.fetch(location);
+    await status.body?.cancel();
+    assert.equal(status.status, 204);
+    assert.equal(status.headers.get("range"), "0-0", "nothing of it stored");
+  });
+  await t.step("8 KiB every 100 ms (80 KiB/s) for 2 s: 202", async () => {
+    const { res } = await drip(await session(), 8192, 20);
+    assert.equal(res?.status, 202);
+    assert.equal(res?.headers.get("range"), `0-${8192 * 20 - 1}`);
+  });
+});
+
 Deno.test("at maxConnections a new connection waits while the others are idle less than 5 s, and is served once one closes", async () => {
   await using reg = await tempRegistry({ config: { maxConnections: 2 } });
   const port = portOf(reg.url);
