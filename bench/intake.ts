@@ -7,31 +7,43 @@
  * - `drop`: the bodies are read into the batch buffers and dropped;
  * - `hash`: and hashed, as uploads are hashed;
  * - `write`: written to a file and synced at the end of the PATCH, not hashed;
- * - `both`: hashed and written, as the registry does.
+ * - `both`: hashed and written, as the registry does;
+ * - `durable`: and kept as the registry keeps an upload, through its storage layer (the
+ *   filesystem driver, `DriverUploadStore`, `DriverBlobStore`): the POST makes the session's
+ *   files durably, each PATCH saves the hash state once its bytes are flushed, the PUT moves the
+ *   data to its blob's key and links the layer into the repository, then removes the session.
+ *   What it leaves out of the registry: routing and the request pipeline, locks, reading a
+ *   session back from its files (its state stays in memory), metadata caches, events and the
+ *   activity journal.
  *
  * Upload sessions as a client sees them: `POST /v2/NAME/blobs/uploads/` (202 with a Location),
  * one streamed `PATCH` (202 with `Range: 0-LAST`), then `PUT ?digest=` (201 with
  * `Docker-Content-Digest`; 400 when a hashing mode computed another digest). The file of a
- * writing mode stays, as a registry keeps a pushed blob: whoever runs the receiver removes it.
+ * writing mode stays, as a registry keeps a pushed blob (`durable`: at its blob's key under
+ * `blobs/`): whoever runs the receiver removes it.
  * `GET /v2/` answers 200 (readiness).
  *
  * Usage: deno run --allow-net --allow-read --allow-write --allow-env --allow-ffi
- *   bench/intake.ts --mode drop|hash|write|both [--port 0] [--dir DIR]; prints
+ *   bench/intake.ts --mode drop|hash|write|both|durable [--port 0] [--dir DIR]; prints
  *   `intake listening on http://127.0.0.1:PORT/v2/`.
  */
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createSha256, type Sha256 } from "../src/digest/sha256.ts";
+import { createSha256, encodeSha256State, type Sha256 } from "../src/digest/sha256.ts";
 import { serveHttp1 } from "../src/server/mod.ts";
 import type { Handler, Reply, RequestBody } from "../src/server/mod.ts";
 import { BatchWriter } from "../src/storage/batch_writer.ts";
 import type { AppendWriter } from "../src/storage/driver.ts";
+import { FsDriver } from "../src/storage/drivers/fs.ts";
 import { fileAppender, writebackFor } from "../src/storage/drivers/fs_append.ts";
-import { WRITE_BATCH } from "../src/storage/uploads.ts";
+import { DriverBlobStore } from "../src/storage/blobs.ts";
+import { layerKey } from "../src/storage/keys.ts";
+import { DriverUploadStore, WRITE_BATCH } from "../src/storage/uploads.ts";
+import type { Digest, RepositoryName, UploadId } from "../src/types/oci.ts";
 
 /** What a receiver keeps of the registry's data path. */
-export const INTAKE_MODES = ["drop", "hash", "write", "both"] as const;
+export const INTAKE_MODES = ["drop", "hash", "write", "both", "durable"] as const;
 /** One of `INTAKE_MODES`. */
 export type IntakeMode = typeof INTAKE_MODES[number];
 
@@ -55,8 +67,9 @@ function reply(status: number, headers: [string, string][] = [], text = ""): Rep
   return { status, headers, body: text === "" ? null : encoder.encode(text) };
 }
 
-/** The receiver's handler for `mode`, writing its files into `dir`. */
+/** The receiver's handler for `mode`, writing its files into `dir` (which must exist). */
 export function intakeHandler(mode: IntakeMode, dir: string): Handler {
+  if (mode === "durable") return durableHandler(dir);
   const hashes = mode === "hash" || mode === "both";
   const writes = mode === "write" || mode === "both";
   const sessions = new Map<string, Session>();
@@ -113,6 +126,68 @@ export function intakeHandler(mode: IntakeMode, dir: string): Handler {
         if (computed !== given) return reply(400, [], `digest ${computed}, not ${given}\n`);
       }
       return reply(201, [["Docker-Content-Digest", given]]);
+    }
+    return reply(405, [], "not here\n");
+  };
+}
+
+/** A session of the `durable` mode: its state in memory, its files in the upload store. */
+interface DurableSession {
+  readonly id: UploadId;
+  readonly repository: RepositoryName;
+  readonly hasher: Sha256;
+}
+
+const EMPTY_STATE = encodeSha256State(createSha256().exportState());
+
+/** The `durable` mode's handler: the registry's storage layer over the data root `dir`. */
+function durableHandler(dir: string): Handler {
+  const driver = new FsDriver(Deno.realPathSync(dir));
+  const uploads = new DriverUploadStore(driver);
+  const blobs = new DriverBlobStore(driver);
+  const sessions = new Map<string, DurableSession>();
+
+  return async (request, body) => {
+    const url = new URL(request.url);
+    const path = url.pathname;
+    if (request.method === "GET" && path === "/v2/") return reply(200, [], "{}");
+    const name = /^\/v2\/(.+)\/blobs\/uploads\/$/.exec(path)?.[1];
+    if (request.method === "POST" && name !== undefined) {
+      const id = crypto.randomUUID() as UploadId;
+      const repository = name as RepositoryName;
+      await uploads.create(id, repository, new Date(), EMPTY_STATE);
+      sessions.set(id, { id, repository, hasher: createSha256() });
+      return reply(202, [["Location", `/intake/${id}`]]);
+    }
+    const key = /^\/intake\/([0-9a-f-]+)$/.exec(path)?.[1];
+    const session = key === undefined ? undefined : sessions.get(key);
+    if (session === undefined) return reply(404, [], "no such session\n");
+    const { id, hasher } = session;
+    if (request.method === "PATCH" && body !== null) {
+      const { flushed } = await uploads.append(
+        id,
+        hasher.length,
+        body,
+        (batch) => hasher.updateAsync(batch),
+      );
+      // the state is renamed into place once the data it covers is on disk
+      await uploads.saveHashState(id, encodeSha256State(hasher.exportState()), flushed);
+      const last = hasher.length - 1;
+      return reply(202, [["Location", path], ["Range", `0-${Math.max(0, last)}`]]);
+    }
+    if (request.method === "PUT") {
+      sessions.delete(id);
+      const given = url.searchParams.get("digest") ?? "";
+      const computed = `sha256:${hasher.digestHex()}`;
+      if (computed !== given) {
+        await uploads.remove(id);
+        return reply(400, [], `digest ${computed}, not ${given}\n`);
+      }
+      const digest = computed as Digest;
+      await blobs.commitUpload(id, digest);
+      await driver.put(layerKey(session.repository, digest), digest);
+      await uploads.remove(id);
+      return reply(201, [["Docker-Content-Digest", digest]]);
     }
     return reply(405, [], "not here\n");
   };

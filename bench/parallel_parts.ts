@@ -3,15 +3,16 @@
  * same eight blobs (each a POST, one PATCH streamed in chunked frames of 32 KiB, and a PUT, as
  * the row does) into CNCF Distribution, our registry, and bench/intake.ts's receivers, which
  * keep one more part of our registry's upload path each: `drop` (our HTTP/1.1 server and the
- * batch buffers), `hash` (and SHA-256), `write` (the file appender, no hash) and `both` (hash
- * and file: the registry's data path without the rest of the registry).
+ * batch buffers), `hash` (and SHA-256), `write` (the file appender, no hash), `both` (hash
+ * and file: the registry's data path without the rest of the registry) and `durable` (and the
+ * session files, commit and layer link of the registry's storage layer).
  *
  * Rounds: every receiver once a round, in an order shuffled anew each round; the first round is
  * not counted. Each push of the eight is timed with the CPU time the receiver's
  * process used and the time the whole machine was busy. Rates are compared with Distribution's
  * in the same round (the machine's speed changes from second to second), and per GiB CPU times
- * show what each part costs: `hash` − `drop` the hashing, `write` − `drop` the disk, the
- * registry − `both` the rest of the registry.
+ * show what each part costs: `hash` − `drop` the hashing, `write` − `drop` the disk, `durable` −
+ * `both` what keeping an upload durably adds, the registry − `durable` the rest of the registry.
  *
  * Usage: deno task bench:parallel [--mib 128] [--rounds 4] [--frame 32768] [--dir DIR]
  *        [--no-distribution] [--json FILE]
@@ -161,8 +162,11 @@ export function roundOrder(n: number, round: number): number[] {
   return order;
 }
 
+/** Empties a receiver's folder (`durable` keeps its blobs in folders of a data root). */
 async function emptyFolder(dir: string): Promise<void> {
-  for await (const entry of Deno.readDir(dir)) await Deno.remove(join(dir, entry.name));
+  for await (const entry of Deno.readDir(dir)) {
+    await Deno.remove(join(dir, entry.name), { recursive: true });
+  }
   await syncAll();
 }
 

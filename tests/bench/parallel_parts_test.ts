@@ -11,6 +11,7 @@ import { Http1 } from "../../bench/http1.ts";
 import { intakeHandler, type IntakeMode } from "../../bench/intake.ts";
 import { partsTable, roundOrder, type Sample, summarize } from "../../bench/parallel_parts.ts";
 import { makeData, pushStream, sha256 } from "../../bench/workloads.ts";
+import { decodeSha256State } from "../../src/digest/sha256.ts";
 import { serveHttp1 } from "../../src/server/mod.ts";
 
 const MiB = 1024 * 1024;
@@ -97,6 +98,72 @@ Deno.test("intake drop and write: the Range counts every byte; only write stores
   }
 });
 
+/** Every file under `dir`, as paths relative to it, sorted. */
+async function walk(dir: string, under = ""): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(join(dir, under))) {
+    const path = under === "" ? entry.name : `${under}/${entry.name}`;
+    if (entry.isDirectory) found.push(...await walk(dir, path));
+    else found.push(path);
+  }
+  return found.sort();
+}
+
+Deno.test("intake durable: sessions kept as the registry keeps them; blobs committed and linked", async () => {
+  await withIntake("durable", async (base, dir) => {
+    const blobs = [blob(5), blob(6)];
+    const conns = await Promise.all(blobs.map(() => Http1.connect(base)));
+    try {
+      // a PATCH acknowledged: the session holds its bytes and the state covering them
+      const posted = await conns[0]!.request("POST", "/v2/t/mid/blobs/uploads/");
+      assert.equal(posted.status, 202);
+      const location = posted.headers.get("location")!;
+      const id = location.split("/").pop()!;
+      const patched = await conns[0]!.request("PATCH", location, { body: blobs[0]!.bytes });
+      assert.equal(patched.status, 202);
+      assert.deepEqual(await walk(join(dir, "uploads", id)), [
+        "data",
+        "hashstate",
+        "repository",
+        "startedat",
+      ]);
+      assert.equal(sha256(await Deno.readFile(join(dir, "uploads", id, "data"))), blobs[0]!.digest);
+      const state = await Deno.readTextFile(join(dir, "uploads", id, "hashstate"));
+      assert.equal(decodeSha256State(state)?.length, blobs[0]!.bytes.length);
+      // a wrong digest: 400, the session gone, nothing committed
+      const wrong = sha256(blobs[0]!.bytes.subarray(1));
+      const put = await conns[0]!.request("PUT", `${location}?digest=${encodeURIComponent(wrong)}`);
+      assert.equal(put.status, 400);
+      assert.deepEqual(await walk(dir), []);
+
+      await Promise.all(blobs.map((b, i) => pushStream(conns[i]!, base, `t/r${i}`, b, 32 * 1024)));
+    } finally {
+      for (const c of conns) c.close();
+    }
+    const expected = blobs.flatMap((b, i) => {
+      const hex = b.digest.slice("sha256:".length);
+      return [
+        `blobs/sha256/${hex.slice(0, 2)}/${hex}`,
+        `repositories/t/r${i}/_layers/sha256/${hex}`,
+      ];
+    });
+    assert.deepEqual(await walk(dir), expected.sort());
+    for (const b of blobs) {
+      const hex = b.digest.slice("sha256:".length);
+      assert.equal(
+        sha256(await Deno.readFile(join(dir, "blobs/sha256", hex.slice(0, 2), hex))),
+        b.digest,
+      );
+    }
+    assert.equal(
+      await Deno.readTextFile(
+        join(dir, `repositories/t/r1/_layers/sha256/${blobs[1]!.digest.slice(7)}`),
+      ),
+      blobs[1]!.digest,
+    );
+  });
+});
+
 Deno.test("summarize: the first round left out, rates against the baseline in the same round", () => {
   // The machine runs half as fast in round 2: the in-round ratio stays 2.
   const s = (receiver: string, round: number, seconds: number, cpu: number): Sample => ({
@@ -169,7 +236,16 @@ Deno.test("bench:parallel: a short run pushes into our registry and every intake
     }).output();
     const text = new TextDecoder().decode(out.stdout);
     assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
-    for (const name of ["ours", "intake-drop", "intake-hash", "intake-write", "intake-both"]) {
+    for (
+      const name of [
+        "ours",
+        "intake-drop",
+        "intake-hash",
+        "intake-write",
+        "intake-both",
+        "intake-durable",
+      ]
+    ) {
       assert.match(text, new RegExp(`^\\| ${name} \\| [\\d,]+ \\(`, "m"), name);
     }
     // the run's folder keeps its logs only
