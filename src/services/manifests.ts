@@ -89,7 +89,8 @@ export class ManifestService {
   /**
    * Validates and stores a manifest under a tag or digest reference, and queues its push event
    * durably before returning. Throws DIGEST_INVALID
-   * when a digest reference does not match the body, MANIFEST_INVALID for a malformed body,
+   * when a digest reference does not match the body, MANIFEST_INVALID for a malformed body or a
+   * descriptor whose size is not its content's,
    * MANIFEST_BLOB_UNKNOWN (detail: the digest) for a missing blob or child manifest.
    */
   async put(
@@ -255,6 +256,10 @@ export class ManifestService {
     });
   }
 
+  /**
+   * Checks that every blob or child manifest the manifest needs is in the repository, with the
+   * size its descriptor gives: a client that trusted a wrong size would fail every pull of it.
+   */
   async #checkReferences(name: RepositoryName, manifest: Manifest): Promise<void> {
     const missing = (d: Descriptor, what: string) =>
       new RegistryError(
@@ -262,19 +267,27 @@ export class ManifestService {
         `Manifest references ${what} "${d.digest}" that is not in repository "${name}"`,
         { detail: { digest: d.digest } },
       );
+    const check = (d: Descriptor, what: string, size: number | null) => {
+      if (size === null) throw missing(d, what);
+      if (size !== d.size) {
+        throw new RegistryError(
+          "MANIFEST_INVALID",
+          `Manifest gives ${what} "${d.digest}" a size of ${d.size} bytes, but it has ${size}`,
+          { detail: { digest: d.digest, size: d.size, stored: size } },
+        );
+      }
+    };
     if (manifest.kind === "index") {
       for (const child of manifest.manifests) {
-        if ((await this.#meta.getRevision(name, child.digest)) === null) {
-          throw missing(child, "manifest");
-        }
+        check(child, "manifest", (await this.#meta.getRevision(name, child.digest))?.size ?? null);
       }
       return;
     }
     for (const blob of [manifest.config, ...manifest.layers]) {
       if (blob !== manifest.config && isExternalLayer(blob)) continue;
-      const linked = await this.#meta.hasLayer(name, blob.digest) &&
-        (await this.#blobs.size(blob.digest)) !== null;
-      if (!linked) throw missing(blob, blob === manifest.config ? "config blob" : "layer");
+      const linked = await this.#meta.hasLayer(name, blob.digest);
+      const size = linked ? await this.#blobs.size(blob.digest) : null;
+      check(blob, blob === manifest.config ? "config blob" : "layer", size);
     }
   }
 }

@@ -268,6 +268,49 @@ Deno.test("a manifest naming a missing blob or child is MANIFEST_BLOB_UNKNOWN wi
   assert.equal(await errorCode(put3), "MANIFEST_BLOB_UNKNOWN");
 });
 
+Deno.test("a descriptor whose size is not its content's is MANIFEST_INVALID; nothing is stored", async () => {
+  await using reg = await tempRegistry();
+  const parts = await pushImageBlobs(reg, "app");
+  const layer = parts.layers[0]!;
+  const cases = [
+    { what: "layer", config: parts.config, layers: [{ ...layer, size: layer.size + 1 }] },
+    { what: "config", config: { ...parts.config, size: parts.config.size - 1 }, layers: [layer] },
+  ];
+  for (const { what, config, layers } of cases) {
+    const { bytes } = await ociManifest({ config, layers });
+    const put = await putManifest(reg, "app", what, bytes);
+    assert.equal(put.status, 400, what);
+    const body = await put.json();
+    assert.equal(body.errors[0].code, "MANIFEST_INVALID", what);
+    const wrong = what === "layer" ? layers[0]! : config;
+    assert.deepEqual(body.errors[0].detail, {
+      digest: wrong.digest,
+      size: wrong.size,
+      stored: what === "layer" ? layer.size : parts.config.size,
+    });
+    assert.equal((await reg.fetch(`/v2/app/manifests/${what}`)).status, 404, what);
+  }
+  // the same with the right sizes is stored; an index is held to its children's sizes
+  const good = await ociManifest(parts);
+  assert.equal((await putManifest(reg, "app", "good", good.bytes)).status, 201);
+  const child = { mediaType: OCI_MANIFEST, digest: good.digest, size: good.bytes.length };
+  for (const size of [child.size + 7, child.size]) {
+    const index = await jsonBytes({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [{ ...child, size }],
+    });
+    const put = await putManifest(reg, "app", "all", index.bytes, OCI_INDEX);
+    if (size === child.size) assert.equal(put.status, 201);
+    else {
+      assert.equal(put.status, 400);
+      assert.equal(await errorCode(put), "MANIFEST_INVALID");
+    }
+  }
+  const tags = await reg.fetch("/v2/app/tags/list");
+  assert.deepEqual((await tags.json()).tags.sort(), ["all", "good"]);
+});
+
 Deno.test("PUT by a digest the body does not have is 400 DIGEST_INVALID", async () => {
   await using reg = await tempRegistry();
   const { bytes } = await ociManifest(await pushImageBlobs(reg, "app"));
