@@ -16,6 +16,7 @@
  * | `index-child-missing`  | an index lists a manifest that is not a revision of the repository |
  * | `blob-unlinked`        | a manifest's config or layer is not linked in the repository      |
  * | `blob-missing`         | a manifest's config or layer has no stored bytes                  |
+ * | `descriptor-size`      | a manifest gives a config, layer or child another size than stored |
  * | `link-dangling`        | a layer link names a blob whose bytes are not stored              |
  * | `referrer-invalid`     | a referrer entry is not named by a digest, or not a descriptor    |
  * | `referrer-dangling`    | a referrer entry names no revision with that subject              |
@@ -199,11 +200,24 @@ export async function checkStore(
           found("manifest-invalid", key, errorText(error));
           continue;
         }
+        // a size other than the stored one: a client checking sizes fails every pull of it
+        const sized = (d: { digest: Digest; size: number }, what: string, size?: number) => {
+          if (size !== undefined && size !== d.size) {
+            found(
+              "descriptor-size",
+              key,
+              `gives its ${what} ${d.digest} ${d.size} bytes, not ${size}`,
+            );
+          }
+        };
         if (manifest.kind === "index") {
           for (const child of referencesOf(manifest)) {
             if (!revisions.has(child)) {
               found("index-child-missing", key, `lists ${child}, not a revision of ${name}`);
             }
+          }
+          for (const child of manifest.manifests) {
+            sized(child, "child", revisions.get(child.digest)?.size);
           }
         } else {
           for (const blob of [manifest.config, ...manifest.layers]) {
@@ -215,6 +229,7 @@ export async function checkStore(
             if (!stored(blob.digest)) {
               found("blob-missing", key, `its ${what} ${blob.digest} has no stored bytes`);
             }
+            sized(blob, what, sizes.get(blob.digest));
           }
         }
         if (record.subject !== undefined) {

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { checkStore, type Finding } from "../../src/maintenance/fsck.ts";
 import { FsDriver } from "../../src/storage/drivers/fs.ts";
-import { tempRegistry } from "../helpers/registry.ts";
+import { sha256Digest, tempRegistry } from "../helpers/registry.ts";
+import { OCI_INDEX, OCI_MANIFEST } from "../helpers/media_types.ts";
 import { buildStore, type BuiltStore } from "./fixtures.ts";
 
 /** A data root holding the fixture store, the registry stopped; removed on dispose. */
@@ -76,6 +77,55 @@ Deno.test("fsck: a blob a manifest needs is missing", async () => {
       store.built.app.image2.digest.slice(7)
     }`,
     `link-dangling repositories/app/_layers/sha256/${hex}`,
+  ]);
+});
+
+Deno.test("fsck: manifests stored with another size for a layer, a config or a child", async () => {
+  await using store = await builtRoot();
+  const { image1, image2 } = store.built.app;
+  // Stored as an older registry stored them: the bytes as a blob, the revision's record.
+  const plant = async (manifest: unknown) => {
+    const bytes = new TextEncoder().encode(JSON.stringify(manifest));
+    const digest = await sha256Digest(bytes);
+    await Deno.mkdir(join(blobPath(store.root, digest), ".."), { recursive: true });
+    await Deno.writeFile(blobPath(store.root, digest), bytes);
+    const mediaType = (manifest as { mediaType: string }).mediaType;
+    await Deno.writeTextFile(
+      revisionPath(store.root, "app", digest),
+      JSON.stringify({ mediaType, size: bytes.length }),
+    );
+    return `descriptor-size repositories/app/_manifests/revisions/sha256/${digest.slice(7)}`;
+  };
+  const layer = image1.layers[0]!;
+  const wrongLayer = await plant({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: image1.config,
+    layers: [{ ...layer, size: layer.size + 1 }],
+  });
+  const wrongConfig = await plant({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    config: { ...image2.config, size: image2.config.size - 1 },
+    layers: image2.layers,
+  });
+  const wrongChild = await plant({
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: [{ mediaType: OCI_MANIFEST, digest: image2.digest, size: image2.bytes.length + 3 }],
+  });
+  const report = await checkStore(new FsDriver(store.root), { root: store.root });
+  assert.deepEqual(
+    report.findings.map((f: Finding) => `${f.kind} ${f.key}`).sort(),
+    [wrongLayer, wrongConfig, wrongChild].sort(),
+  );
+  const details = report.findings.map((f: Finding) => f.detail).sort();
+  assert.deepEqual(details, [
+    `gives its child ${image2.digest} ${image2.bytes.length + 3} bytes, not ${image2.bytes.length}`,
+    `gives its config ${image2.config.digest} ${
+      image2.config.size - 1
+    } bytes, not ${image2.config.size}`,
+    `gives its layer ${layer.digest} ${layer.size + 1} bytes, not ${layer.size}`,
   ]);
 });
 
