@@ -2,7 +2,8 @@
  * The parallel-push breakdown's receivers (bench/parallel_parts.ts): the registry's own HTTP/1.1
  * server and upload data path (`BatchWriter` in 1 MiB batches, SHA-256 on a pool thread, the
  * filesystem driver's appender), with nothing else of the registry around them: no routing,
- * access control, metadata, state files or blob moves. Each mode keeps one more part:
+ * access control, metadata, state files or blob moves (but `durable`'s layer links, session
+ * files and commits). Each mode keeps one more part:
  *
  * - `drop`: the bodies are read into the batch buffers and dropped;
  * - `hash`: and hashed, as uploads are hashed;
@@ -38,7 +39,7 @@ import type { AppendWriter } from "../src/storage/driver.ts";
 import { FsDriver } from "../src/storage/drivers/fs.ts";
 import { fileAppender, writebackFor } from "../src/storage/drivers/fs_append.ts";
 import { DriverBlobStore } from "../src/storage/blobs.ts";
-import { layerKey } from "../src/storage/keys.ts";
+import { LocalMetadataStore } from "../src/storage/metadata/local.ts";
 import { DriverUploadStore, WRITE_BATCH } from "../src/storage/uploads.ts";
 import type { Digest, RepositoryName, UploadId } from "../src/types/oci.ts";
 
@@ -145,6 +146,7 @@ function durableHandler(dir: string): Handler {
   const driver = new FsDriver(Deno.realPathSync(dir));
   const uploads = new DriverUploadStore(driver);
   const blobs = new DriverBlobStore(driver);
+  const metadata = new LocalMetadataStore(driver);
   const sessions = new Map<string, DurableSession>();
 
   return async (request, body) => {
@@ -185,7 +187,7 @@ function durableHandler(dir: string): Handler {
       }
       const digest = computed as Digest;
       await blobs.commitUpload(id, digest);
-      await driver.put(layerKey(session.repository, digest), digest);
+      await metadata.linkLayer(session.repository, digest);
       await uploads.remove(id);
       return reply(201, [["Docker-Content-Digest", digest]]);
     }

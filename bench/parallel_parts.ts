@@ -162,10 +162,20 @@ export function roundOrder(n: number, round: number): number[] {
   return order;
 }
 
-/** Empties a receiver's folder (`durable` keeps its blobs in folders of a data root). */
+/**
+ * Empties a receiver's folder. A folder in it (`durable`'s `blobs`, `uploads`, `repositories`)
+ * stays, emptied, as a registry keeps its tree when its blobs are deleted.
+ */
 async function emptyFolder(dir: string): Promise<void> {
   for await (const entry of Deno.readDir(dir)) {
-    await Deno.remove(join(dir, entry.name), { recursive: true });
+    const path = join(dir, entry.name);
+    if (!entry.isDirectory) {
+      await Deno.remove(path);
+      continue;
+    }
+    for await (const inner of Deno.readDir(path)) {
+      await Deno.remove(join(path, inner.name), { recursive: true });
+    }
   }
   await syncAll();
 }

@@ -208,15 +208,18 @@ Deno.test("roundOrder: every receiver once a round, none always after the same o
       assert.deepEqual(roundOrder(n, round), roundOrder(n, round));
     }
   }
-  // over the six rounds of a run of six receivers, each one follows at least three others
-  for (let receiver = 0; receiver < 6; receiver++) {
-    const before = new Set<number>();
-    for (let round = 0; round < 6; round++) {
-      const order = roundOrder(6, round);
-      const at = order.indexOf(receiver);
-      if (at > 0) before.add(order[at - 1]!);
+  // over n rounds of a run of n receivers (six without Distribution, seven with it), each one
+  // follows at least three others
+  for (const n of [6, 7]) {
+    for (let receiver = 0; receiver < n; receiver++) {
+      const before = new Set<number>();
+      for (let round = 0; round < n; round++) {
+        const order = roundOrder(n, round);
+        const at = order.indexOf(receiver);
+        if (at > 0) before.add(order[at - 1]!);
+      }
+      assert.ok(before.size >= 3, `of ${n}, receiver ${receiver} follows ${[...before]}`);
     }
-    assert.ok(before.size >= 3, `receiver ${receiver} follows ${[...before]}`);
   }
 });
 
