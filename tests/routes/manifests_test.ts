@@ -304,7 +304,9 @@ Deno.test("a descriptor whose size is not its content's is MANIFEST_INVALID; not
     if (size === child.size) assert.equal(put.status, 201);
     else {
       assert.equal(put.status, 400);
-      assert.equal(await errorCode(put), "MANIFEST_INVALID");
+      const error = (await put.json()).errors[0];
+      assert.equal(error.code, "MANIFEST_INVALID");
+      assert.deepEqual(error.detail, { digest: child.digest, size, stored: child.size });
     }
   }
   const tags = await reg.fetch("/v2/app/tags/list");
