@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { syncAll } from "./ceilings.ts";
 import { Http1 } from "./http1.ts";
 import { INTAKE_MODES } from "./intake.ts";
-import { stats } from "./report.ts";
+import { type DataPathBound, stats } from "./report.ts";
 import {
   cpuSeconds,
   type Receiver,
@@ -180,6 +180,79 @@ async function emptyFolder(dir: string): Promise<void> {
   await syncAll();
 }
 
+/**
+ * Rounds of parallel pushes: every receiver once a round, in `roundOrder`, each push of the
+ * round's blobs followed by `cleanup` (untimed). All samples, the first round's included.
+ */
+export async function pushRounds(o: {
+  receivers: readonly Receiver[];
+  rounds: number;
+  frame: number;
+  blobsOf: (round: number) => readonly Blob[];
+  /** Removes what `receiver` stored of `blobs`. */
+  cleanup: (receiver: Receiver, blobs: readonly Blob[]) => Promise<void>;
+  log?: (line: string) => void;
+}): Promise<Sample[]> {
+  const samples: Sample[] = [];
+  for (let round = 0; round < o.rounds; round++) {
+    const blobs = o.blobsOf(round);
+    for (const index of roundOrder(o.receivers.length, round)) {
+      const receiver = o.receivers[index]!;
+      const sample = await pushAll(receiver, blobs, round, o.frame);
+      samples.push(sample);
+      o.log?.(
+        `round ${round} ${receiver.name}: ${fixed(sample.mib / sample.seconds, 0)} MiB/s, ` +
+          `machine ${fixed(sample.machineCpu / sample.seconds, 2)} cores`,
+      );
+      await o.cleanup(receiver, blobs);
+    }
+  }
+  return samples;
+}
+
+/**
+ * The bound of the bench's push-parallel row (bench/bench.ts): its eight pushes into
+ * `intake-durable`, the registry's data path kept through its storage layer and nothing else of
+ * the registry, alternating with `baseline` (Distribution in the bench) round by round;
+ * `rounds` rounds, the first not counted. The intake's files go in `dir`, removed at the end;
+ * its log in `logDir`.
+ */
+export async function dataPathBound(o: {
+  repoRoot: string;
+  dir: string;
+  logDir: string;
+  baseline: Server;
+  blobs: readonly Blob[];
+  frame: number;
+  rounds: number;
+}): Promise<DataPathBound> {
+  const intake = await startIntake(o.repoRoot, "durable", o.dir, o.logDir);
+  try {
+    const samples = await pushRounds({
+      receivers: [o.baseline, intake],
+      rounds: o.rounds,
+      frame: o.frame,
+      blobsOf: () => o.blobs,
+      cleanup: (receiver, blobs) =>
+        receiver === intake ? emptyFolder(o.dir) : dropBlobs(o.baseline, blobs),
+    });
+    const counted = samples.filter((s) => s.round >= 1);
+    const rate = (s: Sample) => s.mib / s.seconds;
+    const of = (name: string) => counted.filter((s) => s.receiver === name);
+    return {
+      baseline: o.baseline.name,
+      dataPathMiBs: of(intake.name).map(rate),
+      baselineMiBs: of(o.baseline.name).map(rate),
+      ratios: of(intake.name).map((s) =>
+        rate(s) / rate(of(o.baseline.name).find((b) => b.round === s.round)!)
+      ),
+    };
+  } finally {
+    await intake.stop();
+    await Deno.remove(o.dir, { recursive: true }).catch(() => {});
+  }
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
@@ -231,29 +304,25 @@ async function main(): Promise<void> {
       `8 × ${partMiB} MiB pushed in parallel (chunked frames of ${frame} bytes), ${rounds} rounds ` +
         `(the first not counted), into ${receivers.map((r) => r.name).join(", ")}; logs in ${root}`,
     );
-    const samples: Sample[] = [];
-    for (let round = 0; round < rounds; round++) {
+    const samples = await pushRounds({
+      receivers,
+      rounds,
+      frame,
       // distinct bytes every round: no receiver finds a blob it already has
-      const blobs = Array.from({ length: 8 }, (_, i) => {
-        const bytes = master.subarray(i * partMiB * MiB, (i + 1) * partMiB * MiB);
-        new DataView(bytes.buffer, bytes.byteOffset).setUint32(8, round + 1);
-        return { bytes, digest: sha256(bytes) };
-      });
-      for (const index of roundOrder(receivers.length, round)) {
-        const receiver = receivers[index]!;
-        const sample = await pushAll(receiver, blobs, round, frame);
-        samples.push(sample);
-        console.log(
-          `round ${round} ${receiver.name}: ${fixed(sample.mib / sample.seconds, 0)} MiB/s, ` +
-            `machine ${fixed(sample.machineCpu / sample.seconds, 2)} cores`,
-        );
-        // what was stored goes, untimed
+      blobsOf: (round) =>
+        Array.from({ length: 8 }, (_, i) => {
+          const bytes = master.subarray(i * partMiB * MiB, (i + 1) * partMiB * MiB);
+          new DataView(bytes.buffer, bytes.byteOffset).setUint32(8, round + 1);
+          return { bytes, digest: sha256(bytes) };
+        }),
+      cleanup: async (receiver, blobs) => {
         const registry = registries.find((r) => r === receiver);
         if (registry) await dropBlobs(registry, blobs);
         const dir = intakeDirs.get(receiver);
         if (dir) await emptyFolder(dir);
-      }
-    }
+      },
+      log: console.log,
+    });
     const names = receivers.map((r) => r.name);
     const rows = summarize(samples, 1, distBinary === null ? undefined : "distribution")
       .sort((a, b) => names.indexOf(a.receiver) - names.indexOf(b.receiver));

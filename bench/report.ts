@@ -43,6 +43,23 @@ export interface Ceilings {
   readonly skopeoLocalMiBs?: number[];
   /** A push with no disk in its way, alone and beside a busy disk (bench/beside_disk.ts). */
   readonly besideDisk?: BesideDisk;
+  /** push-parallel's pushes into the registry's data path alone (bench/parallel_parts.ts). */
+  readonly parallelDataPath?: DataPathBound;
+}
+
+/**
+ * Eight parallel pushes, as push-parallel pushes them, into `intake-durable` (the registry's
+ * data path kept through its storage layer, nothing else of the registry) and into a baseline
+ * server, round by round.
+ */
+export interface DataPathBound {
+  /** The baseline's name ("distribution"). */
+  readonly baseline: string;
+  /** MiB/s of each counted round. */
+  readonly dataPathMiBs: number[];
+  readonly baselineMiBs: number[];
+  /** Each counted round's data path rate over the baseline's in that round. */
+  readonly ratios: number[];
 }
 
 /** MiB/s of curl PUTs into our registry on tmpfs, and of `dd` meanwhile. */
@@ -102,7 +119,13 @@ export function targetFor(
     const which = value === byRatio ? "2.5× Dist" : "80% of disk";
     return { text: `≥ ${num(value, "MiB/s")} MiB/s (${which})`, met: ours >= value };
   }
-  if (workload === "push-parallel") return ratioTarget(2);
+  if (workload === "push-parallel") {
+    // its bound, measured in the same run: the registry's data path alone
+    const bound = ceilings.parallelDataPath?.ratios.length
+      ? ` (data path alone: ${stats(ceilings.parallelDataPath.ratios).median.toFixed(2)}×)`
+      : "";
+    return { text: `≥ 2× Dist${bound}`, met: ours >= 2 * dist };
+  }
   if (workload === "pull") return ratioTarget(0.9);
   if (workload === "head-blob" || workload === "get-manifest") {
     if (metric.key === "req/s") return ratioTarget(10);
@@ -205,10 +228,28 @@ export function resourcesTable(results: WorkloadResult[]): string {
   return rows.join("\n");
 }
 
+/** A ceilings table row of push-parallel's bound (`Ceilings.parallelDataPath`). */
+export function dataPathBoundRow(p: DataPathBound, parallelMiB?: number): string {
+  return `| eight parallel pushes into the registry's data path alone | ${
+    spread(p.dataPathMiBs, "MiB/s")
+  } MiB/s, ${stats(p.ratios).median.toFixed(2)}× ${p.baseline} in the same rounds (${p.baseline}: ${
+    spread(p.baselineMiBs, "MiB/s")
+  }) | push-parallel's 8 × ${
+    parallelMiB ?? "?"
+  } MiB pushes into \`bench/intake.ts --mode durable\` (our HTTP/1.1 server, hashing, file writes, the storage layer's session files, commit and layer link; nothing else of the registry) and into ${p.baseline}, alternating, ${p.ratios.length} rounds counted: push-parallel's bound |`;
+}
+
 /** The ceilings table. */
 export function ceilingsTable(
   c: Ceilings,
-  sizes: { ddMiB: number; frameKiB: number; loadSeconds: number; image?: string },
+  sizes: {
+    ddMiB: number;
+    frameKiB: number;
+    loadSeconds: number;
+    image?: string;
+    /** The size of each of push-parallel's eight blobs. */
+    parallelMiB?: number;
+  },
 ): string {
   const rows = [
     "| ceiling | median (min–max) | how |",
@@ -266,6 +307,9 @@ export function ceilingsTable(
         spread(b.dd, "MiB/s")
       } MiB/s | those \`dd\` runs (${b.dd.length}); a push to the disk needs both at once: the lower of these two bounds it |`,
     );
+  }
+  if (c.parallelDataPath?.dataPathMiBs.length) {
+    rows.push(dataPathBoundRow(c.parallelDataPath, sizes.parallelMiB));
   }
   return rows.join("\n");
 }

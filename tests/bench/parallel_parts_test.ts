@@ -9,7 +9,14 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Http1 } from "../../bench/http1.ts";
 import { intakeHandler, type IntakeMode } from "../../bench/intake.ts";
-import { partsTable, roundOrder, type Sample, summarize } from "../../bench/parallel_parts.ts";
+import {
+  dataPathBound,
+  partsTable,
+  roundOrder,
+  type Sample,
+  summarize,
+} from "../../bench/parallel_parts.ts";
+import { startOurs } from "../../bench/servers.ts";
 import { makeData, pushStream, sha256 } from "../../bench/workloads.ts";
 import { decodeSha256State } from "../../src/digest/sha256.ts";
 import { serveHttp1 } from "../../src/server/mod.ts";
@@ -257,5 +264,46 @@ Deno.test("bench:parallel: a short run pushes into our registry and every intake
     assert.ok(left.length > 0 && left.every((e) => e.isFile && e.name.endsWith(".log")));
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("dataPathBound: rounds against a baseline, the first not counted; nothing left stored", async () => {
+  const root = await Deno.makeTempDir({ prefix: "parts-bound-" });
+  const ours = await startOurs(join(root, "ours"), root, {
+    repoRoot: REPO_ROOT,
+    env: { REGISTRY_LOG_REQUESTS: "0" },
+  });
+  try {
+    const blobs = Array.from({ length: 8 }, (_, i) => blob(100 + i));
+    const bound = await dataPathBound({
+      repoRoot: REPO_ROOT,
+      dir: join(root, "intake-durable"),
+      logDir: root,
+      baseline: ours,
+      blobs,
+      frame: 32 * 1024,
+      rounds: 3,
+    });
+    assert.equal(bound.baseline, "ours");
+    assert.equal(bound.dataPathMiBs.length, 2);
+    assert.equal(bound.baselineMiBs.length, 2);
+    assert.equal(bound.ratios.length, 2);
+    for (const rate of [...bound.dataPathMiBs, ...bound.baselineMiBs]) assert.ok(rate > 0);
+    // the ratios are taken round by round (the order of the rounds, for both)
+    bound.ratios.forEach((ratio, i) =>
+      assert.ok(Math.abs(ratio - bound.dataPathMiBs[i]! / bound.baselineMiBs[i]!) < 1e-9)
+    );
+    // the intake's files are gone, and so are the blobs the baseline stored
+    await assert.rejects(Deno.stat(join(root, "intake-durable")), Deno.errors.NotFound);
+    for (const b of blobs) {
+      await assert.rejects(Deno.stat(ours.blobPath(b.digest.slice(7))), Deno.errors.NotFound);
+    }
+    // the intake pushed into is stopped: its log says it listened, and nothing listens there now
+    const log = await Deno.readTextFile(join(root, "intake-durable.log"));
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)\//.exec(log)![1]);
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port }));
+  } finally {
+    await ours.stop();
+    await Deno.remove(root, { recursive: true });
   }
 });

@@ -4,7 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import { resourcesTable, type Sample, type WorkloadResult } from "../../bench/report.ts";
+import {
+  type Ceilings,
+  ceilingsTable,
+  resourcesTable,
+  type Sample,
+  targetFor,
+  type WorkloadResult,
+} from "../../bench/report.ts";
+import type { Metric } from "../../bench/workloads.ts";
 import { busySecondsOf, machineBusySeconds, Sampler } from "../../bench/servers.ts";
 
 function sample(seconds: number, serverCpu: number, machineCpu?: number): Sample {
@@ -74,4 +82,46 @@ Deno.test("machine busy time: this machine's grows while this process spins", ()
   // the sampler started after the first reading: at most a tick per core later
   const slack = navigator.hardwareConcurrency * 0.01;
   assert.ok(usage.machineBusySeconds >= 0.05 - slack, `sampled ${usage.machineBusySeconds} s`);
+});
+
+Deno.test("push-parallel's bound: the target names the data path's ratio; its ceiling row has the rates", () => {
+  const ceilings: Ceilings = {
+    diskMiBs: [1000],
+    sha256MiBs: [1500],
+    loopbackMiBs: [2000],
+    sinkLengthMiBs: [],
+    sinkChunkedMiBs: [],
+    sinkFileGetMiBs: [],
+    sinkHead: null,
+    parallelDataPath: {
+      baseline: "distribution",
+      dataPathMiBs: [700, 760, 720],
+      baselineMiBs: [380, 370, 400],
+      ratios: [1.84, 2.05, 1.8],
+    },
+  };
+  const metric: Metric = { key: "MiB/s", unit: "MiB/s", higherIsBetter: true };
+  assert.deepEqual(targetFor("push-parallel", metric, 700, 380, ceilings), {
+    text: "≥ 2× Dist (data path alone: 1.84×)",
+    met: false,
+  });
+  assert.equal(targetFor("push-parallel", metric, 800, 380, ceilings).met, true);
+  const { parallelDataPath: _, ...without } = ceilings;
+  assert.equal(targetFor("push-parallel", metric, 700, 380, without).text, "≥ 2× Dist");
+
+  const table = ceilingsTable(ceilings, {
+    ddMiB: 256,
+    frameKiB: 32,
+    loadSeconds: 5,
+    parallelMiB: 128,
+  });
+  const row = table.split("\n").find((line) => line.includes("data path alone"));
+  assert.ok(row, table);
+  assert.match(row, /\| 720 \(700–760\) MiB\/s, 1\.84× distribution in the same rounds/);
+  assert.match(row, /distribution: 380 \(370–400\)/);
+  assert.match(row, /8 × 128 MiB pushes into `bench\/intake\.ts --mode durable`/);
+  assert.match(row, /3 rounds counted/);
+  assert.ok(
+    !ceilingsTable(without, { ddMiB: 256, frameKiB: 32, loadSeconds: 5 }).includes("alone"),
+  );
 });
