@@ -530,7 +530,7 @@ async function main(): Promise<number> {
       return 2;
     }
 
-    // push-parallel's bound: its pushes into the registry's data path alone, beside Distribution
+    // push-parallel's bound: its pushes into the registry's durable data path alone, beside Distribution
     let ceilingsNow = allCeilings;
     if (allCeilings.diskMiBs.length > 0 && chosen.some((w) => w.name === "push-parallel")) {
       try {

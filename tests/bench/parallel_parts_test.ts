@@ -12,11 +12,12 @@ import { intakeHandler, type IntakeMode } from "../../bench/intake.ts";
 import {
   dataPathBound,
   partsTable,
+  pushRounds,
   roundOrder,
   type Sample,
   summarize,
 } from "../../bench/parallel_parts.ts";
-import { startOurs } from "../../bench/servers.ts";
+import { type Receiver, startOurs } from "../../bench/servers.ts";
 import { makeData, pushStream, sha256 } from "../../bench/workloads.ts";
 import { decodeSha256State } from "../../src/digest/sha256.ts";
 import { serveHttp1 } from "../../src/server/mod.ts";
@@ -305,5 +306,62 @@ Deno.test("dataPathBound: rounds against a baseline, the first not counted; noth
   } finally {
     await ours.stop();
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("pushRounds: each receiver once a round; its cleanup right after its own push, with that round's blobs", async () => {
+  const dirs: string[] = [];
+  const servers: ReturnType<typeof serveHttp1>[] = [];
+  const receivers: Receiver[] = [];
+  try {
+    for (const name of ["a", "b"]) {
+      const dir = await Deno.makeTempDir({ prefix: "rounds-test-" });
+      dirs.push(dir);
+      const server = serveHttp1({ hostname: "127.0.0.1", port: 0 }, intakeHandler("write", dir));
+      servers.push(server);
+      receivers.push({
+        name,
+        base: `http://127.0.0.1:${server.addr.port}`,
+        pid: Deno.pid,
+        stop: () => server.shutdown(),
+      } as Receiver);
+    }
+    const made = [0, 1, 2].map((r) => [blob(200 + r), blob(300 + r)]);
+    const blobsOf = (round: number) => made[round]!;
+    const cleanups: { receiver: string; round: number; stored: number }[] = [];
+    let round = -1;
+    const samples = await pushRounds({
+      receivers,
+      rounds: 3,
+      frame: 32 * 1024,
+      blobsOf: (r) => {
+        round = r;
+        return blobsOf(r);
+      },
+      cleanup: async (receiver, blobs) => {
+        assert.deepEqual(blobs.map((b) => b.digest), blobsOf(round).map((b) => b.digest));
+        // what this receiver stored of this round is there when its cleanup runs
+        const dir = dirs[receivers.indexOf(receiver)]!;
+        const stored = (await filesIn(dir)).length;
+        cleanups.push({ receiver: receiver.name, round, stored });
+        for await (const entry of Deno.readDir(dir)) await Deno.remove(join(dir, entry.name));
+      },
+    });
+    assert.equal(samples.length, 6);
+    // one cleanup per push, in the same order, each after its own receiver's push
+    assert.deepEqual(
+      cleanups.map((c) => [c.receiver, c.round]),
+      samples.map((s) => [s.receiver, s.round]),
+    );
+    for (const c of cleanups) assert.equal(c.stored, 2, JSON.stringify(c));
+    for (let r = 0; r < 3; r++) {
+      assert.deepEqual(samples.filter((s) => s.round === r).map((s) => s.receiver).sort(), [
+        "a",
+        "b",
+      ]);
+    }
+  } finally {
+    for (const server of servers) await server.shutdown();
+    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
   }
 });

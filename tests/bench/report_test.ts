@@ -102,7 +102,7 @@ Deno.test("push-parallel's bound: the target names the data path's ratio; its ce
   };
   const metric: Metric = { key: "MiB/s", unit: "MiB/s", higherIsBetter: true };
   assert.deepEqual(targetFor("push-parallel", metric, 700, 380, ceilings), {
-    text: "≥ 2× Dist (data path alone: 1.84×)",
+    text: "≥ 2× Dist (durable data path alone, in its rounds: 1.84×)",
     met: false,
   });
   assert.equal(targetFor("push-parallel", metric, 800, 380, ceilings).met, true);
@@ -115,7 +115,7 @@ Deno.test("push-parallel's bound: the target names the data path's ratio; its ce
     loadSeconds: 5,
     parallelMiB: 128,
   });
-  const row = table.split("\n").find((line) => line.includes("data path alone"));
+  const row = table.split("\n").find((line) => line.includes("durable data path alone"));
   assert.ok(row, table);
   assert.match(row, /\| 720 \(700–760\) MiB\/s, 1\.84× distribution in the same rounds/);
   assert.match(row, /distribution: 380 \(370–400\)/);
