@@ -230,28 +230,19 @@ export function resourcesTable(results: WorkloadResult[]): string {
   return rows.join("\n");
 }
 
-/** A ceilings table row of push-parallel's bound (`Ceilings.parallelDataPath`). */
-export function dataPathBoundRow(p: DataPathBound, parallelMiB?: number): string {
+/** push-parallel's bound (`Ceilings.parallelDataPath`) as a row of a ceilings table. */
+export function dataPathBoundRow(p: DataPathBound, parallelMiB: number): string {
   return `| eight parallel pushes into the registry's durable data path alone | ${
     spread(p.dataPathMiBs, "MiB/s")
   } MiB/s, ${stats(p.ratios).median.toFixed(2)}× ${p.baseline} in the same rounds (${p.baseline}: ${
     spread(p.baselineMiBs, "MiB/s")
-  }) | push-parallel's 8 × ${
-    parallelMiB ?? "?"
-  } MiB pushes into \`bench/intake.ts --mode durable\` (our HTTP/1.1 server, hashing, file writes, the storage layer's session files, commit and layer link; nothing else of the registry) and into ${p.baseline}, alternating, ${p.ratios.length} rounds counted: push-parallel's bound |`;
+  }) | push-parallel's 8 × ${parallelMiB} MiB pushes into \`bench/intake.ts --mode durable\` (our HTTP/1.1 server, hashing, file writes, the storage layer's session files, commit and layer link; nothing else of the registry) and into ${p.baseline}, alternating, ${p.ratios.length} rounds counted: push-parallel's bound |`;
 }
 
 /** The ceilings table. */
 export function ceilingsTable(
   c: Ceilings,
-  sizes: {
-    ddMiB: number;
-    frameKiB: number;
-    loadSeconds: number;
-    image?: string;
-    /** The size of each of push-parallel's eight blobs. */
-    parallelMiB?: number;
-  },
+  sizes: { ddMiB: number; frameKiB: number; loadSeconds: number; image?: string },
 ): string {
   const rows = [
     "| ceiling | median (min–max) | how |",
@@ -309,9 +300,6 @@ export function ceilingsTable(
         spread(b.dd, "MiB/s")
       } MiB/s | those \`dd\` runs (${b.dd.length}); a push to the disk needs both at once: the lower of these two bounds it |`,
     );
-  }
-  if (c.parallelDataPath?.dataPathMiBs.length) {
-    rows.push(dataPathBoundRow(c.parallelDataPath, sizes.parallelMiB));
   }
   return rows.join("\n");
 }
