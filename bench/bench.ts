@@ -3,7 +3,10 @@
  * (issue 5). Starts both on free loopback ports with fresh data roots, fills the page cache,
  * measures the machine's ceilings, runs every workload against both (interleaved run by run,
  * alternating which goes first), and prints the ceilings, the results table with ratios and
- * targets, and the resources each server used.
+ * targets, and the resources each server used. With the ceilings, some rows are also measured
+ * against their bound, the registry's durable data path alone (bench/intake.ts): push-parallel
+ * in rounds before the rows, and the single pushes of curl and the Go-style sender in each of
+ * their runs (their target cells say what it reached).
  *
  * Usage: deno run -A bench/bench.ts [--full] [--runs 3] [--only push-mono,pull,...]
  *          [--seconds N] [--dir PARENT] [--keep] [--json FILE] [--profile DIR]
@@ -72,6 +75,7 @@ import {
   type BesideDisk,
   type Ceilings,
   ceilingsTable,
+  CLIENT_SINGLE_PUSHES,
   dataPathBoundRow,
   resourcesTable,
   resultsTable,
@@ -79,8 +83,8 @@ import {
 import { OPS_ROWS, runOpsOnly, runOpsRows } from "./ops_rows.ts";
 import { dataPathBound } from "./parallel_parts.ts";
 import { parseGcArgs, runGcBench } from "./gc_bench.ts";
-import { type Server, startDistribution, startOurs, which } from "./servers.ts";
-import { runRows } from "./rows.ts";
+import { type Server, startDistribution, startDurableIntake, startOurs, which } from "./servers.ts";
+import { type Bound, runRows } from "./rows.ts";
 import { runS3Bench, S3_ROWS } from "./s3_bench.ts";
 import { type Blob, makeData, sha256, workloads } from "./workloads.ts";
 import { type ClientRows, clientWorkloads } from "./client_rows.ts";
@@ -448,6 +452,7 @@ async function main(): Promise<number> {
   let ours: Server | null = null;
   let dist: Server | null = null;
   let clients: ClientRows | null = null;
+  let boundServer: Server | null = null;
   try {
     // Test data: generated and hashed once, outside every timed section.
     const t0 = performance.now();
@@ -553,10 +558,35 @@ async function main(): Promise<number> {
       }
     }
 
+    // The single pushes of curl and the Go-style sender: each run also into the registry's
+    // durable data path alone, their bound, with the ceilings
+    let bound: Bound | undefined;
+    if (
+      allCeilings.diskMiBs.length > 0 && chosen.some((w) => CLIENT_SINGLE_PUSHES.has(w.name))
+    ) {
+      try {
+        const server = await startDurableIntake(REPO_ROOT, join(root, "intake-bound"), root);
+        boundServer = server;
+        bound = { server, rows: CLIENT_SINGLE_PUSHES };
+      } catch (error) {
+        console.log(`The single pushes' bound not measured: ${String(error).slice(0, 500)}\n`);
+      }
+    }
+
     const pair = { ours: ours!, dist: dist! };
-    const results = await runRows(chosen, pair, { runs, maxRunSeconds, warmup });
+    const results = await runRows(chosen, pair, {
+      runs,
+      maxRunSeconds,
+      warmup,
+      ...(bound ? { bound } : {}),
+    });
     ours = pair.ours;
     dist = pair.dist;
+    if (bound) {
+      boundServer = bound.server;
+      await boundServer.stop();
+      boundServer = null;
+    }
     console.log("\n## Results\n");
     console.log(resultsTable(results, ceilingsNow, runs));
     console.log("\n## Resources per workload (peak RSS: max over runs; CPU: median over runs)\n");
@@ -632,6 +662,7 @@ async function main(): Promise<number> {
     await clients?.dispose();
     await ours?.stop();
     await dist?.stop();
+    await boundServer?.stop();
     if (values.keep) console.log(`Kept ${root}`);
     else await Deno.remove(root, { recursive: true }).catch(() => {});
   }

@@ -1,5 +1,7 @@
 /**
- * The parallel-push breakdown's receivers (bench/parallel_parts.ts): the registry's own HTTP/1.1
+ * The parallel-push breakdown's receivers (bench/parallel_parts.ts), and in `durable` mode the
+ * bound `deno task bench` runs the single pushes of curl and the Go-style sender against
+ * (bench/rows.ts) and push-parallel's (bench/parallel_parts.ts): the registry's own HTTP/1.1
  * server and upload data path (`BatchWriter` in 1 MiB batches, SHA-256 on a pool thread, the
  * filesystem driver's appender), with nothing else of the registry around them: no routing,
  * access control, metadata, state files or blob moves (but `durable`'s layer links, session
@@ -18,7 +20,8 @@
  *   activity journal.
  *
  * Upload sessions as a client sees them: `POST /v2/NAME/blobs/uploads/` (202 with a Location),
- * one streamed `PATCH` (202 with `Range: 0-LAST`), then `PUT ?digest=` (201 with
+ * one streamed `PATCH` (202 with `Range: 0-LAST`; `durable` takes several, each appended after
+ * the last, and a PUT's body too, as a monolithic push sends it), then `PUT ?digest=` (201 with
  * `Docker-Content-Digest`; 400 when a hashing mode computed another digest). The file of a
  * writing mode stays, as a registry keeps a pushed blob (`durable`: at its blob's key under
  * `blobs/`): whoever runs the receiver removes it.
@@ -165,7 +168,8 @@ function durableHandler(dir: string): Handler {
     const session = key === undefined ? undefined : sessions.get(key);
     if (session === undefined) return reply(404, [], "no such session\n");
     const { id, hasher } = session;
-    if (request.method === "PATCH" && body !== null) {
+    /** Appends a body to the session, as a PATCH (or a PUT's closing bytes) does. */
+    const receive = async (body: RequestBody) => {
       const { flushed } = await uploads.append(
         id,
         hasher.length,
@@ -174,10 +178,14 @@ function durableHandler(dir: string): Handler {
       );
       // the state is renamed into place once the data it covers is on disk
       await uploads.saveHashState(id, encodeSha256State(hasher.exportState()), flushed);
+    };
+    if (request.method === "PATCH" && body !== null) {
+      await receive(body);
       const last = hasher.length - 1;
       return reply(202, [["Location", path], ["Range", `0-${Math.max(0, last)}`]]);
     }
     if (request.method === "PUT") {
+      if (body !== null) await receive(body);
       sessions.delete(id);
       const given = url.searchParams.get("digest") ?? "";
       const computed = `sha256:${hasher.digestHex()}`;

@@ -19,24 +19,45 @@ export interface Pair {
 }
 
 /**
- * Starts a server afresh after one of its runs was stopped at the time limit (it may go on
- * working through what it had received), in the pair as well; the new server.
+ * A third server some rows also run against, run by run beside the pair: the bound of those
+ * rows (the registry's durable data path alone, bench/intake.ts). Replaced in place when
+ * restarted.
  */
-async function restartAfterTimeout(pair: Pair, w: Workload, s: Server): Promise<Server> {
+export interface Bound {
+  server: Server;
+  /** The rows that run against it. */
+  readonly rows: ReadonlySet<string>;
+}
+
+/**
+ * Starts a server afresh after one of its runs was stopped at the time limit (it may go on
+ * working through what it had received), in the pair (or the bound) as well; the new server.
+ */
+async function restartAfterTimeout(
+  pair: Pair,
+  bound: Bound | undefined,
+  w: Workload,
+  s: Server,
+): Promise<Server> {
   console.log(`  ${w.name}: ${s.name} stopped at the time limit; restarting it`);
   const fresh = await s.restart();
-  if (fresh.name === "ours") pair.ours = fresh;
+  if (bound?.server === s) bound.server = fresh;
+  else if (fresh.name === "ours") pair.ours = fresh;
   else pair.dist = fresh;
   return fresh;
 }
 
-/** Runs the workloads against both servers and returns their samples. */
+/**
+ * Runs the workloads against both servers and returns their samples. A row named in
+ * `o.bound` runs against the bound's server too, in every run (warm-up included), its samples
+ * kept apart; a failure there only ends the bound's runs of that row (`boundFailed`).
+ */
 export async function runRows(
   chosen: readonly Workload[],
   pair: Pair,
-  o: { runs: number; maxRunSeconds: number; warmup?: number },
+  o: { runs: number; maxRunSeconds: number; warmup?: number; bound?: Bound },
 ): Promise<WorkloadResult[]> {
-  const { runs, maxRunSeconds } = o;
+  const { runs, maxRunSeconds, bound } = o;
   const warmup = o.warmup ?? 0;
   const results: WorkloadResult[] = [];
   for (const w of chosen) {
@@ -48,6 +69,8 @@ export async function runRows(
       ours: [],
       distribution: [],
     };
+    const bounded = bound?.rows.has(w.name) === true;
+    if (bounded) result.bound = [];
     const capped = new Set<string>();
     // A client row that cannot run here (bench/client_rows.ts) is reported as skipped.
     const skip = (error: unknown) => {
@@ -55,30 +78,56 @@ export async function runRows(
       result.skipped = error.message;
       console.log(`${w.name}: skipped: ${error.message}`);
     };
+    const boundFailed = (error: unknown) => {
+      result.boundFailed = String(error).slice(0, 500);
+      console.log(`  ${w.name}: its bound's runs ended: ${result.boundFailed}`);
+    };
+    /** The bound's server while its runs of this row go on. */
+    const boundServer = () => bounded && result.boundFailed === undefined ? bound!.server : null;
+    /** A run's error: the row's (thrown or skipped), or the bound's (kept, the row goes on). */
+    const failed = (s: Server, error: unknown): "row" | "bound" => {
+      if (s === bound?.server && bounded) {
+        boundFailed(error);
+        return "bound";
+      }
+      skip(error);
+      return "row";
+    };
     try {
       for (const s of [pair.ours, pair.dist]) await w.setup?.(s);
     } catch (error) {
       skip(error);
+    }
+    if (result.skipped === undefined && boundServer() !== null) {
+      try {
+        await w.setup?.(bound!.server);
+      } catch (error) {
+        boundFailed(error);
+      }
     }
     // Uncounted runs first, for both servers: a row's first run is slower (the code not yet
     // optimised by V8, in the bench's client as in our server; buffers and connections
     // being made), and since run 0 starts with ours, that cost would fall on ours alone.
     // Their run numbers follow the measured ones, so their names never collide.
     for (let k = 0; k < warmup && result.skipped === undefined; k++) {
-      for (let s of [pair.ours, pair.dist]) {
+      const servers = [pair.ours, pair.dist, boundServer()].filter((s) => s !== null);
+      for (let s of servers) {
         let out;
         try {
           out = await w.run(s, runs + k);
         } catch (error) {
-          skip(error);
-          break;
+          if (failed(s, error) === "row") break;
+          continue;
         }
-        if (out.timedOut) s = await restartAfterTimeout(pair, w, s);
+        if (out.timedOut) s = await restartAfterTimeout(pair, bound, w, s);
         await w.after?.(s);
       }
     }
     for (let r = 0; r < runs && result.skipped === undefined; r++) {
-      const order: Server[] = r % 2 === 0 ? [pair.ours, pair.dist] : [pair.dist, pair.ours];
+      // the bound's run comes last, then first: ours and Distribution stay side by side
+      const third = boundServer();
+      const two: Server[] = r % 2 === 0 ? [pair.ours, pair.dist] : [pair.dist, pair.ours];
+      const order = third === null ? two : r % 2 === 0 ? [...two, third] : [third, ...two];
       for (let s of order) {
         if (capped.has(s.name)) continue;
         const sampler = new Sampler(s.pid);
@@ -88,8 +137,8 @@ export async function runRows(
         try {
           out = await w.run(s, r);
         } catch (error) {
-          skip(error);
-          break;
+          if (failed(s, error) === "row") break;
+          continue;
         } finally {
           usage = sampler.stop();
         }
@@ -99,11 +148,17 @@ export async function runRows(
           clientCpu: out.clientCpu,
           peakRssMiB: usage.peakRssMiB,
           serverCpu: usage.cpuSeconds,
+          serverSystemCpu: usage.systemSeconds,
           machineCpu: out.machineCpu ?? usage.machineBusySeconds,
           ...(out.note ? { note: out.note } : {}),
         };
-        (s.name === "ours" ? result.ours : result.distribution).push(sample);
-        if (out.timedOut) s = await restartAfterTimeout(pair, w, s);
+        const samples = s === bound?.server && bounded
+          ? result.bound!
+          : s.name === "ours"
+          ? result.ours
+          : result.distribution;
+        samples.push(sample);
+        if (out.timedOut) s = await restartAfterTimeout(pair, bound, w, s);
         await w.after?.(s);
         if (out.seconds >= maxRunSeconds && r < runs - 1) {
           capped.add(s.name);
@@ -120,6 +175,10 @@ export async function runRows(
     const line = w.metrics.map((m) =>
       `${m.key} ours ${result.ours.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}, Dist ${
         result.distribution.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")
+      }${
+        result.bound?.length
+          ? `, data path alone ${result.bound.map((x) => x.metrics[m.key]!.toFixed(1)).join("/")}`
+          : ""
       }`
     ).join("; ");
     console.log(`${w.name}: ${line} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);

@@ -291,6 +291,32 @@ export async function startIntake(
   };
 }
 
+/**
+ * Starts `bench/intake.ts --mode durable` (the registry's durable data path alone) as a server
+ * the bench's rows can run against: its committed blobs lie where ours keeps them, under
+ * `dataDir`.
+ */
+export async function startDurableIntake(
+  repoRoot: string,
+  dataDir: string,
+  logDir: string,
+): Promise<Server> {
+  const intake = await startIntake(repoRoot, "durable", dataDir, logDir);
+  return {
+    name: intake.name,
+    base: intake.base,
+    pid: intake.pid,
+    dataDir,
+    logPath: join(logDir, "intake-durable.log"),
+    blobPath: (hex) => join(dataDir, "blobs", "sha256", hex.slice(0, 2), hex),
+    stop: () => intake.stop(),
+    restart: async () => {
+      await intake.stop();
+      return await startDurableIntake(repoRoot, dataDir, logDir);
+    },
+  };
+}
+
 /** The Distribution configuration the benchmark writes (filesystem storage, delete on). */
 export function distributionConfig(dataDir: string, port: number): string {
   // As the Debian package's /etc/docker/registry/config.yml (filesystem storage, in-memory
@@ -379,6 +405,17 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
+/** The system (kernel) part of a process's CPU time (stime), in seconds; null if gone. */
+export function systemCpuSeconds(pid: number): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[12]) / 100;
+  } catch {
+    return null;
+  }
+}
+
 function statusKiB(pid: number, key: string): number | null {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -417,6 +454,8 @@ export function busySecondsOf(stat: string): number {
 export interface Usage {
   readonly peakRssMiB: number;
   readonly cpuSeconds: number;
+  /** The part of `cpuSeconds` spent in the kernel for the process (system time). */
+  readonly systemSeconds: number;
   /** CPU seconds the whole machine was busy meanwhile (every process and the kernel). */
   readonly machineBusySeconds: number;
 }
@@ -430,6 +469,7 @@ export class Sampler {
   readonly #pid: number;
   #peakKiB = 0;
   #cpu0 = 0;
+  #system0 = 0;
   #busy0 = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
 
@@ -447,6 +487,7 @@ export class Sampler {
     }
     this.#peakKiB = statusKiB(this.#pid, "VmRSS") ?? 0;
     this.#cpu0 = cpuSeconds(this.#pid) ?? 0;
+    this.#system0 = systemCpuSeconds(this.#pid) ?? 0;
     this.#busy0 = machineBusySeconds() ?? 0;
     this.#timer = setInterval(() => {
       const rss = statusKiB(this.#pid, "VmRSS");
@@ -463,6 +504,7 @@ export class Sampler {
     return {
       peakRssMiB: peak / 1024,
       cpuSeconds: (cpuSeconds(this.#pid) ?? this.#cpu0) - this.#cpu0,
+      systemSeconds: (systemCpuSeconds(this.#pid) ?? this.#system0) - this.#system0,
       machineBusySeconds: (machineBusySeconds() ?? this.#busy0) - this.#busy0,
     };
   }

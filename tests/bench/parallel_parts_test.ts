@@ -172,6 +172,55 @@ Deno.test("intake durable: sessions kept as the registry keeps them; blobs commi
   });
 });
 
+Deno.test("intake durable: PATCHes appended one after another, and a PUT's own body, as the curl rows send them", async () => {
+  await withIntake("durable", async (base, dir) => {
+    const chunked = blob(7);
+    const mono = blob(8);
+    const conn = await Http1.connect(base);
+    try {
+      // three PATCHes with Content-Range, then a PUT without a body
+      let location = (await conn.request("POST", "/v2/t/chunked/blobs/uploads/")).headers.get(
+        "location",
+      )!;
+      const cuts = [0, MiB, 2 * MiB + 5, chunked.bytes.length];
+      for (let i = 0; i + 1 < cuts.length; i++) {
+        const patched = await conn.request("PATCH", location, {
+          body: chunked.bytes.subarray(cuts[i], cuts[i + 1]),
+          headers: { "Content-Range": `${cuts[i]}-${cuts[i + 1]! - 1}` },
+        });
+        assert.equal(patched.status, 202);
+        assert.equal(patched.headers.get("range"), `0-${cuts[i + 1]! - 1}`);
+        location = patched.headers.get("location")!;
+      }
+      const closed = await conn.request(
+        "PUT",
+        `${location}?digest=${encodeURIComponent(chunked.digest)}`,
+      );
+      assert.equal(closed.status, 201);
+      assert.equal(closed.headers.get("docker-content-digest"), chunked.digest);
+      // a monolithic push: the POST, then the whole blob as the PUT's body
+      const posted = await conn.request("POST", "/v2/t/mono/blobs/uploads/");
+      const put = await conn.request(
+        "PUT",
+        `${posted.headers.get("location")}?digest=${encodeURIComponent(mono.digest)}`,
+        { body: mono.bytes },
+      );
+      assert.equal(put.status, 201);
+      assert.equal(put.headers.get("docker-content-digest"), mono.digest);
+    } finally {
+      conn.close();
+    }
+    for (const b of [chunked, mono]) {
+      const hex = b.digest.slice("sha256:".length);
+      assert.equal(
+        sha256(await Deno.readFile(join(dir, "blobs/sha256", hex.slice(0, 2), hex))),
+        b.digest,
+      );
+    }
+    assert.deepEqual(await walk(join(dir, "uploads")), []);
+  });
+});
+
 Deno.test("summarize: the first round left out, rates against the baseline in the same round", () => {
   // The machine runs half as fast in round 2: the in-round ratio stays 2.
   const s = (receiver: string, round: number, seconds: number, cpu: number): Sample => ({

@@ -8,6 +8,7 @@ import {
   type Ceilings,
   dataPathBoundRow,
   resourcesTable,
+  resultsTable,
   type Sample,
   targetFor,
   type WorkloadResult,
@@ -46,14 +47,35 @@ Deno.test("resources table: the machine's busy cores are the median over runs, p
   const [head, , line] = table.split("\n");
   assert.match(head!, new RegExp(`machine cores busy, of ${navigator.hardwareConcurrency}`));
   // ours: 1.8, 1.9, 1.7 cores busy; Distribution: 1.0, 1.1, 0.9
-  assert.equal(line, "| push-x | 50.0 / 50.0 | 1.00 / 0.50 | 0.25 / 0.25 | 1.80 / 1.00 |  |");
+  assert.equal(
+    line,
+    "| push-x | 50.0 / 50.0 | 1.00 / 0.50 | — / — | 0.25 / 0.25 | 1.80 / 1.00 |  |",
+  );
 });
 
 Deno.test("resources table: samples without the machine's time (older JSON) show a dash", () => {
   const table = resourcesTable([row([sample(2, 2)], [sample(2, 1, 3)])]);
   assert.equal(
     table.split("\n")[2],
-    "| push-x | 50.0 / 50.0 | 1.00 / 0.50 | 0.25 / 0.25 | — / 1.50 |  |",
+    "| push-x | 50.0 / 50.0 | 1.00 / 0.50 | — / — | 0.25 / 0.25 | — / 1.50 |  |",
+  );
+});
+
+Deno.test("resources table: the kernel's share of each server's CPU, the median over runs", () => {
+  const withSystem = (seconds: number, cpu: number, system: number): Sample => ({
+    ...sample(seconds, cpu, seconds),
+    serverSystemCpu: system,
+  });
+  const table = resourcesTable([
+    row(
+      [withSystem(1, 1, 0.9), withSystem(1, 1, 0.8), withSystem(1, 0.5, 0.4)],
+      [withSystem(1, 1, 0.7), withSystem(1, 0, 0), sample(1, 1, 1)],
+    ),
+  ]);
+  // ours: 0.9, 0.8, 0.8; Distribution: 0.7 (a run without CPU and one without the figure left out)
+  assert.match(
+    table.split("\n")[2]!,
+    /^\| push-x \| 50\.0 \/ 50\.0 \| 1\.00 \/ 1\.00 \| 0\.80 \/ 0\.70 \| /,
   );
 });
 
@@ -114,4 +136,50 @@ Deno.test("push-parallel's bound: the target names the data path's ratio; its ro
   assert.match(row, /distribution: 380 \(370–400\)/);
   assert.match(row, /8 × 128 MiB pushes into `bench\/intake\.ts --mode durable`/);
   assert.match(row, /3 rounds counted/);
+});
+
+Deno.test("single pushes of curl and the Go-style sender: issue 15's targets, and their bound in the cell", () => {
+  const ceilings: Ceilings = {
+    diskMiBs: [1100, 1126, 1200],
+    sha256MiBs: [1500],
+    loopbackMiBs: [2000],
+    sinkLengthMiBs: [],
+    sinkChunkedMiBs: [],
+    sinkFileGetMiBs: [],
+    sinkHead: null,
+  };
+  const metric: Metric = { key: "MiB/s", unit: "MiB/s", higherIsBetter: true };
+  // 2.5× Distribution, but under half the disk
+  assert.deepEqual(targetFor("curl-chunked", metric, 541, 205, ceilings), {
+    text: "≥ 2.5× Dist and ≥ 563 MiB/s (half the disk ceiling)",
+    met: false,
+  });
+  assert.equal(targetFor("curl-chunked", metric, 600, 205, ceilings).met, true);
+  // half of SHA-256 when it is the lower ceiling; under 2.5× Distribution
+  const slowHash = { ...ceilings, sha256MiBs: [900] };
+  assert.deepEqual(targetFor("go-stream", metric, 600, 250, slowHash), {
+    text: "≥ 2.5× Dist and ≥ 450 MiB/s (half the SHA-256 ceiling)",
+    met: false,
+  });
+  assert.equal(targetFor("skopeo-push", metric, 271, 175, ceilings).text, "≥ 2× Dist");
+  assert.equal(targetFor("pull", metric, 2894, 2252, ceilings).met, false);
+
+  const mib = (v: number): Sample => ({ ...sample(1, 0.5), metrics: { "MiB/s": v } });
+  const result: WorkloadResult = {
+    name: "curl-chunked",
+    metrics: [metric],
+    transfer: true,
+    ours: [mib(541), mib(471), mib(562)],
+    distribution: [mib(201), mib(205), mib(206)],
+    bound: [mib(530), mib(560), mib(545)],
+  };
+  const table = resultsTable([result], ceilings, 3);
+  assert.match(
+    table,
+    /\| curl-chunked MiB\/s \| 541 \(471–562\) \| 205 \(201–206\) \| 2\.64 \| ≥ 2\.5× Dist and ≥ 563 MiB\/s \(half the disk ceiling\); the durable data path alone, same client: 545 MiB\/s, 2\.66× Dist \| \*\*no\*\* \|/,
+  );
+  const none = resultsTable([{ ...result, bound: [], boundFailed: "HTTP 400" }], ceilings, 3);
+  assert.match(none, /\(half the disk ceiling\) \(its bound not measured\) \|/);
+  const unbounded = resultsTable([{ ...result, bound: undefined }], ceilings, 3);
+  assert.doesNotMatch(unbounded, /data path|bound/);
 });

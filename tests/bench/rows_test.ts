@@ -128,3 +128,70 @@ Deno.test("the machine's busy time is the run's own figure when it reports one, 
   // the sampler's interval holds the run's: at least its 50 ms of busy time
   for (const s of result.distribution) assert.ok(s.machineCpu! >= 0.05, `${s.machineCpu}`);
 });
+
+Deno.test("a row with a bound runs against it too, each run beside the pair's, its samples kept apart", async () => {
+  const calls: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const bound = { server: standIn("intake-durable"), rows: new Set(["rec"]) };
+  const other: Workload = { ...recording(calls), name: "other" };
+  const [withBound, without] = await runRows([recording(calls), other], pair, {
+    runs: 2,
+    maxRunSeconds: 60,
+    warmup: 1,
+    bound,
+  });
+  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
+    "ours 2",
+    "distribution 2",
+    "intake-durable 2",
+    // run 0: the bound last; run 1: first (ours and Distribution side by side as before)
+    "ours 0",
+    "distribution 0",
+    "intake-durable 0",
+    "intake-durable 1",
+    "distribution 1",
+    "ours 1",
+    // a row without a bound: the pair only
+    "ours 2",
+    "distribution 2",
+    "ours 0",
+    "distribution 0",
+    "distribution 1",
+    "ours 1",
+  ]);
+  // every run against the bound is cleaned up after, as the pair's are
+  assert.equal(calls.filter((c) => c === "intake-durable after").length, 3);
+  assert.deepEqual(withBound.bound!.map((s) => s.metrics.n), [0, 1]);
+  assert.deepEqual(withBound.ours.map((s) => s.metrics.n), [0, 1]);
+  assert.deepEqual(withBound.distribution.map((s) => s.metrics.n), [0, 1]);
+  assert.equal(withBound.boundFailed, undefined);
+  assert.equal(without.bound, undefined);
+});
+
+Deno.test("a failure against the bound ends the bound's runs of that row; the row goes on", async () => {
+  const calls: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const bound = { server: standIn("intake-durable"), rows: new Set(["rec"]) };
+  const base = recording(calls);
+  const failing: Workload = {
+    ...base,
+    run(server, run) {
+      if (server.name === "intake-durable" && run === 0) {
+        return Promise.reject(new Error("PUT into the intake: HTTP 400"));
+      }
+      return base.run(server, run);
+    },
+  };
+  const [result] = await runRows([failing], pair, { runs: 3, maxRunSeconds: 60, bound });
+  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
+    "ours 0",
+    "distribution 0",
+    "distribution 1",
+    "ours 1",
+    "ours 2",
+    "distribution 2",
+  ]);
+  assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1, 2]);
+  assert.deepEqual(result.bound, []);
+  assert.match(result.boundFailed!, /HTTP 400/);
+});
