@@ -5,8 +5,8 @@
  * alternating which goes first), and prints the ceilings, the results table with ratios and
  * targets, and the resources each server used. With the ceilings, some rows are also measured
  * against their bound, the registry's durable data path alone (bench/intake.ts): push-parallel
- * in rounds before the rows, and the single pushes of curl and the Go-style sender in each of
- * their runs (their target cells say what it reached).
+ * in rounds before the rows, and in each of their runs push-parallel and the single pushes of
+ * curl and the Go-style sender (their target cells say what it reached).
  *
  * Usage: deno run -A bench/bench.ts [--full] [--runs 3] [--only push-mono,pull,...]
  *          [--seconds N] [--dir PARENT] [--keep] [--json FILE] [--profile DIR]
@@ -73,9 +73,9 @@ import {
 import { pushBesideDisk, sharedTmpfs } from "./beside_disk.ts";
 import {
   type BesideDisk,
+  BOUNDED_ROWS,
   type Ceilings,
   ceilingsTable,
-  CLIENT_SINGLE_PUSHES,
   dataPathBoundRow,
   resourcesTable,
   resultsTable,
@@ -558,16 +558,14 @@ async function main(): Promise<number> {
       }
     }
 
-    // The single pushes of curl and the Go-style sender: each run also into the registry's
-    // durable data path alone, their bound, with the ceilings
+    // The single pushes of curl and the Go-style sender, and push-parallel: each run also into
+    // the registry's durable data path alone, their bound, with the ceilings
     let bound: Bound | undefined;
-    if (
-      allCeilings.diskMiBs.length > 0 && chosen.some((w) => CLIENT_SINGLE_PUSHES.has(w.name))
-    ) {
+    if (allCeilings.diskMiBs.length > 0 && chosen.some((w) => BOUNDED_ROWS.has(w.name))) {
       try {
         const server = await startDurableIntake(REPO_ROOT, join(root, "intake-bound"), root);
         boundServer = server;
-        bound = { server, rows: CLIENT_SINGLE_PUSHES };
+        bound = { server, rows: BOUNDED_ROWS };
       } catch (error) {
         console.log(`The single pushes' bound not measured: ${String(error).slice(0, 500)}\n`);
       }

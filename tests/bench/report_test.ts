@@ -124,7 +124,7 @@ Deno.test("push-parallel's bound: the target names the data path's ratio; its ro
   };
   const metric: Metric = { key: "MiB/s", unit: "MiB/s", higherIsBetter: true };
   assert.deepEqual(targetFor("push-parallel", metric, 700, 380, ceilings), {
-    text: "≥ 2× Dist (durable data path alone, in its rounds: 1.84×)",
+    text: "≥ 2× Dist (durable data path alone, in rounds before the rows: 1.84×)",
     met: false,
   });
   assert.equal(targetFor("push-parallel", metric, 800, 380, ceilings).met, true);
