@@ -452,7 +452,8 @@ async function main(): Promise<number> {
   let ours: Server | null = null;
   let dist: Server | null = null;
   let clients: ClientRows | null = null;
-  let boundServer: Server | null = null;
+  /** The rows' bound while it runs (its server replaced in place on a restart). */
+  let bound: Bound | undefined;
   try {
     // Test data: generated and hashed once, outside every timed section.
     const t0 = performance.now();
@@ -560,11 +561,9 @@ async function main(): Promise<number> {
 
     // The single pushes of curl and the Go-style sender, and push-parallel: each run also into
     // the registry's durable data path alone, their bound, with the ceilings
-    let bound: Bound | undefined;
     if (allCeilings.diskMiBs.length > 0 && chosen.some((w) => BOUNDED_ROWS.has(w.name))) {
       try {
         const server = await startDurableIntake(REPO_ROOT, join(root, "intake-bound"), root);
-        boundServer = server;
         bound = { server, rows: BOUNDED_ROWS };
       } catch (error) {
         console.log(`The single pushes' bound not measured: ${String(error).slice(0, 500)}\n`);
@@ -581,9 +580,8 @@ async function main(): Promise<number> {
     ours = pair.ours;
     dist = pair.dist;
     if (bound) {
-      boundServer = bound.server;
-      await boundServer.stop();
-      boundServer = null;
+      await bound.server.stop();
+      bound = undefined;
     }
     console.log("\n## Results\n");
     console.log(resultsTable(results, ceilingsNow, runs));
@@ -649,7 +647,7 @@ async function main(): Promise<number> {
     return exitCode;
   } catch (error) {
     console.error(`\nBenchmark failed: ${error instanceof Error ? error.stack : error}`);
-    for (const s of [ours, dist]) {
+    for (const s of [ours, dist, bound?.server]) {
       if (s) {
         const log = await Deno.readTextFile(s.logPath).catch(() => "");
         console.error(`--- ${s.name} log (tail) ---\n${log.slice(-1500)}`);
@@ -660,7 +658,7 @@ async function main(): Promise<number> {
     await clients?.dispose();
     await ours?.stop();
     await dist?.stop();
-    await boundServer?.stop();
+    await bound?.server.stop();
     if (values.keep) console.log(`Kept ${root}`);
     else await Deno.remove(root, { recursive: true }).catch(() => {});
   }

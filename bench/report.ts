@@ -194,7 +194,9 @@ export function boundText(r: WorkloadResult, m: Metric, distMedian: number): str
   if (r.bound === undefined) return "";
   if (r.bound.length === 0) return " (its bound not measured)";
   const median = stats(r.bound.map((s) => s.metrics[m.key]!)).median;
-  return `; the durable data path alone, same client: ${num(median, m.unit)} ${m.unit}, ${
+  const n = r.bound.length;
+  const cut = r.boundFailed === undefined ? "" : ` (${n} run${n === 1 ? "" : "s"}, then it failed)`;
+  return `; the durable data path alone, same client${cut}: ${num(median, m.unit)} ${m.unit}, ${
     (median / distMedian).toFixed(2)
   }× Dist`;
 }

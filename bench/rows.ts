@@ -93,6 +93,23 @@ export async function runRows(
       skip(error);
       return "row";
     };
+    /**
+     * After a run: a server stopped at the time limit is restarted, then the run is cleaned up
+     * after. False when this failed for the bound (its runs of this row end); a failure for
+     * ours or Distribution is thrown.
+     */
+    const settle = async (s: Server, out: { timedOut?: boolean }): Promise<boolean> => {
+      const isBound = s === bound?.server && bounded;
+      try {
+        const now = out.timedOut ? await restartAfterTimeout(pair, bound, w, s) : s;
+        await w.after?.(now);
+        return true;
+      } catch (error) {
+        if (!isBound) throw error;
+        boundFailed(error);
+        return false;
+      }
+    };
     try {
       for (const s of [pair.ours, pair.dist]) await w.setup?.(s);
     } catch (error) {
@@ -111,7 +128,7 @@ export async function runRows(
     // Their run numbers follow the measured ones, so their names never collide.
     for (let k = 0; k < warmup && result.skipped === undefined; k++) {
       const servers = [pair.ours, pair.dist, boundServer()].filter((s) => s !== null);
-      for (let s of servers) {
+      for (const s of servers) {
         let out;
         try {
           out = await w.run(s, runs + k);
@@ -119,8 +136,7 @@ export async function runRows(
           if (failed(s, error) === "row") break;
           continue;
         }
-        if (out.timedOut) s = await restartAfterTimeout(pair, bound, w, s);
-        await w.after?.(s);
+        if (!await settle(s, out)) continue;
       }
     }
     for (let r = 0; r < runs && result.skipped === undefined; r++) {
@@ -128,7 +144,7 @@ export async function runRows(
       const third = boundServer();
       const two: Server[] = r % 2 === 0 ? [pair.ours, pair.dist] : [pair.dist, pair.ours];
       const order = third === null ? two : r % 2 === 0 ? [...two, third] : [third, ...two];
-      for (let s of order) {
+      for (const s of order) {
         if (capped.has(s.name)) continue;
         const sampler = new Sampler(s.pid);
         sampler.start();
@@ -158,8 +174,7 @@ export async function runRows(
           ? result.ours
           : result.distribution;
         samples.push(sample);
-        if (out.timedOut) s = await restartAfterTimeout(pair, bound, w, s);
-        await w.after?.(s);
+        if (!await settle(s, out)) continue;
         if (out.seconds >= maxRunSeconds && r < runs - 1) {
           capped.add(s.name);
           console.log(

@@ -238,8 +238,8 @@ export interface Receiver {
   /** `http://127.0.0.1:PORT`. */
   readonly base: string;
   readonly pid: number;
-  /** Stops the process (SIGTERM, then SIGKILL after 15 s). */
-  stop(): Promise<void>;
+  /** Stops the process (SIGTERM, then SIGKILL after 15 s; at once with `force`). */
+  stop(force?: boolean): Promise<void>;
 }
 
 /**
@@ -287,7 +287,7 @@ export async function startIntake(
     name: `intake-${mode}`,
     base,
     pid: child.pid,
-    stop: () => stopChild(child),
+    stop: (force = false) => stopChild(child, force),
   };
 }
 
@@ -309,9 +309,9 @@ export async function startDurableIntake(
     dataDir,
     logPath: join(logDir, "intake-durable.log"),
     blobPath: (hex) => join(dataDir, "blobs", "sha256", hex.slice(0, 2), hex),
-    stop: () => intake.stop(),
+    stop: (force = false) => intake.stop(force),
     restart: async () => {
-      await intake.stop();
+      await intake.stop(true);
       return await startDurableIntake(repoRoot, dataDir, logDir);
     },
   };

@@ -27,6 +27,20 @@ function sample(seconds: number, serverCpu: number, machineCpu?: number): Sample
   };
 }
 
+/** Ceilings of a run: SHA-256 at 1,500 MiB/s, loopback at 2,000, the rest as given. */
+function ceilingsWith(given: Partial<Ceilings>): Ceilings {
+  return {
+    diskMiBs: [],
+    sha256MiBs: [1500],
+    loopbackMiBs: [2000],
+    sinkLengthMiBs: [],
+    sinkChunkedMiBs: [],
+    sinkFileGetMiBs: [],
+    sinkHead: null,
+    ...given,
+  };
+}
+
 function row(ours: Sample[], distribution: Sample[]): WorkloadResult {
   return {
     name: "push-x",
@@ -107,21 +121,15 @@ Deno.test("machine busy time: this machine's grows while this process spins", ()
 });
 
 Deno.test("push-parallel's bound: the target names the data path's ratio; its row has the rates", () => {
-  const ceilings: Ceilings = {
+  const ceilings = ceilingsWith({
     diskMiBs: [1000],
-    sha256MiBs: [1500],
-    loopbackMiBs: [2000],
-    sinkLengthMiBs: [],
-    sinkChunkedMiBs: [],
-    sinkFileGetMiBs: [],
-    sinkHead: null,
     parallelDataPath: {
       baseline: "distribution",
       dataPathMiBs: [700, 760, 720],
       baselineMiBs: [380, 370, 400],
       ratios: [1.84, 2.05, 1.8],
     },
-  };
+  });
   const metric: Metric = { key: "MiB/s", unit: "MiB/s", higherIsBetter: true };
   assert.deepEqual(targetFor("push-parallel", metric, 700, 380, ceilings), {
     text: "≥ 2× Dist (durable data path alone, in rounds before the rows: 1.84×)",
@@ -139,15 +147,7 @@ Deno.test("push-parallel's bound: the target names the data path's ratio; its ro
 });
 
 Deno.test("single pushes of curl and the Go-style sender: issue 15's targets, and their bound in the cell", () => {
-  const ceilings: Ceilings = {
-    diskMiBs: [1100, 1126, 1200],
-    sha256MiBs: [1500],
-    loopbackMiBs: [2000],
-    sinkLengthMiBs: [],
-    sinkChunkedMiBs: [],
-    sinkFileGetMiBs: [],
-    sinkHead: null,
-  };
+  const ceilings = ceilingsWith({ diskMiBs: [1100, 1126, 1200] });
   const metric: Metric = { key: "MiB/s", unit: "MiB/s", higherIsBetter: true };
   // 2.5× Distribution, but under half the disk
   assert.deepEqual(targetFor("curl-chunked", metric, 541, 205, ceilings), {
@@ -180,6 +180,15 @@ Deno.test("single pushes of curl and the Go-style sender: issue 15's targets, an
   );
   const none = resultsTable([{ ...result, bound: [], boundFailed: "HTTP 400" }], ceilings, 3);
   assert.match(none, /\(half the disk ceiling\) \(its bound not measured\) \|/);
+  const cut = resultsTable(
+    [{ ...result, bound: [mib(530)], boundFailed: "HTTP 400" }],
+    ceilings,
+    3,
+  );
+  assert.match(
+    cut,
+    /the durable data path alone, same client \(1 run, then it failed\): 530 MiB\/s/,
+  );
   const unbounded = resultsTable([{ ...result, bound: undefined }], ceilings, 3);
   assert.doesNotMatch(unbounded, /data path|bound/);
 });

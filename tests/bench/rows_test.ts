@@ -195,3 +195,72 @@ Deno.test("a failure against the bound ends the bound's runs of that row; the ro
   assert.deepEqual(result.bound, []);
   assert.match(result.boundFailed!, /HTTP 400/);
 });
+
+Deno.test("a failure against the bound when it goes first still lets ours and Distribution run that round", async () => {
+  const calls: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const bound = { server: standIn("intake-durable"), rows: new Set(["rec"]) };
+  const base = recording(calls);
+  const failing: Workload = {
+    ...base,
+    run(server, run) {
+      if (server.name === "intake-durable" && run === 1) {
+        return Promise.reject(new Error("intake gone"));
+      }
+      return base.run(server, run);
+    },
+  };
+  const [result] = await runRows([failing], pair, { runs: 3, maxRunSeconds: 60, bound });
+  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
+    "ours 0",
+    "distribution 0",
+    "intake-durable 0",
+    // run 1: the bound (first) failed before recording; Distribution and ours still run
+    "distribution 1",
+    "ours 1",
+    "ours 2",
+    "distribution 2",
+  ]);
+  assert.deepEqual(result.distribution.map((s) => s.metrics.n), [0, 1, 2]);
+  assert.deepEqual(result.bound!.map((s) => s.metrics.n), [0]);
+  assert.match(result.boundFailed!, /intake gone/);
+});
+
+Deno.test("the bound stopped at the time limit is restarted in its own place; a failing clean-up there ends only its runs", async () => {
+  const calls: string[] = [];
+  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+  const bound = { server: standIn("intake-durable", 7), rows: new Set(["rec"]) };
+  const base = recording(calls);
+  let cleanups = 0;
+  const slow: Workload = {
+    ...base,
+    async run(server, run) {
+      const out = await base.run(server, run);
+      return { ...out, timedOut: server.name === "intake-durable" && run === 0 };
+    },
+    after(server) {
+      if (server.name === "intake-durable" && ++cleanups === 2) {
+        return Promise.reject(new Error("cannot remove the blob"));
+      }
+      return base.after!(server);
+    },
+  };
+  const [result] = await runRows([slow], pair, { runs: 3, maxRunSeconds: 60, bound });
+  // the restarted bound (port 8) took the bound's place; the pair is untouched
+  assert.equal(bound.server.base, "http://127.0.0.1:8");
+  assert.equal(pair.dist.base, "http://127.0.0.1:1");
+  assert.equal(pair.ours.base, "http://127.0.0.1:1");
+  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
+    "ours 0",
+    "distribution 0",
+    "intake-durable 0",
+    "intake-durable 1",
+    "distribution 1",
+    "ours 1",
+    "ours 2",
+    "distribution 2",
+  ]);
+  assert.deepEqual(result.bound!.map((s) => s.metrics.n), [0, 1]);
+  assert.match(result.boundFailed!, /cannot remove the blob/);
+  assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1, 2]);
+});
