@@ -169,61 +169,39 @@ Deno.test("a row with a bound runs against it too, each run beside the pair's, i
 });
 
 Deno.test("a failure against the bound ends the bound's runs of that row; the row goes on", async () => {
-  const calls: string[] = [];
-  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
-  const bound = { server: standIn("intake-durable"), rows: new Set(["rec"]) };
-  const base = recording(calls);
-  const failing: Workload = {
-    ...base,
-    run(server, run) {
-      if (server.name === "intake-durable" && run === 0) {
-        return Promise.reject(new Error("PUT into the intake: HTTP 400"));
-      }
-      return base.run(server, run);
-    },
-  };
-  const [result] = await runRows([failing], pair, { runs: 3, maxRunSeconds: 60, bound });
-  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
-    "ours 0",
-    "distribution 0",
-    "distribution 1",
-    "ours 1",
-    "ours 2",
-    "distribution 2",
-  ]);
-  assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1, 2]);
-  assert.deepEqual(result.bound, []);
-  assert.match(result.boundFailed!, /HTTP 400/);
-});
-
-Deno.test("a failure against the bound when it goes first still lets ours and Distribution run that round", async () => {
-  const calls: string[] = [];
-  const pair = { ours: standIn("ours"), dist: standIn("distribution") };
-  const bound = { server: standIn("intake-durable"), rows: new Set(["rec"]) };
-  const base = recording(calls);
-  const failing: Workload = {
-    ...base,
-    run(server, run) {
-      if (server.name === "intake-durable" && run === 1) {
-        return Promise.reject(new Error("intake gone"));
-      }
-      return base.run(server, run);
-    },
-  };
-  const [result] = await runRows([failing], pair, { runs: 3, maxRunSeconds: 60, bound });
-  assert.deepEqual(calls.filter((c) => !c.endsWith("after")), [
-    "ours 0",
-    "distribution 0",
-    "intake-durable 0",
-    // run 1: the bound (first) failed before recording; Distribution and ours still run
-    "distribution 1",
-    "ours 1",
-    "ours 2",
-    "distribution 2",
-  ]);
-  assert.deepEqual(result.distribution.map((s) => s.metrics.n), [0, 1, 2]);
-  assert.deepEqual(result.bound!.map((s) => s.metrics.n), [0]);
-  assert.match(result.boundFailed!, /intake gone/);
+  const cases = [
+    // run 0: the bound goes last
+    { failing: 0, bound: [], order: ["ours 0", "distribution 0"] },
+    // run 1: the bound goes first; Distribution and ours still run that round
+    { failing: 1, bound: [0], order: ["ours 0", "distribution 0", "intake-durable 0"] },
+  ];
+  for (const c of cases) {
+    const calls: string[] = [];
+    const pair = { ours: standIn("ours"), dist: standIn("distribution") };
+    const bound = { server: standIn("intake-durable"), rows: new Set(["rec"]) };
+    const base = recording(calls);
+    const failing: Workload = {
+      ...base,
+      run(server, run) {
+        if (server.name === "intake-durable" && run === c.failing) {
+          return Promise.reject(new Error("PUT into the intake: HTTP 400"));
+        }
+        return base.run(server, run);
+      },
+    };
+    const [result] = await runRows([failing], pair, { runs: 3, maxRunSeconds: 60, bound });
+    assert.deepEqual(calls.filter((call) => !call.endsWith("after")), [
+      ...c.order,
+      "distribution 1",
+      "ours 1",
+      "ours 2",
+      "distribution 2",
+    ]);
+    assert.deepEqual(result.ours.map((s) => s.metrics.n), [0, 1, 2]);
+    assert.deepEqual(result.distribution.map((s) => s.metrics.n), [0, 1, 2]);
+    assert.deepEqual(result.bound!.map((s) => s.metrics.n), c.bound);
+    assert.match(result.boundFailed!, /HTTP 400/);
+  }
 });
 
 Deno.test("the bound stopped at the time limit is restarted in its own place; a failing clean-up there ends only its runs", async () => {
