@@ -393,27 +393,30 @@ export async function startDistribution(
   };
 }
 
-/** CPU time of a process (all threads) in seconds, from /proc/PID/stat; null when gone. */
-export function cpuSeconds(pid: number): number | null {
+/**
+ * A process's user and system CPU time (all threads) in seconds, from /proc/PID/stat; null
+ * when it is gone.
+ */
+function processTimes(pid: number): { user: number; system: number } | null {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     // fields[0] is field 3 (state); utime and stime are fields 14 and 15, in clock ticks.
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
   } catch {
     return null;
   }
 }
 
+/** CPU time of a process (all threads) in seconds; null when gone. */
+export function cpuSeconds(pid: number): number | null {
+  const t = processTimes(pid);
+  return t === null ? null : t.user + t.system;
+}
+
 /** The system (kernel) part of a process's CPU time (stime), in seconds; null if gone. */
 export function systemCpuSeconds(pid: number): number | null {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[12]) / 100;
-  } catch {
-    return null;
-  }
+  return processTimes(pid)?.system ?? null;
 }
 
 function statusKiB(pid: number, key: string): number | null {
